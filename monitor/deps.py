@@ -1,0 +1,101 @@
+"""Everything a probe may use (HTTP clients, limits, targets, clock), built once and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from monitor.config import Config, Target
+
+
+class Clock(Protocol):
+    """Time source; tests inject a fake one."""
+
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch."""
+        ...
+
+    def monotonic(self) -> float:
+        """Monotonic seconds, for durations."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """Monotonic seconds, for durations."""
+        return time.monotonic()
+
+
+@dataclass
+class Deps:
+    """Shared resources for probes. One instance per loaded config; `aclose()` releases it."""
+
+    targets: Mapping[str, Target]
+    limiter: asyncio.Semaphore
+    body_limit: int
+    user_agent: str
+    clock: Clock = field(default_factory=SystemClock)
+    _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
+    # Long-lived resources owned by probe modules (the db probe's pools), keyed by check name.
+    resources: dict[str, object] = field(default_factory=dict)
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def client_for(self, target: Target) -> httpx.AsyncClient:
+        """The shared client for a target's TLS settings (never one client per probe: MEASURED.md)."""
+        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None)
+        client = self._clients.get(key)
+        if client is None:
+            verify: bool | ssl.SSLContext = target.verify_tls
+            if target.ca_file is not None and target.verify_tls:
+                verify = ssl.create_default_context(cafile=str(target.ca_file))
+            client = httpx.AsyncClient(
+                verify=verify,
+                follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": self.user_agent},
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            )
+            self._clients[key] = client
+        return client
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register a coroutine to run when these deps are closed (pools, sessions)."""
+        self._closers.append(closer)
+
+    async def aclose(self) -> None:
+        """Close every client and registered resource; never raises."""
+        for client in self._clients.values():
+            try:
+                await client.aclose()
+            except Exception:  # noqa: BLE001, S110 - closing is best effort at shutdown
+                pass
+        self._clients.clear()
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001, S110 - closing is best effort at shutdown
+                pass
+        self._closers.clear()
+
+
+def build_deps(config: Config, clock: Clock | None = None) -> Deps:
+    """Build the shared resources for a config."""
+    return Deps(
+        targets=dict(config.targets),
+        limiter=asyncio.Semaphore(config.http.max_in_flight),
+        body_limit=config.http.body_limit,
+        user_agent=config.http.user_agent,
+        clock=clock or SystemClock(),
+    )

@@ -1,0 +1,149 @@
+"""The closed outcome enum and the result of one run of a check (DESIGN §1, §3)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+class Outcome(enum.StrEnum):
+    """Every result has exactly one of these; the set is closed and names are public (metric labels)."""
+
+    OK = "ok"
+    SLOW = "slow"
+    UNEXPECTED_STATUS = "unexpected_status"
+    SERVER_ERROR = "server_error"
+    AUTH_BYPASS = "auth_bypass"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    TLS_ERROR = "tls_error"
+    DNS_ERROR = "dns_error"
+    INVALID_RESPONSE = "invalid_response"
+    TABLE_MISSING = "table_missing"
+    COLUMN_MISSING = "column_missing"
+    RLS_DISABLED = "rls_disabled"
+    PERMISSION_DENIED = "permission_denied"
+    POLICY_ERROR = "policy_error"
+    DB_ERROR = "db_error"
+    INTERNAL_ERROR = "internal_error"
+
+    @property
+    def success(self) -> bool:
+        """Whether this outcome counts as a passing probe (`probe_success` 1)."""
+        return self is Outcome.OK
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the target could not be talked to at all (DNS, connect, TLS, timeout)."""
+        return self in _UNREACHABLE
+
+
+_UNREACHABLE = frozenset({Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.TLS_ERROR, Outcome.DNS_ERROR})
+
+# Outcomes any network probe can produce, whatever its kind; each probe module adds its own.
+TRANSPORT_OUTCOMES: tuple[Outcome, ...] = (
+    Outcome.OK,
+    Outcome.TIMEOUT,
+    Outcome.CONNECTION_ERROR,
+    Outcome.TLS_ERROR,
+    Outcome.DNS_ERROR,
+    Outcome.INTERNAL_ERROR,
+)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What a probe observed. The runner adds the check's identity, the duration and the timestamps.
+
+    `message` is the human sentence with the actual values ("expected 401|403, got 500 after 0.12 s").
+    `details` holds observed values for /status and alert annotations (never secrets, never in labels).
+    `tables` maps each required table to whether it is present (db and postgrest probes).
+    `phases` maps a phase name (connect, query, canary, health, synthesis) to its duration in seconds.
+    """
+
+    outcome: Outcome
+    message: str
+    status_code: int | None = None
+    details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    tables: Mapping[str, bool] = field(default_factory=lambda: _EMPTY)
+    phases: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One finished run of a check: the probe's observation plus identity and timing."""
+
+    check: str
+    kind: str
+    outcome: Outcome
+    message: str
+    duration_s: float
+    started_at: float
+    finished_at: float
+    status_code: int | None = None
+    details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    tables: Mapping[str, bool] = field(default_factory=lambda: _EMPTY)
+    phases: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+    confirmation: bool = False
+
+    @property
+    def success(self) -> bool:
+        """Whether the run passed."""
+        return self.outcome.success
+
+    @classmethod
+    def from_probe(
+        cls,
+        check: str,
+        kind: str,
+        observed: ProbeResult,
+        *,
+        started_at: float,
+        finished_at: float,
+        duration_s: float,
+        confirmation: bool = False,
+    ) -> Result:
+        """Stamp a probe's observation with the check's identity and the runner's timing."""
+        return cls(
+            check=check,
+            kind=kind,
+            outcome=observed.outcome,
+            message=observed.message,
+            duration_s=duration_s,
+            started_at=started_at,
+            finished_at=finished_at,
+            status_code=observed.status_code,
+            details=observed.details,
+            tables=observed.tables,
+            phases=observed.phases,
+            confirmation=confirmation,
+        )
+
+    def to_status(self) -> dict[str, Any]:
+        """The JSON shape shared by /status and `check --format json` (DESIGN §7)."""
+        out: dict[str, Any] = {
+            "name": self.check,
+            "kind": self.kind,
+            "outcome": self.outcome.value,
+            "success": self.success,
+            "status_code": self.status_code,
+            "duration_s": round(self.duration_s, 6),
+            "message": self.message,
+            "finished_at": _iso(self.finished_at),
+        }
+        if self.details:
+            out["details"] = dict(self.details)
+        if self.tables:
+            out["tables"] = dict(self.tables)
+        return out
+
+
+def _iso(ts: float) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(ts, tz=_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
