@@ -1,15 +1,96 @@
-"""Placeholder for the `http` prober while it is being written (replaced before this lands)."""
+"""The `http` prober: request a URL and assert status, JSON fields, body regex and latency, in that order."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from monitor.config import HttpCheck, HttpExpect
 from monitor.deps import Deps
 from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from probes._http import (
+    Failed,
+    Fetched,
+    deadline_after,
+    fetch,
+    find_missing_relation,
+    io_budget,
+    json_field_problems,
+    parse_json,
+    short_repr,
+    status_list,
+)
 
-OUTCOMES: tuple[Outcome, ...] = TRANSPORT_OUTCOMES
+OUTCOMES: tuple[Outcome, ...] = (
+    *TRANSPORT_OUTCOMES,
+    Outcome.SLOW,
+    Outcome.UNEXPECTED_STATUS,
+    Outcome.SERVER_ERROR,
+    Outcome.TABLE_MISSING,
+    Outcome.INVALID_RESPONSE,
+)
 
 
-async def probe(check: Any, deps: Deps) -> ProbeResult:
-    """Not written yet."""
-    return ProbeResult(Outcome.INTERNAL_ERROR, "the http prober is not implemented yet")
+async def probe(check: HttpCheck, deps: Deps) -> ProbeResult:
+    """Run one `http` check against its target."""
+    target = deps.targets[check.target]
+    got = await fetch(deps, target, check, deadline=deadline_after(io_budget(check.timeout)))
+    if isinstance(got, Failed):
+        return failed_result(got)
+    return assess(check.expect, got)
+
+
+def failed_result(failed: Failed) -> ProbeResult:
+    """The result for a request that produced no usable response."""
+    return ProbeResult(failed.outcome, failed.message, status_code=failed.status)
+
+
+def status_failure(expected: list[int], got: Fetched) -> ProbeResult:
+    """The result for a status outside `expected`: server_error, table_missing or unexpected_status."""
+    message = f"expected {status_list(expected)}, got {got.status} after {got.elapsed:.2f} s"
+    details: dict[str, Any] = {"body_excerpt": got.excerpt()} if not 200 <= got.status < 300 else {}
+    if got.status >= 500:
+        missing = find_missing_relation(got.body)
+        if missing is not None:
+            details["tables_missing"] = list(missing.tables)
+            details["code"] = missing.code
+            return ProbeResult(
+                Outcome.TABLE_MISSING, f"{message}: {missing.describe()}", status_code=got.status, details=details
+            )
+        return ProbeResult(Outcome.SERVER_ERROR, message, status_code=got.status, details=details)
+    return ProbeResult(Outcome.UNEXPECTED_STATUS, message, status_code=got.status, details=details)
+
+
+def assess(expect: HttpExpect, got: Fetched) -> ProbeResult:
+    """Apply `expect` to a response: status, then JSON fields, then body regex, then latency."""
+    if got.status not in expect.status:
+        return status_failure(expect.status, got)
+    details: dict[str, Any] = {"bytes": len(got.body)}
+    if got.truncated:
+        details["truncated"] = True
+    if not 200 <= got.status < 300:
+        details["body_excerpt"] = got.excerpt()
+
+    def invalid(message: str) -> ProbeResult:
+        return ProbeResult(Outcome.INVALID_RESPONSE, message, status_code=got.status, details=details)
+
+    if expect.json_fields:
+        parsed, document, why = parse_json(got)
+        if not parsed:
+            return invalid(f"expected JSON fields {', '.join(expect.json_fields)}, but {why}")
+        problems = json_field_problems(document, expect.json_fields)
+        if problems:
+            return invalid("; ".join(problems))
+    if expect.body_regex is not None and re.search(expect.body_regex, got.text()) is None:
+        cut = f" (only the first {got.cap} bytes were read)" if got.truncated else ""
+        return invalid(f"body ({len(got.body)} bytes) does not match regex {short_repr(expect.body_regex)}{cut}")
+    if expect.max_latency is not None and got.elapsed > expect.max_latency:
+        return ProbeResult(
+            Outcome.SLOW,
+            f"{got.status} after {got.elapsed:.2f} s, over the {expect.max_latency:.2f} s budget",
+            status_code=got.status,
+            details=details,
+        )
+    return ProbeResult(
+        Outcome.OK, f"{got.status} after {got.elapsed:.2f} s", status_code=got.status, details=details
+    )
