@@ -26,6 +26,8 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ForgedToken = Literal["garbage", "wrong_signature", "alg_none", "expired"]
 ALL_FORGED: tuple[ForgedToken, ...] = ("garbage", "wrong_signature", "alg_none", "expired")
+AudioFormat = Literal["mp3", "wav", "ogg"]
+ALL_AUDIO_FORMATS: tuple[AudioFormat, ...] = ("mp3", "wav", "ogg")
 AlertName = Literal[
     "ContractRegression",
     "AuthBypass",
@@ -295,7 +297,7 @@ class Synthesize(RequestSpec):
     method: Method = "POST"
     min_bytes: Annotated[int, Field(ge=1)] = 1000
     content_types: list[str] = Field(default_factory=lambda: ["audio/"], min_length=1)
-    formats: list[Literal["mp3", "wav", "ogg"]] = Field(default_factory=lambda: ["mp3", "wav", "ogg"], min_length=1)
+    formats: list[AudioFormat] = Field(default_factory=lambda: list(ALL_AUDIO_FORMATS), min_length=1)
     max_latency: Duration | None = None
 
 
@@ -364,7 +366,7 @@ class SinkBase(Strict):
     @property
     def display_name(self) -> str:
         """The sink's name in logs and metrics (never its URL, which may hold a token)."""
-        return self.name or self.kind  # type: ignore[attr-defined, no-any-return]
+        return self.name or self.kind  # type: ignore[attr-defined]
 
 
 class AlertmanagerSink(SinkBase):

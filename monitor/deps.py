@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -76,17 +77,14 @@ class Deps:
 
     async def aclose(self) -> None:
         """Close every client and registered resource; never raises."""
+        # Closing is best effort: a resource that fails to close must not keep the others open.
         for client in self._clients.values():
-            try:
+            with contextlib.suppress(Exception):
                 await client.aclose()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort at shutdown
-                pass
         self._clients.clear()
         for closer in reversed(self._closers):
-            try:
+            with contextlib.suppress(Exception):
                 await closer()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort at shutdown
-                pass
         self._closers.clear()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.config import CHECK_KINDS, SINK_KINDS, Config, cross_check
@@ -363,6 +363,40 @@ def _env_override_paths(env: Mapping[str, str]) -> set[tuple[str, ...]]:
     }
 
 
-def redacted_dump(config: Config) -> dict[str, Any]:
-    """The effective config as plain data with every secret shown as '**********' (for logs and debugging)."""
-    return config.model_dump(mode="json", by_alias=True)
+def collect_secrets(config: Config) -> set[str]:
+    """Every secret value in the config (and the password inside each DSN), for the log scrubber."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            found.add(raw)
+            found.update(_dsn_passwords(raw))
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(config)
+    return {s for s in found if s}
+
+
+def _dsn_passwords(raw: str) -> set[str]:
+    from urllib.parse import unquote, urlsplit
+
+    out: set[str] = set()
+    if "://" in raw:
+        try:
+            password = urlsplit(raw).password
+        except ValueError:
+            password = None
+        if password:
+            out.update({password, unquote(password)})
+    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", raw):
+        out.add(match.group(1).strip("'"))
+    return out

@@ -1,0 +1,220 @@
+"""The long-running daemon: scheduler, HTTP server, alert engine, SIGHUP reload and bounded SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
+
+from monitor import __version__
+from monitor.config import Config, parse_listen
+from monitor.deps import Clock, Deps, SystemClock, build_deps
+from monitor.loader import ConfigError, collect_secrets, load_config
+from monitor.logs import SecretScrubber
+from monitor.metrics import Metrics
+from monitor.results import Result
+from monitor.runner import Runner
+from monitor.server import EmbeddedServer, build_server, create_app
+from monitor.state import State
+
+log = structlog.get_logger("pam_monitor.daemon")
+
+
+class Engine(Protocol):
+    """What the daemon needs from the alert engine (alerts.engine.AlertEngine)."""
+
+    async def start(self) -> None:
+        """Open persisted state and start delivery."""
+        ...
+
+    def observe(self, result: Result) -> None:
+        """Feed one result to the alert rules."""
+        ...
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        """Pending and firing alerts for /status."""
+        ...
+
+    async def reload(self, config: Config) -> None:
+        """Adopt a new configuration."""
+        ...
+
+    async def aclose(self, timeout: float) -> None:
+        """Flush what can be flushed within `timeout`, then stop."""
+        ...
+
+
+EngineFactory = Callable[[Config, CollectorRegistry, Clock], Engine]
+
+
+class Daemon:
+    """One running pam-monitor: owns the event-loop resources and their lifecycle."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None,
+        listen_override: str | None = None,
+        shard: tuple[int, int] | None = None,
+        engine_factory: EngineFactory | None = None,
+        clock: Clock | None = None,
+        scrubber: SecretScrubber | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.listen_override = listen_override
+        self.shard = shard
+        self.clock = clock or SystemClock()
+        self.scrubber = scrubber or SecretScrubber()
+        self.metrics = Metrics()
+        self.state = State(self.clock.monotonic)
+        self.engine: Engine | None = (
+            engine_factory(config, self.metrics.registry, self.clock) if engine_factory else None
+        )
+        self.deps: Deps | None = None
+        self.runner: Runner | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.server: EmbeddedServer | None = None
+        self._stop = asyncio.Event()
+        self._reloading: asyncio.Task[bool] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- control -------------------------------------------------------------------------------------------
+
+    def request_stop(self, signame: str = "request") -> None:
+        """Begin a graceful shutdown (SIGTERM, SIGINT)."""
+        if not self._stop.is_set():
+            log.info("daemon.stopping", signal=signame, shutdown_timeout_s=self.config.shutdown_timeout)
+            self._stop.set()
+
+    def request_reload(self) -> None:
+        """Reload the config file (SIGHUP); a reload already under way is not doubled."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> bool:
+        """Load the file again; on any problem keep the running config and set the reload metric to 0."""
+        log.info("config.reload_started", path=str(self.config_path) if self.config_path else None)
+        try:
+            new = await asyncio.to_thread(
+                load_config, self.config_path, listen=self.listen_override, shard=self.shard
+            )
+        except ConfigError as exc:
+            self.metrics.reload_ok.set(0)
+            log.error("config.reload_failed", problems=exc.problems, kept="previous configuration")
+            return False
+        if new.listen != self.config.listen:
+            log.warning("config.listen_change_ignored", running=self.config.listen, requested=new.listen,
+                        hint="restart the daemon to change listen")
+            new = new.model_copy(update={"listen": self.config.listen})
+        self._adopt(new)
+        if self.engine is not None:
+            await self.engine.reload(new)
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_ts.set(self.clock.time())
+        log.info("config.reloaded", checks=len(self.runner.checks) if self.runner else 0)
+        return True
+
+    def _adopt(self, config: Config) -> None:
+        """Swap in a new config: new deps and jobs; old runs finish on the old deps, which close after them."""
+        assert self.scheduler is not None
+        old_runner, old_deps = self.runner, self.deps
+        self.config = config
+        self.scrubber.update(collect_secrets(config))
+        self.deps = build_deps(config, self.clock)
+        if old_runner is not None:
+            old_runner.stop(self.scheduler)
+        self.runner = Runner(
+            config, self.deps, self.metrics, self.state,
+            on_result=self.engine.observe if self.engine is not None else None,
+        )
+        self.runner.start(self.scheduler)
+        if old_deps is not None:
+            pending = set(old_runner.in_flight) if old_runner is not None else set()
+            self._spawn(self._close_after(old_deps, pending, max((c.timeout for c in config.checks), default=5.0)))
+
+    async def _close_after(self, deps: Deps, pending: set[asyncio.Task[Any]], limit: float) -> None:
+        if pending:
+            await asyncio.wait(pending, timeout=limit + 1)
+        await deps.aclose()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_ts.set(self.clock.time())
+        self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        if self.engine is not None:
+            await self.engine.start()
+            self.state.alerts = self.engine.active_alerts
+        self._adopt(self.config)
+        self.scheduler.start()
+        host, port = parse_listen(self.config.listen)
+        self.server = build_server(create_app(self.state, self.metrics, lambda: self.config.service), host, port)
+        server_task = loop.create_task(self.server.serve())
+        # uvicorn has no "started" event to await; poll its flag, bounded by the task ending on a bind failure.
+        while not self.server.started and not server_task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if not self.server.started:
+            with contextlib.suppress(BaseException):
+                server_task.result()
+            log.error("daemon.listen_failed", listen=self.config.listen,
+                      hint="another process holds the port, or the address is not on this host; change --listen")
+            await self._shutdown(server_task)
+            return 1
+        log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
+                 checks=len(self.runner.checks) if self.runner else 0,
+                 sinks=[s.display_name for s in self.config.alerts.sinks])
+        await self._stop.wait()
+        await self._shutdown(server_task)
+        log.info("daemon.stopped")
+        return 0
+
+    async def _shutdown(self, server_task: asyncio.Task[Any]) -> None:
+        """Stop within shutdown_timeout: let in-flight runs finish, cancel the rest, flush alerts, close."""
+        loop = asyncio.get_running_loop()
+        budget = self.config.shutdown_timeout
+        deadline = loop.time() + budget
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()
+        in_flight = set(self.runner.in_flight) if self.runner else set()
+        if in_flight:
+            done, pending = await asyncio.wait(in_flight, timeout=budget * 0.5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=0.5)
+            log.info("daemon.runs_drained", finished=len(done), cancelled=len(pending))
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.engine is not None:
+            await self.engine.aclose(max(0.1, (deadline - loop.time()) * 0.7))
+        if self.server is not None:
+            self.server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(server_task, timeout=max(0.1, deadline - loop.time()))
+        for task in list(self._background):
+            task.cancel()
+        if self.deps is not None:
+            await self.deps.aclose()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,80 @@
+"""What the daemon knows right now: the last result of each check, readiness and scheduler liveness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from monitor.results import Outcome, Result
+
+AlertsProvider = Callable[[], list[dict[str, Any]]]
+
+
+class State:
+    """Last results per check plus the facts /healthz and /readyz report. Mutated only on the event loop."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self.results: dict[str, Result] = {}
+        self.kinds: dict[str, str] = {}
+        self.order: list[str] = []
+        self.config_loaded = False
+        self.last_tick: float | None = None
+        self.alerts: AlertsProvider = list
+
+    def set_checks(self, checks: Iterable[tuple[str, str]]) -> None:
+        """Declare the running checks (name, kind); results of checks that remain are kept."""
+        pairs = list(checks)
+        self.order = [name for name, _ in pairs]
+        self.kinds = dict(pairs)
+        self.results = {
+            name: result for name, result in self.results.items()
+            if name in self.kinds and self.kinds[name] == result.kind
+        }
+        self.config_loaded = True
+
+    def record(self, result: Result) -> Outcome | None:
+        """Store a result; return the outcome it replaces (None for a check's first run)."""
+        previous = self.results.get(result.check)
+        if result.check in self.kinds:
+            self.results[result.check] = result
+        return previous.outcome if previous is not None else None
+
+    def tick(self) -> None:
+        """The scheduler's heartbeat job calls this every second."""
+        self.last_tick = self._monotonic()
+
+    def healthy(self, max_silence: float) -> tuple[bool, str]:
+        """Alive means the scheduler ticked within `max_silence` seconds."""
+        if self.last_tick is None:
+            return False, "scheduler has not ticked yet"
+        silence = self._monotonic() - self.last_tick
+        if silence > max_silence:
+            return False, f"scheduler silent for {silence:.1f} s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready means a config is loaded and every check has finished at least one run."""
+        if not self.config_loaded:
+            return False, "no configuration loaded"
+        waiting = [name for name in self.order if name not in self.results]
+        if waiting:
+            return False, f"{len(waiting)} of {len(self.order)} checks have not run yet"
+        return True, "ok"
+
+    def status(self, *, with_alerts: bool = True) -> dict[str, Any]:
+        """The /status document (DESIGN §7); never holds a secret because results never do."""
+        checks: list[dict[str, Any]] = []
+        for name in self.order:
+            result = self.results.get(name)
+            if result is None:
+                checks.append({
+                    "name": name, "kind": self.kinds[name], "outcome": None, "success": None,
+                    "status_code": None, "duration_s": None, "message": "not run yet", "finished_at": None,
+                })
+            else:
+                checks.append(result.to_status())
+        doc: dict[str, Any] = {"checks": checks}
+        if with_alerts:
+            doc["alerts"] = self.alerts()
+        return doc
