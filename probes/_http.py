@@ -79,9 +79,9 @@ class Failed:
 
 
 def body_excerpt(body: bytes) -> str:
-    """Decode up to 200 characters of `body` leniently and strip control characters."""
+    """Decode up to 200 characters of `body` leniently; control characters and runs of space become one space."""
     text = body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-    return _CONTROL.sub(" ", text).strip()[:EXCERPT_CHARS]
+    return " ".join(_CONTROL.sub(" ", text).split())[:EXCERPT_CHARS]
 
 
 def build_url(target: Target, spec: RequestSpec) -> str:
@@ -233,9 +233,11 @@ def classify_transport(exc: BaseException, target: Target) -> tuple[Outcome, str
     chain = list(_chain(exc))
     host = httpx.URL(target.base_url or "http://unknown").host
     for item in chain:
-        if isinstance(item, socket.gaierror) or _DNS_TEXT.search(str(item)):
-            reason = item.strerror if isinstance(item, socket.gaierror) and item.strerror else _clean(str(item))
-            return Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {reason}"
+        if isinstance(item, socket.gaierror):
+            return Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {item.strerror or _clean(str(item))}"
+    for item in chain:
+        if _DNS_TEXT.search(str(item)):
+            return Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {_clean(str(item))}"
     for item in chain:
         if isinstance(item, ssl.SSLError) or "SSL" in str(item) or "CERTIFICATE" in str(item):
             return Outcome.TLS_ERROR, f"TLS handshake with {host} failed: {_clean(str(item))}"

@@ -1,0 +1,231 @@
+"""A stand-in target app whose endpoints misbehave on demand, and raw TCP servers that do not speak HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from monitor.config import Target
+from monitor.deps import Deps
+from probes._jwt import JwtError, decode_unverified, verify_hs256
+
+SECRET = "target-test-secret-0123456789abcdef"
+"""The JWT secret the /auth endpoint treats as the real one."""
+
+CHUNK = 64 * 1024
+_HANG_LIMIT_S = 60.0
+
+
+async def _wait_for_disconnect(request: Request, limit: float = _HANG_LIMIT_S) -> None:
+    """Block until the client goes away (bounded, so a leaked request cannot outlive the test run)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    return
+
+
+async def respond(request: Request) -> Response:
+    """Any status, body and content type from the query: ?status=500&body=...&ctype=...&delay=0.2."""
+    q = request.query_params
+    delay = float(q.get("delay", "0"))
+    if delay:
+        await asyncio.sleep(delay)
+    return Response(q.get("body", ""), status_code=int(q.get("status", "200")),
+                    media_type=q.get("ctype", "text/plain"))
+
+
+async def hang(request: Request) -> Response:
+    """Never answer; return only once the client has given up."""
+    await _wait_for_disconnect(request)
+    return Response(status_code=204)
+
+
+async def endless(request: Request) -> Response:
+    """A 200 whose body streams ?size= bytes (default 1 GiB) of 'x' in 64 KiB chunks."""
+    size = int(request.query_params.get("size", str(1 << 30)))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        block = b"x" * CHUNK
+        for _ in range(math.ceil(size / CHUNK)):
+            yield block
+
+    return StreamingResponse(chunks(), media_type="application/json")
+
+
+async def drip(request: Request) -> Response:
+    """A 200 that sends its headers, then one byte every ?every= seconds, bounded to 600 bytes."""
+    every = float(request.query_params.get("every", "0.1"))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(600):
+            yield b" "
+            await asyncio.sleep(every)
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+def _variant(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        return "none"
+    token = header.removeprefix("Bearer ").strip()
+    try:
+        head, claims = decode_unverified(token)
+    except JwtError:
+        return "garbage"
+    if head.get("alg") == "none":
+        return "alg_none"
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and exp < time.time():
+        return "expired"
+    try:
+        verify_hs256(token, SECRET)
+    except JwtError:
+        return "wrong_signature"
+    return "valid"
+
+
+async def auth(request: Request) -> Response:
+    """A protected endpoint: answers per presented-token variant, statuses from the query.
+
+    Defaults: none 403, garbage/wrong_signature/alg_none/expired 401, valid 200. `?alg_none=404` makes the
+    alg-none token get a 404; `?body=...` is the body of every 5xx answer.
+    """
+    variant = _variant(request)
+    defaults = {"none": 403, "valid": 200}
+    status = int(request.query_params.get(variant, defaults.get(variant, 401)))
+    if status >= 500:
+        return Response(request.query_params.get("body", "Internal Server Error"), status_code=status,
+                        media_type="application/json")
+    detail = {403: "Not authenticated", 401: "Invalid authentication credentials"}.get(status, "whatever")
+    return JSONResponse({"detail": detail, "variant": variant}, status_code=status)
+
+
+def wav_bytes(seconds: float = 0.1, rate: int = 8000) -> bytes:
+    """A small valid mono 16-bit PCM WAV of silence."""
+    frames = int(seconds * rate)
+    data = b"\x00\x00" * frames
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+            + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def mp3_bytes(frames: int = 8) -> bytes:
+    """An ID3v2.4 tag followed by MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz; payload zeros)."""
+    tag = b"ID3\x04\x00\x00" + bytes([0, 0, 0, 10]) + b"\x00" * 10
+    header = bytes([0xFF, 0xFB, 0x90, 0x64])  # MPEG-1 L3, 128 kbit/s, 44100 Hz, no padding
+    frame = header + b"\x00" * (144 * 128000 // 44100 - 4)
+    return tag + frame * frames
+
+
+def ogg_bytes() -> bytes:
+    """One Ogg page (version 0, beginning of stream) with a single 30-byte segment."""
+    segment = b"\x01vorbis" + b"\x00" * 23
+    return (b"OggS" + bytes([0, 0x02]) + b"\x00" * 8 + struct.pack("<III", 1, 0, 0)
+            + bytes([1, len(segment)]) + segment)
+
+
+AUDIO: dict[str, Callable[[int], bytes]] = {
+    "wav": lambda size: wav_bytes(),
+    "mp3": lambda size: mp3_bytes(),
+    "ogg": lambda size: ogg_bytes() * 40,
+    "zeros": lambda size: b"\x00" * size,
+    "text": lambda size: (b"this is not audio " * (size // 18 + 1))[:size],
+}
+
+
+async def audio(request: Request) -> Response:
+    """Audio (or not) on demand: ?kind=wav|mp3|ogg|zeros|text&ctype=audio/mpeg&size=200&status=200."""
+    q = request.query_params
+    body = AUDIO[q.get("kind", "wav")](int(q.get("size", "2000")))
+    return Response(body, status_code=int(q.get("status", "200")), media_type=q.get("ctype", "audio/wav"))
+
+
+async def voice_health(request: Request) -> Response:
+    """{"status": ?status=healthy} with HTTP ?code=200."""
+    q = request.query_params
+    return Response(json.dumps({"status": q.get("status", "healthy"), "engine": "edge-tts"}),
+                    status_code=int(q.get("code", "200")), media_type="application/json")
+
+
+def create_target_app() -> Starlette:
+    """The misbehaving target: /respond, /hang, /endless, /drip, /auth, /audio, /voice/health."""
+    every = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    return Starlette(routes=[
+        Route("/respond", respond, methods=every),
+        Route("/hang", hang, methods=every),
+        Route("/endless", endless),
+        Route("/drip", drip),
+        Route("/auth", auth, methods=every),
+        Route("/audio", audio, methods=every),
+        Route("/voice/health", voice_health),
+    ])
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_tcp_server(handler: Handler) -> AsyncIterator[str]:
+    """A TCP server on 127.0.0.1 in the current loop running `handler` per connection; yields its http:// URL."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def garbage_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read a little of the request, then answer with bytes that are not HTTP."""
+    await reader.read(1024)
+    writer.write(b"\x00\x01\x02SSH-2.0-OpenSSH_9.6 not http at all\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def reset_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read the request, then reset the connection (SO_LINGER 0 turns close into an RST)."""
+    await reader.read(1024)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+TIMING = {"interval": 10.0, "timeout": 3.0, "failure_threshold": 2, "success_threshold": 2}
+"""Check fields every test check needs; override `timeout` per test."""
+
+
+class DepsFactory:
+    """Builds Deps whose single target `t` points at a given base URL, and closes them all at the end."""
+
+    def __init__(self) -> None:
+        self._made: list[Deps] = []
+
+    def __call__(self, base_url: str, *, body_limit: int = 1 << 20, max_in_flight: int = 16,
+                 headers: dict[str, str] | None = None) -> Deps:
+        """Deps for a target named `t` at `base_url`."""
+        target = Target.model_validate({"base_url": base_url, "headers": headers or {}})
+        deps = Deps(targets={"t": target}, limiter=asyncio.Semaphore(max_in_flight), body_limit=body_limit,
+                    user_agent="pam-monitor-test")
+        self._made.append(deps)
+        return deps
+
+    async def aclose(self) -> None:
+        """Close every Deps built here."""
+        for deps in self._made:
+            await deps.aclose()
