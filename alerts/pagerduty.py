@@ -1,0 +1,64 @@
+"""PagerDuty Events API v2 sink: trigger / resolve with a `dedup_key` stable per alert (hash of its labels).
+
+PagerDuty answers 202 when it accepted an event, 400 for an invalid one, 429 when throttled.
+MonitorWatchdog is never sent here: an always-firing alert would page forever (use Alertmanager's
+dead man's switch routing for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from alerts.delivery import SendResult, post_json
+from alerts.model import Notification, SinkContext, fingerprint, iso
+from monitor.config import PagerDutySink
+
+SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info", "none": "info"}
+SUMMARY_LIMIT = 1024
+
+
+def dedup_key(notification: Notification) -> str:
+    """The same for every event of one alert (and on every replica): a hash of its labels."""
+    return fingerprint(notification.labels)
+
+
+def build_payload(notification: Notification, *, routing_key: str, ctx: SinkContext) -> dict[str, Any]:
+    """The Events v2 body for one notification."""
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "dedup_key": dedup_key(notification),
+        "event_action": "resolve" if notification.resolved else "trigger",
+    }
+    if notification.resolved:
+        return body
+    labels = notification.labels
+    summary = notification.annotations.get("summary") or notification.alertname
+    prefix = "[flapping] " if notification.event == "flapping" else ""
+    summary = f"{prefix}{notification.alertname} {labels.get('check', '')}: {summary}".strip()
+    body["payload"] = {
+        "summary": summary[:SUMMARY_LIMIT],
+        "source": f"{labels.get('service', ctx.service)}/{labels.get('check', '')}".rstrip("/"),
+        "severity": SEVERITY.get(labels.get("severity", ""), "error"),
+        "timestamp": iso(notification.at),
+        "component": labels.get("check", ""),
+        "group": labels.get("service", ctx.service),
+        "class": notification.alertname,
+        "custom_details": {"labels": dict(labels), "annotations": dict(notification.annotations),
+                           "event": notification.event, "starts_at": iso(notification.starts_at)},
+    }
+    body["client"] = "pam-monitor"
+    if ctx.generator_url:
+        body["client_url"] = ctx.generator_url
+    return body
+
+
+async def send(
+    client: httpx.AsyncClient, sink: PagerDutySink, notifications: Sequence[Notification], *,
+    ctx: SinkContext, now: float, url_index: int = 0,
+) -> SendResult:
+    """Send one event (the engine hands PagerDuty one notification at a time)."""
+    body = build_payload(notifications[0], routing_key=sink.routing_key.get_secret_value(), ctx=ctx)
+    return await post_json(client, sink.url, body, timeout=sink.timeout)

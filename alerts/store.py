@@ -1,0 +1,175 @@
+"""Durable alert state and the notification outbox, in SQLite (WAL) under `state_dir`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from alerts.errors import StoreError
+from alerts.machine import AlertState
+from alerts.model import Notification
+from alerts.rules import CheckMemory
+
+FILENAME = "alerts.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS check_memory (check_name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (lane, id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One undelivered notification for one delivery lane (a sink, or one URL of an Alertmanager sink)."""
+
+    id: int
+    lane: str
+    notification: Notification
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+
+
+class Store:
+    """The state database. Calls are synchronous and small; the engine makes them from the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the alert state database {path}: {exc}") from exc
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Store:
+        """Open (creating the directory and schema if needed) the database in `state_dir`."""
+        return cls(Path(state_dir) / FILENAME)
+
+    def close(self) -> None:
+        """Close the connection; committed data stays."""
+        self._db.close()
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    def load_states(self) -> dict[str, AlertState]:
+        """Every persisted alert state by key."""
+        rows = self._db.execute("SELECT key, body FROM alert_state").fetchall()
+        return {key: AlertState.from_dict(json.loads(body)) for key, body in rows}
+
+    def load_memory(self) -> dict[str, CheckMemory]:
+        """What the rules remember per check."""
+        rows = self._db.execute("SELECT check_name, body FROM check_memory").fetchall()
+        return {name: CheckMemory(**json.loads(body)) for name, body in rows}
+
+    def head(self, lane: str, limit: int = 1) -> list[OutboxRow]:
+        """The oldest `limit` rows of a lane, in order."""
+        rows = self._db.execute(
+            "SELECT id, lane, body, attempts, next_attempt_at, created_at FROM outbox WHERE lane = ? "
+            "ORDER BY id LIMIT ?", (lane, limit)
+        ).fetchall()
+        return [OutboxRow(r[0], r[1], Notification.from_json(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    def depth(self) -> int:
+        """How many notifications wait to be delivered, over all lanes."""
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def lanes(self) -> set[str]:
+        """Lanes that have rows waiting."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT lane FROM outbox").fetchall()}
+
+    # ------------------------------------------------------------------------------------------ writes
+
+    def commit(
+        self,
+        *,
+        states: Iterable[AlertState] = (),
+        delete_states: Iterable[str] = (),
+        memory: Iterable[tuple[str, CheckMemory]] = (),
+        enqueue: Iterable[tuple[str, Notification]] = (),
+        now: float = 0.0,
+    ) -> None:
+        """Write state changes and new outbox rows in one transaction (all or nothing)."""
+        try:
+            with self._tx():
+                self._db.executemany(
+                    "INSERT INTO alert_state (key, body) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET body = excluded.body",
+                    [(s.key, json.dumps(s.to_dict(), sort_keys=True)) for s in states],
+                )
+                self._db.executemany("DELETE FROM alert_state WHERE key = ?", [(k,) for k in delete_states])
+                self._db.executemany(
+                    "INSERT INTO check_memory (check_name, body) VALUES (?, ?) "
+                    "ON CONFLICT (check_name) DO UPDATE SET body = excluded.body",
+                    [(name, json.dumps({"last_good_status": m.last_good_status,
+                                        "last_good_outcome": m.last_good_outcome})) for name, m in memory],
+                )
+                self._db.executemany(
+                    "INSERT INTO outbox (lane, body, attempts, next_attempt_at, created_at) VALUES (?, ?, 0, ?, ?)",
+                    [(lane, n.to_json(), now, now) for lane, n in enqueue],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the alert state database {self.path}: {exc}") from exc
+
+    def forget_checks(self, names: Iterable[str]) -> None:
+        """Drop the memory of checks that left the config."""
+        with self._tx():
+            self._db.executemany("DELETE FROM check_memory WHERE check_name = ?", [(n,) for n in names])
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove delivered (or abandoned) rows."""
+        with self._tx():
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    def reschedule(self, ids: Sequence[int], *, attempts: int, next_attempt_at: float) -> None:
+        """Record a failed attempt and when to try again."""
+        with self._tx():
+            self._db.executemany(
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
+                [(attempts, next_attempt_at, i) for i in ids],
+            )
+
+    def hurry(self, now: float) -> None:
+        """Make every row due now (used when flushing at shutdown)."""
+        with self._tx():
+            self._db.execute("UPDATE outbox SET next_attempt_at = ? WHERE next_attempt_at > ?", (now, now))
+
+    def drop_lanes(self, keep: set[str]) -> dict[str, int]:
+        """Delete the rows of lanes no longer configured; returns how many per lane."""
+        dropped: dict[str, int] = {}
+        for lane in self.lanes() - keep:
+            with self._tx():
+                cur = self._db.execute("DELETE FROM outbox WHERE lane = ?", (lane,))
+            dropped[lane] = cur.rowcount
+        return dropped
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error (the connection is in autocommit mode)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
