@@ -60,6 +60,8 @@ def load_config(
     """Read, expand, override and validate a config file; raise ConfigError listing every problem.
 
     `path` None means no file: the built-in defaults plus environment overrides.
+    `environ` (default os.environ) is where `${VAR}` references are looked up; PAM_MONITOR_* overrides are
+    always read from the process environment by pydantic-settings.
     `listen` (from --listen) wins over both. `shard` (i, n) keeps only the checks whose stable hash
     falls in shard i of n.
     """
@@ -92,7 +94,7 @@ def load_config(
         expanded = {**expanded, "listen": listen}
     if problems:
         raise ConfigError(problems)
-    env_paths = _env_override_paths(env)
+    env_paths = _env_override_paths(os.environ)
     try:
         config: Config = _Settings(**expanded)
     except ValidationError as exc:

@@ -1,0 +1,106 @@
+"""Tests for monitor.metrics: every series at 0 from start-up, correct values, and promtool-valid exposition."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from monitor.metrics import Metrics
+from monitor.results import Outcome, Result
+
+
+def _result(check: str, outcome: Outcome, duration: float = 0.2, **kw: object) -> Result:
+    return Result(check=check, kind=str(kw.pop("kind", "http")), outcome=outcome, message="m", duration_s=duration,
+                  started_at=1000.0, finished_at=1000.0 + duration, **kw)  # type: ignore[arg-type]
+
+
+def _declared(m: Metrics) -> None:
+    m.set_checks([
+        ("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), ()),
+        ("db_roundtrip", "db", (Outcome.OK, Outcome.TABLE_MISSING), ("user_settings", "auth.users"),
+         ("connect", "query")),
+    ])
+
+
+def _samples(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = value
+    return out
+
+
+def test_every_series_exists_at_zero_before_the_first_run() -> None:
+    """Before any run, per-check, per-outcome, per-table and daemon-wide series all read 0 (not absent)."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    s = _samples(m.render().decode())
+    assert "0" == s['probe_success{check="health",kind="http"}']
+    assert "0" == s['pam_monitor_check_results_total{check="health",kind="http",outcome="server_error"}']
+    assert "0" == s['pam_monitor_check_outcome{check="db_roundtrip",kind="db",outcome="table_missing"}']
+    assert "0" == s['pam_monitor_db_table_present{check="db_roundtrip",kind="db",table="auth.users"}']
+    assert "0" == s['pam_monitor_db_phase_duration_seconds{check="db_roundtrip",kind="db",phase="query"}']
+    assert "0" == s['pam_monitor_check_duration_seconds_count{check="health",kind="http"}']
+    assert "0.0" == s['pam_monitor_scheduler_skipped_runs_total{reason="max_instances"}']
+    assert "1.0" == s['pam_monitor_build_info{version="0.1.0"}']
+    assert 'pam_monitor_db_table_present{check="health",kind="http",table="user_settings"}' not in s
+
+
+def test_observe_sets_values_histogram_one_hot_and_transitions() -> None:
+    """Results move success, status code, cumulative buckets, counters, the one-hot gauge and transitions."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    m.observe(_result("health", Outcome.OK, 0.03, status_code=200), None)
+    m.observe(_result("health", Outcome.SERVER_ERROR, 0.3, status_code=500), Outcome.OK)
+    s = _samples(m.render().decode())
+    lb = 'check="health",kind="http"'
+    assert ("0", "500") == (s[f"probe_success{{{lb}}}"], s[f"probe_http_status_code{{{lb}}}"])
+    buckets = ("0.01", "0.05", "0.1", "0.25", "0.5", "+Inf")
+    assert ["0", "1", "1", "1", "2", "2"] == [
+        s[f'pam_monitor_check_duration_seconds_bucket{{{lb},le="{le}"}}'] for le in buckets
+    ]
+    assert "1" == s[f'pam_monitor_check_results_total{{{lb},outcome="server_error"}}']
+    assert ("0", "1") == (s[f'pam_monitor_check_outcome{{{lb},outcome="ok"}}'],
+                          s[f'pam_monitor_check_outcome{{{lb},outcome="server_error"}}'])
+    assert "1" == s[f'pam_monitor_status_transitions_total{{{lb},from="ok",to="server_error"}}']
+
+
+def test_tables_keep_last_known_value_when_not_reported() -> None:
+    """A run that reports tables sets them; a run that never reached them (db down) keeps the last known value."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    m.observe(_result("db_roundtrip", Outcome.TABLE_MISSING, kind="db",
+                      tables={"user_settings": False, "auth.users": True}), None)
+    m.observe(_result("db_roundtrip", Outcome.CONNECTION_ERROR, kind="db"), Outcome.TABLE_MISSING)
+    s = _samples(m.render().decode())
+    lb = 'check="db_roundtrip",kind="db"'
+    assert ("0", "1") == (s[f'pam_monitor_db_table_present{{{lb},table="user_settings"}}'],
+                          s[f'pam_monitor_db_table_present{{{lb},table="auth.users"}}'])
+
+
+def test_reload_keeps_series_of_surviving_checks_and_drops_removed_ones() -> None:
+    """set_checks again: a check that stays keeps its counters; a removed one disappears from /metrics."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    m.observe(_result("health", Outcome.OK), None)
+    m.set_checks([("health", "http", (Outcome.OK,), (), ()), ("new", "http", (Outcome.OK,), (), ())])
+    text = m.render().decode()
+    assert 'pam_monitor_check_results_total{check="health",kind="http",outcome="ok"} 1' in text
+    assert 'check="db_roundtrip"' not in text
+    assert 'probe_success{check="new",kind="http"} 0' in text
+
+
+def test_promtool_accepts_the_exposition() -> None:
+    """`promtool check metrics` (Debian's prometheus package) finds no problem in a populated scrape."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (the CI script installs it)")
+    m = Metrics()
+    _declared(m)
+    m.observe(_result("health", Outcome.TIMEOUT), None)
+    m.observe(_result("health", Outcome.OK), Outcome.TIMEOUT)
+    done = subprocess.run([promtool, "check", "metrics"], input=m.render(), capture_output=True, timeout=60)
+    assert (0, b"") == (done.returncode, done.stdout + done.stderr)

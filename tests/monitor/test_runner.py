@@ -1,0 +1,150 @@
+"""Tests for monitor.runner: hard deadline, crash containment, scheduling spread, confirmation re-runs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from structlog.testing import capture_logs
+
+from monitor.config import Config
+from monitor.deps import Deps, build_deps
+from monitor.metrics import Metrics
+from monitor.results import Outcome, ProbeResult, Result
+from monitor.runner import Runner
+from monitor.state import State
+
+
+def _config(n: int = 1, interval: str = "10s", timeout: str = "1s", confirm: str = "2s") -> Config:
+    return Config.model_validate({
+        "targets": {"t": {"base_url": "http://127.0.0.1:9"}},
+        "defaults": {"interval": interval, "timeout": timeout},
+        "checks": [{"name": f"c{i}", "kind": "http", "target": "t"} for i in range(n)],
+        "alerts": {"confirm_delay": confirm},
+    })
+
+
+def _runner(config: Config, probe: Any, on_result: Any = None) -> tuple[Runner, Deps]:
+    deps = build_deps(config)
+    runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic),
+                    on_result=on_result, registry={"http": probe})
+    return runner, deps
+
+
+async def test_hard_deadline_turns_a_hang_into_timeout() -> None:
+    """A probe that ignores its timeout is cut at check.timeout and recorded as `timeout`, not left hanging."""
+    async def hang(check: Any, deps: Deps) -> ProbeResult:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    runner, deps = _runner(_config(timeout="200ms"), hang)
+    result = await runner.run_once(runner.checks["c0"])
+    await deps.aclose()
+    assert Outcome.TIMEOUT == result.outcome
+    assert "no complete answer within the 0.20 s timeout" == result.message
+    assert 0.2 <= result.duration_s < 2.0
+
+
+async def test_crashing_probe_becomes_internal_error_with_traceback_logged() -> None:
+    """An exception out of a probe is a bug: the run records internal_error and the log holds the traceback."""
+    async def crash(check: Any, deps: Deps) -> ProbeResult:
+        raise KeyError("boom")
+
+    runner, deps = _runner(_config(), crash)
+    with capture_logs() as logs:
+        result = await runner.run_once(runner.checks["c0"])
+    await deps.aclose()
+    assert Outcome.INTERNAL_ERROR == result.outcome
+    crashed = [e for e in logs if e["event"] == "probe.crashed"]
+    assert 1 == len(crashed)
+    assert "KeyError: 'boom'" in crashed[0]["traceback"]
+
+
+async def test_result_hook_failure_does_not_stop_probing() -> None:
+    """If the alert engine raises on a result, the run still completes and state is updated."""
+    async def ok(check: Any, deps: Deps) -> ProbeResult:
+        return ProbeResult(Outcome.OK, "fine", status_code=200)
+
+    def broken(result: Result) -> None:
+        raise RuntimeError("engine bug")
+
+    runner, deps = _runner(_config(), ok, on_result=broken)
+    with capture_logs() as logs:
+        result = await runner.run_once(runner.checks["c0"])
+    await deps.aclose()
+    assert result is runner.state.results["c0"]
+    assert ["alerts.observe_failed"] == [e["event"] for e in logs if e["log_level"] == "error"]
+
+
+async def test_first_runs_are_spread_across_the_interval() -> None:
+    """With 10 checks at 10 s, first run times are distinct and evenly spaced inside one interval."""
+    async def ok(check: Any, deps: Deps) -> ProbeResult:
+        return ProbeResult(Outcome.OK, "fine")
+
+    runner, deps = _runner(_config(n=10), ok)
+    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    runner.start(scheduler)
+    scheduler.start(paused=True)
+    try:
+        starts = sorted(j.next_run_time.timestamp() for j in scheduler.get_jobs() if j.id.startswith("c"))
+    finally:
+        scheduler.shutdown(wait=False)
+        await deps.aclose()
+    gaps = [round(b - a, 3) for a, b in zip(starts, starts[1:], strict=False)]
+    assert [1.0] * 9 == gaps
+    assert starts[-1] - starts[0] < 10
+
+
+async def test_change_of_outcome_triggers_a_confirmation_run() -> None:
+    """After ok -> server_error the next run is pulled in to confirm_delay and is flagged as a confirmation."""
+    outcomes = iter([Outcome.OK, Outcome.SERVER_ERROR, Outcome.SERVER_ERROR])
+    seen: list[Result] = []
+
+    async def flip(check: Any, deps: Deps) -> ProbeResult:
+        return ProbeResult(next(outcomes), "x")
+
+    runner, deps = _runner(_config(interval="30s", confirm="300ms"), flip, on_result=seen.append)
+    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    runner.start(scheduler)
+    scheduler.start()
+    try:
+        await runner.run_once(runner.checks["c0"])
+        await runner.run_once(runner.checks["c0"])
+        job = scheduler.get_job("c0")
+        assert job.next_run_time - dt.datetime.now(dt.UTC) < dt.timedelta(seconds=1)
+        for _ in range(50):
+            if len(seen) == 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+        await deps.aclose()
+    assert [(Outcome.OK, False), (Outcome.SERVER_ERROR, False), (Outcome.SERVER_ERROR, True)] == [
+        (r.outcome, r.confirmation) for r in seen
+    ]
+
+
+@pytest.mark.parametrize("confirm", ["0s", "40s"])
+async def test_no_confirmation_when_disabled_or_not_sooner(confirm: str) -> None:
+    """confirm_delay 0 disables confirmation; a delay not shorter than the interval changes nothing."""
+    outcomes = iter([Outcome.OK, Outcome.SERVER_ERROR])
+
+    async def flip(check: Any, deps: Deps) -> ProbeResult:
+        return ProbeResult(next(outcomes), "x")
+
+    config = _config(interval="50s", confirm=confirm)
+    runner, deps = _runner(config, flip)
+    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    runner.start(scheduler)
+    scheduler.start(paused=True)
+    try:
+        before = scheduler.get_job("c0").next_run_time
+        await runner.run_once(runner.checks["c0"])
+        await runner.run_once(runner.checks["c0"])
+        assert before == scheduler.get_job("c0").next_run_time
+    finally:
+        scheduler.shutdown(wait=False)
+        await deps.aclose()
