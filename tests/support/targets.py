@@ -148,8 +148,9 @@ AUDIO: dict[str, Callable[[int], bytes]] = {
 
 
 async def audio(request: Request) -> Response:
-    """Audio (or not) on demand: ?kind=wav|mp3|ogg|zeros|text&ctype=audio/mpeg&size=200&status=200."""
+    """Audio (or not) on demand: ?kind=wav|mp3|ogg|zeros|text&ctype=audio/mpeg&size=200&status=200&delay=0."""
     q = request.query_params
+    await asyncio.sleep(float(q.get("delay", "0")))
     body = AUDIO[q.get("kind", "wav")](int(q.get("size", "2000")))
     return Response(body, status_code=int(q.get("status", "200")), media_type=q.get("ctype", "audio/wav"))
 
