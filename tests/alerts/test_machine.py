@@ -1,0 +1,124 @@
+"""The pure state machine: thresholds, blips, reminders, flapping and maintenance silencing."""
+
+# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from alerts.machine import ActionKind, AlertState, Policy, Status, step
+from alerts.rules import Observation, Signal
+
+KEY = "ContractRegression/settings_get_unauth"
+LABELS = {"alertname": "ContractRegression", "check": "settings_get_unauth", "from": "403", "to": "500"}
+
+
+def obs(bad: bool) -> Observation:
+    return Observation(KEY, "ContractRegression", "settings_get_unauth", Signal.BAD if bad else Signal.GOOD,
+                       LABELS if bad else {}, {"summary": "expected 401|403, got 500"} if bad else {})
+
+
+def run(seq: str, policy: Policy | None = None, *, every: float = 30.0, state: AlertState | None = None,
+        start: float = 0.0, silenced_at: Sequence[int] = ()) -> tuple[AlertState, list[tuple[int, ActionKind]]]:
+    """Feed a sequence like 'GGBBGG' (B bad, G good), one step each `every` seconds; collect actions by index."""
+    policy = policy or Policy()
+    s = state or AlertState(KEY, "ContractRegression", "settings_get_unauth")
+    actions: list[tuple[int, ActionKind]] = []
+    for i, ch in enumerate(seq):
+        p = dataclasses.replace(policy, silenced=i in silenced_at)
+        s, acts = step(s, obs(ch == "B"), start + i * every, p)
+        actions.extend((i, a.kind) for a in acts)
+    return s, actions
+
+
+def test_single_blip_does_not_page() -> None:
+    """One bad result between good ones goes pending and back, with no notification."""
+    state, actions = run("GGBGG")
+    assert [] == actions
+    assert Status.INACTIVE == state.status
+
+
+def test_regression_fires_at_failure_threshold() -> None:
+    """failure_threshold=2: the second consecutive bad result (the confirmation re-run) fires."""
+    state, actions = run("GBB")
+    assert [(2, ActionKind.FIRE)] == actions
+    assert Status.FIRING == state.status
+    assert LABELS == dict(state.labels)
+    assert 30.0 == state.started_at
+
+
+def test_threshold_three_needs_three() -> None:
+    """failure_threshold=3: two bad results stay pending."""
+    state, actions = run("BB", Policy(failure_threshold=3))
+    assert ([], Status.PENDING) == (actions, state.status)
+    state, actions = run("BBB", Policy(failure_threshold=3))
+    assert [(2, ActionKind.FIRE)] == actions
+
+
+def test_resolves_after_success_threshold() -> None:
+    """A firing alert resolves on the success_threshold-th good result, not before."""
+    state, actions = run("BBGG")
+    assert [(1, ActionKind.FIRE), (3, ActionKind.RESOLVE)] == actions
+    assert Status.INACTIVE == state.status
+    _, actions = run("BBGBGG")
+    assert [(1, ActionKind.FIRE), (5, ActionKind.RESOLVE)] == actions
+
+
+def test_reminders_respect_repeat_interval() -> None:
+    """A firing alert reminds once repeat_interval has passed since the last notification, never sooner."""
+    policy = Policy(repeat_interval=100.0)
+    _, actions = run("B" * 10, policy, every=30.0)
+    # fired at index 1 (t=30); reminders at t>=130 -> index 5 (t=150), then t>=250 -> index 9 (t=270).
+    assert [(1, ActionKind.FIRE), (5, ActionKind.REMIND), (9, ActionKind.REMIND)] == actions
+
+
+def test_flapping_reported_once_then_held() -> None:
+    """More than flap_max firing edges in the window: one FLAPPING, then no edge pages while it flaps."""
+    policy = Policy(failure_threshold=1, success_threshold=1, flap_max=4, flap_window=600.0)
+    state, actions = run("BGBGBGBGBG", policy, every=10.0)
+    kinds = [k for _, k in actions]
+    assert [ActionKind.FIRE, ActionKind.RESOLVE, ActionKind.FIRE, ActionKind.RESOLVE,
+            ActionKind.FLAPPING] == kinds
+    assert (Status.FIRING, True) == (state.status, state.flapping)
+
+
+def test_flapping_settles_and_resolves() -> None:
+    """Once the condition has been steady (good) for a whole window, a flapping alert resolves once."""
+    policy = Policy(failure_threshold=1, success_threshold=1, flap_max=4, flap_window=100.0)
+    state, actions = run("BGBGBG", policy, every=10.0)
+    assert ActionKind.FLAPPING == actions[-1][1]
+    state, later = run("GGGGGGGGGGGG", policy, every=10.0, state=state, start=60.0)
+    assert [ActionKind.RESOLVE] == [k for _, k in later]
+    assert (Status.INACTIVE, False) == (state.status, state.flapping)
+
+
+def test_maintenance_silences_firing_but_tracks_state() -> None:
+    """A firing edge inside a maintenance window is suppressed; the state is firing all the same."""
+    state, actions = run("BBB", silenced_at=(0, 1, 2))
+    assert [(1, ActionKind.SUPPRESSED)] == actions
+    assert (Status.FIRING, False) == (state.status, state.notified)
+
+
+def test_silenced_firing_pages_after_window_if_still_bad() -> None:
+    """Still bad when the window closes: the firing goes out then."""
+    _, actions = run("BBBB", silenced_at=(0, 1, 2))
+    assert [(1, ActionKind.SUPPRESSED), (3, ActionKind.FIRE)] == actions
+
+
+def test_resolution_of_silenced_firing_is_not_sent() -> None:
+    """Fired and healed inside the window: nothing was paged, so no resolution is sent either."""
+    _, actions = run("BBGG", silenced_at=(0, 1, 2, 3))
+    assert [(1, ActionKind.SUPPRESSED)] == actions
+
+
+def test_resolution_after_window_goes_out_when_firing_was_sent() -> None:
+    """Paged before the window, healed during and after it: the resolution is sent (nothing stays open)."""
+    _, actions = run("BBBGG", silenced_at=(2, 3))
+    assert [(1, ActionKind.FIRE), (4, ActionKind.RESOLVE)] == actions
+
+
+def test_state_round_trips_through_dict() -> None:
+    """What the store writes reads back equal."""
+    state, _ = run("BBB")
+    assert state == AlertState.from_dict(state.to_dict())

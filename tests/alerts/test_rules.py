@@ -1,0 +1,129 @@
+"""Rules: which results are bad for which alert, and the labels each alert carries (DESIGN §4)."""
+
+# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
+
+from __future__ import annotations
+
+from alerts.rules import CheckMemory, Observation, Signal, evaluate, remember
+from monitor.results import Outcome, Result
+from tests.alerts.factory import make_config, result
+
+CONFIG = make_config()
+CHECKS = {c.name: c for c in CONFIG.checks}
+
+
+def bad(r: Result, memory: CheckMemory | None = None) -> dict[str, Observation]:
+    out = evaluate(CONFIG, CHECKS[r.check], r, memory or CheckMemory())
+    return {o.key: o for o in out if o.signal is Signal.BAD}
+
+
+def test_403_to_500_is_contract_regression_with_http_codes() -> None:
+    """An auth_contract check that answered 403 and now 500: ContractRegression from=403 to=500 + all labels."""
+    memory = remember(CheckMemory(), result("settings_get_unauth", "ok", status=403))
+    found = bad(result("settings_get_unauth", "server_error", status=500), memory)
+    assert ["ContractRegression/settings_get_unauth"] == list(found)
+    labels = dict(found["ContractRegression/settings_get_unauth"].labels)
+    assert {
+        "alertname": "ContractRegression", "check": "settings_get_unauth", "kind": "auth_contract",
+        "severity": "critical", "service": "pam-backend", "from": "403", "to": "500", "env": "test",
+        "team": "core",
+    } == labels
+
+
+def test_regression_annotations_carry_the_sentence_and_runbook() -> None:
+    """summary is the result sentence; observed values and a runbook hint are there."""
+    r = result("settings_get_unauth", "server_error", status=500, message="expected 401|403, got 500 after 0.12 s",
+               details={"body": "Internal Server Error"})
+    notes = dict(bad(r)["ContractRegression/settings_get_unauth"].annotations)
+    assert "expected 401|403, got 500 after 0.12 s" == notes["summary"]
+    assert ("500", "server_error") == (notes["status_code"], notes["outcome"])
+    assert '{"body":"Internal Server Error"}' == notes["observed"]
+    assert notes["runbook"].startswith("The endpoint used to answer")
+
+
+def test_regression_without_prior_good_uses_expected_statuses() -> None:
+    """Never seen good (fresh state): `from` is the expected status set."""
+    found = bad(result("settings_get_unauth", "server_error", status=500))
+    assert ("401|403", "500") == (found["ContractRegression/settings_get_unauth"].labels["from"],
+                                  found["ContractRegression/settings_get_unauth"].labels["to"])
+
+
+def test_500_naming_a_table_is_regression_and_table_missing() -> None:
+    """The seed incident: 403 -> 500 whose body names user_settings -> ContractRegression and TableMissing."""
+    memory = remember(CheckMemory(), result("settings_get_unauth", "ok", status=403))
+    r = result("settings_get_unauth", "table_missing", status=500, details={"tables_missing": ["user_settings"]})
+    found = bad(r, memory)
+    assert {"ContractRegression/settings_get_unauth", "TableMissing/settings_get_unauth/user_settings"} == set(found)
+    assert "user_settings" == found["TableMissing/settings_get_unauth/user_settings"].labels["table"]
+
+
+def test_auth_bypass() -> None:
+    """auth_contract answering 2xx: AuthBypass (critical), and no regression."""
+    found = bad(result("settings_get_unauth", "auth_bypass", status=200))
+    assert ["AuthBypass/settings_get_unauth"] == list(found)
+    assert "critical" == found["AuthBypass/settings_get_unauth"].labels["severity"]
+
+
+def test_db_missing_tables_one_alert_each() -> None:
+    """A db result with two False tables gives one TableMissing per table; the present one is GOOD."""
+    r = result("db_roundtrip", "table_missing", tables={"user_settings": False, "wishlists": False})
+    assert {"TableMissing/db_roundtrip/user_settings", "TableMissing/db_roundtrip/wishlists"} == set(bad(r))
+    r = result("db_roundtrip", "table_missing", tables={"user_settings": True, "wishlists": False})
+    out = evaluate(CONFIG, CHECKS["db_roundtrip"], r, CheckMemory())
+    assert Signal.GOOD == {o.key: o.signal for o in out}["TableMissing/db_roundtrip/user_settings"]
+
+
+def test_known_table_alert_is_good_on_passing_run() -> None:
+    """A table alert raised from a 5xx body is GOOD once the check passes again, though `tables` is empty."""
+    key = "TableMissing/settings_get_unauth/user_settings"
+    out = evaluate(CONFIG, CHECKS["settings_get_unauth"], result("settings_get_unauth", "ok", status=403),
+                   CheckMemory(), known=[key])
+    assert Signal.GOOD == {o.key: o.signal for o in out}[key]
+
+
+def test_schema_drift_and_database_down() -> None:
+    """column_missing/rls_disabled -> SchemaDrift (warning); connection/auth failures -> DatabaseDown."""
+    for outcome in ("column_missing", "rls_disabled"):
+        found = bad(result("db_roundtrip", outcome))
+        severity = found["SchemaDrift/db_roundtrip"].labels["severity"]
+        assert (["SchemaDrift/db_roundtrip"], "warning") == (list(found), severity)
+    for outcome in ("connection_error", "timeout", "dns_error", "db_error"):
+        assert ["DatabaseDown/db_roundtrip"] == list(bad(result("db_roundtrip", outcome)))
+
+
+def test_endpoint_down() -> None:
+    """Unreachable on any HTTP kind, and 5xx on an http check, are EndpointDown."""
+    assert {"EndpointDown/backend_health", "ContractRegression/backend_health"} == set(
+        bad(result("backend_health", "server_error", status=503)))
+    assert ["EndpointDown/settings_get_unauth"] == list(bad(result("settings_get_unauth", "connection_error")))
+    assert ["EndpointDown/rest_tables"] == list(bad(result("rest_tables", "timeout")))
+
+
+def test_voice_degraded_on_any_non_ok() -> None:
+    """Voice: slow and invalid_response are VoiceDegraded (warning); ok is GOOD."""
+    assert ["VoiceDegraded/voice_health"] == list(bad(result("voice_health", "slow", status=200)))
+    assert ["VoiceDegraded/voice_health"] == list(bad(result("voice_health", "invalid_response", status=200)))
+    assert {} == bad(result("voice_health", "ok", status=200))
+
+
+def test_rules_can_be_disabled_and_given_another_severity() -> None:
+    """alerts.rules turns a rule off or changes its severity; check.disable_alerts turns it off per check."""
+    config = make_config(alerts={"rules": {"EndpointDown": {"enabled": False},
+                                           "VoiceDegraded": {"severity": "critical"}}})
+    checks = {c.name: c for c in config.checks}
+    out = evaluate(config, checks["backend_health"], result("backend_health", "timeout"), CheckMemory())
+    assert [] == out
+    out = evaluate(config, checks["voice_health"], result("voice_health", "slow", status=200), CheckMemory())
+    assert "critical" == {o.alertname: o for o in out}["VoiceDegraded"].labels["severity"]
+    config = make_config(checks=[{"name": "settings_get_unauth", "kind": "auth_contract", "target": "backend",
+                                  "path": "/x", "disable_alerts": ["AuthBypass"]}])
+    out = evaluate(config, config.checks[0], result("settings_get_unauth", "auth_bypass", status=200),
+                   CheckMemory())
+    assert [] == [o for o in out if o.signal is Signal.BAD]
+
+
+def test_unreachable_says_nothing_about_regression() -> None:
+    """A timeout neither fires nor heals a ContractRegression (the server did not answer)."""
+    out = evaluate(CONFIG, CHECKS["settings_get_unauth"], result("settings_get_unauth", "timeout"), CheckMemory())
+    assert "ContractRegression/settings_get_unauth" not in {o.key for o in out}
+    assert Outcome.TIMEOUT.unreachable
