@@ -56,8 +56,9 @@ def regression_alerts(am: Alertmanager) -> list[dict[str, Any]]:
     return am.alerts_named("ContractRegression")
 
 
-BREAK = (result(CHECK, "ok", status=403), result(CHECK, "server_error", status=500, message="expected 401|403, got 500"),
-         result(CHECK, "server_error", status=500, confirmation=True, message="expected 401|403, got 500"))
+SENTENCE = "expected 401|403, got 500"
+BREAK = (result(CHECK, "ok", status=403), result(CHECK, "server_error", status=500, message=SENTENCE),
+         result(CHECK, "server_error", status=500, confirmation=True, message=SENTENCE))
 HEAL = (result(CHECK, "ok", status=403), result(CHECK, "ok", status=403, confirmation=True))
 
 
