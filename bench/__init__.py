@@ -1,0 +1,1 @@
+"""Benchmarks of the pam-monitor daemon (run `python -m bench.run --help`)."""
