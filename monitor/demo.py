@@ -1,0 +1,262 @@
+"""The demo target: a Starlette app imitating the PAM backend, with fault switches to make each alert fire."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import struct
+import time
+import wave
+from typing import Any, Protocol
+
+import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from probes._jwt import JwtError, encode_hs256, supabase_claims, verify_hs256
+
+log = structlog.get_logger("pam_monitor.demo")
+
+FAULTS: tuple[str, ...] = (
+    "settings_500",
+    "settings_open",
+    "drop_table",
+    "voice_down",
+    "hang",
+    "garbage",
+    "short_audio",
+)
+"""Fault switches of the demo target, in the order the README introduces them."""
+
+SETTINGS_TABLE = "user_settings"
+DEFAULT_SETTINGS: dict[str, Any] = {"voice_enabled": True, "language": "en", "theme": "system"}
+# A hung request waits for the client to go away; past this it is answered anyway so nothing lives forever.
+_HANG_LIMIT_S = 600.0
+
+
+class MissingRelationError(Exception):
+    """The settings table is gone (what PostgreSQL reports as SQLSTATE 42P01)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f'relation "{table}" does not exist')
+        self.table = table
+
+
+class SettingsStore(Protocol):
+    """Where the demo keeps user settings. get/put raise MissingRelationError while the table is dropped."""
+
+    async def get(self, user_id: str) -> dict[str, Any] | None:
+        """The stored settings of a user, or None if there are none."""
+        ...
+
+    async def put(self, user_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Store a user's settings and return what is now stored."""
+        ...
+
+    async def drop_table(self) -> None:
+        """Make the settings table disappear (the seed incident)."""
+        ...
+
+    async def restore(self) -> None:
+        """Bring the settings table back (empty or as before, as the store can)."""
+        ...
+
+
+class MemorySettingsStore:
+    """The default SettingsStore: a dict, and a flag saying whether its 'table' exists."""
+
+    def __init__(self, table: str = SETTINGS_TABLE) -> None:
+        self.table = table
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._dropped = False
+
+    async def get(self, user_id: str) -> dict[str, Any] | None:
+        """The stored settings of a user, or None."""
+        if self._dropped:
+            raise MissingRelationError(self.table)
+        row = self._rows.get(user_id)
+        return dict(row) if row is not None else None
+
+    async def put(self, user_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Store a user's settings."""
+        if self._dropped:
+            raise MissingRelationError(self.table)
+        self._rows[user_id] = dict(settings)
+        return dict(settings)
+
+    async def drop_table(self) -> None:
+        """Lose every row and refuse reads and writes until restore()."""
+        self._dropped = True
+        self._rows.clear()
+
+    async def restore(self) -> None:
+        """Recreate the (empty) table."""
+        self._dropped = False
+
+
+def demo_token(secret: str, sub: str, ttl_s: float) -> str:
+    """A valid Supabase-like HS256 access token for user `sub`, expiring `ttl_s` seconds from now."""
+    now = time.time()
+    return encode_hs256(supabase_claims(sub, iat=now, exp=now + ttl_s), secret)
+
+
+def sine_wav(seconds: float = 0.5, rate: int = 16000, freq: float = 440.0) -> bytes:
+    """A mono 16-bit PCM WAV of a sine tone, written with the standard library's wave module."""
+    frames = int(seconds * rate)
+    samples = b"".join(
+        struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames)
+    )
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples)
+    return buf.getvalue()
+
+
+class _Faults:
+    """The active fault switches of one demo app."""
+
+    def __init__(self) -> None:
+        self.active: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.active
+
+
+class _HangGate:
+    """ASGI middleware: while `hang` is on, every request outside /_faults waits until the client gives up."""
+
+    def __init__(self, app: ASGIApp, faults: _Faults) -> None:
+        self.app = app
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "hang" not in self.faults or scope["path"].startswith("/_faults"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with asyncio.timeout(_HANG_LIMIT_S):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+        except TimeoutError:
+            await JSONResponse({"detail": "hung request released"}, status_code=504)(scope, receive, send)
+
+
+def _json(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> Starlette:
+    """The demo PAM backend: health, voice health and TTS, user settings behind HS256 auth, fault switches."""
+    settings_store: SettingsStore = store if store is not None else MemorySettingsStore()
+    faults = _Faults()
+    audio = sine_wav()
+
+    async def health(request: Request) -> Response:
+        if "garbage" in faults:
+            return Response(b"<html>\x00\xff\xfe garbage, not JSON", media_type="text/html")
+        return _json({"status": "healthy", "service": "pam-backend-demo"})
+
+    async def voice_health(request: Request) -> Response:
+        if "voice_down" in faults:
+            return _json({"status": "unavailable", "engine": "edge-tts"}, 503)
+        return _json({"status": "healthy", "engine": "edge-tts"})
+
+    async def tts(request: Request) -> Response:
+        if "voice_down" in faults:
+            return _json({"detail": "voice engine unavailable"}, 503)
+        try:
+            payload = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _json({"detail": "body must be JSON: {\"text\": \"...\"}"}, 422)
+        if not isinstance(payload, dict) or not isinstance(payload.get("text"), str) or not payload["text"]:
+            return _json({"detail": "field text must be a non-empty string"}, 422)
+        if "short_audio" in faults:
+            return Response(b"\x00" * 200, media_type="audio/wav")
+        return Response(audio, media_type="audio/wav")
+
+    def refuse(request: Request, user_id: str) -> Response | None:
+        """FastAPI HTTPBearer-like: 403 without a bearer token, 401 for a bad one, 403 for another user."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return _json({"detail": "Not authenticated"}, 403)
+        try:
+            claims = verify_hs256(credentials.strip(), jwt_secret)
+        except JwtError:
+            return _json({"detail": "Invalid authentication credentials"}, 401)
+        if claims.get("sub") != user_id:
+            return _json({"detail": "Not allowed to access another user's settings"}, 403)
+        return None
+
+    async def user_settings(request: Request) -> Response:
+        if "settings_500" in faults:
+            return _json({"detail": "Internal Server Error"}, 500)
+        user_id = request.path_params["user_id"]
+        if "settings_open" not in faults:
+            refused = refuse(request, user_id)
+            if refused is not None:
+                return refused
+        try:
+            if request.method == "GET":
+                stored = await settings_store.get(user_id)
+                return _json(stored if stored is not None else dict(DEFAULT_SETTINGS))
+            try:
+                body = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                return _json({"detail": "body must be a JSON object"}, 422)
+            if not isinstance(body, dict):
+                return _json({"detail": "body must be a JSON object"}, 422)
+            return _json(await settings_store.put(user_id, body))
+        except MissingRelationError as exc:
+            return _json({"detail": f'relation "{exc.table}" does not exist', "code": "42P01"}, 500)
+
+    def listing() -> dict[str, Any]:
+        return {"active": sorted(faults.active), "known": list(FAULTS)}
+
+    async def list_faults(request: Request) -> Response:
+        return _json(listing())
+
+    async def set_fault(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in FAULTS:
+            return _json({"detail": f"unknown fault {name!r}; known: {', '.join(FAULTS)}", "known": list(FAULTS)},
+                         404)
+        if name == "drop_table" and name not in faults:
+            await settings_store.drop_table()
+        faults.active.add(name)
+        log.info("demo.fault_set", fault=name, active=sorted(faults.active))
+        return _json(listing())
+
+    async def clear_faults(request: Request) -> Response:
+        faults.active.clear()
+        await settings_store.restore()
+        log.info("demo.faults_cleared")
+        return _json(listing())
+
+    routes = [
+        Route("/health", health),
+        Route("/api/v1/pam/voice/health", voice_health),
+        Route("/api/v1/pam/voice/tts", tts, methods=["POST"]),
+        Route("/api/v1/users/{user_id}/settings", user_settings, methods=["GET", "PUT"]),
+        Route("/_faults", list_faults, methods=["GET"]),
+        Route("/_faults", clear_faults, methods=["DELETE"]),
+        Route("/_faults/{name}", set_fault, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(_HangGate, faults=faults)])
+
+
+__all__ = [
+    "FAULTS",
+    "MemorySettingsStore",
+    "MissingRelationError",
+    "SettingsStore",
+    "create_demo_app",
+    "demo_token",
+]
