@@ -22,7 +22,7 @@ from monitor.logs import SecretScrubber
 from monitor.metrics import Metrics
 from monitor.results import Result
 from monitor.runner import Runner
-from monitor.server import EmbeddedServer, build_server, create_app
+from monitor.server import EmbeddedServer, bind_socket, build_server, create_app
 from monitor.state import State
 
 log = structlog.get_logger("pam_monitor.daemon")
@@ -160,6 +160,16 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        host, port = parse_listen(self.config.listen)
+        try:
+            # Bind first, and here rather than in uvicorn: its bind failure is a SystemExit that would tear the
+            # event loop down, and nothing else should start when nobody can scrape us.
+            sock = bind_socket(host, port)
+        except OSError as exc:
+            log.error("daemon.listen_failed", listen=self.config.listen, error=exc.strerror or str(exc),
+                      hint="another process holds the port, or the address is not on this host; change --listen")
+            await self._shutdown(None)
+            return 1
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(self.clock.time())
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
@@ -168,19 +178,8 @@ class Daemon:
             self.state.alerts = self.engine.active_alerts
         self._adopt(self.config)
         self.scheduler.start()
-        host, port = parse_listen(self.config.listen)
         self.server = build_server(create_app(self.state, self.metrics, lambda: self.config.service), host, port)
-        server_task = loop.create_task(self.server.serve())
-        # uvicorn has no "started" event to await; poll its flag, bounded by the task ending on a bind failure.
-        while not self.server.started and not server_task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        if not self.server.started:
-            with contextlib.suppress(BaseException):
-                server_task.result()
-            log.error("daemon.listen_failed", listen=self.config.listen,
-                      hint="another process holds the port, or the address is not on this host; change --listen")
-            await self._shutdown(server_task)
-            return 1
+        server_task = loop.create_task(self.server.serve(sockets=[sock]))
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
                  checks=len(self.runner.checks) if self.runner else 0,
                  sinks=[s.display_name for s in self.config.alerts.sinks])
@@ -189,7 +188,7 @@ class Daemon:
         log.info("daemon.stopped")
         return 0
 
-    async def _shutdown(self, server_task: asyncio.Task[Any]) -> None:
+    async def _shutdown(self, server_task: asyncio.Task[Any] | None) -> None:
         """Stop within shutdown_timeout: let in-flight runs finish, cancel the rest, flush alerts, close."""
         loop = asyncio.get_running_loop()
         budget = self.config.shutdown_timeout
@@ -210,8 +209,9 @@ class Daemon:
             await self.engine.aclose(max(0.1, (deadline - loop.time()) * 0.7))
         if self.server is not None:
             self.server.should_exit = True
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(server_task, timeout=max(0.1, deadline - loop.time()))
+        if server_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(server_task, timeout=max(0.1, deadline - loop.time()))
         for task in list(self._background):
             task.cancel()
         if self.deps is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -109,6 +110,21 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (IPv4 or IPv6); raises OSError when the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def build_server(app: Starlette, host: str, port: int) -> EmbeddedServer:
     """A uvicorn server for `app` whose logs go through our logging pipeline."""
     config = uvicorn.Config(
@@ -118,4 +134,4 @@ def build_server(app: Starlette, host: str, port: int) -> EmbeddedServer:
     return EmbeddedServer(config)
 
 
-__all__ = ["EmbeddedServer", "build_server", "create_app", "render_page"]
+__all__ = ["EmbeddedServer", "bind_socket", "build_server", "create_app", "render_page"]

@@ -60,7 +60,8 @@ INVALID: list[tuple[str, str, list[str]]] = [
     ),
     (
         "unfilled_path_parameter",
-        BASE + "checks:\n  - {name: a, kind: auth_contract, target: backend, path: '/api/v1/users/{user_id}/settings'}\n",
+        BASE + "checks:\n"
+        "  - {name: a, kind: auth_contract, target: backend, path: '/api/v1/users/{user_id}/settings'}\n",
         ["{f}:5: checks[0]: path '/api/v1/users/{user_id}/settings' has placeholders with no value in params: "
          "user_id; add params: {user_id: ...}"],
     ),
