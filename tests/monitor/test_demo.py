@@ -1,7 +1,5 @@
 """The demo target: its endpoints, its HS256 auth, each fault switch, and the probes' verdicts against it."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 import io

@@ -1,7 +1,5 @@
 """The `auth_contract` prober against a real protected endpoint that misbehaves per token variant."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 import time

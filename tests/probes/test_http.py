@@ -1,7 +1,5 @@
 """The `http` prober against a real misbehaving server, raw TCP servers and closed ports; plus its helpers."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 import json

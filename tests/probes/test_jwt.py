@@ -1,7 +1,5 @@
 """HS256 encode/verify against the RFC 7515 vector, and the forged tokens the auth_contract prober sends."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 import time

@@ -1,7 +1,5 @@
 """The `voice` prober: health with http's `expect`, then a real synthesis request judged on its audio."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
@@ -129,7 +127,7 @@ async def test_slow_synthesis(base_url: str, make_deps: DepsFactory) -> None:
 
 async def test_synthesis_hang_is_timeout(base_url: str, make_deps: DepsFactory) -> None:
     """Healthy voice but a synthesis that never answers is timeout within the check's timeout."""
-    check = make_check(**{**TIMING, "timeout": 0.4}, synthesize={"path": "/hang"})
+    check = make_check(timeout=0.4, synthesize={"path": "/hang"})
     result = await voice.probe(check, make_deps(base_url))
     assert Outcome.TIMEOUT == result.outcome
     assert result.message.startswith("synthesis: timed out after")
