@@ -1,15 +1,202 @@
-"""Placeholder for the `postgrest` prober while it is being written (replaced before this lands)."""
+"""The `postgrest` prober: `GET {rest_path}/<table>?select=*&limit=0` per required table, as supabase-js would.
+
+Each table is requested with the target's `apikey` and `Authorization: Bearer` (the bearer defaults to the API
+key, like supabase-js) and `Accept-Profile` for a non-public schema. Outcomes follow PostgREST's documented
+errors (docs/references/errors.rst): 404 `PGRST205` (PostgREST 13+) or `42P01` (older) is a missing table,
+401 `PGRST301` (JWT invalid) / `PGRST302` (anonymous access disabled) / `PGRST303` (JWT claims invalid) or the
+Supabase gateway's "No API key found in request" / "Invalid API key" is a credentials problem.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from monitor.config import PostgrestCheck, RequestSpec, Target
 from monitor.deps import Deps
-from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.results import Outcome, ProbeResult
+from probes import _http
 
-OUTCOMES: tuple[Outcome, ...] = TRANSPORT_OUTCOMES
+OUTCOMES: tuple[Outcome, ...] = (
+    Outcome.OK,
+    Outcome.TIMEOUT,
+    Outcome.CONNECTION_ERROR,
+    Outcome.TLS_ERROR,
+    Outcome.DNS_ERROR,
+    Outcome.TABLE_MISSING,
+    Outcome.PERMISSION_DENIED,
+    Outcome.POLICY_ERROR,
+    Outcome.UNEXPECTED_STATUS,
+    Outcome.SERVER_ERROR,
+    Outcome.INTERNAL_ERROR,
+)
+
+# Why a 401 happened, by PostgREST error code or Supabase gateway message.
+AUTH_CODES: dict[str, str] = {
+    "PGRST301": "the JWT was rejected (PGRST301: invalid signature, malformed or expired)",
+    "PGRST302": "anonymous access is disabled and no JWT was accepted (PGRST302)",
+    "PGRST303": "the JWT claims failed validation (PGRST303, e.g. audience or expiry)",
+}
+GATEWAY_MESSAGES: dict[str, str] = {
+    "no api key found in request": "the gateway saw no API key (\"No API key found in request\")",
+    "invalid api key": "the gateway rejected the API key (\"Invalid API key\")",
+}
+_UNREACHABLE = (Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.DNS_ERROR, Outcome.TLS_ERROR)
+# When tables disagree, the gravest and most specific outcome wins; every table's problem stays in the message.
+_PRECEDENCE: tuple[Outcome, ...] = (
+    *_UNREACHABLE,
+    Outcome.INTERNAL_ERROR,
+    Outcome.TABLE_MISSING,
+    Outcome.POLICY_ERROR,
+    Outcome.PERMISSION_DENIED,
+    Outcome.SERVER_ERROR,
+    Outcome.UNEXPECTED_STATUS,
+)
 
 
-async def probe(check: Any, deps: Deps) -> ProbeResult:
-    """Not written yet."""
-    return ProbeResult(Outcome.INTERNAL_ERROR, "the postgrest prober is not implemented yet")
+@dataclass(frozen=True, slots=True)
+class _TableResult:
+    """What one table's request showed."""
+
+    table: str
+    outcome: Outcome
+    problem: str
+    status: int | None
+    present: bool | None  # None: the answer does not tell (auth failure, 5xx, no answer)
+
+
+def _split(table: str, default_schema: str) -> tuple[str, str]:
+    schema, _, name = table.rpartition(".")
+    return (schema or default_schema, name)
+
+
+def _headers(target: Target, spec: RequestSpec, schema: str) -> dict[str, str]:
+    extra = {"Accept": "application/json"}
+    api_key = target.api_key.get_secret_value() if target.api_key is not None else None
+    bearer = target.bearer_token.get_secret_value() if target.bearer_token is not None else api_key
+    if api_key is not None:
+        extra["apikey"] = api_key
+    if bearer is not None:
+        extra["Authorization"] = f"Bearer {bearer}"
+    if schema != "public":
+        extra["Accept-Profile"] = schema
+    return _http.request_headers(target, spec, extra=extra)
+
+
+def _secrets(target: Target) -> tuple[str, ...]:
+    values = [s.get_secret_value() for s in (target.api_key, target.bearer_token) if s is not None]
+    values += [s.get_secret_value() for s in target.headers.values()]
+    return tuple(sorted((v for v in values if v), key=len, reverse=True))
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str]:
+    """(code, message) from a PostgREST / gateway JSON error body; (None, '') when it is not one."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, ""
+    if not isinstance(document, dict):
+        return None, ""
+    code = document.get("code")
+    message = document.get("message") or document.get("msg") or document.get("error") or ""
+    return (str(code) if code is not None else None), str(message)
+
+
+def _judge(table: str, fetched: _http.Fetched, secrets: tuple[str, ...]) -> _TableResult:
+    status = fetched.status
+    code, text = _error_fields(fetched.body)
+    said = _scrub(_http.body_excerpt(text.encode()) if text else fetched.excerpt(), secrets)
+    if 200 <= status < 300:
+        return _TableResult(table, Outcome.OK, "", status, True)
+    missing = _http.find_missing_relation(fetched.body)
+    if (status == 404 and code in ("PGRST205", "42P01")) or (status >= 500 and missing is not None):
+        which = code or (missing.code if missing else "?")
+        return _TableResult(table, Outcome.TABLE_MISSING, f"{table}: {status} {which} ({said})", status, False)
+    if status == 401:
+        reason = AUTH_CODES.get(code or "") or GATEWAY_MESSAGES.get(text.strip().rstrip(".").lower())
+        if reason is None:
+            reason = f"401 without a known PostgREST code ({code or 'no code'}: {said or 'empty body'})"
+        return _TableResult(table, Outcome.UNEXPECTED_STATUS, f"{table}: 401, {reason}", status, None)
+    if code == "42P17":
+        return _TableResult(table, Outcome.POLICY_ERROR, f"{table}: {status} 42P17 ({said})", status, None)
+    if code == "42501":
+        return _TableResult(table, Outcome.PERMISSION_DENIED, f"{table}: {status} 42501 ({said})", status, None)
+    if status >= 500:
+        detail = f"{code}: {said}" if code else (said or "empty body")
+        return _TableResult(table, Outcome.SERVER_ERROR, f"{table}: {status} ({detail})", status, None)
+    detail = f"{code}: {said}" if code else (said or "empty body")
+    return _TableResult(table, Outcome.UNEXPECTED_STATUS, f"{table}: expected 200, got {status} ({detail})",
+                        status, None)
+
+
+async def _one(
+    check: PostgrestCheck, deps: Deps, target: Target, table: str, deadline: float, secrets: tuple[str, ...]
+) -> tuple[_TableResult, float | None]:
+    schema, name = _split(table, check.schema_name)
+    spec = RequestSpec(
+        method="GET",
+        path=f"{check.rest_path}/{quote(name, safe='')}",
+        query={"select": "*", "limit": "0"},
+    )
+    # Error bodies are short; reading more than this is never needed to judge a table.
+    got = await _http.fetch(deps, target, spec, deadline=deadline, headers=_headers(target, spec, schema),
+                            cap=min(deps.body_limit, 64 * 1024))
+    if isinstance(got, _http.Failed):
+        problem = _scrub(f"{table}: {got.message}", secrets)
+        return _TableResult(table, got.outcome, problem, got.status, None), None
+    return _judge(table, got, secrets), got.elapsed
+
+
+async def probe(check: PostgrestCheck, deps: Deps) -> ProbeResult:
+    """Request every required table once (concurrently, under the shared limiter); never raises."""
+    target = deps.targets.get(check.target)
+    if target is None or target.base_url is None:
+        return ProbeResult(Outcome.INTERNAL_ERROR, f"target {check.target!r} has no base_url")
+    secrets = _secrets(target)
+    deadline = _http.deadline_after(_http.io_budget(check.timeout))
+    answers = await asyncio.gather(
+        *(_one(check, deps, target, table, deadline, secrets) for table in check.required_tables)
+    )
+    results = [result for result, _ in answers]
+    elapsed = [seconds for _, seconds in answers if seconds is not None]
+    tables = {r.table: r.present for r in results if r.present is not None}
+    details: dict[str, Any] = {"statuses": {r.table: r.status for r in results}}
+    phases = {"request": max(elapsed)} if elapsed else {}
+    bad = [r for r in results if r.outcome is not Outcome.OK]
+    if not bad:
+        return ProbeResult(
+            Outcome.OK,
+            f"all {len(results)} tables answered 200 in {max(elapsed, default=0.0):.3f} s "
+            f"({', '.join(check.required_tables)})",
+            status_code=200,
+            details=details,
+            tables=tables,
+            phases=phases,
+        )
+    outcome = min((r.outcome for r in bad), key=_rank)
+    deciding = next(r for r in bad if r.outcome is outcome)
+    missing = [r.table for r in results if r.outcome is Outcome.TABLE_MISSING]
+    if missing:
+        details["missing_tables"] = missing
+    problems = "; ".join(r.problem for r in bad)
+    if outcome is Outcome.TABLE_MISSING:
+        head = f"required table{'s' if len(missing) > 1 else ''} missing: {', '.join(missing)}"
+    elif outcome is Outcome.UNEXPECTED_STATUS and deciding.status == 401:
+        head = "the API refused the credentials"
+    else:
+        head = f"{len(bad)} of {len(results)} tables failed"
+    return ProbeResult(outcome, f"{head} ({problems})", status_code=deciding.status, details=details,
+                       tables=tables, phases=phases)
+
+
+def _rank(outcome: Outcome) -> int:
+    return _PRECEDENCE.index(outcome) if outcome in _PRECEDENCE else len(_PRECEDENCE)
