@@ -1,7 +1,5 @@
 """End to end against a real Alertmanager: fire, resolve, survive an outage and a restart, dedupe replicas."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 import asyncio

@@ -1,7 +1,5 @@
 """The pure state machine: thresholds, blips, reminders, flapping and maintenance silencing."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 import dataclasses

@@ -1,7 +1,5 @@
 """Maintenance windows: one-off and weekly, in a time zone, across midnight."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 import datetime as dt

@@ -1,7 +1,5 @@
 """Rules: which results are bad for which alert, and the labels each alert carries (DESIGN §4)."""
 
-# ruff: noqa: SIM300 - asserts read `expected == actual` by project convention (common brief)
-
 from __future__ import annotations
 
 from alerts.rules import CheckMemory, Observation, Signal, evaluate, remember
