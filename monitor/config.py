@@ -477,6 +477,15 @@ class Defaults(Strict):
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 2
     success_threshold: Annotated[int, Field(ge=1, le=100)] = 2
 
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> Defaults:
+        if self.timeout >= self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout:g}s) must be less than interval ({self.interval:g}s); "
+                "lower timeout or raise interval"
+            )
+        return self
+
 
 class HttpSettings(Strict):
     """Shared HTTP client limits."""
