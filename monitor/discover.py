@@ -48,7 +48,8 @@ def load_document(source: str, timeout: float = 10.0) -> dict[str, Any]:
 
 def _placeholder(param: dict[str, Any]) -> str:
     schema = param.get("schema") or {}
-    if schema.get("format") == "uuid" or "id" in str(param.get("name", "")).lower() and schema.get("type") == "string":
+    name = str(param.get("name", "")).lower()
+    if schema.get("format") == "uuid" or (name.endswith("id") and schema.get("type") == "string"):
         return _ZERO_UUID
     if schema.get("type") in ("integer", "number"):
         return "0"
