@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from typing import Any
 
 import psycopg
@@ -11,6 +10,8 @@ import structlog
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from probes._pg import is_stale_connection
 
 log = structlog.get_logger("pam_monitor.demo_db")
 
@@ -92,9 +93,10 @@ async def ensure_schema(dsn: str) -> None:
 
 
 def _missing_relation(table: str) -> Exception:
-    # monitor.demo owns the exception; imported at call time so this module does not import the demo app.
-    error_type: type[Exception] = importlib.import_module("monitor.demo").MissingRelationError
-    return error_type(table)
+    # monitor.demo owns the exception; imported at call time so the tests can use SEED_SCHEMA without Starlette.
+    from monitor.demo import MissingRelationError
+
+    return MissingRelationError(table)
 
 
 class PgSettingsStore:
@@ -123,51 +125,44 @@ class PgSettingsStore:
             await self._conn.close()
             self._conn = None
 
+    async def _run(self, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        """Execute one parameterised statement and return its first row; one retry on a dead connection."""
+        async with self._lock:
+            for attempt in (1, 2):
+                conn = await self._connection()
+                try:
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute(query, params)
+                    return await cur.fetchone()
+                except pg_errors.UndefinedTable:
+                    raise _missing_relation(SETTINGS_TABLE) from None
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    await self._discard()
+                    # A connection killed while idle (server restart, pg_terminate_backend) is not an error
+                    # worth a 500: reconnect once.
+                    if attempt == 2 or not is_stale_connection(exc):
+                        raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
     async def get(self, user_id: str) -> dict[str, Any] | None:
         """The stored settings of a user, or None when there are none."""
-        async with self._lock:
-            conn = await self._connection()
-            try:
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(
-                    "SELECT settings FROM public.user_settings WHERE user_id = %s", (user_id,)
-                )
-                row = await cur.fetchone()
-            except pg_errors.UndefinedTable:
-                raise _missing_relation(SETTINGS_TABLE) from None
-            except psycopg.OperationalError:
-                await self._discard()
-                raise
+        row = await self._run("SELECT settings FROM public.user_settings WHERE user_id = %s", (user_id,))
         return None if row is None else dict(row["settings"])
 
     async def put(self, user_id: str, settings: dict[str, Any]) -> dict[str, Any]:
         """Store (insert or replace) a user's settings; return what is stored."""
-        voice_enabled = settings.get("voice_enabled")
-        async with self._lock:
-            conn = await self._connection()
-            try:
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(
-                    """INSERT INTO public.user_settings (user_id, settings, voice_enabled)
-                       VALUES (%s, %s, coalesce(%s, true))
-                       ON CONFLICT (user_id) DO UPDATE
-                       SET settings = EXCLUDED.settings,
-                           voice_enabled = coalesce(%s, public.user_settings.voice_enabled),
-                           updated_at = now()
-                       RETURNING settings""",
-                    (
-                        user_id,
-                        Jsonb(settings),
-                        voice_enabled if isinstance(voice_enabled, bool) else None,
-                        voice_enabled if isinstance(voice_enabled, bool) else None,
-                    ),
-                )
-                row = await cur.fetchone()
-            except pg_errors.UndefinedTable:
-                raise _missing_relation(SETTINGS_TABLE) from None
-            except psycopg.OperationalError:
-                await self._discard()
-                raise
+        voice = settings.get("voice_enabled")
+        voice_enabled = voice if isinstance(voice, bool) else None
+        row = await self._run(
+            """INSERT INTO public.user_settings (user_id, settings, voice_enabled)
+               VALUES (%s, %s, coalesce(%s, true))
+               ON CONFLICT (user_id) DO UPDATE
+               SET settings = EXCLUDED.settings,
+                   voice_enabled = coalesce(%s, public.user_settings.voice_enabled),
+                   updated_at = now()
+               RETURNING settings""",
+            (user_id, Jsonb(settings), voice_enabled, voice_enabled),
+        )
         assert row is not None  # INSERT ... RETURNING always returns the row
         return dict(row["settings"])
 

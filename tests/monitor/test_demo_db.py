@@ -1,0 +1,102 @@
+"""The demo's PostgreSQL settings store: round trips, a real DROP TABLE the db probe sees, and restore."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from monitor.config import DbCheck, Target
+from monitor.demo import MissingRelationError
+from monitor.demo_db import SEED_SCHEMA, SEED_TABLES, PgSettingsStore, ensure_schema
+from monitor.deps import Deps
+from monitor.results import Outcome
+from probes import db
+from tests.support.postgres import SeededDb
+
+
+@pytest.fixture
+async def store(seeded_db: SeededDb) -> AsyncIterator[PgSettingsStore]:
+    store = PgSettingsStore(seeded_db.dsn)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def probe_outcome(dsn: str) -> tuple[Outcome, dict[str, bool]]:
+    check = DbCheck(kind="db", name="demo_db", target="database", interval=30, timeout=3, failure_threshold=2,
+                    success_threshold=2, required_tables=list(SEED_TABLES), require_rls=True)
+    deps = Deps(targets={"database": Target(dsn=dsn)}, limiter=asyncio.Semaphore(2), body_limit=1 << 20,
+                user_agent="pam-monitor-test")
+    try:
+        result = await db.probe(check, deps)
+    finally:
+        await deps.aclose()
+    return result.outcome, dict(result.tables)
+
+
+async def test_put_then_get_round_trips_and_updates(store: PgSettingsStore, seeded_db: SeededDb) -> None:
+    """put stores the settings (insert, then replace), get returns them; an unknown user is None."""
+    assert await store.get("u1") is None
+    assert await store.put("u1", {"voice_enabled": False, "language": "de"}) == {"voice_enabled": False,
+                                                                                  "language": "de"}
+    assert await store.put("u1", {"voice_enabled": True, "theme": "dark"}) == {"voice_enabled": True,
+                                                                                "theme": "dark"}
+    assert await store.get("u1") == {"voice_enabled": True, "theme": "dark"}
+    with seeded_db.connect() as conn:
+        assert conn.execute("SELECT voice_enabled FROM user_settings WHERE user_id = 'u1'").fetchone() == (True,)
+
+
+async def test_user_id_is_a_parameter_not_sql(store: PgSettingsStore) -> None:
+    """A user id full of SQL is stored as data (every statement is parameterised)."""
+    evil = "x'); DROP TABLE user_settings; --"
+    await store.put(evil, {"voice_enabled": True})
+    assert await store.get(evil) == {"voice_enabled": True}
+
+
+async def test_drop_table_really_drops_and_restore_recreates(store: PgSettingsStore, seeded_db: SeededDb) -> None:
+    """drop_table removes user_settings (the db probe says table_missing, get/put raise MissingRelationError);
+    restore brings it back with RLS on (the db probe says ok)."""
+    await store.put("u1", {"voice_enabled": True})
+    await store.drop_table()
+    outcome, tables = await probe_outcome(seeded_db.dsn)
+    assert (outcome, tables["user_settings"]) == (Outcome.TABLE_MISSING, False)
+    with pytest.raises(MissingRelationError) as raised:
+        await store.get("u1")
+    assert raised.value.table == "user_settings"
+    with pytest.raises(MissingRelationError):
+        await store.put("u1", {"voice_enabled": True})
+    await store.restore()
+    assert await probe_outcome(seeded_db.dsn) == (Outcome.OK, dict.fromkeys(SEED_TABLES, True))
+    assert await store.get("u1") is None
+
+
+async def test_store_reconnects_after_its_connection_is_killed(store: PgSettingsStore, seeded_db: SeededDb) -> None:
+    """The reused connection dying (pg_terminate_backend) is invisible: the next call reconnects and works."""
+    await store.put("u1", {"voice_enabled": True})
+    with seeded_db.connect() as admin:
+        # The timeout argument makes pg_terminate_backend wait until the backend is gone.
+        killed = admin.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                               "WHERE application_name = 'pam-monitor-demo' AND datname = current_database()"
+                               ).fetchone()
+    assert killed == (1,)
+    assert await store.get("u1") == {"voice_enabled": True}
+
+
+async def test_ensure_schema_is_idempotent(seeded_db: SeededDb) -> None:
+    """ensure_schema on a complete schema changes nothing and recreates a dropped table (with RLS)."""
+    seeded_db.execute("DROP TABLE user_wishlists")
+    await ensure_schema(seeded_db.dsn)
+    await ensure_schema(seeded_db.dsn)
+    with seeded_db.connect() as conn:
+        rows = conn.execute("SELECT relname, relrowsecurity FROM pg_class WHERE relname = ANY(%s) ORDER BY relname",
+                            (list(SEED_TABLES),)).fetchall()
+    assert rows == sorted((t, True) for t in SEED_TABLES)
+
+
+def test_seed_schema_statements_are_idempotent_ddl() -> None:
+    """Every SEED_SCHEMA statement can run twice: CREATE TABLE IF NOT EXISTS or ALTER ... ENABLE RLS."""
+    for statement in SEED_SCHEMA:
+        assert statement.startswith(("CREATE TABLE IF NOT EXISTS", "ALTER TABLE")), statement
