@@ -59,7 +59,10 @@ async def endless(request: Request) -> Response:
 
     async def chunks() -> AsyncIterator[bytes]:
         block = b"x" * CHUNK
-        for _ in range(math.ceil(size / CHUNK)):
+        for i in range(math.ceil(size / CHUNK)):
+            # The server would otherwise keep writing into a closed socket until `size` is spent.
+            if i % 8 == 0 and await request.is_disconnected():
+                return
             yield block
 
     return StreamingResponse(chunks(), media_type="application/json")
@@ -71,6 +74,8 @@ async def drip(request: Request) -> Response:
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(600):
+            if await request.is_disconnected():
+                return
             yield b" "
             await asyncio.sleep(every)
 
