@@ -5,9 +5,11 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,9 +22,11 @@ import pytest
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from alerts.engine import NOTIFICATION_RESULTS
+from alerts.rules import ALERTNAMES, SEVERITIES
 from monitor.config import CHECK_KINDS
 from monitor.loader import load_config
 from monitor.metrics import SKIP_REASONS
@@ -77,8 +81,6 @@ def load_as_deployed(
     PAM_MONITOR_* overrides are read from the process environment (pydantic-settings), so they are set
     there for the duration of the test; `${VAR}` references are looked up in `env`.
     """
-    import os
-
     for name in [n for n in os.environ if n.startswith("PAM_MONITOR_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
@@ -189,10 +191,11 @@ def test_every_alerting_rule_has_a_unit_test_that_expects_it_to_fire() -> None:
 def test_rules_mirror_design_alerts_with_bounded_static_labels() -> None:
     """Every DESIGN §4 alertname has a rule; severities are from the fixed set; no label is templated."""
     alerting = [r for r in rules() if "alert" in r]
+    assert DESIGN_ALERTS == set(ALERTNAMES)
     assert set() == DESIGN_ALERTS - {r["alert"] for r in alerting}
     for rule in alerting:
         labels = rule.get("labels", {})
-        assert labels.get("severity") in {"critical", "warning", "none"}, rule["alert"]
+        assert labels.get("severity") in set(SEVERITIES), rule["alert"]
         templated = {k: v for k, v in labels.items() if "{{" in str(v) or "$" in str(v)}
         assert {} == templated, rule["alert"]
 
@@ -210,6 +213,7 @@ def test_rules_use_only_design_metric_names_labels_and_values() -> None:
         assert set() == matcher_values(expr, "outcome") - {o.value for o in Outcome}, expr
         assert set() == matcher_values(expr, "kind") - set(CHECK_KINDS), expr
         assert set() == matcher_values(expr, "reason") - set(SKIP_REASONS), expr
+        assert set() == matcher_values(expr, "result") - set(NOTIFICATION_RESULTS), expr
         for text in rule.get("annotations", {}).values():
             assert set() == set(re.findall(r"\$labels\.(\w+)", text)) - KNOWN_LABELS, text
     assert "probe_success" in used
@@ -779,3 +783,84 @@ def test_deploy_readme_explains_every_file() -> None:
     files = [p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.is_file() and p.name != "README.md"]
     assert [] == [f for f in files if f not in readme]
     assert ".dockerignore" in readme
+
+
+# ---------------------------------------------------------------------------------------------- the real daemon
+
+
+def _families(exposition: str) -> set[str]:
+    """Metric family and sample names in a /metrics body."""
+    names = set()
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            names.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names
+
+
+@pytest.mark.e2e
+def test_daemon_runs_the_sidecar_config_and_answers_the_kubelet_and_prometheus(tmp_path: Path) -> None:
+    """`pam-monitor run` with the ConfigMap config, the container's args and env (localhost only, no sinks):
+
+    /healthz and /readyz turn 200, /metrics carries every family the rules and the dashboard read, and
+    SIGTERM ends it with exit 0 within terminationGracePeriodSeconds.
+    """
+    backend_health = {"status": "healthy"}
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(backend_health)
+
+    container = monitor_container()
+    pod = by_kind("Deployment")["spec"]["template"]["spec"]
+    config = yaml.safe_load(by_kind("ConfigMap")["data"]["config.yaml"])
+    closed = free_port()
+    with serve_asgi(Starlette(routes=[Route("/health", health)])) as backend:
+        # Only what would leave 127.0.0.1 changes: the backend (same pod: 127.0.0.1 too), state, sinks.
+        config["targets"]["backend"]["base_url"] = backend
+        config["state_dir"] = str(tmp_path / "state")
+        config["alerts"]["sinks"] = []
+        config["defaults"] |= {"interval": "2s", "timeout": "1s"}  # a round in seconds, not 30 s
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAM_MONITOR_")}
+        env |= {v["name"]: v["value"] for v in container["env"] if "value" in v}
+        env |= {"PAM_MONITOR_LISTEN": f"127.0.0.1:{port}",
+                "DATABASE_URL": f"postgresql://pam_monitor:x@127.0.0.1:{closed}/postgres",
+                "PAGERDUTY_ROUTING_KEY": "unused"}
+        args = list(container["args"])
+        args[args.index("--config") + 1] = str(path)
+        args[args.index("--listen") + 1] = f"127.0.0.1:{port}"
+        binary = shutil.which("pam-monitor", path=str(Path(sys.executable).parent))
+        assert binary is not None
+        proc = subprocess.Popen([binary, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            codes: dict[str, int] = {}
+            body = ""
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                for _ in range(300):
+                    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                    try:
+                        codes = {
+                            probe: client.get(container[probe]["httpGet"]["path"]).status_code
+                            for probe in ("livenessProbe", "readinessProbe")
+                        }
+                    except httpx.TransportError:
+                        codes = {}
+                    if codes == {"livenessProbe": 200, "readinessProbe": 200}:
+                        body = client.get("/metrics").text
+                        break
+                    time.sleep(0.1)
+            assert {"livenessProbe": 200, "readinessProbe": 200} == codes
+            read = {n for r in rules() for n in metric_names(r["expr"])}
+            read |= {n for expr in dashboard_exprs() for n in metric_names(expr)}
+            assert set() == (read - recorded_names()) - _families(body)
+            proc.send_signal(signal.SIGTERM)
+            assert 0 == proc.wait(timeout=pod["terminationGracePeriodSeconds"])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            if proc.stderr:
+                proc.stderr.close()
