@@ -109,6 +109,8 @@ class TempPostgres:
                 "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH, via pg_config "
                 f"or in /usr/lib/postgresql/*/bin; {_INSTALL_HINT}"
             )
+        if not _has_server_binaries(found):
+            raise PostgresNotFoundError(f"{found} does not hold initdb, pg_ctl and postgres; {_INSTALL_HINT}")
         self.bin_dir = found
         self.password = password
         self.start_timeout = start_timeout
@@ -315,6 +317,7 @@ class TempPostgres:
 
     def __del__(self) -> None:
         # Last resort for a forgotten stop(): never leave a postgres running after the interpreter exits.
-        if self._running:
+        # (getattr: __init__ may have raised before the attribute existed.)
+        if getattr(self, "_running", False):
             with contextlib.suppress(Exception):
                 self.stop()

@@ -368,7 +368,8 @@ async def test_pool_reuses_one_connection_and_recovers_from_termination(seeded_d
         first = await db.probe(check, deps)
         second = await db.probe(check, deps)
         with seeded_db.connect() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (first.details["backend_pid"],))
+            # With a timeout, pg_terminate_backend returns only once the backend is gone.
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first.details["backend_pid"],))
         third = await db.probe(check, deps)
         fourth = await db.probe(check, deps)
     assert [r.outcome for r in (first, second, third, fourth)] == [Outcome.OK] * 4
