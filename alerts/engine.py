@@ -221,10 +221,11 @@ class AlertEngine:
                 self._states[obs.key] = new
                 changed.append(new)
         new_memory = remember(memory, result)
-        store.commit(
-            states=changed, delete_states=deleted,
-            memory=[(check.name, new_memory)] if new_memory != memory else [], enqueue=rows, now=now,
-        )
+        if changed or deleted or rows or new_memory != memory:  # most results change nothing: no write
+            store.commit(
+                states=changed, delete_states=deleted,
+                memory=[(check.name, new_memory)] if new_memory != memory else [], enqueue=rows, now=now,
+            )
         self._memory[check.name] = new_memory
         if rows:
             self._wake({lane for lane, _ in rows})
