@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,16 +13,7 @@ from typing import Any
 from monitor.config import AlertName, Config
 from monitor.results import Outcome, Result
 
-ALERTNAMES: tuple[AlertName, ...] = (
-    "ContractRegression",
-    "AuthBypass",
-    "TableMissing",
-    "SchemaDrift",
-    "EndpointDown",
-    "VoiceDegraded",
-    "DatabaseDown",
-    "MonitorWatchdog",
-)
+ALERTNAMES: tuple[AlertName, ...] = typing.get_args(AlertName)
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info", "none")
 DEFAULT_SEVERITY: Mapping[str, str] = {
     "ContractRegression": "critical",

@@ -373,7 +373,7 @@ def collect_secrets(config: Config) -> set[str]:
         if isinstance(value, SecretStr):
             raw = value.get_secret_value()
             found.add(raw)
-            found.update(_dsn_passwords(raw))
+            found.update(dsn_passwords(raw))
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name))
@@ -388,17 +388,23 @@ def collect_secrets(config: Config) -> set[str]:
     return {s for s in found if s}
 
 
-def _dsn_passwords(raw: str) -> set[str]:
-    from urllib.parse import unquote, urlsplit
+def dsn_passwords(raw: str) -> set[str]:
+    """The password inside a PostgreSQL URL (raw and percent-decoded) or a key=value conninfo string."""
+    from urllib.parse import parse_qs, unquote, urlsplit
 
     out: set[str] = set()
     if "://" in raw:
         try:
-            password = urlsplit(raw).password
+            parts = urlsplit(raw)
+            password = parts.password
+            query = parse_qs(parts.query)
         except ValueError:
-            password = None
+            password, query = None, {}
         if password:
             out.update({password, unquote(password)})
-    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", raw):
-        out.add(match.group(1).strip("'"))
-    return out
+        out.update(query.get("password", []))
+        return {p for p in out if p}
+    for match in re.finditer(r"password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S+))", raw):
+        quoted, bare = match.group(1), match.group(2)
+        out.add(re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare)
+    return {p for p in out if p}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
 
+from monitor.loader import dsn_passwords
 from monitor.results import Outcome
 
 DEFAULT_SCHEMA = "public"
@@ -52,22 +51,8 @@ def split_table(name: str) -> tuple[str, str]:
 
 def dsn_secrets(dsn: str) -> tuple[str, ...]:
     """Strings that must never appear in output: the DSN itself and its password (raw and URL-encoded)."""
-    found = {dsn}
-    try:
-        password = conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
-        password = None
-    if password:
-        found.add(str(password))
-    if "://" in dsn:
-        try:
-            raw = urlsplit(dsn).password
-        except ValueError:
-            raw = None
-        if raw:
-            found.update({raw, unquote(raw)})
     # Longest first, so a password inside the DSN does not leave the rest of the DSN behind.
-    return tuple(sorted((s for s in found if s), key=len, reverse=True))
+    return tuple(sorted({dsn, *dsn_passwords(dsn)} - {""}, key=len, reverse=True))
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

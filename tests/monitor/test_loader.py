@@ -247,3 +247,12 @@ def test_shards_partition_the_checks(tmp_path: Path) -> None:
     assert (1, 3) == parse_shard("1/3")
     with pytest.raises(ValueError, match="--shard must be i/n"):
         parse_shard("3/3")
+
+
+def test_dsn_passwords_from_url_query_and_conninfo() -> None:
+    """Passwords are found in URL userinfo (raw and decoded), a ?password= query, and quoted conninfo."""
+    from monitor.loader import dsn_passwords
+
+    assert {"p%40ss", "p@ss", "q1"} == dsn_passwords("postgresql://u:p%40ss@h/db?password=q1&sslmode=require")
+    assert {"a b'c"} == dsn_passwords("host=h password='a b\\'c' user=x")
+    assert set() == dsn_passwords("host=h user=x")
