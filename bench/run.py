@@ -618,6 +618,9 @@ def median_figures(runs: Sequence[Figures]) -> Figures:
             mid = round(mid)
         setattr(out, name, mid)
     out.notes = [f"run {i + 1}: {note}" for i, r in enumerate(runs) for note in r.notes]
+    if len(runs) > 1:
+        spread = ", ".join("n/a" if r.cpu_ms_per_probe is None else f"{r.cpu_ms_per_probe:.3f}" for r in runs)
+        out.notes.insert(0, f"CPU ms/probe per run: {spread}")
     return out
 
 
