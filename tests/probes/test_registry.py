@@ -21,3 +21,13 @@ def test_each_kind_declares_ok_and_internal_error() -> None:
     for kind, outcomes in probes.OUTCOMES.items():
         assert {Outcome.OK, Outcome.INTERNAL_ERROR} <= set(outcomes), kind
         assert len(outcomes) == len(set(outcomes)), kind
+
+
+def test_daemon_without_db_checks_does_not_load_the_postgres_driver() -> None:
+    """Importing the daemon and every prober leaves psycopg unloaded (~12 MB of RSS) until a db check runs."""
+    import subprocess
+    import sys
+
+    code = "import sys, monitor.cli, monitor.daemon, alerts.engine, probes; print('psycopg' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "False" == done.stdout.strip()

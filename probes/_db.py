@@ -1,0 +1,367 @@
+"""The `db` prober's implementation: connect, SELECT 1, tables, columns, RLS and a canary write, all bounded.
+
+psycopg 3 (async) with autocommit, `prepare_threshold=None` and only transaction-local settings, so a run
+works unchanged through PgBouncer/Supavisor in transaction mode (bench/db_driver.py has the driver figures).
+Every step gets the remaining deadline: a server-side `statement_timeout` (set with `set_config(..., true)`,
+i.e. SET LOCAL) that fires first and a client-side `asyncio.timeout_at` behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets as _secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from monitor.config import DbCheck
+from monitor.deps import Deps
+from monitor.results import Outcome, ProbeResult
+from probes import _pg
+
+log = structlog.get_logger("pam_monitor.probe.db")
+
+APPLICATION_NAME = "pam-monitor"
+
+
+def _budget(timeout: float) -> float:
+    # Finish a little before the runner's hard deadline so a slow server reads as `timeout` with our own
+    # message, not as a blind cancellation.
+    return timeout - min(0.25, timeout * 0.1)
+
+
+def _statement_timeout_ms(remaining: float) -> str:
+    # The server cancels the statement slightly before the client-side deadline, leaving the connection usable.
+    return str(max(1, int((remaining - min(0.1, remaining * 0.05)) * 1000)))
+
+
+@dataclass
+class _Run:
+    """What one run has observed so far; whatever fails later, these go into the result."""
+
+    loop: asyncio.AbstractEventLoop
+    deadline: float
+    phase: str = "connect"
+    phases: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, bool] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    touching: str | None = None
+
+    def remaining(self) -> float:
+        left = self.deadline - self.loop.time()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+
+@dataclass
+class _Pooled:
+    """The reused connection of a `pool: true` check, kept in deps.resources[check.name]."""
+
+    conn: psycopg.AsyncConnection[Any] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def aclose(self) -> None:
+        """Close the connection (deps.on_close)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await _close(conn)
+
+
+async def _close(conn: psycopg.AsyncConnection[Any]) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()
+
+
+async def probe(check: DbCheck, deps: Deps) -> ProbeResult:
+    """One round trip to the check's database; never raises for a broken target."""
+    target = deps.targets.get(check.target)
+    if target is None or target.dsn is None:
+        return ProbeResult(Outcome.INTERNAL_ERROR, f"target {check.target!r} has no dsn")
+    dsn = target.dsn.get_secret_value()
+    hidden = _pg.dsn_secrets(dsn)
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error:
+        # libpq quotes pieces of a malformed DSN in its message: say nothing more than that it is malformed.
+        return ProbeResult(
+            Outcome.DB_ERROR,
+            "the target's DSN is not a valid PostgreSQL connection string (libpq rejected it)",
+            details={"phase": "connect", "sqlstate": None},
+        )
+    loop = asyncio.get_running_loop()
+    run = _Run(loop=loop, deadline=loop.time() + _budget(check.timeout))
+    started = deps.clock.monotonic()
+    try:
+        if check.pool:
+            return await _pooled_run(check, deps, dsn, run)
+        conn = await _connect(dsn, run, deps)
+        try:
+            return await _round_trip(conn, check, run, deps)
+        finally:
+            await _close(conn)
+    except Exception as exc:
+        classified = _pg.classify(exc)
+        if classified is None:
+            raise
+        return _failure(check, run, exc, classified, hidden, deps.clock.monotonic() - started)
+
+
+async def _connect(dsn: str, run: _Run, deps: Deps) -> psycopg.AsyncConnection[Any]:
+    run.phase = "connect"
+    remaining = run.remaining()
+    started = deps.clock.monotonic()
+    async with asyncio.timeout_at(run.deadline):
+        conn = await psycopg.AsyncConnection.connect(
+            dsn,
+            autocommit=True,
+            prepare_threshold=None,
+            # libpq's connect_timeout is whole seconds (min 2); the asyncio deadline above is the real bound.
+            connect_timeout=max(2, math.ceil(remaining)),
+            application_name=APPLICATION_NAME,
+        )
+    run.phases["connect"] = deps.clock.monotonic() - started
+    return conn
+
+
+async def _pooled_run(check: DbCheck, deps: Deps, dsn: str, run: _Run) -> ProbeResult:
+    holder = deps.resources.get(check.name)
+    if not isinstance(holder, _Pooled):
+        holder = _Pooled()
+        deps.resources[check.name] = holder
+        deps.on_close(holder.aclose)
+    async with asyncio.timeout_at(run.deadline):
+        await holder.lock.acquire()
+    try:
+        for attempt in (1, 2):
+            conn = holder.conn
+            reused = conn is not None and not conn.closed and not conn.broken
+            if conn is None or not reused:
+                if conn is not None:
+                    await _close(conn)
+                holder.conn = None
+                conn = await _connect(dsn, run, deps)
+                holder.conn = conn
+            run.details["reused_connection"] = reused
+            try:
+                return await _round_trip(conn, check, run, deps)
+            except Exception as exc:
+                # A connection that failed mid-run is in an unknown state: never hand it to the next run.
+                holder.conn = None
+                await _close(conn)
+                if reused and attempt == 1 and _pg.is_stale_connection(exc):
+                    # The kept connection died while idle (server restart, pooler recycle,
+                    # pg_terminate_backend): that is not the target failing, so retry once on a fresh one.
+                    log.info("db.stale_connection_replaced", check=check.name)
+                    run.phases.clear()
+                    run.tables.clear()
+                    run.details.clear()
+                    continue
+                raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
+    finally:
+        holder.lock.release()
+
+
+async def _round_trip(
+    conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run, deps: Deps
+) -> ProbeResult:
+    names = check.all_tables()
+    split = [_pg.split_table(name) for name in names]
+    run.phase = "query"
+    started = deps.clock.monotonic()
+    async with asyncio.timeout_at(run.deadline), conn.transaction():
+        cur = await conn.execute(_pg.SQL_HELLO, (_statement_timeout_ms(run.remaining()),))
+        hello = await cur.fetchone()
+        assert hello is not None  # a SELECT without FROM returns exactly one row
+        _, one, in_recovery, read_only, pid, version = hello
+        if one != 1:
+            return ProbeResult(Outcome.DB_ERROR, f"SELECT 1 returned {one!r}", details={"phase": "query"})
+        run.details.update(
+            in_recovery=bool(in_recovery),
+            read_only=bool(in_recovery) or read_only == "on",
+            backend_pid=int(pid),
+            server_version=str(version),
+        )
+        rls_off: list[str] = []
+        if names:
+            cur = await conn.execute(
+                _pg.SQL_TABLES, ([s for s, _ in split], [t for _, t in split])
+            )
+            for ordinal, present, rls in await cur.fetchall():
+                name = names[int(ordinal) - 1]
+                run.tables[name] = bool(present)
+                if present and check.require_rls and not rls:
+                    rls_off.append(name)
+        missing_tables = [name for name in names if not run.tables.get(name, False)]
+        missing_columns: list[str] = []
+        wanted = [
+            (table, column)
+            for table, columns in check.required_columns.items()
+            if run.tables.get(table, False)
+            for column in columns
+        ]
+        if wanted:
+            nsp, rel = zip(*(_pg.split_table(table) for table, _ in wanted), strict=True)
+            cur = await conn.execute(
+                _pg.SQL_MISSING_COLUMNS, (list(nsp), list(rel), [column for _, column in wanted])
+            )
+            missing_columns = [
+                f"{wanted[int(ordinal) - 1][0]}.{wanted[int(ordinal) - 1][1]}" for (ordinal,) in await cur.fetchall()
+            ]
+        present = [(name, parts) for name, parts in zip(names, split, strict=True) if run.tables.get(name)]
+        if present and not missing_tables:
+            # Read each table (no rows): this is what the application's role meets first, a lock held by a
+            # migration (timeout), a missing grant (42501) or a recursive RLS policy (42P17).
+            run.touching = present[0][0] if len(present) == 1 else None
+            touch = sql.SQL(" UNION ALL ").join(
+                sql.SQL("(SELECT FROM {} LIMIT 0)").format(sql.Identifier(*parts)) for _, parts in present
+            )
+            await conn.execute(touch)
+            run.touching = None
+    run.phases["query"] = deps.clock.monotonic() - started
+
+    if missing_tables or missing_columns or rls_off:
+        return _schema_failure(names, missing_tables, missing_columns, rls_off, run)
+
+    if run.details["read_only"] and (not check.canary or check.expect_read_only):
+        run.details["canary"] = "skipped (read-only)" if check.canary else "off"
+        return _ok(names, run, "read-only" + (" (hot standby)" if run.details["in_recovery"] else ""))
+    if check.canary:
+        problem = await _canary(conn, check, run, deps)
+        if problem is not None:
+            run.details["canary"] = "mismatch"
+            return ProbeResult(Outcome.DB_ERROR, f"canary failed: {problem}", details=dict(run.details),
+                               tables=dict(run.tables), phases=dict(run.phases))
+        run.details["canary"] = "ok"
+    return _ok(names, run, None)
+
+
+async def _canary(conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run, deps: Deps) -> str | None:
+    """Write, read back and delete a random row in one transaction; return what went wrong, if anything."""
+    run.phase = "canary"
+    started = deps.clock.monotonic()
+    key = f"pam-monitor:{_secrets.token_hex(8)}"
+    value = _secrets.token_hex(16)
+    async with asyncio.timeout_at(run.deadline), conn.transaction():
+        await conn.execute(_pg.SQL_SET_TIMEOUT, (_statement_timeout_ms(run.remaining()),))
+        if check.canary_table is None:
+            table = sql.Identifier(_pg.CANARY_TEMP_TABLE)
+            await conn.execute(
+                sql.SQL("CREATE TEMP TABLE {} (key text PRIMARY KEY, value text) ON COMMIT DROP").format(table)
+            )
+        else:
+            table = sql.Identifier(*_pg.split_table(check.canary_table))
+        await conn.execute(sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(table), (key, value))
+        cur = await conn.execute(sql.SQL("SELECT value FROM {} WHERE key = %s").format(table), (key,))
+        row = await cur.fetchone()
+        await conn.execute(sql.SQL("DELETE FROM {} WHERE key = %s").format(table), (key,))
+    run.phases["canary"] = deps.clock.monotonic() - started
+    read_back = None if row is None else row[0]
+    if read_back is None:
+        return "the canary row was not found right after it was written"
+    if read_back != value:
+        return "the canary value read back differs from the value written"
+    return None
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _phase_summary(phases: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {_ms(value)}" for name, value in phases.items())
+
+
+def _ok(names: list[str], run: _Run, note: str | None) -> ProbeResult:
+    version = str(run.details.get("server_version", "?")).split(" ")[0]
+    parts = [f"PostgreSQL {version} answered"]
+    if names:
+        parts.append(f"{len(names)}/{len(names)} required tables present")
+    if run.details.get("canary") == "ok":
+        parts.append("canary written and read back")
+    if note:
+        parts.append(note)
+    message = "; ".join(parts) + f" ({_phase_summary(run.phases)})"
+    return ProbeResult(Outcome.OK, message, details=dict(run.details), tables=dict(run.tables),
+                       phases=dict(run.phases))
+
+
+def _schema_failure(
+    names: list[str], missing_tables: list[str], missing_columns: list[str], rls_off: list[str], run: _Run
+) -> ProbeResult:
+    details = dict(run.details)
+    if missing_tables:
+        details["missing_tables"] = missing_tables
+    if missing_columns:
+        details["missing_columns"] = missing_columns
+    if rls_off:
+        details["rls_disabled"] = rls_off
+    problems: list[str] = []
+    if missing_tables:
+        problems.append(
+            f"required table{'s' if len(missing_tables) > 1 else ''} missing: {', '.join(missing_tables)} "
+            f"({len(names) - len(missing_tables)} of {len(names)} present)"
+        )
+    if missing_columns:
+        problems.append(f"required column{'s' if len(missing_columns) > 1 else ''} missing: "
+                        f"{', '.join(missing_columns)}")
+    if rls_off:
+        problems.append(f"row-level security is off on: {', '.join(rls_off)}")
+    # Precedence: a missing table explains a missing column, and both outrank a policy setting.
+    outcome = (Outcome.TABLE_MISSING if missing_tables
+               else Outcome.COLUMN_MISSING if missing_columns else Outcome.RLS_DISABLED)
+    return ProbeResult(outcome, "; ".join(problems), details=details, tables=dict(run.tables),
+                       phases=dict(run.phases))
+
+
+def _failure(
+    check: DbCheck,
+    run: _Run,
+    exc: BaseException,
+    classified: _pg.ErrorClass,
+    hidden: tuple[str, ...],
+    elapsed: float,
+) -> ProbeResult:
+    text = _pg.error_text(exc, hidden) if not isinstance(exc, TimeoutError) else ""
+    details = dict(run.details)
+    details.update(phase=run.phase, sqlstate=classified.sqlstate)
+    if text:
+        details["error"] = text
+    tables = dict(run.tables)
+    outcome = classified.outcome
+    after = f"after {elapsed:.2f} s"
+    if outcome is Outcome.TIMEOUT:
+        what = text or f"no answer within the {check.timeout:g} s timeout"
+        message = f"timed out during {run.phase} {after}: {what}"
+    elif outcome is Outcome.TABLE_MISSING:
+        missing = run.touching or _relation_in(text) or "?"
+        if missing in tables:
+            tables[missing] = False
+        details["missing_tables"] = [missing]
+        message = f"required table missing: {missing} ({text}, SQLSTATE 42P01, during {run.phase})"
+    elif outcome in (Outcome.CONNECTION_ERROR, Outcome.DNS_ERROR, Outcome.TLS_ERROR):
+        message = f"{classified.cause} during {run.phase} {after}: {text}"
+    else:
+        state = classified.sqlstate or "unknown SQLSTATE"
+        if classified.sqlstate == "25006":
+            details["canary"] = "refused (read-only)"
+        message = f"{classified.cause} {state} during {run.phase}: {text}"
+    log.debug("db.failed", check=check.name, outcome=outcome.value, phase=run.phase, sqlstate=classified.sqlstate)
+    return ProbeResult(outcome, message, details=details, tables=tables, phases=dict(run.phases))
+
+
+def _relation_in(text: str) -> str | None:
+    start = text.find('relation "')
+    if start < 0:
+        return None
+    rest = text[start + len('relation "'):]
+    end = rest.find('"')
+    return rest[:end] if end > 0 else None
