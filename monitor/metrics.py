@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -36,6 +36,9 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("pam_monitor_status_transitions_total", "counter", "Changes of outcome between consecutive runs."),
     ("pam_monitor_db_table_present", "gauge", "Whether a required table was present at the last run (1) or not (0)."),
     ("pam_monitor_db_phase_duration_seconds", "gauge", "Duration of each phase of the last run in seconds."),
+)
+_HEADERS: tuple[bytes, ...] = tuple(
+    f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode() for name, kind, help_text in _FAMILIES
 )
 
 
@@ -75,9 +78,9 @@ class _CheckSeries:
     transitions: dict[tuple[str, str], int] = field(default_factory=dict)
     table_present: dict[str, float] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
-    cache: list[str] | None = None
+    cache: list[bytes] | None = None
 
-    def render(self) -> list[str]:
+    def render(self) -> list[bytes]:
         if self.cache is not None:
             return self.cache
         lb = self.labels
@@ -113,8 +116,9 @@ class _CheckSeries:
             f'pam_monitor_db_phase_duration_seconds{{{lb},phase="{p}"}} {_fmt(self.phase_seconds.get(p, 0.0))}\n'
             for p in self.phases
         )
-        self.cache = out
-        return out
+        # Kept as bytes so a scrape is one join, not a str join plus an encode of a multi-megabyte body.
+        self.cache = [part.encode() for part in out]
+        return self.cache
 
 
 class Metrics:
@@ -231,14 +235,16 @@ class Metrics:
 
     def render(self) -> bytes:
         """The full /metrics body in the Prometheus text format 0.0.4."""
+        return b"".join(self.render_chunks())
+
+    def render_chunks(self) -> Iterator[bytes]:
+        """The /metrics body as one chunk per family, so a 3 MB scrape is never copied whole in memory."""
         head = generate_latest(self.registry)
         with self._lock:
             blocks = [s.render() for s in self._series.values()]
-        parts: list[str] = []
-        for i, (name, kind, help_text) in enumerate(_FAMILIES):
-            parts.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
-            parts.extend(block[i] for block in blocks)
-        return head + "".join(parts).encode()
+        yield head
+        for i, header in enumerate(_HEADERS):
+            yield header + b"".join(block[i] for block in blocks)
 
     def family_names(self) -> list[str]:
         """Names of the per-check families (for docs and tests)."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import html
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from monitor import __version__
@@ -25,7 +25,11 @@ def create_app(state: State, metrics: Metrics, service: Callable[[], str]) -> St
     """Build the ASGI app; it reads the live State and Metrics, so it survives config reloads."""
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in metrics.render_chunks():
+                yield chunk
+
+        return StreamingResponse(body(), media_type=CONTENT_TYPE)
 
     async def healthz(request: Request) -> Response:
         ok, reason = state.healthy(HEALTH_MAX_SILENCE_S)
