@@ -17,7 +17,7 @@ from monitor import __version__
 from monitor.config import Config
 from monitor.deps import build_deps
 from monitor.loader import ConfigError, collect_secrets, load_config, parse_shard
-from monitor.logs import configure_logging
+from monitor.logs import SecretScrubber, configure_logging
 from monitor.metrics import Metrics
 from monitor.results import Result
 from monitor.runner import Runner
@@ -114,11 +114,10 @@ def _load(args: argparse.Namespace, err: TextIO, *, required: bool = True) -> Co
         return None
 
 
-def _logging(args: argparse.Namespace, config: Config | None) -> None:
-    level = args.log_level or (config.log_level if config else "info")
-    scrubber = configure_logging(level, args.log_format or "json")
-    if config is not None:
-        scrubber.update(collect_secrets(config))
+def _logging(args: argparse.Namespace, config: Config) -> SecretScrubber:
+    scrubber = configure_logging(args.log_level or config.log_level, args.log_format or "json")
+    scrubber.update(collect_secrets(config))
+    return scrubber
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -135,12 +134,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args, sys.stderr)
     if config is None:
         return EXIT_CONFIG
-    _logging(args, config)
+    scrubber = _logging(args, config)
     from monitor.daemon import Daemon
 
     daemon = Daemon(
         config, config_path=args.config, listen_override=args.listen,
         shard=parse_shard(args.shard) if args.shard else None, engine_factory=_engine_factory(),
+        scrubber=scrubber,
     )
     return asyncio.run(daemon.run())
 
@@ -164,7 +164,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if unknown:
             print(f"pam-monitor: --only names unknown checks: {', '.join(unknown)}", file=sys.stderr)
             return EXIT_CONFIG
-    results = asyncio.run(_check_once(config, args.only))
+    results = asyncio.run(_check_once(config, args.only, scrubber))
     if args.format == "json":
         doc = {"checks": [r.to_status() for r in results]}
         print(json.dumps(doc, indent=2))
@@ -173,10 +173,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
 
 
-async def _check_once(config: Config, only: list[str] | None) -> list[Result]:
+async def _check_once(config: Config, only: list[str] | None, scrubber: SecretScrubber) -> list[Result]:
     deps = build_deps(config)
     try:
-        runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic))
+        runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic),
+                        redact=scrubber.scrub)
         return await runner.run_all(only)
     finally:
         await deps.aclose()

@@ -135,7 +135,7 @@ class Daemon:
             old_runner.stop(self.scheduler)
         self.runner = Runner(
             config, self.deps, self.metrics, self.state,
-            on_result=self.engine.observe if self.engine is not None else None,
+            on_result=self.engine.observe if self.engine is not None else None, redact=self.scrubber.scrub,
         )
         self.runner.start(self.scheduler)
         if old_deps is not None:

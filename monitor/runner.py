@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 import traceback
@@ -45,6 +46,19 @@ def check_tables(check: Check) -> tuple[str, ...]:
     return ()
 
 
+def _redacted(observed: ProbeResult, redact: Callable[[str], str]) -> ProbeResult:
+    """The observation with every configured secret removed from its sentence and observed values.
+
+    Probers never put a secret there; a target can, by echoing a request header in an error body that ends
+    up in `body_excerpt`. /status, alert annotations and logs all read the result, so it is cleaned once here.
+    """
+    message = redact(observed.message)
+    details = {k: redact(v) if isinstance(v, str) else v for k, v in observed.details.items()}
+    if message == observed.message and details == observed.details:
+        return observed
+    return dataclasses.replace(observed, message=message, details=details)
+
+
 class Runner:
     """Owns the deadline, the shared metrics and the bookkeeping of every run; probes only observe."""
 
@@ -57,9 +71,11 @@ class Runner:
         *,
         on_result: ResultHook | None = None,
         registry: Mapping[str, probes.ProbeFn] | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
         self.registry = probes.REGISTRY if registry is None else registry
+        self.redact = redact
         self.deps = deps
         self.metrics = metrics
         self.state = state
@@ -102,6 +118,8 @@ class Runner:
                 Outcome.INTERNAL_ERROR, f"the {check.kind} prober failed with {type(exc).__name__}; see the daemon log"
             )
         duration = clock.monotonic() - t0
+        if self.redact is not None:
+            observed = _redacted(observed, self.redact)
         result = Result.from_probe(
             check.name, check.kind, observed, started_at=started_at, finished_at=clock.time(),
             duration_s=duration, confirmation=confirmation,

@@ -31,12 +31,16 @@ class Switchable:
         async def health(request: Request) -> Response:
             return JSONResponse({"status": "healthy" if self.status == 200 else "down"}, status_code=self.status)
 
+        async def echo(request: Request) -> Response:
+            # A careless backend that echoes the caller's credentials in its error body.
+            return JSONResponse({"detail": f"failed for {request.headers.get('authorization')}"}, status_code=500)
+
         async def hang(request: Request) -> Response:
             self.hang_started.set()
             await asyncio.sleep(3600)
             return Response()
 
-        return Starlette(routes=[Route("/health", health), Route("/hang", hang)])
+        return Starlette(routes=[Route("/health", health), Route("/hang", hang), Route("/echo", echo)])
 
 
 def _config(tmp_path: Path, target: str, checks: str, extra: str = "") -> Path:
@@ -130,3 +134,18 @@ def test_listen_address_in_use_exits_one_with_a_clear_event(tmp_path: Path) -> N
                               capture_output=True, timeout=30, cwd=tmp_path)
     assert 1 == done.returncode
     assert b'"event": "daemon.listen_failed"' in done.stdout
+
+
+def test_no_secret_reaches_status_metrics_or_logs(tmp_path: Path) -> None:
+    """A bearer token from ${VAR}, echoed back by the target in a 500 body, appears nowhere the daemon writes."""
+    target = Switchable()
+    token = "tok-very-secret-0123456789"
+    with serve_asgi(target.app()) as base:
+        config = _config(tmp_path, base, "- {name: echo, kind: http, target: backend, path: /echo, "
+                                         "headers: {Authorization: 'Bearer ${ECHO_TOKEN}'}}\n")
+        with run_daemon(config, free_port(), tmp_path, env={"ECHO_TOKEN": token}) as daemon:
+            daemon.wait_for(lambda: daemon.check("echo")["outcome"] == "server_error", what="the echo check")
+            status, metrics, page = daemon.get("/status").text, daemon.get("/metrics").text, daemon.get("/").text
+    assert "**********" in status
+    for where in (status, metrics, page, daemon.raw_logs()):
+        assert token not in where

@@ -149,3 +149,23 @@ async def test_no_confirmation_when_disabled_or_not_sooner(confirm: str) -> None
     finally:
         scheduler.shutdown(wait=False)
         await deps.aclose()
+
+
+async def test_secrets_echoed_by_a_target_are_redacted_from_the_result() -> None:
+    """A secret in a probe's message or details (a target echoing a header) is replaced before anyone reads it."""
+    async def echo(check: Any, deps: Deps) -> ProbeResult:
+        return ProbeResult(Outcome.SERVER_ERROR, "expected 200, got 500: Bearer tok-SECRET-123",
+                           status_code=500, details={"body_excerpt": "auth=tok-SECRET-123", "bytes": 20})
+
+    from monitor.logs import SecretScrubber
+
+    scrubber = SecretScrubber()
+    scrubber.update(["tok-SECRET-123"])
+    config = _config()
+    deps = build_deps(config)
+    runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic),
+                    registry={"http": echo}, redact=scrubber.scrub)
+    result = await runner.run_once(runner.checks["c0"])
+    await deps.aclose()
+    assert ("expected 200, got 500: Bearer **********", {"body_excerpt": "auth=**********", "bytes": 20}) == (
+        result.message, dict(result.details))
