@@ -133,7 +133,7 @@ async def bench(dsn: str, n: int) -> list[tuple[str, float, float]]:
         check = DbCheck(kind="db", name="bench", target="db", interval=30, timeout=5, failure_threshold=2,
                         success_threshold=2, required_tables=list(SEED_TABLES), required_columns=COLUMNS,
                         require_rls=True, pool=pool)
-        deps = Deps(targets={"db": Target(dsn=dsn)}, limiter=asyncio.Semaphore(4), body_limit=1 << 20,
+        deps = Deps(targets={"db": Target(dsn=dsn)}, max_in_flight=4, body_limit=1 << 20,
                     user_agent="bench")
 
         async def whole(check: DbCheck = check, deps: Deps = deps) -> None:

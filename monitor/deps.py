@@ -44,10 +44,12 @@ class Deps:
     """Shared resources for probes. One instance per loaded config; `aclose()` releases it."""
 
     targets: Mapping[str, Target]
-    limiter: asyncio.Semaphore
     body_limit: int
     user_agent: str
+    # Requests in flight at once per target (http.max_in_flight); see limiter_for.
+    max_in_flight: int = 16
     clock: Clock = field(default_factory=SystemClock)
+    _limiters: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
     # Long-lived resources owned by probe modules (the db probe's pools), keyed by check name.
     resources: dict[str, object] = field(default_factory=dict)
@@ -71,6 +73,17 @@ class Deps:
             self._clients[key] = client
         return client
 
+    def limiter_for(self, target_name: str) -> asyncio.Semaphore:
+        """The semaphore capping requests in flight to one target (`max_in_flight` slots), made on first use.
+
+        One per target, not one for all: a hanging target then holds only its own slots until its timeouts,
+        and checks of healthy targets never wait behind it (they would report `timeout` for a healthy target).
+        """
+        limiter = self._limiters.get(target_name)
+        if limiter is None:
+            limiter = self._limiters[target_name] = asyncio.Semaphore(self.max_in_flight)
+        return limiter
+
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register a coroutine to run when these deps are closed (pools, sessions)."""
         self._closers.append(closer)
@@ -92,8 +105,8 @@ def build_deps(config: Config, clock: Clock | None = None) -> Deps:
     """Build the shared resources for a config."""
     return Deps(
         targets=dict(config.targets),
-        limiter=asyncio.Semaphore(config.http.max_in_flight),
         body_limit=config.http.body_limit,
         user_agent=config.http.user_agent,
+        max_in_flight=config.http.max_in_flight,
         clock=clock or SystemClock(),
     )

@@ -111,27 +111,30 @@ def request_headers(
 
 async def fetch(
     deps: Deps,
-    target: Target,
+    target_name: str,
     spec: RequestSpec,
     *,
     deadline: float,
     cap: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Fetched | Failed:
-    """Send `spec` to `target` under the shared limiter and read at most `cap` bytes before `deadline`.
+    """Send `spec` to the target named `target_name` and read at most `cap` bytes before `deadline`.
 
+    The request first takes one of the target's slots (`deps.limiter_for`, http.max_in_flight per target).
     `deadline` is event-loop time (see `deadline_after`); `cap` defaults to deps.body_limit. A body longer
     than the cap is not read further: the response is closed and `truncated` is set. Every transport
     failure comes back as `Failed` with its outcome; nothing a broken target does raises.
     """
+    target = deps.targets[target_name]
     limit = deps.body_limit if cap is None else cap
     loop = asyncio.get_running_loop()
     client = deps.client_for(target)
+    waiting_since = deps.clock.monotonic()
     sent_at: float | None = None
     status: int | None = None
     try:
         async with asyncio.timeout_at(deadline):
-            async with deps.limiter:
+            async with deps.limiter_for(target_name):
                 remaining = max(deadline - loop.time(), 0.001)
                 request = client.build_request(
                     spec.method,
@@ -158,13 +161,19 @@ async def fetch(
                     cap=limit,
                 )
     except (TimeoutError, httpx.TimeoutException) as exc:
-        elapsed = _since(deps, sent_at)
         if sent_at is None:
-            what = "waiting for a free request slot (http.max_in_flight reached)"
-        elif status is not None:
-            what = f"reading the body of a {status} response"
-        else:
-            what = _timeout_phase(exc)
+            # Never sent: every slot for this target was taken the whole time. That is pam-monitor's own limit,
+            # so say so; the target may be slow (its earlier requests hold the slots) or fine (too many checks).
+            elapsed = deps.clock.monotonic() - waiting_since
+            return Failed(
+                Outcome.TIMEOUT,
+                f"timed out after {elapsed:.2f} s waiting for one of pam-monitor's own {deps.max_in_flight} "
+                f"request slots for target {target_name} (http.max_in_flight); the request was never sent: "
+                "the monitor is saturated, not necessarily the target",
+                elapsed,
+            )
+        elapsed = _since(deps, sent_at)
+        what = f"reading the body of a {status} response" if status is not None else _timeout_phase(exc)
         return Failed(Outcome.TIMEOUT, f"timed out after {elapsed:.2f} s {what}", elapsed, status)
     except httpx.InvalidURL as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)

@@ -51,7 +51,7 @@ async def probe(check: AuthContractCheck, deps: Deps) -> ProbeResult:
         token = forged_token(variant, secret=secret)
         variants.append((variant, {**base, "Authorization": f"Bearer {token}"}))
     answers = await asyncio.gather(
-        *(fetch(deps, target, check, deadline=deadline, headers=headers) for _, headers in variants)
+        *(fetch(deps, check.target, check, deadline=deadline, headers=headers) for _, headers in variants)
     )
     return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)))
 

@@ -33,8 +33,7 @@ OUTCOMES: tuple[Outcome, ...] = (
 
 async def probe(check: HttpCheck, deps: Deps) -> ProbeResult:
     """Run one `http` check against its target."""
-    target = deps.targets[check.target]
-    got = await fetch(deps, target, check, deadline=deadline_after(io_budget(check.timeout)))
+    got = await fetch(deps, check.target, check, deadline=deadline_after(io_budget(check.timeout)))
     if isinstance(got, Failed):
         return failed_result(got)
     return assess(check.expect, got)

@@ -148,7 +148,7 @@ async def _one(
         query={"select": "*", "limit": "0"},
     )
     # Error bodies are short; reading more than this is never needed to judge a table.
-    got = await _http.fetch(deps, target, spec, deadline=deadline, headers=_headers(target, spec, schema),
+    got = await _http.fetch(deps, check.target, spec, deadline=deadline, headers=_headers(target, spec, schema),
                             cap=min(deps.body_limit, 64 * 1024))
     if isinstance(got, _http.Failed):
         problem = _scrub(f"{table}: {got.message}", secrets)
@@ -157,7 +157,7 @@ async def _one(
 
 
 async def probe(check: PostgrestCheck, deps: Deps) -> ProbeResult:
-    """Request every required table once (concurrently, under the shared limiter); never raises."""
+    """Request every required table once (concurrently, under the target's request slots); never raises."""
     target = deps.targets.get(check.target)
     if target is None or target.base_url is None:
         return ProbeResult(Outcome.INTERNAL_ERROR, f"target {check.target!r} has no base_url")

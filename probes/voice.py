@@ -16,9 +16,8 @@ OUTCOMES: tuple[Outcome, ...] = http.OUTCOMES
 
 async def probe(check: VoiceCheck, deps: Deps) -> ProbeResult:
     """Check voice health, then (if configured and healthy) that synthesis returns real audio in time."""
-    target = deps.targets[check.target]
     deadline = deadline_after(io_budget(check.timeout))
-    got = await fetch(deps, target, check, deadline=deadline)
+    got = await fetch(deps, check.target, check, deadline=deadline)
     health_s = got.elapsed
     phases = {"health": health_s}
     if isinstance(got, Failed):
@@ -31,7 +30,7 @@ async def probe(check: VoiceCheck, deps: Deps) -> ProbeResult:
 
     spec = check.synthesize
     cap = max(spec.min_bytes * 4, deps.body_limit)
-    audio = await fetch(deps, target, spec, deadline=deadline, cap=cap)
+    audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap)
     phases["synthesis"] = audio.elapsed
     return synthesis_result(spec, audio, phases=phases)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -28,7 +27,7 @@ async def store(seeded_db: SeededDb) -> AsyncIterator[PgSettingsStore]:
 async def probe_outcome(dsn: str) -> tuple[Outcome, dict[str, bool]]:
     check = DbCheck(kind="db", name="demo_db", target="database", interval=30, timeout=3, failure_threshold=2,
                     success_threshold=2, required_tables=list(SEED_TABLES), require_rls=True)
-    deps = Deps(targets={"database": Target(dsn=dsn)}, limiter=asyncio.Semaphore(2), body_limit=1 << 20,
+    deps = Deps(targets={"database": Target(dsn=dsn)}, max_in_flight=2, body_limit=1 << 20,
                 user_agent="pam-monitor-test")
     try:
         result = await db.probe(check, deps)

@@ -45,7 +45,7 @@ def make_check(**overrides: Any) -> DbCheck:
 
 @contextlib.asynccontextmanager
 async def deps_for(dsn: str) -> AsyncIterator[Deps]:
-    deps = Deps(targets={"database": Target(dsn=dsn)}, limiter=asyncio.Semaphore(4), body_limit=1 << 20,
+    deps = Deps(targets={"database": Target(dsn=dsn)}, max_in_flight=4, body_limit=1 << 20,
                 user_agent="pam-monitor-test")
     try:
         yield deps

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -44,7 +43,7 @@ def base_url(fake: FakePostgrest) -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def deps_for(target: Target) -> AsyncIterator[Deps]:
-    deps = Deps(targets={"supabase": target}, limiter=asyncio.Semaphore(4), body_limit=1 << 20,
+    deps = Deps(targets={"supabase": target}, max_in_flight=4, body_limit=1 << 20,
                 user_agent="pam-monitor-test")
     try:
         yield deps

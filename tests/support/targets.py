@@ -9,7 +9,7 @@ import math
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -217,16 +217,19 @@ TIMING = {"interval": 10.0, "timeout": 3.0, "failure_threshold": 2, "success_thr
 
 
 class DepsFactory:
-    """Builds Deps whose single target `t` points at a given base URL, and closes them all at the end."""
+    """Builds Deps whose target `t` points at a given base URL, and closes them all at the end."""
 
     def __init__(self) -> None:
         self._made: list[Deps] = []
 
     def __call__(self, base_url: str, *, body_limit: int = 1 << 20, max_in_flight: int = 16,
-                 headers: dict[str, str] | None = None) -> Deps:
-        """Deps for a target named `t` at `base_url`."""
-        target = Target.model_validate({"base_url": base_url, "headers": headers or {}})
-        deps = Deps(targets={"t": target}, limiter=asyncio.Semaphore(max_in_flight), body_limit=body_limit,
+                 headers: dict[str, str] | None = None, others: Mapping[str, str] | None = None,
+                 target: Mapping[str, object] | None = None) -> Deps:
+        """Deps for a target named `t` at `base_url` (plus `others`: name -> base URL); `target` adds fields."""
+        targets = {"t": Target.model_validate({"base_url": base_url, "headers": headers or {}, **(target or {})})}
+        for name, url in (others or {}).items():
+            targets[name] = Target.model_validate({"base_url": url})
+        deps = Deps(targets=targets, max_in_flight=max_in_flight, body_limit=body_limit,
                     user_agent="pam-monitor-test")
         self._made.append(deps)
         return deps
