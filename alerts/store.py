@@ -46,6 +46,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._writes = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=5.0)
@@ -104,37 +105,51 @@ class Store:
         enqueue: Iterable[tuple[str, Notification]] = (),
         now: float = 0.0,
     ) -> None:
-        """Write state changes and new outbox rows in one transaction (all or nothing)."""
+        """Write state changes and new outbox rows in one transaction (all or nothing); none if nothing to write."""
+        upserts = [(s.key, json.dumps(s.to_dict(), sort_keys=True)) for s in states]
+        deletes = [(k,) for k in delete_states]
+        memories = [(name, json.dumps({"last_good_status": m.last_good_status,
+                                       "last_good_outcome": m.last_good_outcome})) for name, m in memory]
+        rows = [(lane, n.to_json(), now, now) for lane, n in enqueue]
+        if not (upserts or deletes or memories or rows):
+            return
         try:
             with self._tx():
-                self._db.executemany(
-                    "INSERT INTO alert_state (key, body) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET body = excluded.body",
-                    [(s.key, json.dumps(s.to_dict(), sort_keys=True)) for s in states],
-                )
-                self._db.executemany("DELETE FROM alert_state WHERE key = ?", [(k,) for k in delete_states])
-                self._db.executemany(
-                    "INSERT INTO check_memory (check_name, body) VALUES (?, ?) "
-                    "ON CONFLICT (check_name) DO UPDATE SET body = excluded.body",
-                    [(name, json.dumps({"last_good_status": m.last_good_status,
-                                        "last_good_outcome": m.last_good_outcome})) for name, m in memory],
-                )
-                self._db.executemany(
-                    "INSERT INTO outbox (lane, body, attempts, next_attempt_at, created_at) VALUES (?, ?, 0, ?, ?)",
-                    [(lane, n.to_json(), now, now) for lane, n in enqueue],
-                )
+                if upserts:
+                    self._db.executemany(
+                        "INSERT INTO alert_state (key, body) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET body = excluded.body", upserts,
+                    )
+                if deletes:
+                    self._db.executemany("DELETE FROM alert_state WHERE key = ?", deletes)
+                if memories:
+                    self._db.executemany(
+                        "INSERT INTO check_memory (check_name, body) VALUES (?, ?) "
+                        "ON CONFLICT (check_name) DO UPDATE SET body = excluded.body", memories,
+                    )
+                if rows:
+                    self._db.executemany(
+                        "INSERT INTO outbox (lane, body, attempts, next_attempt_at, created_at) "
+                        "VALUES (?, ?, 0, ?, ?)", rows,
+                    )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the alert state database {self.path}: {exc}") from exc
 
     def forget_checks(self, names: Iterable[str]) -> None:
         """Drop the memory of checks that left the config."""
+        params = [(n,) for n in names]
+        if not params:
+            return
         with self._tx():
-            self._db.executemany("DELETE FROM check_memory WHERE check_name = ?", [(n,) for n in names])
+            self._db.executemany("DELETE FROM check_memory WHERE check_name = ?", params)
 
-    def delete(self, ids: Sequence[int]) -> None:
-        """Remove delivered (or abandoned) rows."""
+    def delete(self, ids: Sequence[int]) -> int:
+        """Remove delivered (or abandoned) rows; returns how many were there (the engine's depth counter)."""
+        if not ids:
+            return 0
         with self._tx():
-            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            cur = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        return max(0, cur.rowcount)
 
     def reschedule(self, ids: Sequence[int], *, attempts: int, next_attempt_at: float) -> None:
         """Record a failed attempt and when to try again."""
@@ -158,7 +173,18 @@ class Store:
             dropped[lane] = cur.rowcount
         return dropped
 
+    @property
+    def writes(self) -> int:
+        """Write transactions committed (or rolled back) through this connection since it was opened."""
+        return self._writes
+
+    @property
+    def changes(self) -> int:
+        """Rows inserted, updated or deleted through this connection since it was opened (SQLite's count)."""
+        return self._db.total_changes
+
     def _tx(self) -> _Tx:
+        self._writes += 1
         return _Tx(self._db)
 
 
