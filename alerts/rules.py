@@ -141,15 +141,17 @@ def watchdog_labels(config: Config) -> dict[str, str]:
 
 
 def evaluate(
-    config: Config, check: Any, result: Result, memory: CheckMemory, known: Collection[str] = ()
+    config: Config, check: Any, result: Result, memory: CheckMemory, known: Collection[str] = (),
+    *, rules: Collection[str] | None = None,
 ) -> list[Observation]:
     """Every alert instance this result says something about; instances it says nothing about are left out.
 
     `known` holds the keys of this check's alert instances that are active, so a table that stopped being
-    reported missing on a passing run is seen as GOOD.
+    reported missing on a passing run is seen as GOOD. `rules` is `rules_for(config, check)` when the caller
+    has it already (the engine computes it once per config, not once per result).
     """
     out: list[Observation] = []
-    for alertname in rules_for(config, check):
+    for alertname in rules_for(config, check) if rules is None else rules:
         if alertname == "TableMissing":
             out.extend(_tables(config, check, result, known))
             continue
