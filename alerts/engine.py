@@ -19,9 +19,9 @@ from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, SendResult, backoff, host
 from alerts.machine import Action, ActionKind, AlertState, Policy, Status, step
 from alerts.maintenance import active_window
 from alerts.model import WATCHDOG, Notification, SinkContext, iso
-from alerts.rules import ALERTNAMES, SEVERITIES, CheckMemory, evaluate, remember, rules_for, watchdog_labels
+from alerts.rules import ALERTNAMES, SEVERITIES, CheckMemory, Signal, evaluate, remember, rules_for, watchdog_labels
 from alerts.store import Store
-from monitor.config import Config, Sink
+from monitor.config import Config, Maintenance, Sink
 from monitor.deps import Clock
 from monitor.results import Result
 
@@ -40,6 +40,53 @@ _SENDERS: dict[str, SendFn] = {
 }
 _POLL = 1.0  # a lane re-reads the clock at least this often (an injected clock may jump)
 _AM_BATCH = 64
+
+
+_NO_MEMORY = CheckMemory()
+_Combo = tuple[str, str]  # (alertname, severity): one series of pam_monitor_alerts_firing
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What observe() needs about one enabled check, worked out once per config load or reload."""
+
+    check: Any
+    rules: tuple[str, ...]
+    windows: tuple[Maintenance, ...]  # global, then the check's own
+    policy: Policy
+    silenced: Policy  # the same policy while a maintenance window is open
+
+
+def _plans_for(config: Config) -> dict[str, _Plan]:
+    plans: dict[str, _Plan] = {}
+    for check in config.checks:
+        if not check.enabled:
+            continue
+        policy = Policy(
+            failure_threshold=check.failure_threshold, success_threshold=check.success_threshold,
+            repeat_interval=config.alerts.repeat_interval, flap_window=config.alerts.flapping.window,
+            flap_max=config.alerts.flapping.max_transitions, silenced=False,
+        )
+        plans[check.name] = _Plan(
+            check=check, rules=rules_for(config, check),
+            windows=(*config.alerts.maintenance, *check.maintenance),
+            policy=policy, silenced=dataclasses.replace(policy, silenced=True),
+        )
+    return plans
+
+
+def _watchdog_slack(config: Config) -> float | None:
+    """How long without a result before the watchdog stops; None: no enabled check, always healthy."""
+    intervals = [c.interval for c in config.checks if c.enabled]
+    if not intervals:
+        return None
+    return max(3 * max(intervals), 3 * config.alerts.resend_interval)
+
+
+def _firing_combo(state: AlertState | None) -> _Combo | None:
+    if state is None or state.status is not Status.FIRING:
+        return None
+    return state.alertname, state.labels.get("severity", "none")
 
 
 @dataclass(eq=False)
@@ -102,7 +149,15 @@ class AlertEngine:
         self._rng = rng or random.Random()  # noqa: S311 - jitter only
         self._store: Store | None = None
         self._states: dict[str, AlertState] = {}
+        # The same states by check then key, so a result touches only its own check's states.
+        self._by_check: dict[str, dict[str, AlertState]] = {}
         self._memory: dict[str, CheckMemory] = {}
+        self._plans: dict[str, _Plan] = {}
+        self._slack: float | None = None
+        self._watchdog_combo: _Combo | None = None
+        self._firing_counts: dict[_Combo, int] = {}
+        self._watchdog_up = False  # what the watchdog's firing series shows
+        self._queued = 0  # outbox rows; read from SQLite at start, then counted on enqueue and delete
         self._lanes: dict[str, _Lane] = {}
         self._started_at = clock.time()
         self._last_observe: float | None = None
@@ -122,6 +177,7 @@ class AlertEngine:
             for severity in SEVERITIES:
                 self._firing.labels(name, severity).set(0)
         self._precreate_sinks(config)
+        self._plan(config)
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -130,7 +186,7 @@ class AlertEngine:
         if self._store is not None:
             return
         self._store = Store.open(self._config.state_dir)
-        self._states = self._store.load_states()
+        self._set_states(self._store.load_states())
         self._memory = self._store.load_memory()
         if self._http is None:
             self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False,
@@ -139,8 +195,9 @@ class AlertEngine:
         self._started_at = now
         self._reconcile(now, reason="restart")
         self._sync_lanes()
+        self._queued = self._store.depth()
         log.info("alerts.started", states=len(self._states),
-                 active=sum(1 for s in self._states.values() if s.active), queued=self._store.depth(),
+                 active=sum(1 for s in self._states.values() if s.active), queued=self._queued,
                  sinks=sorted({lane.name for lane in self._lanes.values()}))
         self._refresh_gauges()
 
@@ -148,10 +205,12 @@ class AlertEngine:
         """Adopt a new config: keep the state of checks that still exist, resolve the rest, re-plan sinks."""
         self._config = config
         self._precreate_sinks(config)
+        self._plan(config)
         if self._store is None:
             return
         self._reconcile(self._clock.time(), reason="reload")
         self._sync_lanes()
+        self._queued = self._store.depth()
         self._refresh_gauges()
 
     async def aclose(self, timeout: float) -> None:
@@ -189,23 +248,27 @@ class AlertEngine:
             return
         now = self._clock.time()
         self._last_observe = now
-        check = next((c for c in self._config.checks if c.name == result.check), None)
-        if check is None or not check.enabled:
+        if not self._watchdog_up and self._watchdog_combo is not None:
+            self._show_firing(self._watchdog_combo)
+        plan = self._plans.get(result.check)
+        if plan is None:  # unknown or disabled
             return
-        memory = self._memory.get(check.name, CheckMemory())
-        known = [k for k, s in self._states.items() if s.check == check.name and (s.active or s.flapping)]
-        window = active_window([*self._config.alerts.maintenance, *check.maintenance], now)
-        policy = Policy(
-            failure_threshold=check.failure_threshold, success_threshold=check.success_threshold,
-            repeat_interval=self._config.alerts.repeat_interval,
-            flap_window=self._config.alerts.flapping.window,
-            flap_max=self._config.alerts.flapping.max_transitions, silenced=window is not None,
-        )
+        check = plan.check
+        memory = self._memory.get(check.name, _NO_MEMORY)
+        mine = self._by_check.get(check.name)
+        known = [k for k, s in mine.items() if s.active or s.flapping] if mine else []
+        window = active_window(plan.windows, now) if plan.windows else None
+        policy = plan.policy if window is None else plan.silenced
         changed: list[AlertState] = []
         deleted: list[str] = []
         rows: list[tuple[str, Notification]] = []
-        for obs in evaluate(self._config, check, result, memory, known):
-            state = self._states.get(obs.key) or AlertState(obs.key, obs.alertname, obs.check)
+        moved: set[_Combo] = set()
+        for obs in evaluate(self._config, check, result, memory, known, rules=plan.rules):
+            stored = mine.get(obs.key) if mine else None
+            if stored is None and obs.signal is Signal.GOOD:
+                # A fresh state stepped with GOOD stays inactive with no edges and no action: nothing to keep.
+                continue
+            state = stored or AlertState(obs.key, obs.alertname, obs.check)
             new, actions = step(state, obs, now, policy)
             if new.status is Status.PENDING and state.status is Status.INACTIVE:
                 log.info("alert.pending", alert=obs.alertname, check=check.name, key=obs.key,
@@ -215,22 +278,33 @@ class AlertEngine:
             if new == state:
                 continue
             if new.disposable:
-                self._states.pop(obs.key, None)
-                deleted.append(obs.key)
+                if stored is not None:
+                    self._drop_state(obs.key)
+                    deleted.append(obs.key)
             else:
-                self._states[obs.key] = new
+                self._put_state(new)
                 changed.append(new)
+            before, after = _firing_combo(stored), _firing_combo(new)
+            if before != after:
+                for combo, delta in ((before, -1), (after, 1)):
+                    if combo is not None:
+                        self._firing_counts[combo] = self._firing_counts.get(combo, 0) + delta
+                        moved.add(combo)
         new_memory = remember(memory, result)
-        if changed or deleted or rows or new_memory != memory:  # most results change nothing: no write
+        remembered = new_memory != memory
+        if changed or deleted or rows or remembered:  # a healthy result on a quiet check writes nothing
             store.commit(
                 states=changed, delete_states=deleted,
-                memory=[(check.name, new_memory)] if new_memory != memory else [], enqueue=rows, now=now,
+                memory=[(check.name, new_memory)] if remembered else [], enqueue=rows, now=now,
             )
-        self._memory[check.name] = new_memory
+        if remembered:
+            self._memory[check.name] = new_memory
         if rows:
+            self._queued += len(rows)
+            self._depth.set(self._queued)
             self._wake({lane for lane, _ in rows})
-        if changed or deleted:
-            self._refresh_gauges()
+        for combo in moved:
+            self._show_firing(combo)
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts for /status and the HTML page (labels only: they never hold secrets)."""
@@ -268,20 +342,20 @@ class AlertEngine:
     def _reconcile(self, now: float, *, reason: str) -> None:
         """Resolve (and notify, if it was paged) every alert whose check or rule left the config."""
         assert self._store is not None
-        live = {c.name: c for c in self._config.checks if c.enabled}
+        live = self._plans
         self._sync_lanes(start=False)
         deleted: list[str] = []
         rows: list[tuple[str, Notification]] = []
         for key, s in list(self._states.items()):
-            check = live.get(s.check)
-            if check is not None and s.alertname in rules_for(self._config, check):
+            plan = live.get(s.check)
+            if plan is not None and s.alertname in plan.rules:
                 continue
             if s.status is Status.FIRING and s.notified:
                 resolved = dataclasses.replace(s, status=Status.INACTIVE, since=now)
                 rows.extend(self._act(Action(ActionKind.RESOLVE, resolved, now), None, window_reason=None))
                 log.info("alert.orphan_resolved", alert=s.alertname, check=s.check, reason=reason)
             deleted.append(key)
-            self._states.pop(key)
+            self._drop_state(key)
         gone = [name for name in self._memory if name not in live]
         for name in gone:
             self._memory.pop(name)
@@ -318,39 +392,67 @@ class AlertEngine:
             lane = self._lanes.get(lane_id)
             if lane is not None:
                 lane.wake.set()
-        if self._store is not None:
-            self._depth.set(self._store.depth())
 
     def _precreate_sinks(self, config: Config) -> None:
         for sink in config.alerts.sinks:
             for result in NOTIFICATION_RESULTS:
                 self._notifications.labels(sink.display_name, result)
 
+    def _plan(self, config: Config) -> None:
+        """Work out per-config lookups once, not per result: checks by name, slack, the watchdog's series."""
+        self._plans = _plans_for(config)
+        self._slack = _watchdog_slack(config)
+        old = self._watchdog_combo
+        self._watchdog_combo = (WATCHDOG, watchdog_labels(config)["severity"]) if config.alerts.watchdog else None
+        if old is not None and old != self._watchdog_combo:
+            self._show_firing(old)  # the watchdog left that series (turned off, or its severity changed)
+
+    def _set_states(self, states: dict[str, AlertState]) -> None:
+        self._states = {}
+        self._by_check = {}
+        for state in states.values():
+            self._put_state(state)
+
+    def _put_state(self, state: AlertState) -> None:
+        self._states[state.key] = state
+        self._by_check.setdefault(state.check, {})[state.key] = state
+
+    def _drop_state(self, key: str) -> None:
+        state = self._states.pop(key)
+        mine = self._by_check[state.check]
+        del mine[key]
+        if not mine:
+            del self._by_check[state.check]
+
     def _refresh_gauges(self) -> None:
-        counts: dict[tuple[str, str], int] = {}
+        """Recount every firing series from the states, re-check the watchdog, show the queue depth."""
+        counts: dict[_Combo, int] = {}
         for s in self._states.values():
-            if s.status is Status.FIRING:
-                combo = (s.alertname, s.labels.get("severity", "none"))
+            combo = _firing_combo(s)
+            if combo is not None:
                 counts[combo] = counts.get(combo, 0) + 1
-        if self._config.alerts.watchdog:
-            combo = (WATCHDOG, watchdog_labels(self._config)["severity"])
-            counts[combo] = counts.get(combo, 0) + (1 if self._healthy(self._clock.time()) else 0)
-        for alertname in ALERTNAMES:
-            for severity in SEVERITIES:
-                self._firing.labels(alertname, severity).set(counts.pop((alertname, severity), 0))
-        for (other, severity), value in counts.items():
-            self._firing.labels(other, severity).set(value)
-        if self._store is not None:
-            self._depth.set(self._store.depth())
+        shown = {(a, sev) for a in ALERTNAMES for sev in SEVERITIES} | set(self._firing_counts) | set(counts)
+        if self._watchdog_combo is not None:
+            shown.add(self._watchdog_combo)
+        self._firing_counts = counts
+        for combo in shown:
+            self._show_firing(combo)
+        self._depth.set(self._queued)
+
+    def _show_firing(self, combo: _Combo) -> None:
+        """Set one series of pam_monitor_alerts_firing from the counts (plus the watchdog, if it is its series)."""
+        value = self._firing_counts.get(combo, 0)
+        if combo == self._watchdog_combo:
+            self._watchdog_up = self._healthy(self._clock.time())
+            value += 1 if self._watchdog_up else 0
+        self._firing.labels(*combo).set(value)
 
     def _healthy(self, now: float) -> bool:
         """Results keep arriving: the watchdog is only sent while the runner is alive."""
-        checks = [c for c in self._config.checks if c.enabled]
-        if not checks:
+        if self._slack is None:
             return True
-        slack_s = max(3 * max(c.interval for c in checks), 3 * self._config.alerts.resend_interval)
         last = self._last_observe if self._last_observe is not None else self._started_at
-        return now - last <= slack_s
+        return now - last <= self._slack
 
     def _context(self) -> SinkContext:
         return SinkContext(service=self._config.service, resend_interval=self._config.alerts.resend_interval,
@@ -415,18 +517,18 @@ class AlertEngine:
         if self._store is None:  # closed while the request was in flight: the rows stay for next start
             return
         if result.verdict == "accepted":
-            store.delete(ids)
+            self._queued -= store.delete(ids)
             self._notifications.labels(lane.name, "sent").inc(len(rows))
             log.info("notification.sent", **fields, attempts=rows[0].attempts + 1)
         elif result.verdict == "rejected":
-            store.delete(ids)
+            self._queued -= store.delete(ids)
             self._notifications.labels(lane.name, "rejected").inc(len(rows))
             log.error("notification.rejected", **fields,
                       hint="the sink refused the request (4xx): check its URL, key and headers; not retried")
         else:
             attempts = rows[0].attempts + 1
             if attempts >= lane.sink.max_attempts:
-                store.delete(ids)
+                self._queued -= store.delete(ids)
                 self._notifications.labels(lane.name, "failed").inc(len(rows))
                 log.error("notification.failed", **fields, attempts=attempts, error=result.error,
                           hint="gave up after max_attempts")
@@ -438,7 +540,7 @@ class AlertEngine:
                 self._notifications.labels(lane.name, "retried").inc(len(rows))
                 log.warning("notification.retry", **fields, attempts=attempts, error=result.error,
                             retry_in_s=round(delay, 3))
-        self._depth.set(store.depth())
+        self._depth.set(self._queued)
 
     async def _resend(self, lane: _Lane, now: float) -> None:
         """Re-post every firing alert that was notified (and the watchdog) so Alertmanager keeps them."""
