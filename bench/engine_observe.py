@@ -11,7 +11,8 @@ rounds (ContractRegression and EndpointDown fire), then both heal for two rounds
 - `scripted`: the failing and healing results of the scripted checks.
 CPU is `time.process_time_ns()` around each call (its own cost is printed as `timer`); `all` is one
 process_time delta over the whole loop divided by M, so it carries no timer cost. A fourth, untimed pass counts
-SQLite transactions (BEGIN) and statements with a trace callback, per category.
+SQLite transactions (BEGIN) and statements with a trace callback, and how many
+`pam_monitor_alerts_firing` series were set, per category.
 """
 
 from __future__ import annotations
@@ -144,10 +145,10 @@ def timed_pass(config: Config, feed: list[tuple[str, float, Result]], *, per_cal
 
 
 def counted_pass(config: Config, feed: list[tuple[str, float, Result]]) -> dict[str, dict[str, int]]:
-    """Untimed: SQLite transactions and statements, and gauge refreshes, per category."""
+    """Untimed: SQLite transactions and statements, and pam_monitor_alerts_firing series set, per category."""
     clock = Clock()
     loop = asyncio.new_event_loop()
-    counts = {c: {"results": 0, "tx": 0, "statements": 0, "refreshes": 0} for c in CATEGORIES}
+    counts = {c: {"results": 0, "tx": 0, "statements": 0, "gauge_sets": 0} for c in CATEGORIES}
     current = ["first"]
     try:
         engine = loop.run_until_complete(_engine(config, clock))
@@ -159,13 +160,13 @@ def counted_pass(config: Config, feed: list[tuple[str, float, Result]]) -> dict[
                 counts[current[0]]["tx"] += 1
 
         db.set_trace_callback(trace)
-        refresh: Callable[[], None] = engine._refresh_gauges
+        labels: Callable[..., Any] = engine._firing.labels
 
-        def counted_refresh(*args: Any, **kwargs: Any) -> Any:
-            counts[current[0]]["refreshes"] += 1
-            return refresh(*args, **kwargs)
+        def counted_labels(*args: Any, **kwargs: Any) -> Any:
+            counts[current[0]]["gauge_sets"] += 1
+            return labels(*args, **kwargs)
 
-        engine._refresh_gauges = counted_refresh  # type: ignore[method-assign]
+        engine._firing.labels = counted_labels  # type: ignore[method-assign]
         for category, at, result in feed:
             clock.now = at
             current[0] = category
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         events.clear()
         counts = counted_pass(build_config(args.checks, args.interval, Path(tmp) / "count"), feed)
     print()
-    print("| category | results | CPU us/observe | per run | SQLite tx | SQLite statements | gauge refreshes |")
+    print("| category | results | CPU us/observe | per run | SQLite tx | SQLite statements | firing-gauge sets |")
     print("|---|---|---|---|---|---|---|")
     for c in CATEGORIES:
         n = per_call[0].n[c]
@@ -241,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         us = [r.ns[c] / r.n[c] / 1000 for r in per_call]
         k = counts[c]
         print(f"| {c} | {n:,} | {statistics.median(us):.1f} | {', '.join(f'{u:.1f}' for u in us)} | "
-              f"{k['tx']:,} | {k['statements']:,} | {k['refreshes']:,} |")
+              f"{k['tx']:,} | {k['statements']:,} | {k['gauge_sets']:,} |")
     us = [r.total_ns / args.results / 1000 for r in whole]
-    k = {key: sum(counts[c][key] for c in CATEGORIES) for key in ("tx", "statements", "refreshes")}
+    k = {key: sum(counts[c][key] for c in CATEGORIES) for key in ("tx", "statements", "gauge_sets")}
     print(f"| all (one timer per loop) | {args.results:,} | {statistics.median(us):.1f} | "
-          f"{', '.join(f'{u:.1f}' for u in us)} | {k['tx']:,} | {k['statements']:,} | {k['refreshes']:,} |")
+          f"{', '.join(f'{u:.1f}' for u in us)} | {k['tx']:,} | {k['statements']:,} | {k['gauge_sets']:,} |")
     print(f"\nlog events in one pass: {', '.join(f'{k} {v}' for k, v in sorted(events.items())) or 'none'}")
     print(f"timer: one process_time_ns() pair costs {timer_cost() / 1000:.2f} us (included in the per-category "
           "rows, not in `all`)")
