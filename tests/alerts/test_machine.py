@@ -120,3 +120,11 @@ def test_state_round_trips_through_dict() -> None:
     """What the store writes reads back equal."""
     state, _ = run("BBB")
     assert state == AlertState.from_dict(state.to_dict())
+
+
+def test_good_on_a_fresh_state_leaves_nothing() -> None:
+    """A GOOD observation for an alert with no state yields a disposable state and no action, whatever the policy
+    (the engine relies on this to skip good results for alerts it holds no state for)."""
+    for policy in (Policy(), Policy(silenced=True), Policy(failure_threshold=1, success_threshold=1, flap_max=2)):
+        state, actions = step(AlertState(KEY, "ContractRegression", "settings_get_unauth"), obs(False), 30.0, policy)
+        assert (True, []) == (state.disposable, actions)

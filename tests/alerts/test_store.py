@@ -89,3 +89,36 @@ async def test_kill_9_while_firing_then_restart(tmp_path: Path) -> None:
             assert ["firing", "resolved"] == [r["json"]["status"] for r in rec.requests]
         finally:
             await engine.aclose(1.0)
+
+
+def test_nothing_to_write_opens_no_transaction(tmp_path: Path) -> None:
+    """commit() and forget_checks() with nothing in them leave the write counter alone; a real write moves it."""
+    from alerts.model import Notification
+
+    store = Store.open(tmp_path / "state")
+    try:
+        store.commit(now=1.0)
+        store.commit(states=[], delete_states=[], memory=[], enqueue=[], now=1.0)
+        store.forget_checks([])
+        assert (0, 0) == (store.writes, store.changes)
+        note = Notification(key="k", event="firing", labels={"alertname": "X"}, annotations={}, starts_at=1.0, at=2.0)
+        store.commit(enqueue=[("webhook", note), ("slack", note)], now=2.0)
+        assert (1, 2) == (store.writes, store.changes)
+    finally:
+        store.close()
+
+
+def test_delete_returns_the_rows_it_removed(tmp_path: Path) -> None:
+    """delete() counts only rows that were there (the engine's queue depth counts down by it)."""
+    from alerts.model import Notification
+
+    store = Store.open(tmp_path / "state")
+    try:
+        note = Notification(key="k", event="firing", labels={"alertname": "X"}, annotations={}, starts_at=1.0, at=2.0)
+        store.commit(enqueue=[("webhook", note), ("webhook", note)], now=2.0)
+        ids = [row.id for row in store.head("webhook", 10)]
+        assert 2 == store.delete([*ids, 999])
+        assert (0, 0) == (store.delete(ids), store.depth())
+        assert 0 == store.delete([])
+    finally:
+        store.close()

@@ -1,0 +1,288 @@
+"""The engine's bookkeeping: a healthy result writes nothing, gauges and queue depth stay exact, reload re-plans."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+
+from alerts import AlertEngine
+from alerts.store import Store
+from monitor.deps import SystemClock
+from tests.alerts.factory import CHECKS, T0, FakeClock, make_config, result
+from tests.alerts.test_delivery import Recorder, until
+from tests.support.servers import free_port, serve_asgi
+
+HTTP = "backend_health"
+OK: dict[str, dict[str, Any]] = {
+    "backend_health": {"status": 200},
+    "settings_get_unauth": {"status": 403},
+    "voice_health": {"status": 200},
+    "db_roundtrip": {"tables": {"user_settings": True, "wishlists": True}},
+    "rest_tables": {"status": 200, "tables": {"user_settings": True}},
+}
+
+
+def healthy(name: str, at: float = T0) -> Any:
+    """A passing result of check `name`, as its probe would report it."""
+    return result(name, "ok", at=at, **OK[name])
+
+
+def firing(registry: prometheus_client.CollectorRegistry, alertname: str, severity: str) -> float | None:
+    return registry.get_sample_value("pam_monitor_alerts_firing", {"alertname": alertname, "severity": severity})
+
+
+def depth(registry: prometheus_client.CollectorRegistry) -> float | None:
+    return registry.get_sample_value("pam_monitor_notification_queue_depth")
+
+
+def outbox_rows(state_dir: Path) -> int:
+    """Rows in the outbox, read through a second connection (what is really on disk)."""
+    store = Store.open(state_dir)
+    try:
+        return store.depth()
+    finally:
+        store.close()
+
+
+def store_of(engine: AlertEngine) -> Store:
+    # The engine exposes no store on purpose; the tests read its write counters to pin "no write".
+    store = engine._store
+    assert store is not None
+    return store
+
+
+def with_check(name: str, **changes: Any) -> list[dict[str, Any]]:
+    """The factory's checks with `changes` applied to check `name`."""
+    checks = copy.deepcopy(CHECKS)
+    for check in checks:
+        if check["name"] == name:
+            check.update(changes)
+    return checks
+
+
+async def test_healthy_results_write_nothing(tmp_path: Path) -> None:
+    """Once each check's first good answer is remembered, passing results open no SQLite transaction, change no
+    row and leave the firing series alone."""
+    registry = prometheus_client.CollectorRegistry()
+    clock = FakeClock()
+    e = AlertEngine(make_config(tmp_path), registry=registry, clock=clock)
+    await e.start()
+    try:
+        for name in OK:
+            e.observe(healthy(name))
+        store = store_of(e)
+        writes, changes = store.writes, store.changes
+        for _ in range(20):
+            clock.advance(1.0)
+            for name in OK:
+                e.observe(healthy(name, at=clock.now))
+        assert (writes, changes) == (store.writes, store.changes)
+        assert [] == e.active_alerts()
+        assert 0.0 == firing(registry, "ContractRegression", "critical")
+    finally:
+        await e.aclose(0.0)
+
+
+async def test_first_good_result_is_remembered_once(tmp_path: Path) -> None:
+    """The `from` side of a later regression is written once per change of the good answer, not per result."""
+    clock = FakeClock()
+    e = AlertEngine(make_config(tmp_path), registry=prometheus_client.CollectorRegistry(), clock=clock)
+    await e.start()
+    try:
+        store = store_of(e)
+        before = store.writes
+        e.observe(healthy(HTTP))
+        e.observe(healthy(HTTP))
+        assert before + 1 == store.writes
+        e.observe(result(HTTP, "ok", status=204))  # a different good answer: remembered again
+        assert before + 2 == store.writes
+    finally:
+        await e.aclose(0.0)
+
+
+async def test_firing_gauge_follows_fire_and_resolve_and_restart(tmp_path: Path) -> None:
+    """pam_monitor_alerts_firing counts firing (not pending) alerts per alertname and severity through fire,
+    resolve and a restart on the same state_dir; the watchdog's series stays 1 throughout."""
+    registry = prometheus_client.CollectorRegistry()
+    clock = FakeClock()
+    config = make_config(tmp_path)
+    e = AlertEngine(config, registry=registry, clock=clock)
+    await e.start()
+    try:
+        assert 1.0 == firing(registry, "MonitorWatchdog", "none")
+        e.observe(result(HTTP, "server_error", status=500))
+        assert (0.0, 0.0) == (firing(registry, "ContractRegression", "critical"),
+                              firing(registry, "EndpointDown", "critical"))
+        e.observe(result(HTTP, "server_error", status=500, confirmation=True))
+        e.observe(result("voice_health", "slow", status=200))
+        e.observe(result("voice_health", "slow", status=200))
+        assert (1.0, 1.0, 1.0) == (firing(registry, "ContractRegression", "critical"),
+                                   firing(registry, "EndpointDown", "critical"),
+                                   firing(registry, "VoiceDegraded", "warning"))
+        e.observe(result("settings_get_unauth", "server_error", status=500))
+        e.observe(result("settings_get_unauth", "server_error", status=500))
+        assert 2.0 == firing(registry, "ContractRegression", "critical")
+        e.observe(healthy(HTTP))
+        e.observe(healthy(HTTP))
+        assert (1.0, 0.0, 1.0, 1.0) == (firing(registry, "ContractRegression", "critical"),
+                                        firing(registry, "EndpointDown", "critical"),
+                                        firing(registry, "VoiceDegraded", "warning"),
+                                        firing(registry, "MonitorWatchdog", "none"))
+    finally:
+        await e.aclose(0.0)
+    again = prometheus_client.CollectorRegistry()
+    e = AlertEngine(config, registry=again, clock=clock)
+    await e.start()
+    try:
+        assert (1.0, 0.0, 1.0) == (firing(again, "ContractRegression", "critical"),
+                                   firing(again, "EndpointDown", "critical"),
+                                   firing(again, "VoiceDegraded", "warning"))
+        e.observe(healthy("voice_health"))
+        e.observe(healthy("voice_health"))
+        assert 0.0 == firing(again, "VoiceDegraded", "warning")
+    finally:
+        await e.aclose(0.0)
+
+
+async def test_watchdog_series_is_zero_when_the_watchdog_is_off(tmp_path: Path) -> None:
+    """alerts.watchdog false: the MonitorWatchdog series reads 0 at start and after results."""
+    registry = prometheus_client.CollectorRegistry()
+    e = AlertEngine(make_config(tmp_path, alerts={"watchdog": False}), registry=registry, clock=FakeClock())
+    await e.start()
+    try:
+        assert 0.0 == firing(registry, "MonitorWatchdog", "none")
+        e.observe(healthy(HTTP))
+        assert 0.0 == firing(registry, "MonitorWatchdog", "none")
+    finally:
+        await e.aclose(0.0)
+
+
+async def test_queue_depth_is_the_outbox_through_enqueue_restart(tmp_path: Path) -> None:
+    """A sink that is down: the depth gauge equals the rows on disk after firing, after healing, and in a new
+    engine started on the same state_dir."""
+    state = tmp_path / "state"
+    dead = {"kind": "webhook", "url": f"http://127.0.0.1:{free_port()}/hook", "max_attempts": 100}
+    config = make_config(state, sinks=[dead])
+    registry = prometheus_client.CollectorRegistry()
+    clock = FakeClock()  # frozen: a failed attempt is rescheduled into a future that never comes
+    e = AlertEngine(config, registry=registry, clock=clock)
+    await e.start()
+    try:
+        assert 0.0 == depth(registry)
+        e.observe(result(HTTP, "server_error", status=500))
+        e.observe(result(HTTP, "server_error", status=500, confirmation=True))
+        assert (2.0, 2) == (depth(registry), outbox_rows(state))
+        e.observe(healthy(HTTP))
+        e.observe(healthy(HTTP))
+        assert (4.0, 4) == (depth(registry), outbox_rows(state))
+    finally:
+        await e.aclose(0.0)
+    again = prometheus_client.CollectorRegistry()
+    e = AlertEngine(config, registry=again, clock=clock)
+    await e.start()
+    try:
+        assert (4.0, 4) == (depth(again), outbox_rows(state))
+    finally:
+        await e.aclose(0.0)
+
+
+async def test_queue_depth_counts_down_on_sent_and_failed(tmp_path: Path) -> None:
+    """Two notifications: the first fails twice (max_attempts 2, given up), the second is accepted; the depth
+    gauge reads 2 then 0, equal to the rows on disk each time."""
+    rec = Recorder(script=[500, 500])
+    state = tmp_path / "state"
+    with serve_asgi(rec.app()) as url:
+        registry = prometheus_client.CollectorRegistry()
+        config = make_config(state, sinks=[{"kind": "webhook", "url": f"{url}/hook", "max_attempts": 2}])
+        e = AlertEngine(config, registry=registry, clock=SystemClock(), backoff_base=0.02, backoff_cap=0.1)
+        await e.start()
+        try:
+            e.observe(result(HTTP, "server_error", status=500))
+            e.observe(result(HTTP, "server_error", status=500, confirmation=True))
+            assert (2.0, 2) == (depth(registry), outbox_rows(state))
+            await until(lambda: len(rec.requests) == 3)
+            await until(lambda: depth(registry) == 0.0)
+            assert 0 == outbox_rows(state)
+            counted = {r: registry.get_sample_value("pam_monitor_notifications_total",
+                                                    {"sink": "webhook", "result": r}) for r in ("sent", "failed")}
+            assert {"sent": 1.0, "failed": 1.0} == counted
+        finally:
+            await e.aclose(1.0)
+
+
+async def test_reload_replans_checks_thresholds_and_disabling(tmp_path: Path) -> None:
+    """The check lookup and policies follow reloads: a new threshold applies at once, a disabled check's results
+    are ignored (its alert resolved), a check added by reload alerts."""
+    registry = prometheus_client.CollectorRegistry()
+    clock = FakeClock()
+    only_http = [c for c in CHECKS if c["name"] == HTTP]
+    e = AlertEngine(make_config(tmp_path, checks=only_http), registry=registry, clock=clock)
+    await e.start()
+    try:
+        for _ in range(3):
+            e.observe(result("voice_health", "slow", status=200))
+        assert [] == e.active_alerts()  # not configured yet
+
+        await e.reload(make_config(tmp_path, checks=with_check(HTTP, failure_threshold=3)))
+        e.observe(result(HTTP, "server_error", status=500))
+        e.observe(result(HTTP, "server_error", status=500))
+        assert {"pending"} == {a["state"] for a in e.active_alerts()}
+        e.observe(result(HTTP, "server_error", status=500))
+        assert 1.0 == firing(registry, "ContractRegression", "critical")
+        e.observe(result("voice_health", "slow", status=200))
+        e.observe(result("voice_health", "slow", status=200))
+        assert 1.0 == firing(registry, "VoiceDegraded", "warning")
+
+        await e.reload(make_config(tmp_path, checks=with_check("voice_health", enabled=False)))
+        for _ in range(3):
+            e.observe(result("voice_health", "slow", status=200))
+        assert ([], 0.0) == ([a for a in e.active_alerts() if a["alertname"] == "VoiceDegraded"],
+                             firing(registry, "VoiceDegraded", "warning"))
+        assert 1.0 == firing(registry, "ContractRegression", "critical")
+    finally:
+        await e.aclose(0.0)
+
+
+async def test_table_missing_resolves_when_a_passing_run_no_longer_names_it(tmp_path: Path) -> None:
+    """A db check reports `wishlists` missing twice (fires); passing runs that list no tables resolve it (the
+    engine hands the check's active alert keys to the rules)."""
+    registry = prometheus_client.CollectorRegistry()
+    e = AlertEngine(make_config(tmp_path), registry=registry, clock=FakeClock())
+    await e.start()
+    try:
+        for _ in range(2):
+            e.observe(result("db_roundtrip", "table_missing", details={"table": "wishlists"}))
+        assert [("TableMissing", "wishlists")] == [(a["alertname"], a["labels"]["table"]) for a in e.active_alerts()]
+        assert 1.0 == firing(registry, "TableMissing", "critical")
+        for _ in range(2):
+            e.observe(result("db_roundtrip", "ok"))
+        assert ([], 0.0) == (e.active_alerts(), firing(registry, "TableMissing", "critical"))
+    finally:
+        await e.aclose(0.0)
+
+
+async def test_check_maintenance_window_silences_then_pages_after(tmp_path: Path) -> None:
+    """A window on the check: firing inside it queues nothing; still bad after it ends, the firing is queued."""
+    state = tmp_path / "state"
+    dead = {"kind": "webhook", "url": f"http://127.0.0.1:{free_port()}/hook", "max_attempts": 100}
+    window = {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:10:00+00:00", "reason": "deploy"}
+    config = make_config(state, sinks=[dead], checks=with_check(HTTP, maintenance=[window]))
+    registry = prometheus_client.CollectorRegistry()
+    clock = FakeClock()
+    e = AlertEngine(config, registry=registry, clock=clock)
+    await e.start()
+    try:
+        e.observe(result(HTTP, "server_error", status=500))
+        e.observe(result(HTTP, "server_error", status=500))
+        assert (1.0, 0.0) == (firing(registry, "ContractRegression", "critical"), depth(registry))
+        e.observe(result("settings_get_unauth", "server_error", status=500))  # no window on this check
+        e.observe(result("settings_get_unauth", "server_error", status=500))
+        assert 1.0 == depth(registry)
+        clock.advance(601.0)
+        e.observe(result(HTTP, "server_error", status=500))
+        assert (3.0, 3) == (depth(registry), outbox_rows(state))  # ContractRegression and EndpointDown paged now
+    finally:
+        await e.aclose(0.0)
