@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +26,34 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Monotonic seconds, for durations."""
         ...
+
+
+class _NoCookies(http.cookiejar.CookiePolicy):
+    """Keep no cookie and send none: every probe starts without state, as blackbox_exporter's do.
+
+    A session cookie set by one response and sent with later probes would let an auth_contract "no token"
+    request pass as authenticated, or hide a broken login.
+    """
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        """Store nothing."""
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        """Send nothing."""
+        return False
+
+    def domain_return_ok(self, domain: str, request: object) -> bool:
+        """Send nothing."""
+        return False
+
+    def path_return_ok(self, path: str, request: object) -> bool:
+        """Send nothing."""
+        return False
 
 
 class SystemClock:
@@ -68,6 +97,7 @@ class Deps:
                 follow_redirects=False,
                 trust_env=False,
                 headers={"User-Agent": self.user_agent},
+                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
             )
             self._clients[key] = client

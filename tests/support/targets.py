@@ -7,9 +7,12 @@ import contextlib
 import json
 import math
 import socket
+import ssl
 import struct
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -167,8 +170,30 @@ async def voice_health(request: Request) -> Response:
                     status_code=int(q.get("code", "200")), media_type="application/json")
 
 
+async def echo(request: Request) -> Response:
+    """What arrived: the request's headers (lower-case names), raw path and raw query string, as JSON."""
+    return JSONResponse({
+        "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]},
+        "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
+        "query": request.scope["query_string"].decode("latin-1"),
+    })
+
+
+async def redirect(request: Request) -> Response:
+    """A 302 to /respond (a client that follows it would report 200)."""
+    return Response(status_code=302, headers={"Location": "/respond"})
+
+
+async def set_cookie(request: Request) -> Response:
+    """A 200 that sets a session cookie (a client must not send it back on later probes)."""
+    response = Response("cookie set", media_type="text/plain")
+    response.set_cookie("session", "abc123", path="/")
+    return response
+
+
 def create_target_app() -> Starlette:
-    """The misbehaving target: /respond, /hang, /endless, /drip, /auth, /audio, /voice/health."""
+    """The misbehaving target: /respond, /hang, /endless, /drip, /auth, /audio, /voice/health, /echo,
+    /redirect, /cookie."""
     every = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     return Starlette(routes=[
         Route("/respond", respond, methods=every),
@@ -178,6 +203,10 @@ def create_target_app() -> Starlette:
         Route("/auth", auth, methods=every),
         Route("/audio", audio, methods=every),
         Route("/voice/health", voice_health),
+        Route("/echo", echo, methods=every),
+        Route("/echo/{rest:path}", echo, methods=every),
+        Route("/redirect", redirect),
+        Route("/cookie", set_cookie),
     ])
 
 
@@ -185,15 +214,64 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 @contextlib.asynccontextmanager
-async def raw_tcp_server(handler: Handler) -> AsyncIterator[str]:
-    """A TCP server on 127.0.0.1 in the current loop running `handler` per connection; yields its http:// URL."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+async def raw_tcp_server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """A TCP server on 127.0.0.1 in the current loop running `handler` per connection; yields its base URL
+    (https:// when `tls` is given, the server side of TLS)."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.close()
         await server.wait_closed()
+
+
+def self_signed_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A fresh self-signed certificate for 127.0.0.1 (made by the openssl CLI): its PEM path, and a server
+    context using it."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=pam-monitor test",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+async def _read_head(reader: asyncio.StreamReader) -> None:
+    with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        await reader.readuntil(b"\r\n\r\n")
+
+
+def canned_handler(*parts: bytes, reset: bool = False, pause: float = 0.2) -> Handler:
+    """A handler that reads the request head, writes `parts` verbatim with `pause` seconds between them (so the
+    client has parsed what came before), then closes the connection, or resets it when `reset` is set."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        with contextlib.suppress(ConnectionError):
+            for i, part in enumerate(parts):
+                if i:
+                    await asyncio.sleep(pause)
+                writer.write(part)
+                await writer.drain()
+        if reset:
+            # A reset discards what the peer has not read yet, so give it the time to read the last part.
+            await asyncio.sleep(pause if parts and parts[-1] else 0)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:
+            writer.close()
+
+    return handle
+
+
+OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+"""A complete, valid HTTP/1.1 response (for `canned_handler`)."""
 
 
 async def garbage_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
