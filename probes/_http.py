@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import re
 import socket
 import ssl
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -21,11 +22,6 @@ EXCERPT_CHARS = 200
 # Scanning more than this for a relation name buys nothing: error bodies are short.
 _SCAN_CHARS = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_DNS_TEXT = re.compile(
-    r"name or service not known|nodename nor servname|temporary failure in name resolution|"
-    r"no address associated with hostname|getaddrinfo failed",
-    re.IGNORECASE,
-)
 
 
 def io_budget(timeout: float) -> float:
@@ -109,6 +105,28 @@ def request_headers(
     return headers
 
 
+class _UnsendableHeader(ValueError):
+    """A configured header that cannot go on the wire; the message names the header, never its value."""
+
+
+# RFC 9110 token characters for names; visible ASCII, space and tab for values (h11 refuses other control
+# characters, and httpx encodes values as ASCII). Checked before sending, so a bad configured value is one clear
+# internal_error naming the header instead of an exception from deep in the client.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def _check_headers(headers: Mapping[str, str]) -> None:
+    for name, value in headers.items():
+        if _HEADER_NAME.fullmatch(name) is None:
+            raise _UnsendableHeader(f"header name {_clean(repr(name), 60)} is not a valid HTTP token")
+        if _HEADER_VALUE.fullmatch(value) is None:
+            # The value may be a secret: name the header and what to look for, never the value.
+            raise _UnsendableHeader(
+                f"the value of header {name} has a control or non-ASCII character; check the configured headers"
+            )
+
+
 async def fetch(
     deps: Deps,
     target_name: str,
@@ -133,6 +151,8 @@ async def fetch(
     sent_at: float | None = None
     status: int | None = None
     try:
+        sending = dict(headers) if headers is not None else request_headers(target, spec)
+        _check_headers(sending)
         async with asyncio.timeout_at(deadline):
             async with deps.limiter_for(target_name):
                 remaining = max(deadline - loop.time(), 0.001)
@@ -140,7 +160,7 @@ async def fetch(
                     spec.method,
                     build_url(target, spec),
                     params=spec.query or None,
-                    headers=dict(headers) if headers is not None else request_headers(target, spec),
+                    headers=sending,
                     json=spec.json_body,
                     content=spec.body.encode() if spec.body is not None else None,
                     timeout=httpx.Timeout(remaining),
@@ -160,8 +180,12 @@ async def fetch(
                     elapsed=deps.clock.monotonic() - sent_at,
                     cap=limit,
                 )
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        if sent_at is None:
+    except httpx.InvalidURL as exc:
+        return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
+    except _UnsendableHeader as exc:
+        return Failed(Outcome.INTERNAL_ERROR, f"could not encode the request: {exc}", 0.0)
+    except (TimeoutError, httpx.TransportError, httpx.DecodingError, OSError) as exc:
+        if sent_at is None and isinstance(exc, TimeoutError):
             # Never sent: every slot for this target was taken the whole time. That is pam-monitor's own limit,
             # so say so; the target may be slow (its earlier requests hold the slots) or fine (too many checks).
             elapsed = deps.clock.monotonic() - waiting_since
@@ -172,35 +196,8 @@ async def fetch(
                 "the monitor is saturated, not necessarily the target",
                 elapsed,
             )
-        elapsed = _since(deps, sent_at)
-        what = f"reading the body of a {status} response" if status is not None else _timeout_phase(exc)
-        return Failed(Outcome.TIMEOUT, f"timed out after {elapsed:.2f} s {what}", elapsed, status)
-    except httpx.InvalidURL as exc:
-        return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
-    except httpx.LocalProtocolError:
-        # The h11 message may quote a header value, which may be a secret: say only what to look at.
-        return Failed(
-            Outcome.INTERNAL_ERROR,
-            "could not encode the request; check the configured method, headers and body",
-            _since(deps, sent_at),
-        )
-    except httpx.DecodingError as exc:
-        elapsed = _since(deps, sent_at)
-        return Failed(Outcome.INVALID_RESPONSE, f"body could not be decoded: {_clean(str(exc))}", elapsed, status)
-    except httpx.RemoteProtocolError as exc:
-        elapsed = _since(deps, sent_at)
-        text = _clean(str(exc))
-        if status is not None or re.search(r"disconnect|peer closed|connection closed", text, re.IGNORECASE):
-            what = f"while reading a {status} response" if status is not None else "before any response"
-            return Failed(
-                Outcome.CONNECTION_ERROR, f"server closed the connection {what}: {text} after {elapsed:.2f} s",
-                elapsed, status,
-            )
-        return Failed(Outcome.INVALID_RESPONSE, f"the answer is not HTTP: {text}", elapsed)
-    except (httpx.TransportError, OSError) as exc:
-        elapsed = _since(deps, sent_at)
-        outcome, message = classify_transport(exc, target)
-        return Failed(outcome, f"{message} after {elapsed:.2f} s", elapsed, status)
+        return classify_failure(exc, httpx.URL(target.base_url or "http://unknown").host, status,
+                                _since(deps, sent_at))
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
@@ -218,16 +215,6 @@ def _since(deps: Deps, sent_at: float | None) -> float:
     return 0.0 if sent_at is None else deps.clock.monotonic() - sent_at
 
 
-def _timeout_phase(exc: BaseException) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connecting"
-    if isinstance(exc, httpx.WriteTimeout):
-        return "sending the request"
-    if isinstance(exc, httpx.PoolTimeout):
-        return "waiting for a pooled connection"
-    return "waiting for the response"
-
-
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -237,26 +224,85 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def classify_transport(exc: BaseException, target: Target) -> tuple[Outcome, str]:
-    """Map a transport exception to dns_error, tls_error or connection_error, with a short reason."""
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _first(chain: list[BaseException], kind: type[_E]) -> _E | None:
+    return next((item for item in chain if isinstance(item, kind)), None)
+
+
+# h11 and httpcore raise one RemoteProtocolError for every protocol failure; only their text tells a connection
+# closed early ("peer closed connection without sending complete message body", "Server disconnected without
+# sending a response") from an answer that is not valid HTTP.
+_CLOSED_EARLY = re.compile(r"peer closed connection|server disconnected", re.IGNORECASE)
+
+
+def classify_failure(exc: BaseException, host: str, status: int | None, elapsed: float) -> Failed:
+    """Turn a failed request into an outcome and a sentence, by the exception types in its cause chain.
+
+    `status` is the response's status when headers had arrived before the failure (kept in the result).
+    """
     chain = list(_chain(exc))
-    host = httpx.URL(target.base_url or "http://unknown").host
-    for item in chain:
-        if isinstance(item, socket.gaierror):
-            return Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {item.strerror or _clean(str(item))}"
-    for item in chain:
-        if _DNS_TEXT.search(str(item)):
-            return Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {_clean(str(item))}"
-    for item in chain:
-        if isinstance(item, ssl.SSLError) or "SSL" in str(item) or "CERTIFICATE" in str(item):
-            return Outcome.TLS_ERROR, f"TLS handshake with {host} failed: {_clean(str(item))}"
-    for item in chain:
-        if isinstance(item, ConnectionRefusedError):
-            return Outcome.CONNECTION_ERROR, f"connection to {host} refused"
-        if isinstance(item, ConnectionResetError):
-            return Outcome.CONNECTION_ERROR, f"connection to {host} reset by peer"
-    reason = _clean(str(exc)) or type(exc).__name__
-    return Outcome.CONNECTION_ERROR, f"connection to {host} failed: {reason}"
+    after = f"after {elapsed:.2f} s"
+
+    def failed(outcome: Outcome, message: str) -> Failed:
+        return Failed(outcome, message, elapsed, status)
+
+    def timed_out(phase: str) -> Failed:
+        what = f"reading the body of a {status} response" if status is not None else phase
+        return failed(Outcome.TIMEOUT, f"timed out {after} {what}")
+
+    if isinstance(exc, httpx.TimeoutException):
+        return timed_out(_timeout_phase(exc))
+    if isinstance(exc, TimeoutError):  # our own deadline (asyncio.timeout_at)
+        return timed_out("waiting for the response")
+    if isinstance(exc, httpx.DecodingError):
+        return failed(Outcome.INVALID_RESPONSE, f"body could not be decoded: {_clean(str(exc))}")
+    if isinstance(exc, httpx.LocalProtocolError):
+        # The h11 message may quote a header value, which may be a secret: say only what to look at.
+        return failed(Outcome.INTERNAL_ERROR, "could not encode the request; check the configured method, headers "
+                                              "and body")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        text = _clean(str(exc))
+        if _CLOSED_EARLY.search(text):
+            what = f"while reading a {status} response" if status is not None else "before any response"
+            return failed(Outcome.CONNECTION_ERROR, f"server closed the connection {what}: {text} {after}")
+        if status is not None:
+            return failed(Outcome.INVALID_RESPONSE, f"the body of the {status} response is not valid HTTP: {text}")
+        return failed(Outcome.INVALID_RESPONSE, f"the answer is not HTTP: {text}")
+    return _connection_failure(chain, host, status, elapsed)
+
+
+def _connection_failure(chain: list[BaseException], host: str, status: int | None, elapsed: float) -> Failed:
+    after = f"after {elapsed:.2f} s"
+    reading = f" while reading a {status} response" if status is not None else ""
+    dns = _first(chain, socket.gaierror)
+    if dns is not None:
+        return Failed(Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {dns.strerror or _clean(str(dns))} {after}",
+                      elapsed, status)
+    tls = _first(chain, ssl.SSLError)
+    if tls is not None:
+        return Failed(Outcome.TLS_ERROR, f"TLS handshake with {host} failed: {_clean(str(tls))} {after}",
+                      elapsed, status)
+    errnos = {getattr(item, "errno", None) for item in chain}
+    if errno.ECONNREFUSED in errnos or _first(chain, ConnectionRefusedError) is not None:
+        return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} refused {after}", elapsed, status)
+    if errno.ECONNRESET in errnos or _first(chain, ConnectionResetError) is not None:
+        return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} reset by peer{reading} {after}",
+                      elapsed, status)
+    os_error = _first(chain, OSError)
+    reason = (os_error.strerror if os_error is not None else None) or _clean(str(chain[0])) or type(chain[0]).__name__
+    return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} failed{reading}: {reason} {after}", elapsed, status)
+
+
+def _timeout_phase(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connecting"
+    if isinstance(exc, httpx.WriteTimeout):
+        return "sending the request"
+    if isinstance(exc, httpx.PoolTimeout):
+        return "waiting for a pooled connection"
+    return "waiting for the response"
 
 
 def _clean(text: str, limit: int = 160) -> str:

@@ -201,12 +201,18 @@ async def test_endless_body_with_json_assertion_is_invalid(base_url: str, make_d
     assert "longer than the 4096-byte read cap" in result.message
 
 
-async def test_bad_header_value_is_reported_without_the_secret(base_url: str, make_deps: DepsFactory) -> None:
-    """A header value that cannot be sent is internal_error, and the secret value is not in the message."""
-    deps = make_deps(base_url, headers={"X-Api-Key": "sekrit-value\nInjected: 1"})
+@pytest.mark.parametrize("value", ["sekrit-value\nInjected: 1", "sekrit-caf\u00e9", "sekrit\x00"],
+                         ids=["newline", "non-ascii", "nul"])
+async def test_bad_header_value_is_reported_without_the_secret(
+    base_url: str, make_deps: DepsFactory, value: str
+) -> None:
+    """A header value that cannot be sent is internal_error naming the header, and no part of the secret value
+    is in the message (a non-ASCII value used to escape the probe as UnicodeEncodeError)."""
+    deps = make_deps(base_url, headers={"X-Api-Key": value})
     result = await http.probe(make_check(), deps)
     assert Outcome.INTERNAL_ERROR == result.outcome
-    assert "sekrit" not in result.message
+    assert ("could not encode the request: the value of header X-Api-Key has a control or non-ASCII character; "
+            "check the configured headers") == result.message
 
 
 async def test_hanging_target_does_not_starve_a_healthy_one(

@@ -3,10 +3,13 @@ connection can fail is classified, against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import gc
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -24,6 +27,7 @@ from tests.support.targets import (
     create_target_app,
     raw_tcp_server,
     self_signed_tls,
+    unaccepted_port,
 )
 
 
@@ -63,13 +67,14 @@ async def test_request_headers_on_the_wire(base_url: str, make_deps: DepsFactory
 
 
 async def test_path_and_query_arrive_as_built(base_url: str, make_deps: DepsFactory) -> None:
-    """The path (with a quoted parameter) and query reach the server byte for byte as httpx built them."""
+    """The path (with a quoted parameter) and the query reach the server byte for byte as httpx built them."""
     spec = RequestSpec(path="/echo/{id}", params={"id": "a/b c%é"},
                        query={"select": "*", "q": "x y&z=é/%2F", "limit": "0"})
     got = await fetched(make_deps(base_url), spec)
     echoed = json.loads(got.body)
     built = httpx.Request("GET", base_url + spec.filled_path(), params=spec.query).url
-    assert built.raw_path.decode() == echoed["raw_path"] + "?" + echoed["query"]
+    assert ("/echo/a%2Fb%20c%25%C3%A9", built.query.decode()) == (echoed["raw_path"], echoed["query"])
+    assert [("select", "*"), ("q", "x y&z=é/%2F"), ("limit", "0")] == parse_qsl(echoed["query"])
 
 
 async def test_redirect_is_not_followed(base_url: str, make_deps: DepsFactory) -> None:
@@ -158,8 +163,12 @@ CHUNKED = HEAD_200 + b"Transfer-Encoding: chunked\r\n\r\n"
         ((), True, Outcome.CONNECTION_ERROR, None, "connection to 127.0.0.1 reset by peer"),
         ((SHORT, b"abc"), False, Outcome.CONNECTION_ERROR, 200,
          "server closed the connection while reading a 200 response"),
+        ((SHORT, b"abc"), True, Outcome.CONNECTION_ERROR, 200,
+         "connection to 127.0.0.1 reset by peer while reading a 200 response"),
         ((CHUNKED, b"5\r\nabc"), False, Outcome.CONNECTION_ERROR, 200,
          "server closed the connection while reading a 200 response"),
+        ((CHUNKED, b"zz\r\nabc\r\n"), False, Outcome.INVALID_RESPONSE, 200,
+         "the body of the 200 response is not valid HTTP"),
         ((b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 300_000 + b"\r\nContent-Length: 2\r\n\r\nok",), False,
          Outcome.INVALID_RESPONSE, None, "the answer is not HTTP"),
         ((b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 20_000 + b"\r\nContent-Length: 2\r\n\r\nok",), False,
@@ -167,8 +176,8 @@ CHUNKED = HEAD_200 + b"Transfer-Encoding: chunked\r\n\r\n"
         ((b"HTTP/1.1 99999 Whatever\r\nContent-Length: 0\r\n\r\n",), False, Outcome.INVALID_RESPONSE, None,
          "the answer is not HTTP"),
     ],
-    ids=["closed-before-response", "reset-before-response", "short-body-closed",
-         "chunked-cut", "header-300k", "header-20k", "bad-status-code"],
+    ids=["closed-before-response", "reset-before-response", "short-body-closed", "short-body-reset",
+         "chunked-cut", "bad-chunk-size", "header-300k", "header-20k", "bad-status-code"],
 )
 async def test_broken_answers(
     make_deps: DepsFactory, parts: tuple[bytes, ...], reset: bool, outcome: Outcome, status: int | None,
@@ -188,3 +197,26 @@ async def test_failure_is_a_result_not_an_exception(make_deps: DepsFactory) -> N
     got = await fetch(deps, "t", RequestSpec(path="/"), deadline=deadline_after(2.0))
     assert isinstance(got, Failed)
     assert (Outcome.CONNECTION_ERROR, None) == (got.outcome, got.status)
+
+
+async def test_connect_that_never_completes_is_timeout(make_deps: DepsFactory) -> None:
+    """A TCP connect the server never completes is timeout (aiohttp's ConnectionTimeoutError, or our own
+    deadline), never connection_error."""
+    with unaccepted_port() as url:
+        result = await http.probe(make_check("/", **{**TIMING, "timeout": 0.3}), make_deps(url))
+    assert (Outcome.TIMEOUT, None) == (result.outcome, result.status_code)
+    assert result.message.startswith("timed out after 0."), result.message
+
+
+async def test_closing_deps_closes_the_pooled_connections(base_url: str) -> None:
+    """Deps.aclose() closes the shared client and its keep-alive connections: collecting them afterwards warns
+    about nothing (an unclosed socket transport warns, and pytest turns warnings into errors)."""
+    deps = DepsFactory()(base_url)
+    got = await fetch(deps, "t", RequestSpec(path="/respond"), deadline=deadline_after(3.0))
+    assert isinstance(got, Fetched)
+    await deps.aclose()
+    del deps, got
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [] == [str(w.message) for w in seen]

@@ -11,7 +11,7 @@ import ssl
 import struct
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -224,6 +224,23 @@ async def raw_tcp_server(handler: Handler, tls: ssl.SSLContext | None = None) ->
     finally:
         server.close()
         await server.wait_closed()
+
+
+@contextlib.contextmanager
+def unaccepted_port() -> Iterator[str]:
+    """A listening port whose accept queue is full, so a new TCP connection to it is never completed (the
+    kernel drops the SYN): a real connect timeout on 127.0.0.1. Yields its http:// URL."""
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(socket.socket())
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        for _ in range(3):  # listen(0) queues one; the others wait in SYN retries, leaving nothing free
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield f"http://127.0.0.1:{port}"
 
 
 def self_signed_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
