@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
-
-import pytest
 
 from monitor.config import AuthContractCheck
 from monitor.results import Outcome
 from probes import auth_contract
 from probes._jwt import encode_hs256, supabase_claims
-from tests.support.servers import serve_asgi
-from tests.support.targets import TIMING, DepsFactory, create_target_app
+from tests.support.targets import TIMING, DepsFactory
 
 VARIANTS = ["no_token", "garbage", "wrong_signature", "alg_none", "expired"]
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve_asgi(create_target_app()) as url:
-        yield url
-
-
-@pytest.fixture
-async def make_deps() -> AsyncIterator[DepsFactory]:
-    factory = DepsFactory()
-    yield factory
-    await factory.aclose()
 
 
 def make_check(path: str = "/auth", **fields: Any) -> AuthContractCheck:

@@ -6,8 +6,7 @@ import asyncio
 import json
 import re
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,29 +23,13 @@ from tests.support.targets import (
     raw_tcp_server,
     reset_handler,
 )
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve_asgi(create_target_app()) as url:
-        yield url
+from tests.support.targets import http_check as make_check
 
 
 @pytest.fixture(scope="module")
 def other_url() -> Iterator[str]:
     with serve_asgi(create_target_app()) as url:
         yield url
-
-
-@pytest.fixture
-async def make_deps() -> AsyncIterator[DepsFactory]:
-    factory = DepsFactory()
-    yield factory
-    await factory.aclose()
-
-
-def make_check(path: str = "/respond", **fields: Any) -> HttpCheck:
-    return HttpCheck.model_validate({"name": "c", "kind": "http", "target": "t", "path": path, **TIMING, **fields})
 
 
 async def test_ok_with_json_field(base_url: str, make_deps: DepsFactory) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import json
 import warnings
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -14,38 +13,21 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from monitor.config import HttpCheck, RequestSpec
+from monitor.config import RequestSpec
 from monitor.results import Outcome
 from probes import http
 from probes._http import Failed, Fetched, deadline_after, fetch
-from tests.support.servers import free_port, serve_asgi
+from tests.support.servers import free_port
 from tests.support.targets import (
     OK_ANSWER,
     TIMING,
     DepsFactory,
     canned_handler,
-    create_target_app,
     raw_tcp_server,
     self_signed_tls,
     unaccepted_port,
 )
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve_asgi(create_target_app()) as url:
-        yield url
-
-
-@pytest.fixture
-async def make_deps() -> AsyncIterator[DepsFactory]:
-    factory = DepsFactory()
-    yield factory
-    await factory.aclose()
-
-
-def make_check(path: str = "/respond", **fields: Any) -> HttpCheck:
-    return HttpCheck.model_validate({"name": "c", "kind": "http", "target": "t", "path": path, **TIMING, **fields})
+from tests.support.targets import http_check as make_check
 
 
 async def fetched(deps: Any, spec: RequestSpec) -> Fetched:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -10,21 +9,7 @@ import pytest
 from monitor.config import VoiceCheck
 from monitor.results import Outcome
 from probes import voice
-from tests.support.servers import serve_asgi
-from tests.support.targets import TIMING, DepsFactory, create_target_app
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve_asgi(create_target_app()) as url:
-        yield url
-
-
-@pytest.fixture
-async def make_deps() -> AsyncIterator[DepsFactory]:
-    factory = DepsFactory()
-    yield factory
-    await factory.aclose()
+from tests.support.targets import TIMING, DepsFactory
 
 
 def make_check(health: dict[str, str] | None = None, audio: dict[str, str] | None = None,

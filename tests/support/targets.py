@@ -13,13 +13,14 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from monitor.config import Target
+from monitor.config import HttpCheck, Target
 from monitor.deps import Deps
 from probes._jwt import JwtError, decode_unverified, verify_hs256
 
@@ -333,3 +334,8 @@ class DepsFactory:
         """Close every Deps built here."""
         for deps in self._made:
             await deps.aclose()
+
+
+def http_check(path: str = "/respond", **fields: Any) -> HttpCheck:
+    """An `http` check on target `t` with the test timing, validated like a config file would be."""
+    return HttpCheck.model_validate({"name": "c", "kind": "http", "target": "t", "path": path, **TIMING, **fields})
