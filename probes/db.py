@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from monitor.config import DbCheck
 from monitor.deps import Deps
-from monitor.results import Outcome, ProbeResult
+from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 
 OUTCOMES: tuple[Outcome, ...] = (
-    Outcome.OK,
-    Outcome.TIMEOUT,
-    Outcome.CONNECTION_ERROR,
-    Outcome.TLS_ERROR,
-    Outcome.DNS_ERROR,
+    *TRANSPORT_OUTCOMES,
     Outcome.TABLE_MISSING,
     Outcome.COLUMN_MISSING,
     Outcome.RLS_DISABLED,
     Outcome.PERMISSION_DENIED,
     Outcome.POLICY_ERROR,
     Outcome.DB_ERROR,
-    Outcome.INTERNAL_ERROR,
 )
 
 

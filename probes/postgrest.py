@@ -17,21 +17,17 @@ from urllib.parse import quote
 
 from monitor.config import PostgrestCheck, RequestSpec, Target
 from monitor.deps import Deps
-from monitor.results import Outcome, ProbeResult
+from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from probes import _http
 
 OUTCOMES: tuple[Outcome, ...] = (
-    Outcome.OK,
-    Outcome.TIMEOUT,
-    Outcome.CONNECTION_ERROR,
-    Outcome.TLS_ERROR,
-    Outcome.DNS_ERROR,
+    *TRANSPORT_OUTCOMES,
     Outcome.TABLE_MISSING,
     Outcome.PERMISSION_DENIED,
     Outcome.POLICY_ERROR,
     Outcome.UNEXPECTED_STATUS,
     Outcome.SERVER_ERROR,
-    Outcome.INTERNAL_ERROR,
+    Outcome.INVALID_RESPONSE,
 )
 
 # Why a 401 happened, by PostgREST error code or Supabase gateway message.
