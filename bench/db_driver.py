@@ -1,6 +1,6 @@
 """Benchmark the db probe's query set on psycopg 3 vs asyncpg, fresh connection vs reused, on a local server.
 
-    /tmp/v/bin/python bench/db_driver.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres] [-n 300]
+    .venv/bin/python bench/db_driver.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres] [-n 300]
 
 Creates a scratch database holding the seed schema, runs the same statements the `db` probe sends (BEGIN,
 set_config + SELECT 1, to_regclass x5 with RLS flags, pg_attribute columns, zero-row read of each table,

@@ -1,7 +1,7 @@
 """CPU per `AlertEngine.observe()`, in-process: N checks, M results (mostly ok plus scripted failures), no sinks.
 
-    /tmp/v/bin/python -m bench.engine_observe                       # 1,000 checks, 20,000 results, medians of 3
-    /tmp/v/bin/python -m bench.engine_observe --checks 100 --results 5000
+    .venv/bin/python -m bench.engine_observe                       # 1,000 checks, 20,000 results, medians of 3
+    .venv/bin/python -m bench.engine_observe --checks 100 --results 5000
 
 Results go round-robin over the checks, one per `interval / checks` seconds of an injected clock (so 1,000 checks
 at 2 s is 500 results/s of simulated time). Every 4 rounds one check answers 500 and another times out for two

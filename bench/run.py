@@ -1,6 +1,6 @@
 """One command that measures the daemon under N http checks and prints a table (issue 2).
 
-    /tmp/v/bin/python -m bench.run --checks 1000 --interval 2s --duration 60s --compare-blackbox --repeat 3
+    python -m bench.run --checks 1000 --interval 2s --duration 60s --compare-blackbox --repeat 3
 
 Starts a static target on 127.0.0.1 (nginx from Debian; fallback: the asyncio or uvicorn server in bench/target.py),
 pins it to one CPU and the prober under test to the other, runs `pam-monitor run` with N http checks, then

@@ -1,6 +1,6 @@
 """Time to page: fault injected -> alert visible in a real Alertmanager, through `pam-monitor run`.
 
-One command: `/tmp/v/bin/python bench/time_to_page.py [--interval 5] [--runs 3]`. Starts a real Alertmanager,
+One command: `.venv/bin/python bench/time_to_page.py [--interval 5] [--runs 3]`. Starts a real Alertmanager,
 a stand-in backend (settings route 403, or 500 when broken) and the daemon, then per run: break the backend,
 time until ContractRegression shows in GET /api/v2/alerts, heal, time until it is gone. Prints a table of
 medians. Expected: about one interval (the next scheduled run) plus confirm_delay plus delivery.
