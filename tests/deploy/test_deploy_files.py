@@ -293,9 +293,15 @@ def _quiet_receivers(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "receivers": [{"name": r["name"]} for r in config["receivers"]]}
 
 
-@pytest.mark.e2e
-def test_real_alertmanager_inhibits_table_missing_while_database_is_down(tmp_path: Path) -> None:
-    """A real Alertmanager with this routing: DatabaseDown suppresses TableMissing of the same service only."""
+def _alert(alertname: str, service: str = "pam-backend", check: str = "db_roundtrip", **extra: str) -> dict[str, Any]:
+    return {"labels": {"alertname": alertname, "severity": "critical", "service": service, "check": check, **extra}}
+
+
+def _states_after_inhibition(tmp_path: Path, alerts: list[dict[str, Any]], settled: int) -> dict[tuple[str, ...], str]:
+    """Post alerts to a real Alertmanager running deploy's routing; return (alertname, service, check) -> state.
+
+    Waits until `settled` alerts are suppressed (or a bounded 10 s), since inhibition is evaluated asynchronously.
+    """
     binary = tool("prometheus-alertmanager")
     config_file = tmp_path / "alertmanager.yml"
     config_file.write_text(yaml.safe_dump(_quiet_receivers(yaml.safe_load(AM_CONFIG.read_text()))))
@@ -316,33 +322,59 @@ def test_real_alertmanager_inhibits_table_missing_while_database_is_down(tmp_pat
                     pass
                 assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 time.sleep(0.05)
-            alerts = [
-                {"labels": {"alertname": "DatabaseDown", "severity": "critical", "service": "pam-backend",
-                            "check": "db_roundtrip", "kind": "db"}},
-                {"labels": {"alertname": "TableMissing", "severity": "critical", "service": "pam-backend",
-                            "check": "db_roundtrip", "kind": "db", "table": "user_settings"}},
-                {"labels": {"alertname": "TableMissing", "severity": "critical", "service": "other-backend",
-                            "check": "db_roundtrip", "kind": "db", "table": "user_settings"}},
-            ]
             assert 200 == client.post("/api/v2/alerts", json=alerts).status_code
-            states: dict[tuple[str, str], str] = {}
+            states: dict[tuple[str, ...], str] = {}
             for _ in range(200):
                 body = client.get("/api/v2/alerts").json()
-                states = {(a["labels"]["alertname"], a["labels"]["service"]): a["status"]["state"] for a in body}
-                if states.get(("TableMissing", "pam-backend")) == "suppressed":
+                states = {
+                    (a["labels"]["alertname"], a["labels"]["service"], a["labels"]["check"]): a["status"]["state"]
+                    for a in body
+                }
+                if len(states) == len(alerts) and list(states.values()).count("suppressed") >= settled:
                     break
                 time.sleep(0.05)
-        expected = {
-            ("DatabaseDown", "pam-backend"): "active",
-            ("TableMissing", "pam-backend"): "suppressed",
-            ("TableMissing", "other-backend"): "active",
-        }
-        assert expected == states
+        return states
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
+
+
+@pytest.mark.e2e
+def test_real_alertmanager_inhibits_table_missing_while_database_is_down(tmp_path: Path) -> None:
+    """A real Alertmanager with this routing: DatabaseDown suppresses TableMissing of the same service only."""
+    alerts = [
+        _alert("DatabaseDown", kind="db"),
+        _alert("TableMissing", kind="db", table="user_settings"),
+        _alert("TableMissing", service="other-backend", kind="db", table="user_settings"),
+    ]
+    assert {
+        ("DatabaseDown", "pam-backend", "db_roundtrip"): "active",
+        ("TableMissing", "pam-backend", "db_roundtrip"): "suppressed",
+        ("TableMissing", "other-backend", "db_roundtrip"): "active",
+    } == _states_after_inhibition(tmp_path, alerts, settled=1)
+
+
+@pytest.mark.e2e
+def test_real_alertmanager_pages_once_per_symptom_on_a_check(tmp_path: Path) -> None:
+    """TableMissing hides ContractRegression/EndpointDown of the same check; ContractRegression hides EndpointDown."""
+    alerts = [
+        _alert("TableMissing", check="settings_get", kind="http", table="user_settings"),
+        _alert("ContractRegression", check="settings_get", kind="http", **{"from": "200", "to": "500"}),
+        _alert("EndpointDown", check="settings_get", kind="http"),
+        _alert("ContractRegression", check="health", kind="http", **{"from": "200", "to": "503"}),
+        _alert("EndpointDown", check="health", kind="http"),
+        _alert("EndpointDown", check="voice", kind="voice"),
+    ]
+    assert {
+        ("TableMissing", "pam-backend", "settings_get"): "active",
+        ("ContractRegression", "pam-backend", "settings_get"): "suppressed",
+        ("EndpointDown", "pam-backend", "settings_get"): "suppressed",
+        ("ContractRegression", "pam-backend", "health"): "active",
+        ("EndpointDown", "pam-backend", "health"): "suppressed",
+        ("EndpointDown", "pam-backend", "voice"): "active",
+    } == _states_after_inhibition(tmp_path, alerts, settled=3)
 
 
 # ---------------------------------------------------------------------------------------------- Grafana
