@@ -136,11 +136,14 @@ class Runner:
             "check": result.check, "kind": result.kind, "outcome": result.outcome.value,
             "duration_s": round(result.duration_s, 4), "status_code": result.status_code,
         }
-        if changed:
-            log.info("check.transition", previous=previous.value if previous else None,
-                     message=result.message, confirmation=result.confirmation, **fields)
+        # Levels follow what a person must see: a change for the worse is a warning, a failure that goes on is
+        # info (1,000 failing checks at 2 s would otherwise write 500 warnings a second), a pass is debug.
+        if changed or (previous is None and not result.success):
+            emit = log.info if result.success else log.warning
+            emit("check.transition", previous=previous.value if previous else None,
+                 message=result.message, confirmation=result.confirmation, **fields)
         elif not result.success:
-            log.warning("check.failed", message=result.message, confirmation=result.confirmation, **fields)
+            log.info("check.failed", message=result.message, confirmation=result.confirmation, **fields)
         else:
             log.debug("check.finished", **fields)
         if self.on_result is not None:

@@ -169,3 +169,21 @@ async def test_secrets_echoed_by_a_target_are_redacted_from_the_result() -> None
     await deps.aclose()
     assert ("expected 200, got 500: Bearer **********", {"body_excerpt": "auth=**********", "bytes": 20}) == (
         result.message, dict(result.details))
+
+
+async def test_log_levels_follow_what_changed() -> None:
+    """First failure and a change for the worse warn; a failure that goes on is info; a recovery is info."""
+    outcomes = iter([Outcome.TIMEOUT, Outcome.TIMEOUT, Outcome.SERVER_ERROR, Outcome.OK, Outcome.OK])
+
+    async def seq(check: Any, deps: Deps) -> ProbeResult:
+        return ProbeResult(next(outcomes), "x")
+
+    runner, deps = _runner(_config(), seq)
+    with capture_logs() as logs:
+        for _ in range(5):
+            await runner.run_once(runner.checks["c0"])
+    await deps.aclose()
+    assert [("check.transition", "warning"), ("check.failed", "info"), ("check.transition", "warning"),
+            ("check.transition", "info"), ("check.finished", "debug")] == [
+        (e["event"], e["log_level"]) for e in logs if e["event"].startswith("check.") and "confirmation" not in e[
+            "event"]]
