@@ -96,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _load(args: argparse.Namespace, err: TextIO, *, required: bool = True) -> Config | None:
-    if args.config is None and required:
+def _load(args: argparse.Namespace, err: TextIO) -> Config | None:
+    if args.config is None:
         print("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG "
               "(see examples/pam-monitor.yaml)", file=err)
         return None

@@ -150,6 +150,14 @@ class Maintenance(Strict):
         return self
 
 
+def require_timeout_below_interval(timeout: float, interval: float) -> None:
+    """A run must end before the next is due; raise ValueError saying how to fix it otherwise."""
+    if timeout >= interval:
+        raise ValueError(
+            f"timeout ({timeout:g}s) must be less than interval ({interval:g}s); lower timeout or raise interval"
+        )
+
+
 class CheckBase(Strict):
     """Fields shared by every kind of check."""
 
@@ -180,11 +188,7 @@ class CheckBase(Strict):
 
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> CheckBase:
-        if self.timeout >= self.interval:
-            raise ValueError(
-                f"timeout ({self.timeout:g}s) must be less than interval ({self.interval:g}s); "
-                "lower timeout or raise interval"
-            )
+        require_timeout_below_interval(self.timeout, self.interval)
         return self
 
 
@@ -479,11 +483,7 @@ class Defaults(Strict):
 
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> Defaults:
-        if self.timeout >= self.interval:
-            raise ValueError(
-                f"timeout ({self.timeout:g}s) must be less than interval ({self.interval:g}s); "
-                "lower timeout or raise interval"
-            )
+        require_timeout_below_interval(self.timeout, self.interval)
         return self
 
 

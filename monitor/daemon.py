@@ -138,9 +138,10 @@ class Daemon:
             on_result=self.engine.observe if self.engine is not None else None, redact=self.scrubber.scrub,
         )
         self.runner.start(self.scheduler)
-        if old_deps is not None:
-            pending = set(old_runner.in_flight) if old_runner is not None else set()
-            self._spawn(self._close_after(old_deps, pending, max((c.timeout for c in config.checks), default=5.0)))
+        if old_deps is not None and old_runner is not None:
+            # Old runs are bounded by the old checks' timeouts, not the new ones.
+            longest = max((c.timeout for c in old_runner.checks.values()), default=0.0)
+            self._spawn(self._close_after(old_deps, set(old_runner.in_flight), longest))
 
     async def _close_after(self, deps: Deps, pending: set[asyncio.Task[Any]], limit: float) -> None:
         if pending:

@@ -102,7 +102,6 @@ def load_config(
     cross = cross_check(config)
     if cross:
         raise ConfigError([_line(label, lines, _parse_path(p), p, msg) for p, msg in cross])
-    config = Config.model_validate(config.model_dump(by_alias=True, round_trip=True))
     if shard is not None:
         config = apply_shard(config, *shard)
     return config

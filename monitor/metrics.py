@@ -246,9 +246,5 @@ class Metrics:
         for i, header in enumerate(_HEADERS):
             yield header + b"".join(block[i] for block in blocks)
 
-    def family_names(self) -> list[str]:
-        """Names of the per-check families (for docs and tests)."""
-        return [name for name, _, _ in _FAMILIES]
-
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
