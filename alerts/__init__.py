@@ -7,7 +7,6 @@ Public surface: `AlertEngine` (what the daemon uses), `step`/`AlertState`/`Polic
 from __future__ import annotations
 
 from alerts.engine import NOTIFICATION_RESULTS, AlertEngine
-from alerts.errors import AlertingError, StoreError
 from alerts.machine import Action, ActionKind, AlertState, Policy, Status, step
 from alerts.model import Notification
 from alerts.rules import ALERTNAMES, Observation, Signal, evaluate
@@ -19,13 +18,11 @@ __all__ = [
     "ActionKind",
     "AlertEngine",
     "AlertState",
-    "AlertingError",
     "Notification",
     "Observation",
     "Policy",
     "Signal",
     "Status",
-    "StoreError",
     "evaluate",
     "step",
 ]

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from alerts.delivery import SendResult, post_json
-from alerts.model import Notification, SinkContext, iso
-from monitor.config import AlertmanagerSink
+from alerts.model import Notification, SinkContext
+from monitor.core.clock import iso
+from monitor.core.config import AlertmanagerSink
 
 RESEND_FACTOR = 4
 """A firing alert's endsAt is this many resend intervals ahead (Prometheus uses 4x its resend delay)."""

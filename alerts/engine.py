@@ -18,12 +18,12 @@ from alerts import alertmanager, pagerduty, slack, webhook
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, SendResult, backoff, host_of
 from alerts.machine import Action, ActionKind, AlertState, Policy, Status, step
 from alerts.maintenance import active_window
-from alerts.model import WATCHDOG, Notification, SinkContext, iso
+from alerts.model import WATCHDOG, Notification, SinkContext
 from alerts.rules import ALERTNAMES, SEVERITIES, CheckMemory, Signal, evaluate, remember, rules_for, watchdog_labels
 from alerts.store import Store
-from monitor.config import Config, Maintenance, Sink
-from monitor.deps import Clock
-from monitor.results import Result
+from monitor.core.clock import Clock, iso
+from monitor.core.config import Config, Maintenance, Sink
+from monitor.core.results import Result
 
 log = structlog.get_logger("pam_monitor.alerts")
 

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
-from monitor.config import Maintenance
+from monitor.core.config import Maintenance
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

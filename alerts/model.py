@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
@@ -73,7 +72,3 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     text = "\x00".join(f"{k}\x01{v}" for k, v in sorted(labels.items()))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
-
-def iso(ts: float) -> str:
-    """RFC 3339 UTC with milliseconds and a Z, as Alertmanager and PagerDuty expect."""
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from alerts.delivery import SendResult, post_json
-from alerts.model import Notification, SinkContext, fingerprint, iso
-from monitor.config import PagerDutySink
+from alerts.model import Notification, SinkContext, fingerprint
+from monitor.core.clock import iso
+from monitor.core.config import PagerDutySink
 
 SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info", "none": "info"}
 SUMMARY_LIMIT = 1024

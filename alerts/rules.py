@@ -10,8 +10,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.config import AlertName, Config
-from monitor.results import Outcome, Result
+from monitor.core.config import AlertName, Config
+from monitor.core.results import Outcome, Result
 
 ALERTNAMES: tuple[AlertName, ...] = typing.get_args(AlertName)
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info", "none")

@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 
 from alerts.delivery import SendResult, post_json
-from alerts.model import Notification, SinkContext, iso
-from monitor.config import SlackSink
+from alerts.model import Notification, SinkContext
+from monitor.core.clock import iso
+from monitor.core.config import SlackSink
 
 _WORDING = {
     "firing": ":rotating_light: FIRING",

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from alerts.errors import StoreError
 from alerts.machine import AlertState
 from alerts.model import Notification
 from alerts.rules import CheckMemory
+from monitor.core.errors import StoreError
 
 FILENAME = "alerts.sqlite3"
 _SCHEMA = """

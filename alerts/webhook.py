@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 
 from alerts.delivery import SendResult, post_json
-from alerts.model import Notification, SinkContext, fingerprint, iso
-from monitor.config import WebhookSink
+from alerts.model import Notification, SinkContext, fingerprint
+from monitor.core.clock import iso
+from monitor.core.config import WebhookSink
 
 VERSION = "1"
 

@@ -25,11 +25,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from monitor.config import DbCheck, Target
+from monitor.core.config import DbCheck, Target
+from monitor.core.results import Outcome
 from monitor.demo_db import SEED_SCHEMA, SEED_TABLES
-from monitor.deps import Deps
-from monitor.results import Outcome
 from probes import _pg, db
+from probes.deps import Deps
 
 COLUMNS = {"user_settings": ["user_id", "voice_enabled", "created_at", "updated_at"]}
 MAX_RUNS = 5000

@@ -32,8 +32,8 @@ import prometheus_client
 import structlog
 
 from alerts.engine import AlertEngine
-from monitor.config import Config
-from monitor.results import Outcome, Result
+from monitor.core.config import Config
+from monitor.core.results import Outcome, Result
 
 CATEGORIES = ("first", "ok", "scripted")
 T0 = 1_767_225_600.0

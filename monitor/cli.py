@@ -14,14 +14,15 @@ from typing import Any, TextIO
 import structlog
 
 from monitor import __version__
-from monitor.config import Config
-from monitor.deps import build_deps
-from monitor.loader import ConfigError, collect_secrets, load_config, parse_shard
-from monitor.logs import SecretScrubber, configure_logging
+from monitor.core.config import Config, load_config, parse_shard
+from monitor.core.errors import ConfigError
+from monitor.core.results import Result
+from monitor.core.secrets import Redactor, collect_secrets
+from monitor.logs import configure_logging
 from monitor.metrics import Metrics
-from monitor.results import Result
 from monitor.runner import Runner
 from monitor.state import State
+from probes.deps import build_deps
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 log = structlog.get_logger("pam_monitor.cli")
@@ -114,10 +115,10 @@ def _load(args: argparse.Namespace, err: TextIO) -> Config | None:
         return None
 
 
-def _logging(args: argparse.Namespace, config: Config) -> SecretScrubber:
-    scrubber = configure_logging(args.log_level or config.log_level, args.log_format or "json")
-    scrubber.update(collect_secrets(config))
-    return scrubber
+def _logging(args: argparse.Namespace, config: Config) -> Redactor:
+    redactor = configure_logging(args.log_level or config.log_level, args.log_format or "json")
+    redactor.update(collect_secrets(config))
+    return redactor
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -134,13 +135,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args, sys.stderr)
     if config is None:
         return EXIT_CONFIG
-    scrubber = _logging(args, config)
+    redactor = _logging(args, config)
     from monitor.daemon import Daemon
 
     daemon = Daemon(
         config, config_path=args.config, listen_override=args.listen,
         shard=parse_shard(args.shard) if args.shard else None, engine_factory=_engine_factory(),
-        scrubber=scrubber,
+        redactor=redactor,
     )
     return asyncio.run(daemon.run())
 
@@ -157,14 +158,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # Logs go to stderr so that stdout holds only the table or the JSON document.
     level = args.log_level or "warning"
-    scrubber = configure_logging(level, args.log_format or "json", stream=sys.stderr)
-    scrubber.update(collect_secrets(config))
+    redactor = configure_logging(level, args.log_format or "json", stream=sys.stderr)
+    redactor.update(collect_secrets(config))
     if args.only:
         unknown = sorted(set(args.only) - {c.name for c in config.checks})
         if unknown:
             print(f"pam-monitor: --only names unknown checks: {', '.join(unknown)}", file=sys.stderr)
             return EXIT_CONFIG
-    results = asyncio.run(_check_once(config, args.only, scrubber))
+    results = asyncio.run(_check_once(config, args.only, redactor))
     if args.format == "json":
         doc = {"checks": [r.to_status() for r in results]}
         print(json.dumps(doc, indent=2))
@@ -173,11 +174,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
 
 
-async def _check_once(config: Config, only: list[str] | None, scrubber: SecretScrubber) -> list[Result]:
+async def _check_once(config: Config, only: list[str] | None, redactor: Redactor) -> list[Result]:
     deps = build_deps(config)
     try:
         runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic),
-                        redact=scrubber.scrub)
+                        redact=redactor.scrub)
         return await runner.run_all(only)
     finally:
         await deps.aclose()

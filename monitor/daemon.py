@@ -15,15 +15,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
-from monitor.config import Config, parse_listen
-from monitor.deps import Clock, Deps, SystemClock, build_deps
-from monitor.loader import ConfigError, collect_secrets, load_config
-from monitor.logs import SecretScrubber
+from monitor.core.clock import Clock, SystemClock
+from monitor.core.config import Config, load_config, parse_listen
+from monitor.core.errors import ConfigError
+from monitor.core.results import Result
+from monitor.core.secrets import Redactor, collect_secrets
 from monitor.metrics import Metrics
-from monitor.results import Result
 from monitor.runner import Runner
 from monitor.server import EmbeddedServer, bind_socket, build_server, create_app
 from monitor.state import State
+from probes.deps import Deps, build_deps
 
 log = structlog.get_logger("pam_monitor.daemon")
 
@@ -67,14 +68,14 @@ class Daemon:
         shard: tuple[int, int] | None = None,
         engine_factory: EngineFactory | None = None,
         clock: Clock | None = None,
-        scrubber: SecretScrubber | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.listen_override = listen_override
         self.shard = shard
         self.clock = clock or SystemClock()
-        self.scrubber = scrubber or SecretScrubber()
+        self.redactor = redactor or Redactor()
         self.metrics = Metrics()
         self.state = State(self.clock.monotonic)
         self.engine: Engine | None = (
@@ -129,13 +130,13 @@ class Daemon:
         assert self.scheduler is not None
         old_runner, old_deps = self.runner, self.deps
         self.config = config
-        self.scrubber.update(collect_secrets(config))
+        self.redactor.update(collect_secrets(config))
         self.deps = build_deps(config, self.clock)
         if old_runner is not None:
             old_runner.stop(self.scheduler)
         self.runner = Runner(
             config, self.deps, self.metrics, self.state,
-            on_result=self.engine.observe if self.engine is not None else None, redact=self.scrubber.scrub,
+            on_result=self.engine.observe if self.engine is not None else None, redact=self.redactor.scrub,
         )
         self.runner.start(self.scheduler)
         if old_deps is not None and old_runner is not None:

@@ -16,8 +16,9 @@ from typing import Any, TextIO
 import structlog
 import yaml
 
-from monitor.durations import parse_duration
-from monitor.loader import ConfigError, load_config
+from monitor.core.config import load_config
+from monitor.core.durations import parse_duration
+from monitor.core.errors import ConfigError
 
 log = structlog.get_logger("pam_monitor.demo")
 DEMO_USER = "11111111-2222-3333-4444-555555555555"

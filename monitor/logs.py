@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor
+
+from monitor.core.secrets import Redactor
 
 LogFormat = Literal["json", "console"]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -16,38 +18,19 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "apscheduler": logging.WARNING,
           "uvicorn.access": logging.WARNING, "asyncio": logging.WARNING, "tzlocal": logging.WARNING}
 _FIRST = ("ts", "level", "event", "logger")
-REDACTED = "**********"
 
 
-class SecretScrubber:
-    """A processor that replaces every known secret value in any string field with asterisks.
+def _scrub_processor(redactor: Redactor) -> Processor:
+    """A structlog processor replacing every known secret in any string field (the second lock on the door:
+    secrets never reach a log call by design, but a library may put a DSN or webhook URL into an exception)."""
 
-    Secrets never reach a log call by design; this is the second lock on the door, for the day a library
-    puts a DSN or a webhook URL into an exception message.
-    """
-
-    def __init__(self) -> None:
-        self._secrets: tuple[str, ...] = ()
-
-    def update(self, secrets: Iterable[str]) -> None:
-        """Replace the set of secret values to scrub (longest first, so a prefix does not hide the rest)."""
-        self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
-
-    def scrub(self, text: str) -> str:
-        """Return `text` with every secret replaced."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
-
-    def __call__(self, logger: Any, name: str, event_dict: EventDict) -> EventDict:
-        """Scrub every string value of one event."""
-        if not self._secrets:
-            return event_dict
+    def scrub(logger: Any, name: str, event_dict: EventDict) -> EventDict:
         for key, value in event_dict.items():
             if isinstance(value, str):
-                event_dict[key] = self.scrub(value)
+                event_dict[key] = redactor.scrub(value)
         return event_dict
+
+    return scrub
 
 
 def _drop_color_message(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> EventDict:
@@ -58,10 +41,10 @@ def _drop_color_message(logger: Any, name: str, event_dict: MutableMapping[str, 
 
 def configure_logging(
     level: str = "info", fmt: LogFormat = "json", stream: TextIO | None = None,
-    scrubber: SecretScrubber | None = None,
-) -> SecretScrubber:
+    redactor: Redactor | None = None,
+) -> Redactor:
     """Send structlog and stdlib logging to `stream` (stdout) as JSON lines or coloured console lines."""
-    scrubber = scrubber or SecretScrubber()
+    redactor = redactor or Redactor()
     numeric = _LEVELS.get(level, logging.INFO)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -84,7 +67,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if fmt == "json" else _identity,
-            scrubber,
+            _scrub_processor(redactor),
             _order_keys if fmt == "json" else _identity,
             renderer,
         ],
@@ -103,7 +86,7 @@ def configure_logging(
         lib.handlers.clear()
         lib.propagate = True
     logging.captureWarnings(True)
-    return scrubber
+    return redactor
 
 
 def _order_keys(logger: Any, name: str, event_dict: EventDict) -> EventDict:

@@ -16,12 +16,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 import probes
-from monitor.config import Check, Config, DbCheck, PostgrestCheck, VoiceCheck
-from monitor.deps import Deps
-from monitor.durations import format_duration
+from monitor.core.config import Check, Config, DbCheck, PostgrestCheck, VoiceCheck
+from monitor.core.durations import format_duration
+from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
-from monitor.results import Outcome, ProbeResult, Result
 from monitor.state import State
+from probes.deps import Deps
 
 log = structlog.get_logger("pam_monitor.runner")
 ResultHook = Callable[[Result], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from monitor.results import Outcome, Result
+from monitor.core.results import Outcome, Result
 
 AlertsProvider = Callable[[], list[dict[str, Any]]]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from monitor.deps import Deps
-from monitor.results import Outcome, ProbeResult
+from monitor.core.results import Outcome, ProbeResult
 from probes import auth_contract, db, http, postgrest, voice
+from probes.deps import Deps
 
 ProbeFn = Callable[[Any, Deps], Awaitable[ProbeResult]]
 """Every prober: `async def probe(check, deps) -> ProbeResult`. It never raises for a broken target."""

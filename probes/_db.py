@@ -21,10 +21,11 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from monitor.config import DbCheck
-from monitor.deps import Deps
-from monitor.results import Outcome, ProbeResult
+from monitor.core.config import DbCheck, split_table
+from monitor.core.results import Outcome, ProbeResult
+from monitor.core.secrets import Redactor
 from probes import _pg
+from probes.deps import Deps
 
 log = structlog.get_logger("pam_monitor.probe.db")
 
@@ -86,7 +87,7 @@ async def probe(check: DbCheck, deps: Deps) -> ProbeResult:
     if target is None or target.dsn is None:
         return ProbeResult(Outcome.INTERNAL_ERROR, f"target {check.target!r} has no dsn")
     dsn = target.dsn.get_secret_value()
-    hidden = _pg.dsn_secrets(dsn)
+    hidden = _pg.dsn_redactor(dsn)
     try:
         conninfo_to_dict(dsn)
     except psycopg.Error:
@@ -174,7 +175,7 @@ async def _round_trip(
     conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run, deps: Deps
 ) -> ProbeResult:
     names = check.all_tables()
-    split = [_pg.split_table(name) for name in names]
+    split = [split_table(name) for name in names]
     run.phase = "query"
     started = deps.clock.monotonic()
     async with asyncio.timeout_at(run.deadline), conn.transaction():
@@ -209,7 +210,7 @@ async def _round_trip(
             for column in columns
         ]
         if wanted:
-            nsp, rel = zip(*(_pg.split_table(table) for table, _ in wanted), strict=True)
+            nsp, rel = zip(*(split_table(table) for table, _ in wanted), strict=True)
             cur = await conn.execute(
                 _pg.SQL_MISSING_COLUMNS, (list(nsp), list(rel), [column for _, column in wanted])
             )
@@ -258,7 +259,7 @@ async def _canary(conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run,
                 sql.SQL("CREATE TEMP TABLE {} (key text PRIMARY KEY, value text) ON COMMIT DROP").format(table)
             )
         else:
-            table = sql.Identifier(*_pg.split_table(check.canary_table))
+            table = sql.Identifier(*split_table(check.canary_table))
         await conn.execute(sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(table), (key, value))
         cur = await conn.execute(sql.SQL("SELECT value FROM {} WHERE key = %s").format(table), (key,))
         row = await cur.fetchone()
@@ -327,7 +328,7 @@ def _failure(
     run: _Run,
     exc: BaseException,
     classified: _pg.ErrorClass,
-    hidden: tuple[str, ...],
+    hidden: Redactor,
     elapsed: float,
 ) -> ProbeResult:
     text = _pg.error_text(exc, hidden) if not isinstance(exc, TimeoutError) else ""

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from monitor.config import RequestSpec, Target
-from monitor.deps import Deps
-from monitor.results import Outcome
+from monitor.core.config import RequestSpec, Target
+from monitor.core.results import Outcome
+from probes.deps import Deps
 
 EXCERPT_CHARS = 200
 # Scanning more than this for a relation name buys nothing: error bodies are short.

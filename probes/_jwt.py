@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from monitor.config import ForgedToken
+from monitor.core.config import ForgedToken
 
 AUDIENCE = "authenticated"
 

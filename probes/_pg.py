@@ -1,4 +1,4 @@
-"""PostgreSQL helpers for the db prober: the SQL it sends, name splitting, secret scrubbing, error classes."""
+"""PostgreSQL helpers for the db prober: the SQL it sends, name splitting, redaction, error classes."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import errors as pg_errors
 
-from monitor.loader import dsn_passwords
-from monitor.results import Outcome
+from monitor.core.results import Outcome
+from monitor.core.secrets import Redactor
 
-DEFAULT_SCHEMA = "public"
 CANARY_TEMP_TABLE = "pam_monitor_canary"
 
 # First statement of every run: arms the transaction-local statement_timeout (parameterised, so no SET with
@@ -43,37 +42,28 @@ ORDER BY r.ord
 """
 
 
-def split_table(name: str) -> tuple[str, str]:
-    """`schema.table` -> (schema, table); a bare name is in `public`."""
-    schema, _, table = name.rpartition(".")
-    return (schema or DEFAULT_SCHEMA, table)
+def dsn_redactor(dsn: str) -> Redactor:
+    """A redactor for the DSN itself and every form of its password (raw and URL-encoded)."""
+    return Redactor([dsn])
 
 
-def dsn_secrets(dsn: str) -> tuple[str, ...]:
-    """Strings that must never appear in output: the DSN itself and its password (raw and URL-encoded)."""
-    # Longest first, so a password inside the DSN does not leave the rest of the DSN behind.
-    return tuple(sorted({dsn, *dsn_passwords(dsn)} - {""}, key=len, reverse=True))
-
-
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` on one line, at most 300 characters, with every secret replaced by `***`."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
+def one_line(text: str, limit: int = 300) -> str:
+    """`text` on one line, at most `limit` characters."""
     text = " ".join(text.split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def error_text(exc: BaseException, secrets: tuple[str, ...]) -> str:
+def error_text(exc: BaseException, redact: Redactor) -> str:
     """The useful part of a driver error (server's primary message, else the first line), scrubbed."""
     if isinstance(exc, psycopg.Error):
         primary = exc.diag.message_primary
         if primary:
-            return scrub(primary, secrets)
+            return one_line(redact(primary))
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
     # psycopg prefixes every connect failure with this; the outcome already says it.
     text = text.removeprefix("connection failed: ")
-    return scrub(text, secrets)
+    return one_line(redact(text))
 
 
 # libpq reports connect-time server errors as text only (no SQLSTATE field); map the common ones back.

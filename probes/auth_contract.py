@@ -6,9 +6,8 @@ import asyncio
 import re
 from typing import Any
 
-from monitor.config import AuthContractCheck
-from monitor.deps import Deps
-from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.core.config import AuthContractCheck
+from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from probes._http import (
     Failed,
     Fetched,
@@ -21,6 +20,7 @@ from probes._http import (
     status_list,
 )
 from probes._jwt import forged_token
+from probes.deps import Deps
 
 OUTCOMES: tuple[Outcome, ...] = (
     *TRANSPORT_OUTCOMES,

@@ -6,9 +6,9 @@ check never imports them.
 
 from __future__ import annotations
 
-from monitor.config import DbCheck
-from monitor.deps import Deps
-from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.core.config import DbCheck
+from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from probes.deps import Deps
 
 OUTCOMES: tuple[Outcome, ...] = (
     *TRANSPORT_OUTCOMES,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from monitor.config import HttpCheck, HttpExpect
-from monitor.deps import Deps
-from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.core.config import HttpCheck, HttpExpect
+from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from probes._http import (
     Failed,
     Fetched,
@@ -20,6 +19,7 @@ from probes._http import (
     short_repr,
     status_list,
 )
+from probes.deps import Deps
 
 OUTCOMES: tuple[Outcome, ...] = (
     *TRANSPORT_OUTCOMES,

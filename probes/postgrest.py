@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from monitor.config import PostgrestCheck, RequestSpec, Target
-from monitor.deps import Deps
-from monitor.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.core.config import PostgrestCheck, RequestSpec, Target, split_table
+from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.core.secrets import Redactor
 from probes import _http
+from probes.deps import Deps
 
 OUTCOMES: tuple[Outcome, ...] = (
     *TRANSPORT_OUTCOMES,
@@ -64,11 +65,6 @@ class _TableResult:
     present: bool | None  # None: the answer does not tell (auth failure, 5xx, no answer)
 
 
-def _split(table: str, default_schema: str) -> tuple[str, str]:
-    schema, _, name = table.rpartition(".")
-    return (schema or default_schema, name)
-
-
 def _headers(target: Target, spec: RequestSpec, schema: str) -> dict[str, str]:
     extra = {"Accept": "application/json"}
     api_key = target.api_key.get_secret_value() if target.api_key is not None else None
@@ -82,16 +78,10 @@ def _headers(target: Target, spec: RequestSpec, schema: str) -> dict[str, str]:
     return _http.request_headers(target, spec, extra=extra)
 
 
-def _secrets(target: Target) -> tuple[str, ...]:
+def _redactor(target: Target) -> Redactor:
     values = [s.get_secret_value() for s in (target.api_key, target.bearer_token) if s is not None]
     values += [s.get_secret_value() for s in target.headers.values()]
-    return tuple(sorted((v for v in values if v), key=len, reverse=True))
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+    return Redactor(values)
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str]:
@@ -107,10 +97,10 @@ def _error_fields(body: bytes) -> tuple[str | None, str]:
     return (str(code) if code is not None else None), str(message)
 
 
-def _judge(table: str, fetched: _http.Fetched, secrets: tuple[str, ...]) -> _TableResult:
+def _judge(table: str, fetched: _http.Fetched, redact: Redactor) -> _TableResult:
     status = fetched.status
     code, text = _error_fields(fetched.body)
-    said = _scrub(_http.body_excerpt(text.encode()) if text else fetched.excerpt(), secrets)
+    said = redact(_http.body_excerpt(text.encode()) if text else fetched.excerpt())
     if 200 <= status < 300:
         return _TableResult(table, Outcome.OK, "", status, True)
     missing = _http.find_missing_relation(fetched.body)
@@ -135,9 +125,9 @@ def _judge(table: str, fetched: _http.Fetched, secrets: tuple[str, ...]) -> _Tab
 
 
 async def _one(
-    check: PostgrestCheck, deps: Deps, target: Target, table: str, deadline: float, secrets: tuple[str, ...]
+    check: PostgrestCheck, deps: Deps, target: Target, table: str, deadline: float, redact: Redactor
 ) -> tuple[_TableResult, float | None]:
-    schema, name = _split(table, check.schema_name)
+    schema, name = split_table(table, check.schema_name)
     spec = RequestSpec(
         method="GET",
         path=f"{check.rest_path}/{quote(name, safe='')}",
@@ -147,9 +137,9 @@ async def _one(
     got = await _http.fetch(deps, check.target, spec, deadline=deadline, headers=_headers(target, spec, schema),
                             cap=min(deps.body_limit, 64 * 1024))
     if isinstance(got, _http.Failed):
-        problem = _scrub(f"{table}: {got.message}", secrets)
+        problem = redact(f"{table}: {got.message}")
         return _TableResult(table, got.outcome, problem, got.status, None), None
-    return _judge(table, got, secrets), got.elapsed
+    return _judge(table, got, redact), got.elapsed
 
 
 async def probe(check: PostgrestCheck, deps: Deps) -> ProbeResult:
@@ -157,10 +147,10 @@ async def probe(check: PostgrestCheck, deps: Deps) -> ProbeResult:
     target = deps.targets.get(check.target)
     if target is None or target.base_url is None:
         return ProbeResult(Outcome.INTERNAL_ERROR, f"target {check.target!r} has no base_url")
-    secrets = _secrets(target)
+    redact = _redactor(target)
     deadline = _http.deadline_after(_http.io_budget(check.timeout))
     answers = await asyncio.gather(
-        *(_one(check, deps, target, table, deadline, secrets) for table in check.required_tables)
+        *(_one(check, deps, target, table, deadline, redact) for table in check.required_tables)
     )
     results = [result for result, _ in answers]
     elapsed = [seconds for _, seconds in answers if seconds is not None]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.config import Synthesize, VoiceCheck
-from monitor.deps import Deps
-from monitor.results import Outcome, ProbeResult
+from monitor.core.config import Synthesize, VoiceCheck
+from monitor.core.results import Outcome, ProbeResult
 from probes import http
 from probes._audio import sniff
 from probes._http import Failed, Fetched, deadline_after, fetch, io_budget
+from probes.deps import Deps
 
 OUTCOMES: tuple[Outcome, ...] = http.OUTCOMES
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from monitor.config import Config
-from monitor.results import Outcome, Result
+from monitor.core.config import Config
+from monitor.core.results import Outcome, Result
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

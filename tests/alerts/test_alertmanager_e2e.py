@@ -11,9 +11,9 @@ import prometheus_client
 import pytest
 
 from alerts import AlertEngine
-from monitor.config import Config
-from monitor.deps import SystemClock
-from monitor.results import Result
+from monitor.core.clock import SystemClock
+from monitor.core.config import Config
+from monitor.core.results import Result
 from tests.alerts.factory import make_config, result
 from tests.support.alertmanager import Alertmanager
 

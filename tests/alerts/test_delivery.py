@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerts import AlertEngine
-from monitor.config import Config
-from monitor.deps import SystemClock
+from monitor.core.clock import SystemClock
+from monitor.core.config import Config
 from tests.alerts.factory import make_config, result
 from tests.support.servers import serve_asgi
 

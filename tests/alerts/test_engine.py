@@ -10,7 +10,7 @@ import prometheus_client
 
 from alerts import AlertEngine
 from alerts.store import Store
-from monitor.deps import SystemClock
+from monitor.core.clock import SystemClock
 from tests.alerts.factory import CHECKS, T0, FakeClock, make_config, result
 from tests.alerts.test_delivery import Recorder, until
 from tests.support.servers import free_port, serve_asgi

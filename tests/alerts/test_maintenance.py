@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from alerts.maintenance import active_window, window_active
-from monitor.config import Maintenance
+from monitor.core.config import Maintenance
 
 
 def at(text: str, tz: str = "UTC") -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alerts.rules import CheckMemory, Observation, Signal, evaluate, remember
-from monitor.results import Outcome, Result
+from monitor.core.results import Outcome, Result
 from tests.alerts.factory import make_config, result
 
 CONFIG = make_config()

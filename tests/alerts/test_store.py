@@ -13,7 +13,7 @@ import prometheus_client
 from alerts import AlertEngine
 from alerts.machine import Status
 from alerts.store import Store
-from monitor.deps import SystemClock
+from monitor.core.clock import SystemClock
 from tests.alerts.factory import make_config, result
 from tests.alerts.test_delivery import CHECK, Recorder, until
 from tests.support.servers import free_port, serve_asgi
@@ -24,7 +24,7 @@ import asyncio, os, signal, sys
 from pathlib import Path
 import prometheus_client
 from alerts import AlertEngine
-from monitor.deps import SystemClock
+from monitor.core.clock import SystemClock
 from tests.alerts.factory import make_config, result
 
 async def main():

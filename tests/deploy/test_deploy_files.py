@@ -27,10 +27,9 @@ from starlette.routing import Route
 
 from alerts.engine import NOTIFICATION_RESULTS
 from alerts.rules import ALERTNAMES, SEVERITIES
-from monitor.config import CHECK_KINDS
-from monitor.loader import load_config
+from monitor.core.config import CHECK_KINDS, load_config
+from monitor.core.results import Outcome
 from monitor.metrics import SKIP_REASONS
-from monitor.results import Outcome
 from tests.support.servers import free_port, serve_asgi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -697,7 +696,8 @@ def test_dockerfile_copies_what_pip_install_needs_and_dockerignore_keeps_it() ->
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    needed = {"pyproject.toml", project["project"]["readme"], *project["tool"]["setuptools"]["packages"]}
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    needed = {"pyproject.toml", project["project"]["readme"], *packages}
     assert set() == needed - set(sources)
 
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import structlog
 
-from monitor.config import AuthContractCheck, HttpCheck, VoiceCheck
+from monitor.core.config import AuthContractCheck, HttpCheck, VoiceCheck
+from monitor.core.results import Outcome
 from monitor.demo import FAULTS, MemorySettingsStore, MissingRelationError, create_demo_app, demo_token
-from monitor.results import Outcome
 from probes import auth_contract, http, voice
 from probes._audio import sniff
 from probes._http import find_missing_relation

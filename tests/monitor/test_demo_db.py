@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from monitor.config import DbCheck, Target
+from monitor.core.config import DbCheck, Target
+from monitor.core.results import Outcome
 from monitor.demo import MissingRelationError
 from monitor.demo_db import SEED_SCHEMA, SEED_TABLES, PgSettingsStore, ensure_schema
-from monitor.deps import Deps
-from monitor.results import Outcome
 from probes import db
+from probes.deps import Deps
 from tests.support.postgres import SeededDb
 
 

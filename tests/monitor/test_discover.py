@@ -11,8 +11,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from monitor.core.config import load_config
 from monitor.discover import discover_checks
-from monitor.loader import load_config
 from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 

@@ -1,4 +1,4 @@
-"""Tests for monitor.loader: the table of invalid config files and their exact messages, env and ${VAR} rules."""
+"""Tests for monitor.core.config: the table of invalid config files and their exact messages, env and ${VAR} rules."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import DbCheck, HttpCheck
-from monitor.loader import ConfigError, apply_shard, collect_secrets, load_config, parse_shard
+from monitor.core.config import DbCheck, HttpCheck, apply_shard, load_config, parse_shard
+from monitor.core.errors import ConfigError
+from monitor.core.secrets import Redactor, collect_secrets
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pam-monitor.yaml"
 EXAMPLE_ENV = {"DATABASE_URL": "postgresql://app:s3cr3t-pw@127.0.0.1:5432/app", "PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY"}
@@ -232,9 +233,12 @@ def test_defaults_fill_checks_and_checks_may_override(tmp_path: Path) -> None:
 
 
 def test_collect_secrets_finds_dsn_password_and_keys() -> None:
-    """The scrubber's list holds whole secrets and the password inside each DSN."""
+    """Every secret of the config is collected, and the redactor built from them hides the DSN's password too."""
     secrets = collect_secrets(load_config(EXAMPLE, environ=EXAMPLE_ENV))
-    assert {"s3cr3t-pw", "R0UT1NGKEY", EXAMPLE_ENV["DATABASE_URL"]} <= secrets
+    assert {"R0UT1NGKEY", EXAMPLE_ENV["DATABASE_URL"]} <= secrets
+    assert "auth failed for u:********** and **********" == Redactor(secrets).scrub(
+        "auth failed for u:s3cr3t-pw and R0UT1NGKEY"
+    )
 
 
 def test_shards_partition_the_checks(tmp_path: Path) -> None:
@@ -251,7 +255,7 @@ def test_shards_partition_the_checks(tmp_path: Path) -> None:
 
 def test_dsn_passwords_from_url_query_and_conninfo() -> None:
     """Passwords are found in URL userinfo (raw and decoded), a ?password= query, and quoted conninfo."""
-    from monitor.loader import dsn_passwords
+    from monitor.core.secrets import dsn_passwords
 
     assert {"p%40ss", "p@ss", "q1"} == dsn_passwords("postgresql://u:p%40ss@h/db?password=q1&sslmode=require")
     assert {"a b'c"} == dsn_passwords("host=h password='a b\\'c' user=x")

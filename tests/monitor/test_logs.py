@@ -35,8 +35,8 @@ def test_structlog_and_stdlib_records_are_json_lines() -> None:
 def test_secret_values_are_scrubbed_from_every_field() -> None:
     """A secret that reaches a log call anyway (library message, field) is replaced by asterisks."""
     stream = io.StringIO()
-    scrubber = configure_logging("info", "json", stream=stream)
-    scrubber.update(["hunter2-password", "xoxb-slack-token"])
+    redactor = configure_logging("info", "json", stream=stream)
+    redactor.update(["hunter2-password", "xoxb-slack-token"])
     structlog.get_logger("pam_monitor.test").error("db.failed", error="auth failed for postgresql://u:hunter2-password@h")
     logging.getLogger("httpx").error("POST https://hooks.slack.com/services/xoxb-slack-token failed")
     text = stream.getvalue()

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
+from monitor.core.results import Outcome, Result
 from monitor.metrics import Metrics
-from monitor.results import Outcome, Result
 
 
 def _result(check: str, outcome: Outcome, duration: float = 0.2, **kw: object) -> Result:

@@ -11,12 +11,12 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from structlog.testing import capture_logs
 
-from monitor.config import Config
-from monitor.deps import Deps, build_deps
+from monitor.core.config import Config
+from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
-from monitor.results import Outcome, ProbeResult, Result
 from monitor.runner import Runner
 from monitor.state import State
+from probes.deps import Deps, build_deps
 
 
 def _config(n: int = 1, interval: str = "10s", timeout: str = "1s", confirm: str = "2s") -> Config:
@@ -157,14 +157,14 @@ async def test_secrets_echoed_by_a_target_are_redacted_from_the_result() -> None
         return ProbeResult(Outcome.SERVER_ERROR, "expected 200, got 500: Bearer tok-SECRET-123",
                            status_code=500, details={"body_excerpt": "auth=tok-SECRET-123", "bytes": 20})
 
-    from monitor.logs import SecretScrubber
+    from monitor.core.secrets import Redactor
 
-    scrubber = SecretScrubber()
-    scrubber.update(["tok-SECRET-123"])
+    redactor = Redactor()
+    redactor.update(["tok-SECRET-123"])
     config = _config()
     deps = build_deps(config)
     runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic),
-                    registry={"http": echo}, redact=scrubber.scrub)
+                    registry={"http": echo}, redact=redactor.scrub)
     result = await runner.run_once(runner.checks["c0"])
     await deps.aclose()
     assert ("expected 200, got 500: Bearer **********", {"body_excerpt": "auth=**********", "bytes": 20}) == (

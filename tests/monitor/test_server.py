@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from monitor.core.results import Outcome, Result
 from monitor.metrics import Metrics
-from monitor.results import Outcome, Result
 from monitor.server import create_app
 from monitor.state import State
 from tests.support.servers import serve_asgi

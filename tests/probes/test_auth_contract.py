@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from monitor.config import AuthContractCheck
-from monitor.results import Outcome
+from monitor.core.config import AuthContractCheck
+from monitor.core.results import Outcome
 from probes import auth_contract
 from probes._jwt import encode_hs256, supabase_claims
 from tests.support.targets import TIMING, DepsFactory

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.config import HttpCheck
-from monitor.results import Outcome
+from monitor.core.config import HttpCheck
+from monitor.core.results import Outcome
 from probes import http
 from probes._http import body_excerpt, find_missing_relation, json_field_problems, json_path
 from tests.support.servers import free_port, serve_asgi

@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from monitor.config import RequestSpec
-from monitor.results import Outcome
+from monitor.core.config import RequestSpec
+from monitor.core.results import Outcome
 from probes import http
 from probes._http import Failed, Fetched, deadline_after, fetch
 from tests.support.servers import free_port

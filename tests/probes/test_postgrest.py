@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from monitor.config import PostgrestCheck, Target
-from monitor.deps import Deps
-from monitor.results import Outcome, ProbeResult
+from monitor.core.config import PostgrestCheck, Target
+from monitor.core.results import Outcome, ProbeResult
 from probes import postgrest
+from probes.deps import Deps
 from tests.support.fake_postgrest import FakePostgrest, pgrst_error
 from tests.support.servers import serve_asgi
 
@@ -223,5 +223,5 @@ async def test_echoed_key_is_scrubbed_from_the_message(fake: FakePostgrest, base
     fake.status_override["user_settings"] = (500, {"message": f"bad key {API_KEY}"})
     result = await run(base_url)
     assert result.outcome == Outcome.SERVER_ERROR
-    assert "***" in result.message
+    assert "**********" in result.message
     assert_no_secret(result)

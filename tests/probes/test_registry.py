@@ -5,8 +5,8 @@ from __future__ import annotations
 import typing
 
 import probes
-from monitor.config import CHECK_KINDS, Check
-from monitor.results import Outcome
+from monitor.core.config import CHECK_KINDS, Check
+from monitor.core.results import Outcome
 
 
 def test_registry_and_config_union_name_the_same_kinds() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from monitor.config import VoiceCheck
-from monitor.results import Outcome
+from monitor.core.config import VoiceCheck
+from monitor.core.results import Outcome
 from probes import voice
 from tests.support.targets import TIMING, DepsFactory
 

@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from monitor.config import HttpCheck, Target
-from monitor.deps import Deps
+from monitor.core.config import HttpCheck, Target
 from probes._jwt import JwtError, decode_unverified, verify_hs256
+from probes.deps import Deps
 
 SECRET = "target-test-secret-0123456789abcdef"
 """The JWT secret the /auth endpoint treats as the real one."""

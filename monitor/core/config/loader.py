@@ -8,27 +8,22 @@ import re
 import types
 import typing
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from monitor.config import CHECK_KINDS, SINK_KINDS, Config, cross_check
+from monitor.core.config.alerting import SINK_KINDS
+from monitor.core.config.checks import CHECK_KINDS
+from monitor.core.config.root import Config, cross_check
+from monitor.core.errors import ConfigError
 
 ENV_PREFIX = "PAM_MONITOR_"
 _VAR = re.compile(r"\$\$|\$\{(?P<body>[^}]*)\}")
 _UNION_TAGS = frozenset(CHECK_KINDS) | frozenset(SINK_KINDS)
-
-
-class ConfigError(Exception):
-    """The file could not be turned into a valid Config; `problems` holds one printable line each."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = list(problems)
 
 
 class _Settings(Config, BaseSettings):
@@ -362,48 +357,3 @@ def _env_override_paths(env: Mapping[str, str]) -> set[tuple[str, ...]]:
         for key in env
         if key.upper().startswith(ENV_PREFIX)
     }
-
-
-def collect_secrets(config: Config) -> set[str]:
-    """Every secret value in the config (and the password inside each DSN), for the log scrubber."""
-    found: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, SecretStr):
-            raw = value.get_secret_value()
-            found.add(raw)
-            found.update(dsn_passwords(raw))
-        elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
-    walk(config)
-    return {s for s in found if s}
-
-
-def dsn_passwords(raw: str) -> set[str]:
-    """The password inside a PostgreSQL URL (raw and percent-decoded) or a key=value conninfo string."""
-    from urllib.parse import parse_qs, unquote, urlsplit
-
-    out: set[str] = set()
-    if "://" in raw:
-        try:
-            parts = urlsplit(raw)
-            password = parts.password
-            query = parse_qs(parts.query)
-        except ValueError:
-            password, query = None, {}
-        if password:
-            out.update({password, unquote(password)})
-        out.update(query.get("password", []))
-        return {p for p in out if p}
-    for match in re.finditer(r"password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S+))", raw):
-        quoted, bare = match.group(1), match.group(2)
-        out.add(re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare)
-    return {p for p in out if p}

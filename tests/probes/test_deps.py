@@ -1,9 +1,9 @@
-"""Tests for monitor.deps: per-target request slots and the shared clients' lifecycle."""
+"""Tests for probes.deps: per-target request slots and the shared clients' lifecycle."""
 
 from __future__ import annotations
 
-from monitor.config import Config
-from monitor.deps import Deps, build_deps
+from monitor.core.config import Config
+from probes.deps import Deps, build_deps
 
 
 def _config(max_in_flight: int) -> Config:

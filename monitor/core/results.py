@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from monitor.core.clock import iso
+
 
 class Outcome(enum.StrEnum):
     """Every result has exactly one of these; the set is closed and names are public (metric labels)."""
@@ -134,7 +136,7 @@ class Result:
             "status_code": self.status_code,
             "duration_s": round(self.duration_s, 6),
             "message": self.message,
-            "finished_at": _iso(self.finished_at),
+            "finished_at": iso(self.finished_at),
         }
         if self.details:
             out["details"] = dict(self.details)
@@ -142,8 +144,3 @@ class Result:
             out["tables"] = dict(self.tables)
         return out
 
-
-def _iso(ts: float) -> str:
-    import datetime as _dt
-
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

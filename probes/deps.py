@@ -6,26 +6,13 @@ import asyncio
 import contextlib
 import http.cookiejar
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import httpx
 
-from monitor.config import Config, Target
-
-
-class Clock(Protocol):
-    """Time source; tests inject a fake one."""
-
-    def time(self) -> float:
-        """Wall-clock seconds since the epoch."""
-        ...
-
-    def monotonic(self) -> float:
-        """Monotonic seconds, for durations."""
-        ...
+from monitor.core.clock import Clock, SystemClock
+from monitor.core.config import Config, Target
 
 
 class _NoCookies(http.cookiejar.CookiePolicy):
@@ -54,18 +41,6 @@ class _NoCookies(http.cookiejar.CookiePolicy):
     def path_return_ok(self, path: str, request: object) -> bool:
         """Send nothing."""
         return False
-
-
-class SystemClock:
-    """The real clock."""
-
-    def time(self) -> float:
-        """Wall-clock seconds since the epoch."""
-        return time.time()
-
-    def monotonic(self) -> float:
-        """Monotonic seconds, for durations."""
-        return time.monotonic()
 
 
 @dataclass

@@ -1,0 +1,126 @@
+"""The alerts section: sinks, timing, flapping, maintenance, per-rule overrides."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from monitor.core.config.base import NAME_PATTERN, AlertName, Duration, Maintenance, Strict
+
+
+class SinkBase(Strict):
+    """Fields shared by every notification sink."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    timeout: Duration = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 50
+
+    @property
+    def display_name(self) -> str:
+        """The sink's name in logs and metrics (never its URL, which may hold a token)."""
+        return self.name or self.kind  # type: ignore[attr-defined]
+
+
+class AlertmanagerSink(SinkBase):
+    """Alertmanager API v2: alerts are POSTed to `<url>/api/v2/alerts`."""
+
+    kind: Literal["alertmanager"]
+    url: str | None = None
+    urls: list[str] = Field(default_factory=list, description="several Alertmanagers of one HA cluster")
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _some_url(self) -> AlertmanagerSink:
+        every = ([self.url] if self.url else []) + self.urls
+        if not every:
+            raise ValueError("set url (or urls) to the Alertmanager base URL, e.g. http://127.0.0.1:9093")
+        for url in every:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return self
+
+    def all_urls(self) -> list[str]:
+        """Every configured Alertmanager base URL, without a trailing slash."""
+        return [u.rstrip("/") for u in ([self.url] if self.url else []) + self.urls]
+
+
+class PagerDutySink(SinkBase):
+    """PagerDuty Events API v2."""
+
+    kind: Literal["pagerduty"]
+    routing_key: SecretStr
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+
+    @field_validator("routing_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty; set it to the integration's 32-character routing key")
+        return value
+
+
+class SlackSink(SinkBase):
+    """Slack incoming webhook (the URL is a secret: it carries the token)."""
+
+    kind: Literal["slack"]
+    url: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://[^/\s]+", value.get_secret_value()):
+            raise ValueError("must be the incoming webhook's https:// URL")
+        return value
+
+
+class WebhookSink(SinkBase):
+    """Generic JSON webhook (URL and headers are treated as secrets)."""
+
+    kind: Literal["webhook"]
+    url: SecretStr
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    _url = field_validator("url")(SlackSink._url.__func__)  # type: ignore[attr-defined]
+
+
+Sink = Annotated[
+    AlertmanagerSink | PagerDutySink | SlackSink | WebhookSink,
+    Field(discriminator="kind"),
+]
+SINK_KINDS: tuple[str, ...] = ("alertmanager", "pagerduty", "slack", "webhook")
+
+
+class Flapping(Strict):
+    """An alert that changes state more than `max_transitions` times in `window` is reported once as flapping."""
+
+    window: Duration = 600.0
+    max_transitions: Annotated[int, Field(ge=2)] = 6
+
+
+class RuleOverride(Strict):
+    """Per-alertname switches."""
+
+    enabled: bool = True
+    severity: Literal["critical", "warning", "info", "none"] | None = None
+
+
+class Alerts(Strict):
+    """Alert rules, their timing and where notifications go."""
+
+    sinks: list[Sink] = Field(default_factory=list)
+    repeat_interval: Duration = 4 * 3600.0
+    resend_interval: Duration = 60.0
+    confirm_delay: Duration = 2.0
+    flapping: Flapping = Field(default_factory=Flapping)
+    maintenance: list[Maintenance] = Field(default_factory=list)
+    external_labels: dict[str, str] = Field(default_factory=dict)
+    rules: dict[AlertName, RuleOverride] = Field(default_factory=dict)
+    watchdog: bool = True
+

@@ -1,0 +1,136 @@
+"""The root of the configuration: defaults, HTTP settings, the Config model and the rules that span sections."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from monitor.core.config.alerting import Alerts
+from monitor.core.config.base import NAME_PATTERN, Duration, Strict, require_timeout_below_interval
+from monitor.core.config.checks import Check
+from monitor.core.config.targets import Target
+
+
+class Defaults(Strict):
+    """Values a check takes when it does not set them itself."""
+
+    interval: Duration = 30.0
+    timeout: Duration = 5.0
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = 2
+    success_threshold: Annotated[int, Field(ge=1, le=100)] = 2
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> Defaults:
+        require_timeout_below_interval(self.timeout, self.interval)
+        return self
+
+
+class HttpSettings(Strict):
+    """Shared HTTP client limits."""
+
+    max_in_flight: Annotated[int, Field(ge=1, le=1024)] = 16
+    body_limit: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    user_agent: str = "pam-monitor"
+
+
+_INHERITED = ("interval", "timeout", "failure_threshold", "success_threshold")
+
+
+class Config(Strict):
+    """The whole configuration file after `${VAR}` expansion and environment overrides."""
+
+    service: Annotated[str, Field(min_length=1)] = "pam-backend"
+    listen: str = "127.0.0.1:9108"
+    state_dir: Path = Path("./.pam-monitor")
+    shutdown_timeout: Duration = 5.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    defaults: Defaults = Field(default_factory=Defaults)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Target] = Field(default_factory=dict)
+    checks: list[Check] = Field(default_factory=list)
+    alerts: Alerts = Field(default_factory=Alerts)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_defaults(cls, data: Any) -> Any:
+        """Fill each check's interval/timeout/thresholds from `defaults` before the check is validated."""
+        if not isinstance(data, dict):
+            return data
+        raw_defaults = data.get("defaults") or {}
+        if not isinstance(raw_defaults, dict | Defaults):
+            return data
+        try:
+            defaults = raw_defaults if isinstance(raw_defaults, Defaults) else Defaults.model_validate(raw_defaults)
+        except ValueError:
+            defaults = Defaults()  # the defaults block itself is reported by normal validation
+        checks = data.get("checks")
+        if isinstance(checks, list):
+            filled = []
+            for check in checks:
+                if isinstance(check, dict):
+                    check = {k: getattr(defaults, k) for k in _INHERITED} | check
+                filled.append(check)
+            data = {**data, "checks": filled}
+        return data
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:9108`); raise ValueError with the accepted form."""
+    match = re.fullmatch(r"\[?([^\[\]]*?)\]?:(\d{1,5})", value.strip())
+    if match is None or not (0 <= int(match.group(2)) <= 65535):
+        raise ValueError(f"must be host:port such as 127.0.0.1:9108 or [::1]:9108, got {value!r}")
+    return match.group(1) or "0.0.0.0", int(match.group(2))  # noqa: S104 - ":9108" means every address
+
+
+def cross_check(config: Config) -> list[tuple[str, str]]:
+    """Rules that span several parts of the file; returns (field path, problem) pairs."""
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, check in enumerate(config.checks):
+        where = f"checks[{i}]"
+        if check.name in seen:
+            problems.append(
+                (f"{where}.name", f"duplicate check name {check.name!r} (also checks[{seen[check.name]}]); "
+                 "names must be unique")
+            )
+        seen.setdefault(check.name, i)
+        target = config.targets.get(check.target)
+        if target is None:
+            known = ", ".join(sorted(config.targets)) or "none defined"
+            problems.append((f"{where}.target", f"unknown target {check.target!r}; defined targets: {known}"))
+            continue
+        wants_http = type(check).target_type == "http"
+        if wants_http and not target.is_http:
+            problems.append(
+                (f"{where}.target", f"kind {check.kind} needs an HTTP target (base_url), "
+                 f"but target {check.target!r} has a dsn")
+            )
+        if not wants_http and target.is_http:
+            problems.append(
+                (f"{where}.target", f"kind {check.kind} needs a PostgreSQL target (dsn), "
+                 f"but target {check.target!r} has a base_url")
+            )
+    names: dict[str, int] = {}
+    for i, sink in enumerate(config.alerts.sinks):
+        name = sink.display_name
+        if name in names:
+            problems.append(
+                (f"alerts.sinks[{i}].name", f"duplicate sink name {name!r} (also alerts.sinks[{names[name]}]); "
+                 "give each sink of the same kind a distinct name")
+            )
+        names.setdefault(name, i)
+    return problems
+

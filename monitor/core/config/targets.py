@@ -1,0 +1,62 @@
+"""Targets: the systems under watch, an HTTP base URL or a PostgreSQL DSN."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import (
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from monitor.core.config.base import Strict
+
+
+class Target(Strict):
+    """A system under watch: an HTTP base URL (backend, PostgREST) or a PostgreSQL DSN."""
+
+    base_url: str | None = None
+    dsn: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    api_key: SecretStr | None = Field(default=None, description="PostgREST/Supabase `apikey` header")
+    bearer_token: SecretStr | None = Field(default=None, description="`Authorization: Bearer` for PostgREST")
+    verify_tls: bool = True
+    ca_file: Path | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s?#]+", value):
+            raise ValueError("must be an absolute http:// or https:// URL such as http://127.0.0.1:8000")
+        return value.rstrip("/")
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw:
+            raise ValueError("is empty; set it to a PostgreSQL URL such as postgresql://user@host:5432/db")
+        if not (raw.startswith(("postgresql://", "postgres://")) or "=" in raw):
+            raise ValueError(
+                "must be a PostgreSQL URL (postgresql://user:password@host:5432/db) or a key=value conninfo"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Target:
+        if (self.base_url is None) == (self.dsn is None):
+            raise ValueError("set exactly one of base_url (HTTP target) or dsn (PostgreSQL target)")
+        return self
+
+    @property
+    def is_http(self) -> bool:
+        """Whether this target is reached over HTTP."""
+        return self.base_url is not None
+
