@@ -201,7 +201,7 @@ def render_table(results: Sequence[Result]) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo_cli import run_demo
+    from monitor.demo.cli import run_demo
 
     # A person at a terminal gets readable lines; a pipe or a file gets JSON, as from `run`.
     configure_logging(args.log_level or "info", args.log_format or ("console" if sys.stdout.isatty() else "json"))

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome, ProbeResult
-from monitor.pgtemp import TempPostgres
+from monitor.demo.pgtemp import TempPostgres
 from probes import _pg, db
 from probes.deps import Deps
 from tests.support.postgres import SEED_TABLES, SeededDb, dsn_with

@@ -13,7 +13,7 @@ import structlog
 
 from monitor.core.config import AuthContractCheck, HttpCheck, VoiceCheck
 from monitor.core.results import Outcome
-from monitor.demo import FAULTS, MemorySettingsStore, MissingRelationError, create_demo_app, demo_token
+from monitor.demo.app import FAULTS, MemorySettingsStore, MissingRelationError, create_demo_app, demo_token
 from probes import auth_contract, http, voice
 from probes._audio import sniff
 from probes._http import find_missing_relation

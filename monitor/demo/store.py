@@ -94,7 +94,7 @@ async def ensure_schema(dsn: str) -> None:
 
 def _missing_relation(table: str) -> Exception:
     # monitor.demo owns the exception; imported at call time so the tests can use SEED_SCHEMA without Starlette.
-    from monitor.demo import MissingRelationError
+    from monitor.demo.app import MissingRelationError
 
     return MissingRelationError(table)
 

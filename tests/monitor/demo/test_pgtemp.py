@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from monitor.pgtemp import PostgresNotFoundError, TempPostgres, TempPostgresError, find_pg_bin
+from monitor.demo.pgtemp import PostgresNotFoundError, TempPostgres, TempPostgresError, find_pg_bin
 
 
 def test_find_pg_bin_finds_the_server_binaries() -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome
-from monitor.demo import MissingRelationError
-from monitor.demo_db import SEED_SCHEMA, SEED_TABLES, PgSettingsStore, ensure_schema
+from monitor.demo.app import MissingRelationError
+from monitor.demo.store import SEED_SCHEMA, SEED_TABLES, PgSettingsStore, ensure_schema
 from probes import db
 from probes.deps import Deps
 from tests.support.postgres import SeededDb

@@ -102,7 +102,7 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
 async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from alerts.engine import AlertEngine
     from monitor.daemon import Daemon
-    from monitor.demo import create_demo_app, demo_token
+    from monitor.demo.app import create_demo_app, demo_token
     from monitor.server import build_server
 
     interval = parse_duration(args.interval)
@@ -113,7 +113,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     try:
         dsn, db_line, temp_pg = await _database(args, work)
         if dsn is not None:
-            from monitor.demo_db import PgSettingsStore, ensure_schema
+            from monitor.demo.store import PgSettingsStore, ensure_schema
 
             await ensure_schema(dsn)
             store = PgSettingsStore(dsn)
@@ -167,7 +167,7 @@ async def _database(args: argparse.Namespace, work: Path) -> tuple[str | None, s
     env_dsn = os.environ.get("DATABASE_URL")
     if env_dsn:
         return env_dsn, "$DATABASE_URL (the drop_table fault really drops user_settings there)", None
-    from monitor.pgtemp import TempPostgres, find_pg_bin
+    from monitor.demo.pgtemp import TempPostgres, find_pg_bin
 
     if find_pg_bin() is None:
         line = "PostgreSQL server binaries not found: running without the db check (apt-get install postgresql)"
