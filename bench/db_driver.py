@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome
-from monitor.demo.store import SEED_SCHEMA, SEED_TABLES
+from monitor.demo.schema import SEED_SCHEMA, SEED_TABLES
 from probes import _pg, db
 from probes.deps import Deps
 

@@ -6,9 +6,10 @@ import asyncio
 import io
 import math
 import struct
-import time
 import wave
-from typing import Any, Protocol
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -18,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from probes._jwt import JwtError, encode_hs256, supabase_claims, verify_hs256
+from monitor.demo.store import MemorySettingsStore, MissingRelationError, SettingsStore
+from monitor.demo.tokens import TokenError, verify_token
 
 log = structlog.get_logger("pam_monitor.demo")
 
@@ -33,76 +35,10 @@ FAULTS: tuple[str, ...] = (
 )
 """Fault switches of the demo target, in the order the README introduces them."""
 
-SETTINGS_TABLE = "user_settings"
-DEFAULT_SETTINGS: dict[str, Any] = {"voice_enabled": True, "language": "en", "theme": "system"}
+DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType({"voice_enabled": True, "language": "en", "theme": "system"})
+"""What GET answers for a user with no stored settings (read-only; the app hands out copies)."""
 # A hung request waits for the client to go away; past this it is answered anyway so nothing lives forever.
 _HANG_LIMIT_S = 600.0
-
-
-class MissingRelationError(Exception):
-    """The settings table is gone (what PostgreSQL reports as SQLSTATE 42P01)."""
-
-    def __init__(self, table: str) -> None:
-        super().__init__(f'relation "{table}" does not exist')
-        self.table = table
-
-
-class SettingsStore(Protocol):
-    """Where the demo keeps user settings. get/put raise MissingRelationError while the table is dropped."""
-
-    async def get(self, user_id: str) -> dict[str, Any] | None:
-        """The stored settings of a user, or None if there are none."""
-        ...
-
-    async def put(self, user_id: str, settings: dict[str, Any]) -> dict[str, Any]:
-        """Store a user's settings and return what is now stored."""
-        ...
-
-    async def drop_table(self) -> None:
-        """Make the settings table disappear (the seed incident)."""
-        ...
-
-    async def restore(self) -> None:
-        """Bring the settings table back (empty or as before, as the store can)."""
-        ...
-
-
-class MemorySettingsStore:
-    """The default SettingsStore: a dict, and a flag saying whether its 'table' exists."""
-
-    def __init__(self, table: str = SETTINGS_TABLE) -> None:
-        self.table = table
-        self._rows: dict[str, dict[str, Any]] = {}
-        self._dropped = False
-
-    async def get(self, user_id: str) -> dict[str, Any] | None:
-        """The stored settings of a user, or None."""
-        if self._dropped:
-            raise MissingRelationError(self.table)
-        row = self._rows.get(user_id)
-        return dict(row) if row is not None else None
-
-    async def put(self, user_id: str, settings: dict[str, Any]) -> dict[str, Any]:
-        """Store a user's settings."""
-        if self._dropped:
-            raise MissingRelationError(self.table)
-        self._rows[user_id] = dict(settings)
-        return dict(settings)
-
-    async def drop_table(self) -> None:
-        """Lose every row and refuse reads and writes until restore()."""
-        self._dropped = True
-        self._rows.clear()
-
-    async def restore(self) -> None:
-        """Recreate the (empty) table."""
-        self._dropped = False
-
-
-def demo_token(secret: str, sub: str, ttl_s: float) -> str:
-    """A valid Supabase-like HS256 access token for user `sub`, expiring `ttl_s` seconds from now."""
-    now = time.time()
-    return encode_hs256(supabase_claims(sub, iat=now, exp=now + ttl_s), secret)
 
 
 def sine_wav(seconds: float = 0.5, rate: int = 16000, freq: float = 440.0) -> bytes:
@@ -188,8 +124,8 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
         if scheme.lower() != "bearer" or not credentials.strip():
             return _json({"detail": "Not authenticated"}, 403)
         try:
-            claims = verify_hs256(credentials.strip(), jwt_secret)
-        except JwtError:
+            claims = verify_token(credentials.strip(), jwt_secret)
+        except TokenError:
             return _json({"detail": "Invalid authentication credentials"}, 401)
         if claims.get("sub") != user_id:
             return _json({"detail": "Not allowed to access another user's settings"}, 403)
@@ -252,11 +188,4 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
     return Starlette(routes=routes, middleware=[Middleware(_HangGate, faults=faults)])
 
 
-__all__ = [
-    "FAULTS",
-    "MemorySettingsStore",
-    "MissingRelationError",
-    "SettingsStore",
-    "create_demo_app",
-    "demo_token",
-]
+__all__ = ["DEFAULT_SETTINGS", "FAULTS", "create_demo_app", "sine_wav"]

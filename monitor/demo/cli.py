@@ -19,12 +19,13 @@ import yaml
 from monitor.core.config import load_config
 from monitor.core.durations import parse_duration
 from monitor.core.errors import ConfigError
+from monitor.demo.schema import SEED_TABLES
+from monitor.demo.tokens import demo_token
 
 log = structlog.get_logger("pam_monitor.demo")
 DEMO_USER = "11111111-2222-3333-4444-555555555555"
 TOKEN_VAR = "PAM_DEMO_USER_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 DSN_VAR = "PAM_DEMO_DATABASE_URL"
-SEED_TABLES = ["user_settings", "affiliate_sales", "user_wishlists", "marketplace_listings", "group_trip_participants"]
 
 
 def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, with_db: bool,
@@ -53,7 +54,7 @@ def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, w
         targets["database"] = {"dsn": f"${{{DSN_VAR}}}"}
         checks.append({
             "name": "db_roundtrip", "kind": "db", "target": "database", "canary": True, "require_rls": True,
-            "required_tables": SEED_TABLES,
+            "required_tables": list(SEED_TABLES),
             "required_columns": {"user_settings": ["user_id", "voice_enabled", "created_at", "updated_at"]},
         })
     sinks = [{"kind": "alertmanager", "url": alertmanager}] if alertmanager else []
@@ -102,7 +103,7 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
 async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from alerts.engine import AlertEngine
     from monitor.daemon import Daemon
-    from monitor.demo.app import create_demo_app, demo_token
+    from monitor.demo.app import create_demo_app
     from monitor.server import build_server
 
     interval = parse_duration(args.interval)

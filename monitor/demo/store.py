@@ -1,9 +1,9 @@
-"""The demo backend's settings store on a real PostgreSQL, and the seed schema shared with the tests."""
+"""Where the demo backend keeps user settings: the store protocol, an in-memory store and one on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import structlog
@@ -11,62 +11,84 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from probes._pg import is_stale_connection
+from monitor.demo.schema import SEED_SCHEMA, SEED_TABLES, SETTINGS_TABLE
 
 log = structlog.get_logger("pam_monitor.demo_db")
 
-SEED_TABLES: tuple[str, ...] = (
-    "user_settings",
-    "affiliate_sales",
-    "user_wishlists",
-    "marketplace_listings",
-    "group_trip_participants",
-)
-"""The five tables of the seed incident, in the order the example config lists them."""
 
-SETTINGS_TABLE = "user_settings"
+class MissingRelationError(Exception):
+    """The settings table is gone (what PostgreSQL reports as SQLSTATE 42P01)."""
 
-SEED_SCHEMA: tuple[str, ...] = (
-    """CREATE TABLE IF NOT EXISTS public.user_settings (
-        user_id text PRIMARY KEY,
-        settings jsonb NOT NULL DEFAULT '{}'::jsonb,
-        voice_enabled boolean NOT NULL DEFAULT true,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    "ALTER TABLE public.user_settings ENABLE ROW LEVEL SECURITY",
-    """CREATE TABLE IF NOT EXISTS public.affiliate_sales (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        user_id text NOT NULL,
-        amount_cents integer NOT NULL DEFAULT 0,
-        created_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    "ALTER TABLE public.affiliate_sales ENABLE ROW LEVEL SECURITY",
-    """CREATE TABLE IF NOT EXISTS public.user_wishlists (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        user_id text NOT NULL,
-        item text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    "ALTER TABLE public.user_wishlists ENABLE ROW LEVEL SECURITY",
-    """CREATE TABLE IF NOT EXISTS public.marketplace_listings (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        seller_id text NOT NULL,
-        title text NOT NULL,
-        price_cents integer NOT NULL DEFAULT 0,
-        created_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    "ALTER TABLE public.marketplace_listings ENABLE ROW LEVEL SECURITY",
-    """CREATE TABLE IF NOT EXISTS public.group_trip_participants (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        trip_id text NOT NULL,
-        user_id text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    "ALTER TABLE public.group_trip_participants ENABLE ROW LEVEL SECURITY",
-)
-"""Idempotent DDL for the seed's five tables, each with row-level security enabled (run in order)."""
+    def __init__(self, table: str) -> None:
+        super().__init__(f'relation "{table}" does not exist')
+        self.table = table
 
+
+class SettingsStore(Protocol):
+    """Where the demo keeps user settings. get/put raise MissingRelationError while the table is dropped."""
+
+    async def get(self, user_id: str) -> dict[str, Any] | None:
+        """The stored settings of a user, or None if there are none."""
+        ...
+
+    async def put(self, user_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Store a user's settings and return what is now stored."""
+        ...
+
+    async def drop_table(self) -> None:
+        """Make the settings table disappear (the seed incident)."""
+        ...
+
+    async def restore(self) -> None:
+        """Bring the settings table back (empty or as before, as the store can)."""
+        ...
+
+
+class MemorySettingsStore:
+    """The default SettingsStore: a dict, and a flag saying whether its 'table' exists."""
+
+    def __init__(self, table: str = SETTINGS_TABLE) -> None:
+        self.table = table
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._dropped = False
+
+    async def get(self, user_id: str) -> dict[str, Any] | None:
+        """The stored settings of a user, or None."""
+        if self._dropped:
+            raise MissingRelationError(self.table)
+        row = self._rows.get(user_id)
+        return dict(row) if row is not None else None
+
+    async def put(self, user_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Store a user's settings."""
+        if self._dropped:
+            raise MissingRelationError(self.table)
+        self._rows[user_id] = dict(settings)
+        return dict(settings)
+
+    async def drop_table(self) -> None:
+        """Lose every row and refuse reads and writes until restore()."""
+        self._dropped = True
+        self._rows.clear()
+
+    async def restore(self) -> None:
+        """Recreate the (empty) table."""
+        self._dropped = False
+
+
+def _is_stale_connection(exc: BaseException) -> bool:
+    """Whether a failure on a reused connection means only that connection died (worth one fresh retry).
+
+    The same rule as the db prober's: an interface error, or an operational error that is not a connect
+    timeout and carries no SQLSTATE, a class 08 (connection exception) one, or 57P01/57P02 (admin/crash
+    shutdown).
+    """
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.ConnectionTimeout):
+        state = exc.sqlstate
+        return state is None or state.startswith("08") or state in ("57P01", "57P02")
+    return False
 
 async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
     # No server-side prepared statements: the DSN may point at PgBouncer/Supavisor in transaction mode.
@@ -92,18 +114,11 @@ async def ensure_schema(dsn: str) -> None:
     log.info("demo_db.schema_ensured", tables=len(SEED_TABLES))
 
 
-def _missing_relation(table: str) -> Exception:
-    # monitor.demo owns the exception; imported at call time so the tests can use SEED_SCHEMA without Starlette.
-    from monitor.demo.app import MissingRelationError
-
-    return MissingRelationError(table)
-
-
 class PgSettingsStore:
     """The demo's SettingsStore on PostgreSQL: one reused connection, every statement parameterised.
 
     `drop_table()` really drops `user_settings`, so the `db` probe and the backend's HTTP 500 path see it;
-    `restore()` recreates it. get/put on a dropped table raise `monitor.demo.MissingRelationError`.
+    `restore()` recreates it. get/put on a dropped table raise MissingRelationError.
     """
 
     def __init__(self, dsn: str) -> None:
@@ -135,12 +150,12 @@ class PgSettingsStore:
                     await cur.execute(query, params)
                     return await cur.fetchone()
                 except pg_errors.UndefinedTable:
-                    raise _missing_relation(SETTINGS_TABLE) from None
+                    raise MissingRelationError(SETTINGS_TABLE) from None
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     await self._discard()
                     # A connection killed while idle (server restart, pg_terminate_backend) is not an error
                     # worth a 500: reconnect once.
-                    if attempt == 2 or not is_stale_connection(exc):
+                    if attempt == 2 or not _is_stale_connection(exc):
                         raise
         raise AssertionError("unreachable: the second attempt returns or raises")
 
@@ -184,3 +199,13 @@ class PgSettingsStore:
         """Close the connection (the store reconnects if used again)."""
         async with self._lock:
             await self._discard()
+
+
+__all__ = [
+    "MemorySettingsStore",
+    "MissingRelationError",
+    "PgSettingsStore",
+    "SettingsStore",
+    "apply_schema",
+    "ensure_schema",
+]

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from monitor.demo.pgtemp import TempPostgres, find_pg_bin
-from monitor.demo.store import SEED_SCHEMA, SEED_TABLES
+from monitor.demo.schema import SEED_SCHEMA, SEED_TABLES
 
 ENV_DSN = "PAM_MONITOR_TEST_DSN"
 INSTALL_HINT = (

@@ -1,23 +1,27 @@
-"""The demo target: its endpoints, its HS256 auth, each fault switch, and the probes' verdicts against it."""
+"""The demo backend app: its endpoints, its HS256 auth, each fault switch, and the probes' verdicts against it."""
 
 from __future__ import annotations
 
 import io
+import secrets
+import time
 import wave
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import structlog
 
 from monitor.core.config import AuthContractCheck, HttpCheck, VoiceCheck
 from monitor.core.results import Outcome
-from monitor.demo.app import FAULTS, MemorySettingsStore, MissingRelationError, create_demo_app, demo_token
+from monitor.demo.app import FAULTS, create_demo_app
+from monitor.demo.store import MemorySettingsStore
+from monitor.demo.tokens import demo_token
 from probes import auth_contract, http, voice
 from probes._audio import sniff
 from probes._http import find_missing_relation
-from probes._jwt import forged_token
 from tests.support.servers import serve_asgi
 from tests.support.targets import TIMING, DepsFactory
 
@@ -78,6 +82,22 @@ def bearer(token: str) -> dict[str, str]:
 
 def valid() -> dict[str, str]:
     return bearer(demo_token(SECRET, USER, 600))
+
+
+def forged_token(variant: str, secret: str | None = None) -> str:
+    """A token a correct auth layer refuses, built like the auth_contract prober's forged tokens."""
+    now = int(time.time())
+    claims = {"sub": USER, "role": "authenticated", "aud": "authenticated", "iss": "supabase",
+              "iat": now, "exp": now + 3600}
+    if variant == "garbage":
+        return "not-a-jwt." + secrets.token_urlsafe(24)
+    if variant == "wrong_signature":
+        return jwt.encode(claims, secrets.token_bytes(32), algorithm="HS256")
+    if variant == "alg_none":
+        return jwt.encode(claims, None, algorithm="none")
+    assert "expired" == variant
+    stale = {**claims, "iat": now - 7200, "exp": now - 3600}
+    return jwt.encode(stale, secret if secret is not None else secrets.token_bytes(32), algorithm="HS256")
 
 
 # ---------------------------------------------------------------------------------------------- endpoints
@@ -171,20 +191,6 @@ def test_drop_table(client: httpx.Client, store: RecordingStore) -> None:
     client.delete("/_faults")
     assert 200 == client.get(SETTINGS, headers=valid()).status_code
     assert ["drop_table", "restore"] == store.calls
-
-
-async def test_memory_store_raises_while_dropped() -> None:
-    """The default store raises MissingRelationError(table) from get and put until restore()."""
-    store = MemorySettingsStore()
-    await store.put("u", {"a": 1})
-    await store.drop_table()
-    with pytest.raises(MissingRelationError) as caught:
-        await store.get("u")
-    assert "user_settings" == caught.value.table
-    with pytest.raises(MissingRelationError):
-        await store.put("u", {})
-    await store.restore()
-    assert None is await store.get("u")
 
 
 def test_voice_down(client: httpx.Client) -> None:

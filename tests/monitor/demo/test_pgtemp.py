@@ -15,7 +15,7 @@ def test_find_pg_bin_finds_the_server_binaries() -> None:
     """On a machine with PostgreSQL installed, find_pg_bin names a directory holding initdb, pg_ctl, postgres."""
     found = find_pg_bin()
     assert found is not None, "PostgreSQL server binaries are required for the test suite (apt-get install postgresql)"
-    assert [name for name in ("initdb", "pg_ctl", "postgres") if not os.access(found / name, os.X_OK)] == []
+    assert [] == [name for name in ("initdb", "pg_ctl", "postgres") if not os.access(found / name, os.X_OK)]
 
 
 def test_lifecycle_serves_sql_then_removes_everything() -> None:
@@ -26,9 +26,9 @@ def test_lifecycle_serves_sql_then_removes_everything() -> None:
         assert server.dsn.startswith(f"postgresql://postgres@127.0.0.1:{server.port}/")
         with psycopg.connect(server.dsn) as conn:
             row = conn.execute("SELECT current_setting('fsync'), current_setting('listen_addresses')").fetchone()
-        assert row == ("off", "127.0.0.1")
+        assert ("off", "127.0.0.1") == row
         assert directory.is_dir()
-    assert (server.running, directory.exists()) == (False, False)
+    assert (False, False) == (server.running, directory.exists())
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2)
 
@@ -43,16 +43,16 @@ def test_stop_keeping_data_then_start_again_on_the_same_port() -> None:
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(server.dsn, connect_timeout=2)
         server.start()
-        assert server.port == port
+        assert port == server.port
         with psycopg.connect(server.dsn) as conn:
-            assert conn.execute("SELECT to_regclass('kept') IS NOT NULL").fetchone() == (True,)
+            assert (True,) == conn.execute("SELECT to_regclass('kept') IS NOT NULL").fetchone()
 
 
 def test_password_mode_requires_the_password_over_tcp() -> None:
     """With password set, TCP logins need it (scram); the DSN carries it."""
     with TempPostgres(password="s3cret-pw") as server:
         with psycopg.connect(server.dsn) as conn:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert (1,) == conn.execute("SELECT 1").fetchone()
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(server.dsn_for(password="wrong"), connect_timeout=5)
 

@@ -1,4 +1,4 @@
-"""The demo's PostgreSQL settings store: round trips, a real DROP TABLE the db probe sees, and restore."""
+"""The demo's settings stores: in memory, and on PostgreSQL (round trips, a real DROP TABLE the db probe sees)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome
-from monitor.demo.app import MissingRelationError
-from monitor.demo.store import SEED_SCHEMA, SEED_TABLES, PgSettingsStore, ensure_schema
+from monitor.demo.schema import SEED_TABLES
+from monitor.demo.store import MemorySettingsStore, MissingRelationError, PgSettingsStore, ensure_schema
 from probes import db
 from probes.deps import Deps
 from tests.support.postgres import SeededDb
@@ -36,23 +36,42 @@ async def probe_outcome(dsn: str) -> tuple[Outcome, dict[str, bool]]:
     return result.outcome, dict(result.tables)
 
 
+# ---------------------------------------------------------------------------------------------- in memory
+
+
+async def test_memory_store_raises_while_dropped() -> None:
+    """The default store raises MissingRelationError(table) from get and put until restore()."""
+    store = MemorySettingsStore()
+    await store.put("u", {"a": 1})
+    await store.drop_table()
+    with pytest.raises(MissingRelationError) as caught:
+        await store.get("u")
+    assert "user_settings" == caught.value.table
+    with pytest.raises(MissingRelationError):
+        await store.put("u", {})
+    await store.restore()
+    assert None is await store.get("u")
+
+
+# ---------------------------------------------------------------------------------------------- PostgreSQL
+
+
 async def test_put_then_get_round_trips_and_updates(store: PgSettingsStore, seeded_db: SeededDb) -> None:
     """put stores the settings (insert, then replace), get returns them; an unknown user is None."""
-    assert await store.get("u1") is None
-    assert await store.put("u1", {"voice_enabled": False, "language": "de"}) == {"voice_enabled": False,
-                                                                                  "language": "de"}
-    assert await store.put("u1", {"voice_enabled": True, "theme": "dark"}) == {"voice_enabled": True,
-                                                                                "theme": "dark"}
-    assert await store.get("u1") == {"voice_enabled": True, "theme": "dark"}
+    assert None is await store.get("u1")
+    assert {"voice_enabled": False, "language": "de"} == await store.put(
+        "u1", {"voice_enabled": False, "language": "de"})
+    assert {"voice_enabled": True, "theme": "dark"} == await store.put("u1", {"voice_enabled": True, "theme": "dark"})
+    assert {"voice_enabled": True, "theme": "dark"} == await store.get("u1")
     with seeded_db.connect() as conn:
-        assert conn.execute("SELECT voice_enabled FROM user_settings WHERE user_id = 'u1'").fetchone() == (True,)
+        assert (True,) == conn.execute("SELECT voice_enabled FROM user_settings WHERE user_id = 'u1'").fetchone()
 
 
 async def test_user_id_is_a_parameter_not_sql(store: PgSettingsStore) -> None:
     """A user id full of SQL is stored as data (every statement is parameterised)."""
     evil = "x'); DROP TABLE user_settings; --"
     await store.put(evil, {"voice_enabled": True})
-    assert await store.get(evil) == {"voice_enabled": True}
+    assert {"voice_enabled": True} == await store.get(evil)
 
 
 async def test_drop_table_really_drops_and_restore_recreates(store: PgSettingsStore, seeded_db: SeededDb) -> None:
@@ -61,15 +80,15 @@ async def test_drop_table_really_drops_and_restore_recreates(store: PgSettingsSt
     await store.put("u1", {"voice_enabled": True})
     await store.drop_table()
     outcome, tables = await probe_outcome(seeded_db.dsn)
-    assert (outcome, tables["user_settings"]) == (Outcome.TABLE_MISSING, False)
+    assert (Outcome.TABLE_MISSING, False) == (outcome, tables["user_settings"])
     with pytest.raises(MissingRelationError) as raised:
         await store.get("u1")
-    assert raised.value.table == "user_settings"
+    assert "user_settings" == raised.value.table
     with pytest.raises(MissingRelationError):
         await store.put("u1", {"voice_enabled": True})
     await store.restore()
-    assert await probe_outcome(seeded_db.dsn) == (Outcome.OK, dict.fromkeys(SEED_TABLES, True))
-    assert await store.get("u1") is None
+    assert (Outcome.OK, dict.fromkeys(SEED_TABLES, True)) == await probe_outcome(seeded_db.dsn)
+    assert None is await store.get("u1")
 
 
 async def test_store_reconnects_after_its_connection_is_killed(store: PgSettingsStore, seeded_db: SeededDb) -> None:
@@ -80,8 +99,8 @@ async def test_store_reconnects_after_its_connection_is_killed(store: PgSettings
         killed = admin.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
                                "WHERE application_name = 'pam-monitor-demo' AND datname = current_database()"
                                ).fetchone()
-    assert killed == (1,)
-    assert await store.get("u1") == {"voice_enabled": True}
+    assert (1,) == killed
+    assert {"voice_enabled": True} == await store.get("u1")
 
 
 async def test_ensure_schema_is_idempotent(seeded_db: SeededDb) -> None:
@@ -92,10 +111,4 @@ async def test_ensure_schema_is_idempotent(seeded_db: SeededDb) -> None:
     with seeded_db.connect() as conn:
         rows = conn.execute("SELECT relname, relrowsecurity FROM pg_class WHERE relname = ANY(%s) ORDER BY relname",
                             (list(SEED_TABLES),)).fetchall()
-    assert rows == sorted((t, True) for t in SEED_TABLES)
-
-
-def test_seed_schema_statements_are_idempotent_ddl() -> None:
-    """Every SEED_SCHEMA statement can run twice: CREATE TABLE IF NOT EXISTS or ALTER ... ENABLE RLS."""
-    for statement in SEED_SCHEMA:
-        assert statement.startswith(("CREATE TABLE IF NOT EXISTS", "ALTER TABLE")), statement
+    assert sorted((t, True) for t in SEED_TABLES) == rows
