@@ -26,6 +26,8 @@ log = structlog.get_logger("pam_monitor.demo")
 DEMO_USER = "11111111-2222-3333-4444-555555555555"
 TOKEN_VAR = "PAM_DEMO_USER_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 DSN_VAR = "PAM_DEMO_DATABASE_URL"
+_PORT_TAKEN = ("pam-monitor demo: cannot listen on 127.0.0.1:{port} for the demo backend (port in use?); "
+               "pass --target-port")
 
 
 def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, with_db: bool,
@@ -104,10 +106,17 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from alerts.engine import AlertEngine
     from monitor.daemon import Daemon
     from monitor.demo.app import create_demo_app
-    from monitor.server import build_server
+    from monitor.server import bind_socket, build_server
 
     interval = parse_duration(args.interval)
     target = f"http://127.0.0.1:{args.target_port}"
+    try:
+        # Bind here, before anything starts: uvicorn's own bind failure is a SystemExit(3) that tears the event
+        # loop down (a traceback instead of this line).
+        backend_sock = bind_socket("127.0.0.1", args.target_port)
+    except OSError:
+        print(_PORT_TAKEN.format(port=args.target_port), file=out)
+        return 1
     work = Path(tempfile.mkdtemp(prefix="pam-monitor-demo-"))
     temp_pg: Any = None
     store: Any = None
@@ -133,12 +142,11 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
             return 2
 
         backend = build_server(create_demo_app(jwt_secret=jwt_secret, store=store), "127.0.0.1", args.target_port)
-        backend_task = asyncio.get_running_loop().create_task(backend.serve())
+        backend_task = asyncio.get_running_loop().create_task(backend.serve(sockets=[backend_sock]))
         while not backend.started and not backend_task.done():  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.02)
         if not backend.started:
-            print(f"pam-monitor demo: cannot listen on 127.0.0.1:{args.target_port} for the demo backend "
-                  "(port in use?); pass --target-port", file=out)
+            print(_PORT_TAKEN.format(port=args.target_port), file=out)
             return 1
         print(banner(target=target, listen=args.listen, config_path=config_path, db_line=db_line,
                      interval=interval), file=out, flush=True)
@@ -153,6 +161,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(backend_task, timeout=3)
     finally:
+        backend_sock.close()
         if store is not None:
             with contextlib.suppress(Exception):
                 await store.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,3 +126,18 @@ def test_demo_with_database_url_checks_the_tables_and_sees_drop_table(tmp_path: 
         httpx.delete(f"{backend}/_faults", timeout=5).raise_for_status()
         demo.wait_for(lambda: set(outcomes(demo).values()) == {"ok"}, what="healed")
         assert 0 == demo.stop()
+
+
+def test_demo_refuses_a_taken_backend_port(tmp_path: Path) -> None:
+    """When the backend port is in use, the demo says so (naming --target-port) and exits 1."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            command("demo", "--no-db", "--listen", f"127.0.0.1:{free_port()}", "--target-port", str(port)),
+            capture_output=True, text=True, timeout=60, cwd=str(tmp_path), check=False,
+        )
+    expected = (f"pam-monitor demo: cannot listen on 127.0.0.1:{port} for the demo backend (port in use?); "
+                "pass --target-port")
+    assert (1, True, False) == (done.returncode, expected in done.stderr, "Traceback" in done.stderr + done.stdout)
