@@ -195,11 +195,15 @@ class TempPostgres:
         return "\n".join(lines[-15:])
 
     def _make_dir(self) -> Path:
+        ids = self._ids()  # first: an unknown run_as account must not leave an empty directory behind
         directory = Path(tempfile.mkdtemp(prefix="pam-monitor-pg-", dir=self._base_dir))
-        ids = self._ids()
-        if ids is not None:
-            os.chown(directory, ids[0], ids[1])
-        directory.chmod(0o700)
+        try:
+            if ids is not None:
+                os.chown(directory, ids[0], ids[1])
+            directory.chmod(0o700)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
         return directory
 
     def _initdb(self) -> None:

@@ -63,7 +63,9 @@ def test_directory_without_binaries_is_a_clear_error(tmp_path: Path) -> None:
         TempPostgres(bin_dir=tmp_path)
 
 
-def test_unknown_run_as_account_is_a_clear_error() -> None:
-    """Asking to run the cluster as an OS account that does not exist says so, naming the account."""
+def test_unknown_run_as_account_is_a_clear_error(tmp_path: Path) -> None:
+    """Asking to run the cluster as an OS account that does not exist says so, naming the account,
+    and leaves no temp directory behind."""
     with pytest.raises(TempPostgresError, match="pam-monitor-no-such-user"):
-        TempPostgres(run_as="pam-monitor-no-such-user").start()
+        TempPostgres(run_as="pam-monitor-no-such-user", base_dir=tmp_path).start()
+    assert [] == list(tmp_path.iterdir())
