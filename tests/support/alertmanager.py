@@ -28,15 +28,18 @@ receivers:
 
 
 class Alertmanager:
-    """One Alertmanager process; `stop()` and `start()` again keep the same port and storage."""
+    """One Alertmanager process; `stop()` and `start()` again keep the same port and storage.
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    `config` is the alertmanager.yml to run (default: one receiver that sends nothing, 1 s grouping).
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, config: str = _CONFIG) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "alertmanager.yml").write_text(_CONFIG, encoding="utf-8")
+        (workdir / "alertmanager.yml").write_text(config, encoding="utf-8")
 
     def start(self, timeout: float = 20.0) -> None:
         """Start the process and wait until /-/ready answers 200."""
