@@ -66,7 +66,7 @@ def test_check_exit_codes_and_json_shape(tmp_path: Path) -> None:
     assert ("broken", "server_error", 500) == (doc["checks"][1]["name"], doc["checks"][1]["outcome"],
                                               doc["checks"][1]["status_code"])
     assert 1 == table.returncode
-    assert table.stdout.splitlines()[0].split() == ["CHECK", "KIND", "OUTCOME", "STATUS", "TIME", "MESSAGE"]
+    assert ["CHECK", "KIND", "OUTCOME", "STATUS", "TIME", "MESSAGE"] == table.stdout.splitlines()[0].split()
     assert "1 ok, 1 failed" == table.stdout.splitlines()[-1]
 
 

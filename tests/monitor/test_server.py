@@ -12,10 +12,13 @@ from tests.support.servers import serve_asgi
 
 
 class FakeClock:
+    """A monotonic clock the test moves by hand (State reads it for the scheduler heartbeat)."""
+
     def __init__(self) -> None:
         self.now = 100.0
 
     def __call__(self) -> float:
+        """The current fake time."""
         return self.now
 
 

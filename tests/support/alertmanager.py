@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.poll import until
 from tests.support.servers import free_port
 
 BINARY = "/usr/bin/prometheus-alertmanager"
@@ -28,15 +28,18 @@ receivers:
 
 
 class Alertmanager:
-    """One Alertmanager process; `stop()` and `start()` again keep the same port and storage."""
+    """One Alertmanager process; `stop()` and `start()` again keep the same port and storage.
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    `config` is the alertmanager.yml to run (default: one receiver that sends nothing, 1 s grouping).
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, config: str = _CONFIG) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "alertmanager.yml").write_text(_CONFIG, encoding="utf-8")
+        (workdir / "alertmanager.yml").write_text(config, encoding="utf-8")
 
     def start(self, timeout: float = 20.0) -> None:
         """Start the process and wait until /-/ready answers 200."""
@@ -48,18 +51,18 @@ class Alertmanager:
             stdout=log, stderr=log,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited with {self._proc.returncode}; see {self.workdir}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"alertmanager on {self.url} not ready within {timeout} s")
+        proc = self._proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"alertmanager exited with {proc.returncode}; see {self.workdir}")
+            return httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200
+
+        try:
+            until(ready, timeout=timeout, what=f"alertmanager on {self.url} to be ready", ignore=(httpx.HTTPError,))
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 5 s)."""
@@ -85,16 +88,12 @@ class Alertmanager:
         return [a for a in self.alerts() if a["labels"].get("alertname") == alertname]
 
 
-def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll `predicate()` until it returns something truthy (returned) or `timeout` passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s; last value {last!r}")
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll `predicate()` until it returns something truthy (returned) or `timeout` passes (AssertionError).
+
+    Kept for the alert tests that call it by this name; it is `tests.support.poll.until`.
+    """
+    return until(predicate, timeout=timeout, interval=interval)
 
 
 @pytest.fixture

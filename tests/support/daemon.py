@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.poll import until
 
 
 class DaemonProcess:
@@ -37,22 +38,21 @@ class DaemonProcess:
         """The log file as text."""
         return self.log_path.read_text(errors="replace")
 
-    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-        """Poll `predicate()` until it returns something truthy; fail with the daemon log tail otherwise."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+        """Poll `predicate()` until it returns something truthy; fail with the daemon log tail otherwise.
+
+        A request the daemon cannot answer yet counts as "not yet"; the daemon exiting ends the wait at once.
+        """
+
+        def alive_and_true() -> Any:
             if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode} waiting for {what}:\n"
-                                     + self.raw_logs()[-3000:])
-            try:
-                last = predicate()
-            except (httpx.HTTPError, OSError):
-                last = None
-            if last:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; log tail:\n{self.raw_logs()[-3000:]}")
+                raise AssertionError(f"daemon exited with {self.proc.returncode} waiting for {what}")
+            return predicate()
+
+        try:
+            return until(alive_and_true, timeout=timeout, interval=0.1, what=what, ignore=(httpx.HTTPError, OSError))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; log tail:\n{self.raw_logs()[-3000:]}") from None
 
     def status(self) -> dict[str, Any]:
         """The /status document."""

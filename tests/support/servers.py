@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+from tests.support.poll import until
 
 
 def free_port() -> int:
@@ -36,11 +37,13 @@ def serve_asgi(app: Any, port: int | None = None) -> Iterator[str]:
     server = _QuietServer(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"test server on 127.0.0.1:{port} did not start")
-        time.sleep(0.01)
+
+    def started() -> bool:
+        if not thread.is_alive():
+            raise RuntimeError(f"test server on 127.0.0.1:{port} exited before it started")
+        return bool(server.started)
+
+    until(started, timeout=10, interval=0.01, what=f"the test server on 127.0.0.1:{port} to start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -1,0 +1,161 @@
+"""monitor.core.config refusing bad files: the table of invalid files and their exact messages, never a secret."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.core.config import load_config
+from monitor.core.errors import ConfigError
+
+BASE = """\
+targets:
+  backend: {base_url: "http://127.0.0.1:8000"}
+  database: {dsn: "postgresql://app:hunter22@127.0.0.1/app"}
+"""
+
+
+# Each row: the file body, then the exact problem lines (with {f} standing for the file's path).
+INVALID: list[tuple[str, str, list[str]]] = [
+    (
+        "typo_in_check_key",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, timout: 5s}\n",
+        ["{f}:5: checks[0].timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
+         "disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, labels, maintenance, "
+         "method, name, params, path, query, success_threshold, target, timeout"],
+    ),
+    (
+        "unknown_kind",
+        BASE + "checks:\n  - {name: a, kind: htp, target: backend}\n",
+        ["{f}:5: checks[0]: unknown kind 'htp'; allowed: 'http', 'auth_contract', 'voice', 'db', 'postgrest'"],
+    ),
+    (
+        "status_out_of_range",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend}\n"
+        "  - {name: b, kind: http, target: backend}\n  - {name: c, kind: http, target: backend}\n"
+        "  - {name: d, kind: http, target: backend, expect: {status: [200, 700]}}\n",
+        ["{f}:8: checks[3].expect.status[1]: Input should be less than or equal to 599"],
+    ),
+    (
+        "timeout_not_below_interval",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, interval: 5s, timeout: 5s}\n",
+        ["{f}:5: checks[0]: timeout (5s) must be less than interval (5s); lower timeout or raise interval"],
+    ),
+    (
+        "unfilled_path_parameter",
+        BASE + "checks:\n"
+        "  - {name: a, kind: auth_contract, target: backend, path: '/api/v1/users/{user_id}/settings'}\n",
+        ["{f}:5: checks[0]: path '/api/v1/users/{user_id}/settings' has placeholders with no value in params: "
+         "user_id; add params: {user_id: ...}"],
+    ),
+    (
+        "unknown_target",
+        BASE + "checks:\n  - {name: a, kind: http, target: backnd}\n",
+        ["{f}:5: checks[0].target: unknown target 'backnd'; defined targets: backend, database"],
+    ),
+    (
+        "db_check_on_http_target",
+        BASE + "checks:\n  - {name: a, kind: db, target: backend}\n",
+        ["{f}:5: checks[0].target: kind db needs a PostgreSQL target (dsn), but target 'backend' has a base_url"],
+    ),
+    (
+        "duplicate_names",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend}\n  - {name: a, kind: http, target: backend}\n",
+        ["{f}:6: checks[1].name: duplicate check name 'a' (also checks[0]); names must be unique"],
+    ),
+    (
+        "bad_duration",
+        BASE + "defaults: {interval: soon}\n",
+        ["{f}:4: defaults.interval: cannot read 'soon' as a duration; expected a number of seconds or a duration "
+         "such as 500ms, 30s, 5m, 1h, 1h30m"],
+    ),
+    (
+        "bad_listen",
+        "listen: localhost\n",
+        ["{f}:1: listen: must be host:port such as 127.0.0.1:9108 or [::1]:9108, got 'localhost'"],
+    ),
+    (
+        "target_with_both",
+        "targets:\n  x: {base_url: 'http://a', dsn: 'postgresql://b'}\n",
+        ["{f}:2: targets.x: set exactly one of base_url (HTTP target) or dsn (PostgreSQL target)"],
+    ),
+    (
+        "bad_regex",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, expect: {body_regex: '(unclosed'}}\n",
+        ["{f}:5: checks[0].expect.body_regex: is not a valid regular expression: missing ), unterminated subpattern "
+         "at position 0"],
+    ),
+    (
+        "sink_without_kind",
+        "alerts:\n  sinks:\n    - {url: 'http://127.0.0.1:9093'}\n",
+        ["{f}:3: alerts.sinks[0]: missing key 'kind'; allowed: alertmanager, pagerduty, slack, webhook"],
+    ),
+    (
+        "unknown_top_level_key",
+        "servce: x\n",
+        ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, defaults, http, "
+         "listen, log_level, service, shutdown_timeout, state_dir, targets"],
+    ),
+    (
+        "bad_time_zone",
+        "alerts:\n  maintenance:\n    - {start: '02:00', end: '03:00', days: [sun], timezone: Mars/Olympus}\n",
+        ["{f}:3: alerts.maintenance[0].timezone: unknown time zone 'Mars/Olympus'; use an IANA name such as "
+         "Europe/Berlin or UTC"],
+    ),
+    (
+        "yaml_syntax",
+        "checks: [\n  {name: a\n",
+        ["{f}:3:1: not valid YAML: expected ',' or '}', but got '<stream end>'"],
+    ),
+    (
+        "not_a_mapping",
+        "- a\n- b\n",
+        ["{f}: the top level must be a mapping of keys (service:, targets:, checks:, ...)"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), [(b, e) for _, b, e in INVALID], ids=[n for n, _, _ in INVALID])
+def test_invalid_config_gives_exact_message(
+    write_config: Callable[[str], Path], config_problems: Callable[..., list[str]], body: str, expected: list[str]
+) -> None:
+    """Each invalid file yields exactly the listed lines: file, line, field path, what is wrong, what is allowed."""
+    path = write_config(body)
+    assert [line.replace("{f}", str(path)) for line in expected] == config_problems(path)
+
+
+def test_missing_variable_is_named_with_the_fix(example_path: Path) -> None:
+    """An unset ${VAR} is an error naming the variable and its field, not a silently empty DSN."""
+    with pytest.raises(ConfigError) as info:
+        load_config(example_path, environ={"PAGERDUTY_ROUTING_KEY": "k"})
+    assert [
+        f"{example_path}:7: targets.database.dsn: environment variable DATABASE_URL is not set; "
+        "export DATABASE_URL=... or write ${DATABASE_URL:-default}"
+    ] == info.value.problems
+
+
+def test_secret_values_are_never_echoed(
+    write_config: Callable[[str], Path], config_problems: Callable[..., list[str]]
+) -> None:
+    """A wrong type next to a secret, or a bad secret itself, is reported without the secret's value."""
+    path = write_config("""\
+        targets:
+          db: {dsn: "mysql://root:TopSecretPw@host/db"}
+        alerts:
+          sinks:
+            - {kind: slack, url: "not-a-url-SlackT0ken"}
+            - {kind: pagerduty, routing_key: ["RoutingKeyInAList"]}
+        """)
+    problems = config_problems(path)
+    joined = "\n".join(problems)
+    for secret in ("TopSecretPw", "SlackT0ken", "RoutingKeyInAList"):
+        assert secret not in joined
+    assert 3 == len(problems)
+
+
+def test_missing_file_says_so(tmp_path: Path, config_problems: Callable[..., list[str]]) -> None:
+    """A path that does not exist is one clear line."""
+    missing = tmp_path / "nope.yaml"
+    assert [f"{missing}: file not found; pass an existing file with --config"] == config_problems(missing)

@@ -1,0 +1,45 @@
+"""monitor.core.results: the closed outcome enum and the one JSON shape a result takes on /status and in `check`."""
+
+from __future__ import annotations
+
+from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult, Result
+
+
+def test_outcome_names_success_and_unreachable() -> None:
+    """The DESIGN §3 names are outcomes; only `ok` is a success; unreachable is the transport four."""
+    assert {
+        "ok", "slow", "unexpected_status", "server_error", "auth_bypass", "timeout", "connection_error",
+        "tls_error", "dns_error", "invalid_response", "table_missing", "column_missing", "rls_disabled",
+        "permission_denied", "policy_error", "db_error", "internal_error",
+    } <= {o.value for o in Outcome}
+    assert [Outcome.OK] == [o for o in Outcome if o.success]
+    assert {Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.TLS_ERROR, Outcome.DNS_ERROR} == {
+        o for o in Outcome if o.unreachable
+    }
+    assert set() == {o for o in Outcome if o.unreachable} - set(TRANSPORT_OUTCOMES)
+
+
+def test_from_probe_stamps_identity_and_timing_and_keeps_observations() -> None:
+    """Result.from_probe keeps what the probe saw and adds check, kind, timing and the confirmation flag."""
+    seen = ProbeResult(Outcome.TABLE_MISSING, "relation missing", status_code=500, details={"table": "t"},
+                       tables={"t": False}, phases={"query": 0.01})
+    result = Result.from_probe("db", "db", seen, started_at=10.0, finished_at=10.5, duration_s=0.5,
+                               confirmation=True)
+    assert ("db", "db", Outcome.TABLE_MISSING, "relation missing", 500) == (
+        result.check, result.kind, result.outcome, result.message, result.status_code)
+    assert ({"table": "t"}, {"t": False}, {"query": 0.01}) == (
+        dict(result.details), dict(result.tables), dict(result.phases))
+    assert (10.0, 10.5, 0.5, True, False) == (
+        result.started_at, result.finished_at, result.duration_s, result.confirmation, result.success)
+
+
+def test_to_status_has_exactly_the_design_keys_and_adds_observations_only_when_present() -> None:
+    """The DESIGN §7 keys always; `details` and `tables` only when the probe reported some; time as RFC 3339."""
+    bare = Result(check="a", kind="http", outcome=Outcome.OK, message="fine", duration_s=0.1234567,
+                  started_at=0.0, finished_at=1_795_000_000.125)
+    assert {"name": "a", "kind": "http", "outcome": "ok", "success": True, "status_code": None,
+            "duration_s": 0.123457, "message": "fine", "finished_at": "2026-11-18T11:06:40.125Z"} == bare.to_status()
+    full = Result(check="d", kind="db", outcome=Outcome.TABLE_MISSING, message="m", duration_s=0.0, started_at=0.0,
+                  finished_at=0.0, details={"sqlstate": "42P01"}, tables={"t": False})
+    doc = full.to_status()
+    assert ({"sqlstate": "42P01"}, {"t": False}, False) == (doc["details"], doc["tables"], doc["success"])

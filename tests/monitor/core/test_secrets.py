@@ -1,0 +1,106 @@
+"""monitor.core.secrets: which secret values are found, in which forms, and how the Redactor hides them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from monitor.core.config import load_config
+from monitor.core.secrets import REDACTED, Redactor, collect_secrets, dsn_passwords, secret_parts
+
+
+def test_every_occurrence_of_a_secret_is_replaced() -> None:
+    """A secret is replaced wherever and however often it appears; the text around it is kept."""
+    redact = Redactor(["hunter2-pw"])
+    assert f"a {REDACTED} b {REDACTED}c" == redact.scrub("a hunter2-pw b hunter2-pwc")
+
+
+@pytest.mark.parametrize("order", [["tok-1234", "tok-1234-extended"], ["tok-1234-extended", "tok-1234"]])
+def test_longest_secret_is_replaced_first_whatever_the_order_given(order: list[str]) -> None:
+    """When one secret is a prefix of another the longer one goes whole: no tail of it is left in the text."""
+    assert f"{REDACTED} and {REDACTED}" == Redactor(order).scrub("tok-1234-extended and tok-1234")
+
+
+def test_the_token_of_an_authorization_header_is_hidden_alone() -> None:
+    """`Bearer <token>` configured as a header value also hides the bare token (a backend echoes just that)."""
+    redact = Redactor(["Bearer eyJhbGciOi.payload.sig"])
+    assert f"invalid token {REDACTED}" == redact.scrub("invalid token eyJhbGciOi.payload.sig")
+    assert f"Authorization: {REDACTED}" == redact.scrub("Authorization: Bearer eyJhbGciOi.payload.sig")
+    assert {"Basic dXNlcjpwdw==", "dXNlcjpwdw==", "Basic%20dXNlcjpwdw%3D%3D", "dXNlcjpwdw%3D%3D"} == secret_parts(
+        "Basic dXNlcjpwdw==")
+
+
+def test_percent_encoded_forms_are_hidden() -> None:
+    """A secret echoed inside a URL (percent-encoded by a library) is hidden as well."""
+    redact = Redactor(["p@ss word/1"])
+    assert f"GET https://h/?key={REDACTED}" == redact.scrub("GET https://h/?key=p%40ss%20word%2F1")
+
+
+def test_the_password_of_a_dsn_is_hidden_on_its_own() -> None:
+    """A DSN secret also hides its password, raw and percent-decoded (psycopg errors quote it decoded)."""
+    redact = Redactor(["postgresql://app:p%40ss-w0rd@db:5432/app"])
+    assert f'password authentication failed for "app" ({REDACTED})' == redact.scrub(
+        'password authentication failed for "app" (p@ss-w0rd)')
+    assert f"dsn {REDACTED}" == redact.scrub("dsn postgresql://app:p%40ss-w0rd@db:5432/app")
+    assert f"user app:{REDACTED}@db" == redact.scrub("user app:p%40ss-w0rd@db")
+
+
+def test_short_values_are_ignored() -> None:
+    """Values under four characters (or only blanks) would blank out ordinary words, so they are not secrets."""
+    redact = Redactor(["abc", "   ", "", "Bearer xy"])
+    assert "abc xy Bearer and a   gap" == redact.scrub("abc xy Bearer and a   gap")
+    assert REDACTED == redact.scrub("Bearer xy")
+
+
+def test_update_replaces_the_set_of_secrets() -> None:
+    """After update() (a config reload) the new secrets are hidden and the old ones no longer are."""
+    redact = Redactor(["old-secret-1"])
+    redact.update(["new-secret-2"])
+    assert f"old-secret-1 {REDACTED}" == redact("old-secret-1 new-secret-2")
+
+
+def test_dsn_passwords_from_url_query_and_conninfo() -> None:
+    """Passwords are found in URL userinfo (raw and decoded), a ?password= query, and quoted conninfo."""
+    assert {"p%40ss", "p@ss", "q1"} == dsn_passwords("postgresql://u:p%40ss@h/db?password=q1&sslmode=require")
+    assert {"a b'c"} == dsn_passwords("host=h password='a b\\'c' user=x")
+    assert {"bare"} == dsn_passwords("host=h password=bare user=x")
+    assert set() == dsn_passwords("host=h user=x")
+    assert set() == dsn_passwords("postgresql://u:pw@[::1/db")  # unparseable URL: nothing, and no exception
+
+
+class _Leaf(BaseModel):
+    key: SecretStr
+    note: str = "not a secret"
+
+
+class _Tree(BaseModel):
+    top: SecretStr | None = None
+    leaf: _Leaf
+    headers: dict[str, SecretStr] = {}
+    leaves: list[_Leaf] = []
+    pair: tuple[SecretStr, ...] = ()
+
+
+def test_collect_secrets_walks_nested_models_dicts_lists_and_tuples() -> None:
+    """Every SecretStr at any depth is collected; plain strings, None and empty secrets are not."""
+    tree = _Tree(
+        top=None,
+        leaf=_Leaf(key=SecretStr("leaf-key")),
+        headers={"Authorization": SecretStr("Bearer hdr-token"), "X-Empty": SecretStr("")},
+        leaves=[_Leaf(key=SecretStr("listed-1")), _Leaf(key=SecretStr("listed-2"), note="plain")],
+        pair=(SecretStr("tuple-1"),),
+    )
+    assert {"leaf-key", "Bearer hdr-token", "listed-1", "listed-2", "tuple-1"} == collect_secrets(tree)
+
+
+def test_collect_secrets_finds_dsn_password_and_keys_of_a_loaded_config(
+    example_path: Path, example_env: dict[str, str]
+) -> None:
+    """Every secret of the example config is collected, and a redactor built from them hides the DSN's password."""
+    secrets = collect_secrets(load_config(example_path, environ=example_env))
+    assert {"R0UT1NGKEY", example_env["DATABASE_URL"]} <= secrets
+    assert f"auth failed for u:{REDACTED} and {REDACTED}" == Redactor(secrets).scrub(
+        "auth failed for u:s3cr3t-pw and R0UT1NGKEY"
+    )
