@@ -23,10 +23,7 @@ PRIVATE_RULE_EXEMPT = ("tests", "bench")
 # Known violations in code other helpers own on their own branches (the demo moves into monitor/demo/ and stops
 # importing probes' private modules). The integrator empties this set after merging those branches; an entry
 # that no longer matches a real import fails test_allow_list_has_no_stale_entries, so it cannot linger.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset({
-    ("monitor.demo", "probes._jwt"),  # demo mints and checks its tokens with probes' private JWT helpers
-    ("monitor.demo_db", "probes._pg"),  # demo store reuses probes' private stale-connection test
-})
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
