@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from pathlib import Path
 from typing import Any
 
+import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from monitor.core.config import HttpCheck, Target
-from probes._jwt import JwtError, decode_unverified, verify_hs256
 from probes.deps import Deps
 
 SECRET = "target-test-secret-0123456789abcdef"
@@ -87,13 +87,15 @@ async def drip(request: Request) -> Response:
 
 
 def _variant(request: Request) -> str:
+    """Which token the request presents, judged with PyJWT; an expired token is `expired` whatever its key."""
     header = request.headers.get("authorization")
     if header is None:
         return "none"
     token = header.removeprefix("Bearer ").strip()
     try:
-        head, claims = decode_unverified(token)
-    except JwtError:
+        head = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.DecodeError:
         return "garbage"
     if head.get("alg") == "none":
         return "alg_none"
@@ -101,10 +103,17 @@ def _variant(request: Request) -> str:
     if isinstance(exp, int | float) and exp < time.time():
         return "expired"
     try:
-        verify_hs256(token, SECRET)
-    except JwtError:
+        jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
+    except jwt.InvalidTokenError:
         return "wrong_signature"
     return "valid"
+
+
+def valid_token(sub: str = "u", ttl_s: float = 600) -> str:
+    """A token the /auth endpoint accepts: HS256 with SECRET, audience `authenticated`, not expired."""
+    now = int(time.time())
+    claims = {"sub": sub, "role": "authenticated", "aud": "authenticated", "iat": now, "exp": now + int(ttl_s)}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 async def auth(request: Request) -> Response:
