@@ -120,7 +120,7 @@ class Runner:
         duration = clock.monotonic() - t0
         if self.redact is not None:
             observed = _redacted(observed, self.redact)
-        result = Result.from_probe(
+        result = Result(
             check.name, check.kind, observed, started_at=started_at, finished_at=clock.time(),
             duration_s=duration, confirmation=confirmation,
         )
