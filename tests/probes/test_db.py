@@ -17,9 +17,10 @@ from psycopg import sql
 from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome, ProbeResult
 from monitor.pgtemp import TempPostgres
-from probes import _pg, db
+from probes import _pg
 from probes.deps import Deps
 from tests.support.postgres import SEED_TABLES, SeededDb, dsn_with
+from tests.support.targets import run_probe
 
 SETTINGS_COLUMNS = ["user_id", "voice_enabled", "created_at", "updated_at"]
 PASSWORD = "pw-Very$ecret-9f3c"  # distinctive, so a leak anywhere in a result is found by a substring test
@@ -55,7 +56,7 @@ async def deps_for(dsn: str) -> AsyncIterator[Deps]:
 
 async def run(dsn: str, **overrides: Any) -> ProbeResult:
     async with deps_for(dsn) as deps:
-        return await db.probe(make_check(**overrides), deps)
+        return await run_probe(make_check(**overrides), deps)
 
 
 def everything(result: ProbeResult) -> str:
@@ -336,11 +337,11 @@ async def test_server_stopped_between_runs_then_restarted(own_pg: TempPostgres) 
     kwargs: dict[str, Any] = {"required_tables": [], "required_columns": {}, "require_rls": False}
     async with deps_for(own_pg.dsn) as deps:
         check = make_check(**kwargs)
-        assert (await db.probe(check, deps)).outcome == Outcome.OK
+        assert (await run_probe(check, deps)).outcome == Outcome.OK
         own_pg.stop(remove=False)
-        down = await db.probe(check, deps)
+        down = await run_probe(check, deps)
         own_pg.start()
-        up = await db.probe(check, deps)
+        up = await run_probe(check, deps)
     assert down.outcome == Outcome.CONNECTION_ERROR, down.message
     assert up.outcome == Outcome.OK, up.message
 
@@ -350,11 +351,11 @@ async def test_pooled_connection_when_server_stops_mid_run(own_pg: TempPostgres)
     kwargs: dict[str, Any] = {"required_tables": [], "required_columns": {}, "require_rls": False, "pool": True}
     async with deps_for(own_pg.dsn) as deps:
         check = make_check(**kwargs)
-        first = await db.probe(check, deps)
+        first = await run_probe(check, deps)
         own_pg.stop(remove=False)
-        down = await db.probe(check, deps)
+        down = await run_probe(check, deps)
         own_pg.start()
-        back = await db.probe(check, deps)
+        back = await run_probe(check, deps)
     assert first.outcome == Outcome.OK, first.message
     assert down.outcome == Outcome.CONNECTION_ERROR, down.message
     assert back.outcome == Outcome.OK, back.message
@@ -365,13 +366,13 @@ async def test_pool_reuses_one_connection_and_recovers_from_termination(seeded_d
     """pool: true keeps one backend across runs; after pg_terminate_backend the next run reconnects and is ok."""
     async with deps_for(seeded_db.dsn) as deps:
         check = make_check(pool=True)
-        first = await db.probe(check, deps)
-        second = await db.probe(check, deps)
+        first = await run_probe(check, deps)
+        second = await run_probe(check, deps)
         with seeded_db.connect() as admin:
             # With a timeout, pg_terminate_backend returns only once the backend is gone.
             admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first.details["backend_pid"],))
-        third = await db.probe(check, deps)
-        fourth = await db.probe(check, deps)
+        third = await run_probe(check, deps)
+        fourth = await run_probe(check, deps)
     assert [r.outcome for r in (first, second, third, fourth)] == [Outcome.OK] * 4
     assert first.details["backend_pid"] == second.details["backend_pid"]
     assert (first.details["reused_connection"], second.details["reused_connection"]) == (False, True)
@@ -383,7 +384,7 @@ async def test_pool_reuses_one_connection_and_recovers_from_termination(seeded_d
 async def test_pooled_connection_is_closed_with_the_deps(seeded_db: SeededDb) -> None:
     """Closing the deps closes the kept connection: its backend disappears from pg_stat_activity."""
     async with deps_for(seeded_db.dsn) as deps:
-        result = await db.probe(make_check(pool=True), deps)
+        result = await run_probe(make_check(pool=True), deps)
     pid = result.details["backend_pid"]
     with seeded_db.connect() as admin:
         for _ in range(50):  # the backend exits asynchronously after the client's Terminate message

@@ -11,10 +11,10 @@ import pytest
 
 from monitor.core.config import PostgrestCheck, Target
 from monitor.core.results import Outcome, ProbeResult
-from probes import postgrest
 from probes.deps import Deps
 from tests.support.fake_postgrest import FakePostgrest, pgrst_error
 from tests.support.servers import serve_asgi
+from tests.support.targets import run_probe
 
 SEED = ["user_settings", "affiliate_sales", "user_wishlists", "marketplace_listings", "group_trip_participants"]
 API_KEY = "anon-key-5f1e0c9a-NEVER-IN-RESULTS"
@@ -55,7 +55,7 @@ async def run(base_url: str, *, api_key: str | None = API_KEY, bearer: str | Non
               **overrides: Any) -> ProbeResult:
     target = Target(base_url=base_url, api_key=api_key, bearer_token=bearer)
     async with deps_for(target) as deps:
-        return await postgrest.probe(make_check(**overrides), deps)
+        return await run_probe(make_check(**overrides), deps)
 
 
 def assert_no_secret(result: ProbeResult) -> None:

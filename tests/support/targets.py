@@ -21,7 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from monitor.core.config import HttpCheck, Target
+import probes
+from monitor.core.config import Check, HttpCheck, Target
+from monitor.core.results import ProbeResult
+from monitor.runner import run_deadlines
 from probes.deps import Deps
 
 SECRET = "target-test-secret-0123456789abcdef"
@@ -348,3 +351,19 @@ class DepsFactory:
 def http_check(path: str = "/respond", **fields: Any) -> HttpCheck:
     """An `http` check on target `t` with the test timing, validated like a config file would be."""
     return HttpCheck.model_validate({"name": "c", "kind": "http", "target": "t", "path": path, **TIMING, **fields})
+
+
+def deadline_in(seconds: float) -> float:
+    """An event-loop deadline `seconds` from now (for calling `fetch` directly)."""
+    return asyncio.get_running_loop().time() + seconds
+
+
+async def run_probe(check: Check, deps: Deps) -> ProbeResult:
+    """Run `check` with its kind's prober and the runner's deadline, as one scheduled run would.
+
+    The call is bounded by the runner's hard stop: a probe still running then fails the test with TimeoutError
+    instead of being cut quietly, since in the daemon that would be a blind `timeout` from the runner.
+    """
+    deadline, hard_stop = run_deadlines(check.timeout, asyncio.get_running_loop().time())
+    async with asyncio.timeout_at(hard_stop):
+        return await probes.REGISTRY[check.kind].probe(check, deps, deadline)
