@@ -20,6 +20,7 @@ from monitor.metrics import Metrics
 from monitor.runner import Runner, run_deadlines
 from monitor.state import State
 from probes.deps import Deps, build_deps
+from tests.support.poll import until
 
 
 def _config(n: int = 1, interval: str = "10s", timeout: str = "1s", confirm: str = "2s") -> Config:
@@ -189,10 +190,7 @@ async def test_change_of_outcome_triggers_a_confirmation_run() -> None:
         await runner.run_once(runner.checks["c0"])
         job = scheduler.get_job("c0")
         assert job.next_run_time - dt.datetime.now(dt.UTC) < dt.timedelta(seconds=1)
-        for _ in range(50):
-            if len(seen) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(seen) == 3, timeout=5)
     finally:
         scheduler.shutdown(wait=False)
         await deps.aclose()

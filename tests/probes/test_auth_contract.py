@@ -6,6 +6,8 @@ from typing import Any
 
 from monitor.core.config import AuthContractCheck
 from monitor.core.results import Outcome
+from probes import auth_contract
+from probes._http import Failed, Fetched
 from tests.support.targets import TIMING, DepsFactory, run_probe, valid_token
 
 VARIANTS = ["no_token", "garbage", "wrong_signature", "alg_none", "expired"]
@@ -83,12 +85,17 @@ async def test_body_regex(base_url: str, make_deps: DepsFactory) -> None:
     assert bad.message.startswith("no token got 403 but the body does not match regex")
 
 
-async def test_hang_is_timeout(base_url: str, make_deps: DepsFactory) -> None:
-    """An endpoint that never answers is timeout, attributed to the no-token request."""
-    result = await run_probe(make_check("/hang", **{**TIMING, "timeout": 0.3}), make_deps(base_url))
-    assert Outcome.TIMEOUT == result.outcome
-    assert result.message.startswith("no token: timed out after")
-    assert dict.fromkeys(VARIANTS, "timeout") == dict(result.details)
+def test_requests_that_all_failed_are_attributed_to_the_no_token_request() -> None:
+    """When no request got an answer, the outcome and sentence are the no-token request's, and details give
+    each variant's failure (its outcome, or the status that arrived before the failure)."""
+    answers: dict[str, Fetched | Failed] = {
+        name: Failed(Outcome.TIMEOUT, "timed out after 0.30 s waiting for the response", 0.3) for name in VARIANTS
+    }
+    answers["garbage"] = Failed(Outcome.CONNECTION_ERROR, "server closed the connection", 0.1, status=200)
+    result = auth_contract.judge(make_check(), answers)
+    assert (Outcome.TIMEOUT, None) == (result.outcome, result.status_code)
+    assert "no token: timed out after 0.30 s waiting for the response" == result.message
+    assert {**dict.fromkeys(VARIANTS, "timeout"), "garbage": 200} == dict(result.details)
 
 
 async def test_configured_authorization_is_not_sent(base_url: str, make_deps: DepsFactory) -> None:

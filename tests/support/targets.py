@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 from starlette.applications import Starlette
@@ -229,13 +229,30 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 @contextlib.asynccontextmanager
 async def raw_tcp_server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
     """A TCP server on 127.0.0.1 in the current loop running `handler` per connection; yields its base URL
-    (https:// when `tls` is given, the server side of TLS)."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+    (https:// when `tls` is given, the server side of TLS). On exit, connections still open are closed and
+    their handlers finished, so none outlives the test's event loop."""
+    running: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running[task] = writer
+        try:
+            await handler(reader, writer)
+        finally:
+            running.pop(task, None)
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.close()
+        for task, writer in list(running.items()):
+            writer.transport.abort()
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await server.wait_closed()
 
 
@@ -318,6 +335,63 @@ async def reset_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+Protocol = Literal["http", "postgres"]
+Breakage = Literal["hang", "garbage", "closed", "reset"]
+
+GARBAGE = b"\x00\x01\x02SSH-2.0-OpenSSH_9.6 not http at all\r\n\r\n"
+"""Bytes that are neither HTTP nor the PostgreSQL protocol."""
+
+_PARTIAL: dict[Protocol, bytes] = {
+    # Headers promising 1000 bytes, then 3 of them.
+    "http": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nabc",
+    # An authentication message ('R') announcing 8 bytes, cut after its length.
+    "postgres": b"R\x00\x00\x00\x08",
+}
+_SSL_REQUEST = 80877103
+
+
+async def _read_opening(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, protocol: Protocol) -> None:
+    """Read what a client sends first: an HTTP request head, or a PostgreSQL startup message (an SSLRequest
+    before it is declined with 'N', as a server without TLS does)."""
+    if protocol == "http":
+        await _read_head(reader)
+        return
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        for _ in range(2):
+            length, code = struct.unpack("!II", await reader.readexactly(8))
+            await reader.readexactly(max(length - 8, 0))
+            if code != _SSL_REQUEST:
+                return
+            writer.write(b"N")
+            await writer.drain()
+
+
+def broken_handler(breakage: Breakage, protocol: Protocol) -> Handler:
+    """A server that reads the client's opening in `protocol`, then: never answers (`hang`, until the client
+    gives up), answers bytes of no protocol (`garbage`), sends part of an answer and closes (`closed`), or
+    resets the connection (`reset`)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_opening(reader, writer, protocol)
+        if breakage == "hang":
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(_HANG_LIMIT_S):
+                    while await reader.read(1024):
+                        pass
+        elif breakage == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
+        else:
+            with contextlib.suppress(ConnectionError):
+                writer.write(GARBAGE if breakage == "garbage" else _PARTIAL[protocol])
+                await writer.drain()
+        writer.close()
+
+    return handle
 
 
 TIMING = {"interval": 10.0, "timeout": 3.0, "failure_threshold": 2, "success_threshold": 2}
