@@ -28,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome
 from monitor.demo.schema import SEED_SCHEMA, SEED_TABLES
+from monitor.runner import run_deadlines
 from probes import _pg, db
 from probes.deps import Deps
 
@@ -137,7 +138,8 @@ async def bench(dsn: str, n: int) -> list[tuple[str, float, float]]:
                     user_agent="bench")
 
         async def whole(check: DbCheck = check, deps: Deps = deps) -> None:
-            result = await db.probe(check, deps)
+            deadline, _ = run_deadlines(check.timeout, asyncio.get_running_loop().time())
+            result = await db.probe(check, deps, deadline)
             if result.outcome is not Outcome.OK:
                 raise RuntimeError(result.message)
 

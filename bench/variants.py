@@ -28,7 +28,7 @@ def _uvloop() -> None:
 
 def _client_patch(make_transport: Callable[[], httpx.AsyncBaseTransport] | None, limits: httpx.Limits | None) -> None:
     """Replace Deps.client_for's AsyncClient construction with one using `make_transport` / `limits`."""
-    from monitor import deps as deps_module
+    from probes import deps as deps_module
 
     original = deps_module.Deps.client_for
 

@@ -16,34 +16,28 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 import probes
-from monitor.core.config import Check, Config, DbCheck, PostgrestCheck, VoiceCheck
+from monitor.core.config import Check, Config
 from monitor.core.durations import format_duration
 from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
 from monitor.state import State
 from probes.deps import Deps
+from probes.kind import Kind
 
 log = structlog.get_logger("pam_monitor.runner")
 ResultHook = Callable[[Result], None]
 HEARTBEAT_JOB = "__heartbeat__"
 
 
-def check_phases(check: Check) -> tuple[str, ...]:
-    """The phase names a check reports durations for."""
-    if isinstance(check, DbCheck):
-        return ("connect", "query", "canary") if check.canary else ("connect", "query")
-    if isinstance(check, VoiceCheck):
-        return ("health", "synthesis") if check.synthesize is not None else ("health",)
-    return ()
+def run_deadlines(timeout: float, now: float) -> tuple[float, float]:
+    """(deadline, hard stop) of a run that starts at event-loop time `now`: the one formula for both.
 
-
-def check_tables(check: Check) -> tuple[str, ...]:
-    """The tables whose presence a check reports."""
-    if isinstance(check, DbCheck):
-        return tuple(check.all_tables())
-    if isinstance(check, PostgrestCheck):
-        return tuple(check.required_tables)
-    return ()
+    The probe gets the whole configured timeout (`deadline`, passed in) and reports `timeout` itself, naming the
+    phase that stalled. The hard stop comes slightly later, a quarter of the timeout and at most 0.25 s, so a
+    probe finishing its own report is not cut; it only catches a probe that ignores its deadline (a bug).
+    """
+    deadline = now + timeout
+    return deadline, deadline + min(0.25, timeout / 4)
 
 
 def _redacted(observed: ProbeResult, redact: Callable[[str], str]) -> ProbeResult:
@@ -70,7 +64,7 @@ class Runner:
         state: State,
         *,
         on_result: ResultHook | None = None,
-        registry: Mapping[str, probes.ProbeFn] | None = None,
+        registry: Mapping[str, Kind[Any]] | None = None,
         redact: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
@@ -89,9 +83,10 @@ class Runner:
         self._announce()
 
     def _announce(self) -> None:
-        declared = [
-            (c.name, c.kind, probes.OUTCOMES[c.kind], check_tables(c), check_phases(c)) for c in self.checks.values()
-        ]
+        declared = []
+        for c in self.checks.values():
+            kind = self.registry[c.kind]
+            declared.append((c.name, c.kind, kind.outcomes, kind.tables(c), kind.phases(c)))
         self.metrics.set_checks(declared)
         self.state.set_checks((c.name, c.kind) for c in self.checks.values())
 
@@ -102,9 +97,10 @@ class Runner:
         clock = self.deps.clock
         started_at = clock.time()
         t0 = clock.monotonic()
+        deadline, hard_stop = run_deadlines(check.timeout, asyncio.get_running_loop().time())
         try:
-            async with asyncio.timeout(check.timeout):
-                observed = await self.registry[check.kind](check, self.deps)
+            async with asyncio.timeout_at(hard_stop):
+                observed = await self.registry[check.kind].probe(check, self.deps, deadline)
         except TimeoutError:
             observed = ProbeResult(
                 Outcome.TIMEOUT, f"no complete answer within the {format_duration(check.timeout)} timeout"
@@ -120,7 +116,7 @@ class Runner:
         duration = clock.monotonic() - t0
         if self.redact is not None:
             observed = _redacted(observed, self.redact)
-        result = Result.from_probe(
+        result = Result(
             check.name, check.kind, observed, started_at=started_at, finished_at=clock.time(),
             duration_s=duration, confirmation=confirmation,
         )

@@ -1,30 +1,24 @@
-"""Probers, one module per check kind; REGISTRY maps a config `kind` to its `probe` coroutine."""
+"""Probers, one module per check kind; REGISTRY maps a config `kind` to that module's `Kind` record."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from monitor.core.results import Outcome, ProbeResult
 from probes import auth_contract, db, http, postgrest, voice
-from probes.deps import Deps
+from probes.kind import Kind, Prober
 
-ProbeFn = Callable[[Any, Deps], Awaitable[ProbeResult]]
-"""Every prober: `async def probe(check, deps) -> ProbeResult`. It never raises for a broken target."""
+REGISTRY: Mapping[str, Kind[Any]] = MappingProxyType({
+    "http": http.KIND,
+    "auth_contract": auth_contract.KIND,
+    "voice": voice.KIND,
+    "db": db.KIND,
+    "postgrest": postgrest.KIND,
+})
+"""Every check kind: its config model, prober, outcomes, alert rules, phases and tables (probes/kind.py)."""
 
-REGISTRY: Mapping[str, ProbeFn] = {
-    "http": http.probe,
-    "auth_contract": auth_contract.probe,
-    "voice": voice.probe,
-    "db": db.probe,
-    "postgrest": postgrest.probe,
-}
+RULES_BY_KIND: Mapping[str, tuple[str, ...]] = MappingProxyType({name: kind.alerts for name, kind in REGISTRY.items()})
+"""The built-in alert rules evaluated for each kind's checks, for the alert engine."""
 
-OUTCOMES: Mapping[str, tuple[Outcome, ...]] = {
-    "http": http.OUTCOMES,
-    "auth_contract": auth_contract.OUTCOMES,
-    "voice": voice.OUTCOMES,
-    "db": db.OUTCOMES,
-    "postgrest": postgrest.OUTCOMES,
-}
-"""The outcomes each kind can produce; their metric series are created at 0 from start-up."""
+__all__ = ["REGISTRY", "RULES_BY_KIND", "Kind", "Prober"]

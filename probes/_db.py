@@ -32,12 +32,6 @@ log = structlog.get_logger("pam_monitor.probe.db")
 APPLICATION_NAME = "pam-monitor"
 
 
-def _budget(timeout: float) -> float:
-    # Finish a little before the runner's hard deadline so a slow server reads as `timeout` with our own
-    # message, not as a blind cancellation.
-    return timeout - min(0.25, timeout * 0.1)
-
-
 def _statement_timeout_ms(remaining: float) -> str:
     # The server cancels the statement slightly before the client-side deadline, leaving the connection usable.
     return str(max(1, int((remaining - min(0.1, remaining * 0.05)) * 1000)))
@@ -81,8 +75,9 @@ async def _close(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.close()
 
 
-async def probe(check: DbCheck, deps: Deps) -> ProbeResult:
-    """One round trip to the check's database; never raises for a broken target."""
+async def probe(check: DbCheck, deps: Deps, deadline: float) -> ProbeResult:
+    """One round trip to the check's database, finished by `deadline` (event-loop time); never raises for a
+    broken target."""
     target = deps.targets.get(check.target)
     if target is None or target.dsn is None:
         return ProbeResult(Outcome.INTERNAL_ERROR, f"target {check.target!r} has no dsn")
@@ -97,8 +92,7 @@ async def probe(check: DbCheck, deps: Deps) -> ProbeResult:
             "the target's DSN is not a valid PostgreSQL connection string (libpq rejected it)",
             details={"phase": "connect", "sqlstate": None},
         )
-    loop = asyncio.get_running_loop()
-    run = _Run(loop=loop, deadline=loop.time() + _budget(check.timeout))
+    run = _Run(loop=asyncio.get_running_loop(), deadline=deadline)
     started = deps.clock.monotonic()
     try:
         if check.pool:

@@ -24,20 +24,6 @@ _SCAN_CHARS = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
-def io_budget(timeout: float) -> float:
-    """Seconds a probe gives its own I/O out of the check's timeout.
-
-    Slightly less than the runner's hard deadline (which starts a moment earlier), so a hanging target is
-    reported by the probe as `timeout` with the phase that stalled, not cancelled blindly by the runner.
-    """
-    return max(timeout - 0.02, timeout * 0.9)
-
-
-def deadline_after(seconds: float) -> float:
-    """An event-loop deadline `seconds` from now, for `fetch`."""
-    return asyncio.get_running_loop().time() + seconds
-
-
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """A response that arrived: status, headers and at most `cap` bytes of body."""
@@ -139,9 +125,9 @@ async def fetch(
     """Send `spec` to the target named `target_name` and read at most `cap` bytes before `deadline`.
 
     The request first takes one of the target's slots (`deps.limiter_for`, http.max_in_flight per target).
-    `deadline` is event-loop time (see `deadline_after`); `cap` defaults to deps.body_limit. A body longer
-    than the cap is not read further: the response is closed and `truncated` is set. Every transport
-    failure comes back as `Failed` with its outcome; nothing a broken target does raises.
+    `deadline` is event-loop time (the runner's, see `probes.kind.Prober`); `cap` defaults to deps.body_limit.
+    A body longer than the cap is not read further: the response is closed and `truncated` is set. Every
+    transport failure comes back as `Failed` with its outcome; nothing a broken target does raises.
     """
     target = deps.targets[target_name]
     limit = deps.body_limit if cap is None else cap

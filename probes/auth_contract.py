@@ -11,25 +11,14 @@ from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from probes._http import (
     Failed,
     Fetched,
-    deadline_after,
     fetch,
     find_missing_relation,
-    io_budget,
     request_headers,
     short_repr,
     status_list,
 )
-from probes._jwt import forged_token
 from probes.deps import Deps
-
-OUTCOMES: tuple[Outcome, ...] = (
-    *TRANSPORT_OUTCOMES,
-    Outcome.AUTH_BYPASS,
-    Outcome.UNEXPECTED_STATUS,
-    Outcome.SERVER_ERROR,
-    Outcome.TABLE_MISSING,
-    Outcome.INVALID_RESPONSE,
-)
+from probes.kind import Kind
 
 NO_TOKEN = "no_token"  # noqa: S105 - a details key, not a credential
 """The details key of the request sent without credentials; the forged ones use their variant name."""
@@ -39,10 +28,11 @@ def _label(variant: str) -> str:
     return "no token" if variant == NO_TOKEN else f"forged {variant} token"
 
 
-async def probe(check: AuthContractCheck, deps: Deps) -> ProbeResult:
+async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeResult:
     """Send the request without credentials and once per forged token, concurrently, and judge the answers."""
+    from probes._jwt import forged_token  # PyJWT is loaded by the first auth_contract run, not by `import probes`
+
     target = deps.targets[check.target]
-    deadline = deadline_after(io_budget(check.timeout))
     secret = check.jwt_secret.get_secret_value() if check.jwt_secret is not None else None
     # A configured Authorization header would defeat the point: every request carries only what we chose.
     base = request_headers(target, check, drop=("authorization",))
@@ -129,3 +119,19 @@ def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed]) -> Pro
 
     said = ", ".join(f"{_label(n)} {g.status}" for n, g in responses.items())
     return result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s)")
+
+
+KIND = Kind(
+    name="auth_contract",
+    model=AuthContractCheck,
+    probe=probe,
+    outcomes=(
+        *TRANSPORT_OUTCOMES,
+        Outcome.AUTH_BYPASS,
+        Outcome.UNEXPECTED_STATUS,
+        Outcome.SERVER_ERROR,
+        Outcome.TABLE_MISSING,
+        Outcome.INVALID_RESPONSE,
+    ),
+    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown"),
+)

@@ -9,20 +9,40 @@ from __future__ import annotations
 from monitor.core.config import DbCheck
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from probes.deps import Deps
-
-OUTCOMES: tuple[Outcome, ...] = (
-    *TRANSPORT_OUTCOMES,
-    Outcome.TABLE_MISSING,
-    Outcome.COLUMN_MISSING,
-    Outcome.RLS_DISABLED,
-    Outcome.PERMISSION_DENIED,
-    Outcome.POLICY_ERROR,
-    Outcome.DB_ERROR,
-)
+from probes.kind import Kind
 
 
-async def probe(check: DbCheck, deps: Deps) -> ProbeResult:
-    """One round trip to the check's database; never raises for a broken target."""
+async def probe(check: DbCheck, deps: Deps, deadline: float) -> ProbeResult:
+    """One round trip to the check's database, finished by `deadline`; never raises for a broken target."""
     from probes import _db
 
-    return await _db.probe(check, deps)
+    return await _db.probe(check, deps, deadline)
+
+
+def phases(check: DbCheck) -> tuple[str, ...]:
+    """The phases a db check times: connect, query, and canary when it writes one."""
+    return ("connect", "query", "canary") if check.canary else ("connect", "query")
+
+
+def tables(check: DbCheck) -> tuple[str, ...]:
+    """The tables whose presence a db check reports: required tables and those named in required_columns."""
+    return tuple(check.all_tables())
+
+
+KIND = Kind(
+    name="db",
+    model=DbCheck,
+    probe=probe,
+    outcomes=(
+        *TRANSPORT_OUTCOMES,
+        Outcome.TABLE_MISSING,
+        Outcome.COLUMN_MISSING,
+        Outcome.RLS_DISABLED,
+        Outcome.PERMISSION_DENIED,
+        Outcome.POLICY_ERROR,
+        Outcome.DB_ERROR,
+    ),
+    alerts=("TableMissing", "SchemaDrift", "DatabaseDown"),
+    phases=phases,
+    tables=tables,
+)

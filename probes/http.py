@@ -10,30 +10,20 @@ from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from probes._http import (
     Failed,
     Fetched,
-    deadline_after,
     fetch,
     find_missing_relation,
-    io_budget,
     json_field_problems,
     parse_json,
     short_repr,
     status_list,
 )
 from probes.deps import Deps
-
-OUTCOMES: tuple[Outcome, ...] = (
-    *TRANSPORT_OUTCOMES,
-    Outcome.SLOW,
-    Outcome.UNEXPECTED_STATUS,
-    Outcome.SERVER_ERROR,
-    Outcome.TABLE_MISSING,
-    Outcome.INVALID_RESPONSE,
-)
+from probes.kind import Kind
 
 
-async def probe(check: HttpCheck, deps: Deps) -> ProbeResult:
-    """Run one `http` check against its target."""
-    got = await fetch(deps, check.target, check, deadline=deadline_after(io_budget(check.timeout)))
+async def probe(check: HttpCheck, deps: Deps, deadline: float) -> ProbeResult:
+    """Run one `http` check against its target, giving up at `deadline` (event-loop time)."""
+    got = await fetch(deps, check.target, check, deadline=deadline)
     if isinstance(got, Failed):
         return failed_result(got)
     return assess(check.expect, got)
@@ -93,3 +83,19 @@ def assess(expect: HttpExpect, got: Fetched) -> ProbeResult:
     return ProbeResult(
         Outcome.OK, f"{got.status} after {got.elapsed:.2f} s", status_code=got.status, details=details
     )
+
+
+KIND = Kind(
+    name="http",
+    model=HttpCheck,
+    probe=probe,
+    outcomes=(
+        *TRANSPORT_OUTCOMES,
+        Outcome.SLOW,
+        Outcome.UNEXPECTED_STATUS,
+        Outcome.SERVER_ERROR,
+        Outcome.TABLE_MISSING,
+        Outcome.INVALID_RESPONSE,
+    ),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown"),
+)

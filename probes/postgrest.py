@@ -20,16 +20,7 @@ from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
 from probes import _http
 from probes.deps import Deps
-
-OUTCOMES: tuple[Outcome, ...] = (
-    *TRANSPORT_OUTCOMES,
-    Outcome.TABLE_MISSING,
-    Outcome.PERMISSION_DENIED,
-    Outcome.POLICY_ERROR,
-    Outcome.UNEXPECTED_STATUS,
-    Outcome.SERVER_ERROR,
-    Outcome.INVALID_RESPONSE,
-)
+from probes.kind import Kind
 
 # Why a 401 happened, by PostgREST error code or Supabase gateway message.
 AUTH_CODES: dict[str, str] = {
@@ -142,13 +133,12 @@ async def _one(
     return _judge(table, got, redact), got.elapsed
 
 
-async def probe(check: PostgrestCheck, deps: Deps) -> ProbeResult:
-    """Request every required table once (concurrently, under the target's request slots); never raises."""
+async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResult:
+    """Request every required table once (concurrently, under the target's request slots) by `deadline`."""
     target = deps.targets.get(check.target)
     if target is None or target.base_url is None:
         return ProbeResult(Outcome.INTERNAL_ERROR, f"target {check.target!r} has no base_url")
     redact = _redactor(target)
-    deadline = _http.deadline_after(_http.io_budget(check.timeout))
     answers = await asyncio.gather(
         *(_one(check, deps, target, table, deadline, redact) for table in check.required_tables)
     )
@@ -186,3 +176,26 @@ async def probe(check: PostgrestCheck, deps: Deps) -> ProbeResult:
 
 def _rank(outcome: Outcome) -> int:
     return _PRECEDENCE.index(outcome) if outcome in _PRECEDENCE else len(_PRECEDENCE)
+
+
+def tables(check: PostgrestCheck) -> tuple[str, ...]:
+    """The tables whose presence a postgrest check reports: its required tables."""
+    return tuple(check.required_tables)
+
+
+KIND = Kind(
+    name="postgrest",
+    model=PostgrestCheck,
+    probe=probe,
+    outcomes=(
+        *TRANSPORT_OUTCOMES,
+        Outcome.TABLE_MISSING,
+        Outcome.PERMISSION_DENIED,
+        Outcome.POLICY_ERROR,
+        Outcome.UNEXPECTED_STATUS,
+        Outcome.SERVER_ERROR,
+        Outcome.INVALID_RESPONSE,
+    ),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown"),
+    tables=tables,
+)

@@ -8,15 +8,13 @@ from monitor.core.config import Synthesize, VoiceCheck
 from monitor.core.results import Outcome, ProbeResult
 from probes import http
 from probes._audio import sniff
-from probes._http import Failed, Fetched, deadline_after, fetch, io_budget
+from probes._http import Failed, Fetched, fetch
 from probes.deps import Deps
+from probes.kind import Kind
 
-OUTCOMES: tuple[Outcome, ...] = http.OUTCOMES
 
-
-async def probe(check: VoiceCheck, deps: Deps) -> ProbeResult:
-    """Check voice health, then (if configured and healthy) that synthesis returns real audio in time."""
-    deadline = deadline_after(io_budget(check.timeout))
+async def probe(check: VoiceCheck, deps: Deps, deadline: float) -> ProbeResult:
+    """Check voice health, then (if configured and healthy) that synthesis returns real audio, by `deadline`."""
     got = await fetch(deps, check.target, check, deadline=deadline)
     health_s = got.elapsed
     phases = {"health": health_s}
@@ -102,3 +100,18 @@ def _with(result: ProbeResult, *, message: str, phases: dict[str, float]) -> Pro
         tables=result.tables,
         phases=phases,
     )
+
+
+def phases(check: VoiceCheck) -> tuple[str, ...]:
+    """The phases a voice check times: health, then synthesis when configured."""
+    return ("health", "synthesis") if check.synthesize is not None else ("health",)
+
+
+KIND = Kind(
+    name="voice",
+    model=VoiceCheck,
+    probe=probe,
+    outcomes=http.KIND.outcomes,
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded"),
+    phases=phases,
+)

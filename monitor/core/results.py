@@ -76,55 +76,86 @@ class ProbeResult:
     phases: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Result:
-    """One finished run of a check: the probe's observation plus identity and timing."""
+    """One finished run of a check: the probe's observation, as it came, plus identity and timing.
+
+    The runner builds it as `Result(check, kind, observed, duration_s=..., started_at=..., finished_at=...)`;
+    `outcome`, `message`, `status_code`, `details`, `tables` and `phases` read through to `observed`. Without
+    `observed`, the keywords `outcome=`, `message=`, ... build the observation in place (tests, replays).
+    """
 
     check: str
     kind: str
-    outcome: Outcome
-    message: str
+    observed: ProbeResult
     duration_s: float
     started_at: float
     finished_at: float
-    status_code: int | None = None
-    details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    tables: Mapping[str, bool] = field(default_factory=lambda: _EMPTY)
-    phases: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
-    confirmation: bool = False
+    confirmation: bool
+
+    def __init__(
+        self,
+        check: str,
+        kind: str,
+        observed: ProbeResult | None = None,
+        *,
+        duration_s: float,
+        started_at: float,
+        finished_at: float,
+        confirmation: bool = False,
+        outcome: Outcome | None = None,
+        message: str = "",
+        status_code: int | None = None,
+        details: Mapping[str, Any] = _EMPTY,
+        tables: Mapping[str, bool] = _EMPTY,
+        phases: Mapping[str, float] = _EMPTY,
+    ) -> None:
+        if observed is None:
+            if outcome is None:
+                raise TypeError("Result needs either observed or outcome")
+            observed = ProbeResult(outcome, message, status_code, details, tables, phases)
+        elif outcome is not None or message or status_code is not None or details or tables or phases:
+            raise TypeError("Result takes either observed or the observation's fields, not both")
+        for name, value in (
+            ("check", check), ("kind", kind), ("observed", observed), ("duration_s", duration_s),
+            ("started_at", started_at), ("finished_at", finished_at), ("confirmation", confirmation),
+        ):
+            object.__setattr__(self, name, value)
+
+    @property
+    def outcome(self) -> Outcome:
+        """The run's outcome."""
+        return self.observed.outcome
+
+    @property
+    def message(self) -> str:
+        """The human sentence with the observed values."""
+        return self.observed.message
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status that arrived, if any."""
+        return self.observed.status_code
+
+    @property
+    def details(self) -> Mapping[str, Any]:
+        """Observed values for /status and alert annotations."""
+        return self.observed.details
+
+    @property
+    def tables(self) -> Mapping[str, bool]:
+        """Each required table the run looked at, and whether it is present."""
+        return self.observed.tables
+
+    @property
+    def phases(self) -> Mapping[str, float]:
+        """Each phase's duration in seconds."""
+        return self.observed.phases
 
     @property
     def success(self) -> bool:
         """Whether the run passed."""
         return self.outcome.success
-
-    @classmethod
-    def from_probe(
-        cls,
-        check: str,
-        kind: str,
-        observed: ProbeResult,
-        *,
-        started_at: float,
-        finished_at: float,
-        duration_s: float,
-        confirmation: bool = False,
-    ) -> Result:
-        """Stamp a probe's observation with the check's identity and the runner's timing."""
-        return cls(
-            check=check,
-            kind=kind,
-            outcome=observed.outcome,
-            message=observed.message,
-            duration_s=duration_s,
-            started_at=started_at,
-            finished_at=finished_at,
-            status_code=observed.status_code,
-            details=observed.details,
-            tables=observed.tables,
-            phases=observed.phases,
-            confirmation=confirmation,
-        )
 
     def to_status(self) -> dict[str, Any]:
         """The JSON shape shared by /status and `check --format json` (DESIGN §7)."""

@@ -1,4 +1,5 @@
-"""The `http` prober against a real misbehaving server, raw TCP servers and closed ports; plus its helpers."""
+"""The `http` prober against a real misbehaving server; plus its helpers. Broken targets (refused, DNS, hang,
+garbage, closed, reset) are in test_contract.py for every kind."""
 
 from __future__ import annotations
 
@@ -12,17 +13,10 @@ import pytest
 
 from monitor.core.config import HttpCheck
 from monitor.core.results import Outcome
-from probes import http
 from probes._http import body_excerpt, find_missing_relation, json_field_problems, json_path
-from tests.support.servers import free_port, serve_asgi
-from tests.support.targets import (
-    TIMING,
-    DepsFactory,
-    create_target_app,
-    garbage_handler,
-    raw_tcp_server,
-    reset_handler,
-)
+from tests.support.poll import until_async
+from tests.support.servers import serve_asgi
+from tests.support.targets import TIMING, DepsFactory, create_target_app, run_probe
 from tests.support.targets import http_check as make_check
 
 
@@ -36,7 +30,7 @@ async def test_ok_with_json_field(base_url: str, make_deps: DepsFactory) -> None
     """A 200 whose JSON field matches is ok, and the status code is recorded."""
     check = make_check(query={"body": json.dumps({"status": "healthy"}), "ctype": "application/json"},
                        expect={"status": [200], "json": {"status": "healthy"}})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert (Outcome.OK, 200) == (result.outcome, result.status_code)
     assert result.message.startswith("200 after ")
 
@@ -44,7 +38,7 @@ async def test_ok_with_json_field(base_url: str, make_deps: DepsFactory) -> None
 async def test_500_is_server_error_with_excerpt(base_url: str, make_deps: DepsFactory) -> None:
     """A 500 is server_error; the message states expected and actual status; details carry a clean excerpt."""
     check = make_check(query={"status": "500", "body": "boom\x00\x07 went the server"})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert Outcome.SERVER_ERROR == result.outcome
     assert 500 == result.status_code
     assert result.message.startswith("expected 200, got 500 after ")
@@ -66,7 +60,7 @@ async def test_500_naming_a_relation_is_table_missing(
 ) -> None:
     """A 5xx body naming a missing relation (each of the three forms) is table_missing with the table named."""
     check = make_check(query={"status": "500", "body": body, "ctype": "application/json"})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert Outcome.TABLE_MISSING == result.outcome
     assert ["user_settings"] == result.details["tables_missing"]
     assert code == result.details["code"]
@@ -76,14 +70,14 @@ async def test_500_naming_a_relation_is_table_missing(
 async def test_404_is_unexpected_status(base_url: str, make_deps: DepsFactory) -> None:
     """A 4xx not in expect.status is unexpected_status, and a 404 body naming a table is not table_missing."""
     check = make_check(query={"status": "404", "body": 'relation "x" does not exist'})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert (Outcome.UNEXPECTED_STATUS, 404) == (result.outcome, result.status_code)
 
 
 async def test_wrong_json_field(base_url: str, make_deps: DepsFactory) -> None:
     """A JSON field with another value is invalid_response naming the field, expected and actual values."""
     check = make_check(query={"body": json.dumps({"status": "limited"})}, expect={"json": {"status": "healthy"}})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert Outcome.INVALID_RESPONSE == result.outcome
     assert "json field status: expected 'healthy', got 'limited'" == result.message
     assert 200 == result.status_code
@@ -92,7 +86,7 @@ async def test_wrong_json_field(base_url: str, make_deps: DepsFactory) -> None:
 async def test_non_json_body_when_json_asserted(base_url: str, make_deps: DepsFactory) -> None:
     """A body that is not JSON fails a JSON assertion as invalid_response, saying what arrived."""
     check = make_check(query={"body": "<html>hi</html>", "ctype": "text/html"}, expect={"json": {"status": "ok"}})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert Outcome.INVALID_RESPONSE == result.outcome
     assert "not JSON (text/html, 15 bytes)" in result.message
 
@@ -100,8 +94,8 @@ async def test_non_json_body_when_json_asserted(base_url: str, make_deps: DepsFa
 async def test_body_regex(base_url: str, make_deps: DepsFactory) -> None:
     """body_regex is searched in the body: a match is ok, a miss is invalid_response."""
     deps = make_deps(base_url)
-    hit = await http.probe(make_check(query={"body": "all systems go"}, expect={"body_regex": "systems? go"}), deps)
-    miss = await http.probe(make_check(query={"body": "all systems down"}, expect={"body_regex": "go$"}), deps)
+    hit = await run_probe(make_check(query={"body": "all systems go"}, expect={"body_regex": "systems? go"}), deps)
+    miss = await run_probe(make_check(query={"body": "all systems down"}, expect={"body_regex": "go$"}), deps)
     assert (Outcome.OK, Outcome.INVALID_RESPONSE) == (hit.outcome, miss.outcome)
     assert "does not match regex 'go$'" in miss.message
 
@@ -109,55 +103,17 @@ async def test_body_regex(base_url: str, make_deps: DepsFactory) -> None:
 async def test_slow(base_url: str, make_deps: DepsFactory) -> None:
     """A response slower than expect.max_latency is slow, with the actual latency and the budget."""
     check = make_check(query={"delay": "0.2"}, expect={"max_latency": "50ms"})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert (Outcome.SLOW, 200) == (result.outcome, result.status_code)
     assert "over the 0.05 s budget" in result.message
-
-
-async def test_hang_is_timeout(base_url: str, make_deps: DepsFactory) -> None:
-    """A server that never answers is classified timeout by the probe itself within the check's timeout."""
-    check = make_check("/hang", **{**TIMING, "timeout": 0.3})
-    result = await http.probe(check, make_deps(base_url))
-    assert Outcome.TIMEOUT == result.outcome
-    assert result.message.startswith("timed out after 0.2")
-    assert None is result.status_code
 
 
 async def test_drip_body_is_timeout_with_status(base_url: str, make_deps: DepsFactory) -> None:
     """Headers arrive but the body drips forever: timeout, and the status that did arrive is kept."""
     check = make_check("/drip", **{**TIMING, "timeout": 0.3})
-    result = await http.probe(check, make_deps(base_url))
+    result = await run_probe(check, make_deps(base_url))
     assert (Outcome.TIMEOUT, 200) == (result.outcome, result.status_code)
     assert "reading the body of a 200 response" in result.message
-
-
-async def test_refused_port_is_connection_error(make_deps: DepsFactory) -> None:
-    """Nothing listening on the port is connection_error saying the connection was refused."""
-    result = await http.probe(make_check("/"), make_deps(f"http://127.0.0.1:{free_port()}"))
-    assert Outcome.CONNECTION_ERROR == result.outcome
-    assert result.message.startswith("connection to 127.0.0.1 refused")
-
-
-async def test_unresolvable_host_is_dns_error(make_deps: DepsFactory) -> None:
-    """A host under .invalid cannot resolve: dns_error naming the host."""
-    result = await http.probe(make_check("/"), make_deps("http://pam-monitor-test.invalid"))
-    assert Outcome.DNS_ERROR == result.outcome
-    assert result.message.startswith("DNS lookup failed for pam-monitor-test.invalid")
-
-
-async def test_garbage_bytes_are_invalid_response(make_deps: DepsFactory) -> None:
-    """A server answering bytes that are not HTTP is invalid_response saying so."""
-    async with raw_tcp_server(garbage_handler) as url:
-        result = await http.probe(make_check("/"), make_deps(url))
-    assert Outcome.INVALID_RESPONSE == result.outcome
-    assert result.message.startswith("the answer is not HTTP")
-
-
-async def test_connection_reset_is_connection_error(make_deps: DepsFactory) -> None:
-    """A server that resets the connection after reading the request is connection_error."""
-    async with raw_tcp_server(reset_handler) as url:
-        result = await http.probe(make_check("/"), make_deps(url))
-    assert Outcome.CONNECTION_ERROR == result.outcome
 
 
 async def test_endless_body_is_capped(base_url: str, make_deps: DepsFactory) -> None:
@@ -166,7 +122,7 @@ async def test_endless_body_is_capped(base_url: str, make_deps: DepsFactory) -> 
     deps = make_deps(base_url, body_limit=cap)
     tracemalloc.start()
     try:
-        result = await http.probe(make_check("/endless"), deps)
+        result = await run_probe(make_check("/endless"), deps)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -179,7 +135,7 @@ async def test_endless_body_is_capped(base_url: str, make_deps: DepsFactory) -> 
 async def test_endless_body_with_json_assertion_is_invalid(base_url: str, make_deps: DepsFactory) -> None:
     """A body longer than the cap cannot satisfy a JSON assertion and the message names the cap."""
     deps = make_deps(base_url, body_limit=4096)
-    result = await http.probe(make_check("/endless", expect={"json": {"status": "ok"}}), deps)
+    result = await run_probe(make_check("/endless", expect={"json": {"status": "ok"}}), deps)
     assert Outcome.INVALID_RESPONSE == result.outcome
     assert "longer than the 4096-byte read cap" in result.message
 
@@ -192,7 +148,7 @@ async def test_bad_header_value_is_reported_without_the_secret(
     """A header value that cannot be sent is internal_error naming the header, and no part of the secret value
     is in the message (a non-ASCII value used to escape the probe as UnicodeEncodeError)."""
     deps = make_deps(base_url, headers={"X-Api-Key": value})
-    result = await http.probe(make_check(), deps)
+    result = await run_probe(make_check(), deps)
     assert Outcome.INTERNAL_ERROR == result.outcome
     assert ("could not encode the request: the value of header X-Api-Key has a control or non-ASCII character; "
             "check the configured headers") == result.message
@@ -204,19 +160,15 @@ async def test_hanging_target_does_not_starve_a_healthy_one(
     """Request slots are per target: while a hanging target holds all of its slots, a healthy target's checks
     are ok, and the hanging target's extra checks time out saying they waited for pam-monitor's own slot."""
     deps = make_deps(base_url, max_in_flight=2, others={"healthy": other_url})
-    holders = [asyncio.create_task(http.probe(make_check("/hang", **{**TIMING, "timeout": 1.5}), deps))
+    holders = [asyncio.create_task(run_probe(make_check("/hang", **{**TIMING, "timeout": 1.5}), deps))
                for _ in range(2)]
-    for _ in range(500):  # both slots taken within a few ms; bounded so a broken limiter cannot hang the test
-        if deps.limiter_for("t").locked():
-            break
-        await asyncio.sleep(0.01)
-    assert True is deps.limiter_for("t").locked()
-    waiters = [asyncio.create_task(http.probe(make_check("/hang", **{**TIMING, "timeout": 0.5}), deps))
+    await until_async(deps.limiter_for("t").locked, timeout=5)  # both slots taken within a few ms
+    waiters = [asyncio.create_task(run_probe(make_check("/hang", **{**TIMING, "timeout": 0.5}), deps))
                for _ in range(2)]
     healthy_check = HttpCheck.model_validate(
         {"name": "h", "kind": "http", "target": "healthy", "path": "/respond", **TIMING, "timeout": 0.5}
     )
-    healthy = await asyncio.gather(*(http.probe(healthy_check, deps) for _ in range(3)))
+    healthy = await asyncio.gather(*(run_probe(healthy_check, deps) for _ in range(3)))
     assert True is deps.limiter_for("t").locked()  # the hanging target still held both slots meanwhile
     waited = await asyncio.gather(*waiters)
     held = await asyncio.gather(*holders)

@@ -1,9 +1,10 @@
-"""The `postgrest` prober against a real HTTP server reproducing PostgREST's and Supabase's documented answers."""
+"""The `postgrest` prober against a real HTTP server reproducing PostgREST's and Supabase's documented answers.
+
+Unreachable or broken servers (refused, DNS, hang, garbage, closed, reset) are in test_contract.py."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,10 +12,10 @@ import pytest
 
 from monitor.core.config import PostgrestCheck, Target
 from monitor.core.results import Outcome, ProbeResult
-from probes import postgrest
 from probes.deps import Deps
 from tests.support.fake_postgrest import FakePostgrest, pgrst_error
 from tests.support.servers import serve_asgi
+from tests.support.targets import run_probe
 
 SEED = ["user_settings", "affiliate_sales", "user_wishlists", "marketplace_listings", "group_trip_participants"]
 API_KEY = "anon-key-5f1e0c9a-NEVER-IN-RESULTS"
@@ -55,7 +56,7 @@ async def run(base_url: str, *, api_key: str | None = API_KEY, bearer: str | Non
               **overrides: Any) -> ProbeResult:
     target = Target(base_url=base_url, api_key=api_key, bearer_token=bearer)
     async with deps_for(target) as deps:
-        return await postgrest.probe(make_check(**overrides), deps)
+        return await run_probe(make_check(**overrides), deps)
 
 
 def assert_no_secret(result: ProbeResult) -> None:
@@ -197,25 +198,6 @@ async def test_missing_table_outranks_a_server_error(fake: FakePostgrest, base_u
     result = await run(base_url)
     assert result.outcome == Outcome.TABLE_MISSING
     assert "affiliate_sales: 503" in result.message
-
-
-async def test_slow_api_times_out_within_the_deadline(fake: FakePostgrest, base_url: str) -> None:
-    """Answers slower than the timeout: timeout, and the API key is not in the result."""
-    fake.delay = 2.0
-    result = await run(base_url, timeout=0.5, required_tables=["user_settings"])
-    assert result.outcome == Outcome.TIMEOUT
-    assert_no_secret(result)
-
-
-async def test_closed_port_is_connection_error() -> None:
-    """Nothing listening: connection_error for the tables, no table claimed present or missing."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = await run(f"http://127.0.0.1:{port}")
-    assert result.outcome == Outcome.CONNECTION_ERROR
-    assert dict(result.tables) == {}
-    assert_no_secret(result)
 
 
 async def test_echoed_key_is_scrubbed_from_the_message(fake: FakePostgrest, base_url: str) -> None:

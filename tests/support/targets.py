@@ -13,15 +13,18 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from monitor.core.config import HttpCheck, Target
-from probes._jwt import JwtError, decode_unverified, verify_hs256
+import probes
+from monitor.core.config import Check, HttpCheck, Target
+from monitor.core.results import ProbeResult
+from monitor.runner import run_deadlines
 from probes.deps import Deps
 
 SECRET = "target-test-secret-0123456789abcdef"
@@ -87,13 +90,15 @@ async def drip(request: Request) -> Response:
 
 
 def _variant(request: Request) -> str:
+    """Which token the request presents, judged with PyJWT; an expired token is `expired` whatever its key."""
     header = request.headers.get("authorization")
     if header is None:
         return "none"
     token = header.removeprefix("Bearer ").strip()
     try:
-        head, claims = decode_unverified(token)
-    except JwtError:
+        head = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.DecodeError:
         return "garbage"
     if head.get("alg") == "none":
         return "alg_none"
@@ -101,10 +106,17 @@ def _variant(request: Request) -> str:
     if isinstance(exp, int | float) and exp < time.time():
         return "expired"
     try:
-        verify_hs256(token, SECRET)
-    except JwtError:
+        jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
+    except jwt.InvalidTokenError:
         return "wrong_signature"
     return "valid"
+
+
+def valid_token(sub: str = "u", ttl_s: float = 600) -> str:
+    """A token the /auth endpoint accepts: HS256 with SECRET, audience `authenticated`, not expired."""
+    now = int(time.time())
+    claims = {"sub": sub, "role": "authenticated", "aud": "authenticated", "iat": now, "exp": now + int(ttl_s)}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 async def auth(request: Request) -> Response:
@@ -217,13 +229,30 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 @contextlib.asynccontextmanager
 async def raw_tcp_server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
     """A TCP server on 127.0.0.1 in the current loop running `handler` per connection; yields its base URL
-    (https:// when `tls` is given, the server side of TLS)."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+    (https:// when `tls` is given, the server side of TLS). On exit, connections still open are closed and
+    their handlers finished, so none outlives the test's event loop."""
+    running: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running[task] = writer
+        try:
+            await handler(reader, writer)
+        finally:
+            running.pop(task, None)
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.close()
+        for task, writer in list(running.items()):
+            writer.transport.abort()
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await server.wait_closed()
 
 
@@ -308,6 +337,63 @@ async def reset_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     writer.transport.abort()
 
 
+Protocol = Literal["http", "postgres"]
+Breakage = Literal["hang", "garbage", "closed", "reset"]
+
+GARBAGE = b"\x00\x01\x02SSH-2.0-OpenSSH_9.6 not http at all\r\n\r\n"
+"""Bytes that are neither HTTP nor the PostgreSQL protocol."""
+
+_PARTIAL: dict[Protocol, bytes] = {
+    # Headers promising 1000 bytes, then 3 of them.
+    "http": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nabc",
+    # An authentication message ('R') announcing 8 bytes, cut after its length.
+    "postgres": b"R\x00\x00\x00\x08",
+}
+_SSL_REQUEST = 80877103
+
+
+async def _read_opening(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, protocol: Protocol) -> None:
+    """Read what a client sends first: an HTTP request head, or a PostgreSQL startup message (an SSLRequest
+    before it is declined with 'N', as a server without TLS does)."""
+    if protocol == "http":
+        await _read_head(reader)
+        return
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        for _ in range(2):
+            length, code = struct.unpack("!II", await reader.readexactly(8))
+            await reader.readexactly(max(length - 8, 0))
+            if code != _SSL_REQUEST:
+                return
+            writer.write(b"N")
+            await writer.drain()
+
+
+def broken_handler(breakage: Breakage, protocol: Protocol) -> Handler:
+    """A server that reads the client's opening in `protocol`, then: never answers (`hang`, until the client
+    gives up), answers bytes of no protocol (`garbage`), sends part of an answer and closes (`closed`), or
+    resets the connection (`reset`)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_opening(reader, writer, protocol)
+        if breakage == "hang":
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(_HANG_LIMIT_S):
+                    while await reader.read(1024):
+                        pass
+        elif breakage == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
+        else:
+            with contextlib.suppress(ConnectionError):
+                writer.write(GARBAGE if breakage == "garbage" else _PARTIAL[protocol])
+                await writer.drain()
+        writer.close()
+
+    return handle
+
+
 TIMING = {"interval": 10.0, "timeout": 3.0, "failure_threshold": 2, "success_threshold": 2}
 """Check fields every test check needs; override `timeout` per test."""
 
@@ -339,3 +425,19 @@ class DepsFactory:
 def http_check(path: str = "/respond", **fields: Any) -> HttpCheck:
     """An `http` check on target `t` with the test timing, validated like a config file would be."""
     return HttpCheck.model_validate({"name": "c", "kind": "http", "target": "t", "path": path, **TIMING, **fields})
+
+
+def deadline_in(seconds: float) -> float:
+    """An event-loop deadline `seconds` from now (for calling `fetch` directly)."""
+    return asyncio.get_running_loop().time() + seconds
+
+
+async def run_probe(check: Check, deps: Deps) -> ProbeResult:
+    """Run `check` with its kind's prober and the runner's deadline, as one scheduled run would.
+
+    The call is bounded by the runner's hard stop: a probe still running then fails the test with TimeoutError
+    instead of being cut quietly, since in the daemon that would be a blind `timeout` from the runner.
+    """
+    deadline, hard_stop = run_deadlines(check.timeout, asyncio.get_running_loop().time())
+    async with asyncio.timeout_at(hard_stop):
+        return await probes.REGISTRY[check.kind].probe(check, deps, deadline)

@@ -19,12 +19,12 @@ def test_outcome_names_success_and_unreachable() -> None:
     assert set() == {o for o in Outcome if o.unreachable} - set(TRANSPORT_OUTCOMES)
 
 
-def test_from_probe_stamps_identity_and_timing_and_keeps_observations() -> None:
-    """Result.from_probe keeps what the probe saw and adds check, kind, timing and the confirmation flag."""
+def test_result_stamps_identity_and_timing_and_keeps_observations() -> None:
+    """A Result keeps what the probe saw (unchanged) and adds check, kind, timing and the confirmation flag."""
     seen = ProbeResult(Outcome.TABLE_MISSING, "relation missing", status_code=500, details={"table": "t"},
                        tables={"t": False}, phases={"query": 0.01})
-    result = Result.from_probe("db", "db", seen, started_at=10.0, finished_at=10.5, duration_s=0.5,
-                               confirmation=True)
+    result = Result("db", "db", seen, started_at=10.0, finished_at=10.5, duration_s=0.5, confirmation=True)
+    assert seen is result.observed
     assert ("db", "db", Outcome.TABLE_MISSING, "relation missing", 500) == (
         result.check, result.kind, result.outcome, result.message, result.status_code)
     assert ({"table": "t"}, {"t": False}, {"query": 0.01}) == (

@@ -19,11 +19,10 @@ from monitor.core.results import Outcome
 from monitor.demo.app import FAULTS, create_demo_app
 from monitor.demo.store import MemorySettingsStore
 from monitor.demo.tokens import demo_token
-from probes import auth_contract, http, voice
 from probes._audio import sniff
 from probes._http import find_missing_relation
 from tests.support.servers import serve_asgi
-from tests.support.targets import TIMING, DepsFactory
+from tests.support.targets import TIMING, DepsFactory, run_probe
 
 SECRET = "demo-secret-that-is-long-enough-for-hs256"
 USER = "11111111-2222-3333-4444-555555555555"
@@ -254,7 +253,7 @@ async def test_auth_contract_against_demo(client: httpx.Client, make_deps: DepsF
     """auth_contract on settings: ok; 500 is server_error; open is auth_bypass; drop_table stays ok (seed incident)."""
     if fault:
         await set_fault(base_url, fault)
-    result = await auth_contract.probe(
+    result = await run_probe(
         check(AuthContractCheck, **SETTINGS_CONTRACT, jwt_secret=SECRET), make_deps(base_url)
     )
     assert outcome == result.outcome
@@ -265,9 +264,9 @@ async def test_signed_in_check_sees_the_missing_table(client: httpx.Client, make
     """An http check with a valid demo_token is ok, and table_missing naming user_settings after drop_table."""
     deps = make_deps(base_url, headers={"Authorization": f"Bearer {demo_token(SECRET, USER, 600)}"})
     signed_in = check(HttpCheck, kind="http", path=SETTINGS)
-    assert Outcome.OK == (await http.probe(signed_in, deps)).outcome
+    assert Outcome.OK == (await run_probe(signed_in, deps)).outcome
     await set_fault(base_url, "drop_table")
-    result = await http.probe(signed_in, deps)
+    result = await run_probe(signed_in, deps)
     assert (Outcome.TABLE_MISSING, ["user_settings"]) == (result.outcome, result.details["tables_missing"])
 
 
@@ -284,12 +283,12 @@ async def test_voice_against_demo(client: httpx.Client, make_deps: DepsFactory, 
     spec = check(VoiceCheck, kind="voice", path="/api/v1/pam/voice/health", timeout=0.5,
                  expect={"json": {"status": "healthy"}},
                  synthesize={"path": "/api/v1/pam/voice/tts", "json": {"text": "health check"}, "min_bytes": 1000})
-    assert outcome == (await voice.probe(spec, make_deps(base_url))).outcome
+    assert outcome == (await run_probe(spec, make_deps(base_url))).outcome
 
 
 async def test_garbage_health_against_demo(client: httpx.Client, make_deps: DepsFactory, base_url: str) -> None:
     """The example backend_health check turns invalid_response when /health stops being JSON."""
     spec = check(HttpCheck, kind="http", path="/health", expect={"status": [200], "json": {"status": "healthy"}})
-    assert Outcome.OK == (await http.probe(spec, make_deps(base_url))).outcome
+    assert Outcome.OK == (await run_probe(spec, make_deps(base_url))).outcome
     await set_fault(base_url, "garbage")
-    assert Outcome.INVALID_RESPONSE == (await http.probe(spec, make_deps(base_url))).outcome
+    assert Outcome.INVALID_RESPONSE == (await run_probe(spec, make_deps(base_url))).outcome

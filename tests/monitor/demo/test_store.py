@@ -10,9 +10,9 @@ from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome
 from monitor.demo.schema import SEED_TABLES
 from monitor.demo.store import MemorySettingsStore, MissingRelationError, PgSettingsStore, ensure_schema
-from probes import db
 from probes.deps import Deps
 from tests.support.postgres import SeededDb
+from tests.support.targets import run_probe
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ async def probe_outcome(dsn: str) -> tuple[Outcome, dict[str, bool]]:
     deps = Deps(targets={"database": Target(dsn=dsn)}, max_in_flight=2, body_limit=1 << 20,
                 user_agent="pam-monitor-test")
     try:
-        result = await db.probe(check, deps)
+        result = await run_probe(check, deps)
     finally:
         await deps.aclose()
     return result.outcome, dict(result.tables)
