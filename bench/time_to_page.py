@@ -21,7 +21,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.alerts.test_daemon_e2e import Backend, last_outcome, start_daemon, write_config
-from tests.support.alertmanager import Alertmanager, wait_for
+from tests.support.alertmanager import Alertmanager
+from tests.support.polling import wait_for
 from tests.support.servers import serve_asgi
 
 

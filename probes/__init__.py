@@ -28,3 +28,12 @@ OUTCOMES: Mapping[str, tuple[Outcome, ...]] = {
     "postgrest": postgrest.OUTCOMES,
 }
 """The outcomes each kind can produce; their metric series are created at 0 from start-up."""
+
+RULES_BY_KIND: Mapping[str, tuple[str, ...]] = {
+    "http": ("ContractRegression", "TableMissing", "EndpointDown"),
+    "auth_contract": ("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown"),
+    "voice": ("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded"),
+    "postgrest": ("ContractRegression", "TableMissing", "EndpointDown"),
+    "db": ("TableMissing", "SchemaDrift", "DatabaseDown"),
+}
+"""The alertnames each kind's results can raise (the alert engine takes this map)."""

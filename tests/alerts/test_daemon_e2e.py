@@ -7,19 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support.alertmanager import Alertmanager, wait_for
+from tests.support.alertmanager import Alertmanager
+from tests.support.polling import wait_for
 from tests.support.servers import free_port, serve_asgi
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +88,19 @@ def last_outcome(base: str) -> str | None:
     return str(checks[0].get("outcome")) if checks else None
 
 
+def results_counted(base: str, outcome: str) -> float:
+    """How many results with this outcome the daemon has counted since it started (0 while it cannot answer)."""
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=2.0).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "pam_monitor_check_results" for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels.get("outcome") == outcome)
+
+
 def regressions(am: Alertmanager) -> list[dict[str, Any]]:
+    """The active ContractRegression alerts in Alertmanager."""
     return am.alerts_named("ContractRegression")
 
 
@@ -108,7 +121,8 @@ def test_kill_9_while_firing_restart_heal_resolves(alertmanager: Alertmanager, b
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(timeout=10)
         daemon = start_daemon(config, log)
-        time.sleep(3)  # a few runs while still broken: must not create a second alert
+        # A few runs while still broken: they must not create a second alert.
+        wait_for(lambda: results_counted(base, "server_error") >= 3, timeout=30)
         assert 1 == len(regressions(alertmanager)), log.read_text()[-3000:]
         b.broken = False
         wait_for(lambda: not regressions(alertmanager), timeout=30)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from alerts.engine import NOTIFICATION_RESULTS
+from alerts import NOTIFICATION_RESULTS
 from alerts.rules import ALERTNAMES, SEVERITIES
 from monitor.core.config import CHECK_KINDS, load_config
 from monitor.core.results import Outcome

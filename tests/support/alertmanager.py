@@ -85,18 +85,6 @@ class Alertmanager:
         return [a for a in self.alerts() if a["labels"].get("alertname") == alertname]
 
 
-def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll `predicate()` until it returns something truthy (returned) or `timeout` passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s; last value {last!r}")
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
     """A running Alertmanager on a free 127.0.0.1 port, stopped after the test."""
