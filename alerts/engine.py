@@ -220,8 +220,10 @@ class AlertEngine:
             )
         if remembered:
             self._memory[check.name] = new_memory
-        self._delivery.enqueued(rows)
-        self._gauge.publish()
+        if rows:
+            self._delivery.enqueued(rows)
+        if changed or deleted:
+            self._gauge.publish()
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts for /status and the HTML page (labels only: they never hold secrets)."""

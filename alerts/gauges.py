@@ -86,6 +86,8 @@ class FiringGauge:
 
     def publish(self) -> None:
         """Set the series that moved since the last publish."""
+        if not self._moved:
+            return
         for series in self._moved:
             self._show(series)
         self._moved.clear()
