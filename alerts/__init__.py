@@ -1,28 +1,41 @@
 """Alerting: built-in rules, a persistent alert state machine, and notification sinks (DESIGN §4, §5).
 
-Public surface: `AlertEngine` (what the daemon uses), `step`/`AlertState`/`Policy` (the pure state machine),
-`evaluate` (the rules) and `Notification`. Everything else is private to the package.
+The daemon uses `AlertEngine` (`async with AlertEngine(config, rules_by_kind=..., registry=..., clock=...)`, then
+`observe(result)`). The pure pieces are public too: the rules (`RULES`, `evaluate`, `rules_for`), the state
+machine (`step`, `AlertState`, `Policy`), the sink interface (`SinkSpec`) and its registry (`SINKS`).
+Modules not re-exported here are the package's own business.
 """
 
 from __future__ import annotations
 
-from alerts.engine import NOTIFICATION_RESULTS, AlertEngine
-from alerts.machine import Action, ActionKind, AlertState, Policy, Status, step
-from alerts.model import Notification
-from alerts.rules import ALERTNAMES, Observation, Signal, evaluate
+from alerts.delivery import NOTIFICATION_RESULTS
+from alerts.engine import AlertEngine, EngineStats
+from alerts.machine import Action, AlertState, Policy, Status, step
+from alerts.model import Event, Notification, Observation, Signal
+from alerts.registry import SINKS
+from alerts.rules import ALERTNAMES, RULES, SEVERITIES, Rule, evaluate, rules_for
+from alerts.sink import SendResult, SinkSpec
 
 __all__ = [
     "ALERTNAMES",
     "NOTIFICATION_RESULTS",
+    "RULES",
+    "SEVERITIES",
+    "SINKS",
     "Action",
-    "ActionKind",
     "AlertEngine",
     "AlertState",
+    "EngineStats",
+    "Event",
     "Notification",
     "Observation",
     "Policy",
+    "Rule",
+    "SendResult",
     "Signal",
+    "SinkSpec",
     "Status",
     "evaluate",
+    "rules_for",
     "step",
 ]

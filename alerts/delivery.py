@@ -1,64 +1,44 @@
-"""Sending to sinks: one HTTP POST classified as accepted / retry / rejected, and backoff with full jitter.
+"""The outbox worker: one task per delivery lane drains its queue in order, in batches, with retries and backoff,
+and re-posts firing alerts to the sinks that want it.
 
-The outbox worker itself lives in the engine (one task per lane); this module holds what every sink shares.
-Secrets: a URL may carry a token (Slack, webhooks), so errors name the exception type and the host only.
+A lane is one URL of one sink (`<sink>#<index>`), a strict FIFO over the persisted outbox. Sinks are known only
+through their `SinkSpec` (alerts.sink): how many lanes, the batch size, which notifications they take, whether
+they want firing alerts re-posted every `resend_interval`. A 2xx is `sent`; a 4xx (not 408/429) is `rejected`
+and not retried (a configuration error); anything else is retried with exponential backoff and full jitter until
+the sink's `max_attempts`, then `failed`.
 """
 
 from __future__ import annotations
 
-import email.utils
+import asyncio
+import contextlib
 import random
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+import prometheus_client
+import structlog
 
-Verdict = Literal["accepted", "retry", "rejected"]
+from alerts.model import Notification, SinkContext
+from alerts.registry import SINKS
+from alerts.sink import SinkSpec
+from alerts.store import OutboxRow, Store
+from monitor.core.clock import Clock
+from monitor.core.config import Config
+
+log = structlog.get_logger("pam_monitor.alerts")
+
+NOTIFICATION_RESULTS: tuple[str, ...] = ("sent", "retried", "rejected", "failed", "dropped")
+"""sent: a sink accepted it; retried: an attempt failed and will be retried; rejected: a 4xx config error
+(not retried); failed: given up after max_attempts; dropped: discarded because its sink left the config."""
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
+_POLL = 1.0  # a lane re-reads the clock at least this often (an injected clock may jump)
 
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """How one delivery attempt ended; `error` never holds a URL path, a header or a body."""
-
-    verdict: Verdict
-    status_code: int | None = None
-    error: str | None = None
-    retry_after: float | None = None
-
-
-def host_of(url: str) -> str:
-    """The host (and port) of a URL: the only part of a sink URL that may be logged."""
-    return urlsplit(url).netloc.rsplit("@", 1)[-1]
-
-
-def classify(status: int) -> Verdict:
-    """2xx accepted; 408, 429 and 5xx worth retrying; any other 4xx (or 1xx/3xx) a configuration error."""
-    if 200 <= status <= 299:
-        return "accepted"
-    if status in (408, 429) or status >= 500:
-        return "retry"
-    return "rejected"
-
-
-async def post_json(
-    client: httpx.AsyncClient, url: str, body: Any, *, headers: Mapping[str, str] | None = None,
-    timeout: float = 10.0,
-) -> SendResult:
-    """POST `body` as JSON and classify the answer; never raises for a network problem."""
-    try:
-        response = await client.post(url, json=body, headers=dict(headers or {}), timeout=timeout)
-    except httpx.TimeoutException as exc:
-        return SendResult("retry", error=type(exc).__name__)
-    except httpx.HTTPError as exc:
-        return SendResult("retry", error=type(exc).__name__)
-    verdict = classify(response.status_code)
-    retry_after = _retry_after(response.headers.get("retry-after")) if verdict == "retry" else None
-    return SendResult(verdict, status_code=response.status_code, retry_after=retry_after)
+Resendable = Callable[[float], Sequence[Notification]]
+"""`resendable(now)`: what a re-posting sink should hold as firing right now (the alerts and the watchdog)."""
 
 
 def backoff(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP,
@@ -72,15 +52,272 @@ def backoff(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CA
     return (rng or random).uniform(0, ceiling)
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, parsed.timestamp() - time.time())
+def lane_id(sink_name: str, index: int) -> str:
+    """The outbox name of lane `index` of a sink (sink names hold no '#')."""
+    return f"{sink_name}#{index}"
+
+
+def sink_of(lane: str) -> str:
+    """The sink name a lane belongs to."""
+    return lane.split("#", 1)[0]
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One delivery queue: one URL of one sink. Strict FIFO."""
+
+    id: str
+    sink: Any  # the sink's config model
+    spec: SinkSpec[Any]
+    index: int
+    host: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    next_resend: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return str(self.sink.display_name)
+
+
+class Delivery:
+    """Delivers the outbox to the configured sinks; owns the notification metrics and the HTTP client."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: prometheus_client.CollectorRegistry,
+        clock: Clock,
+        resendable: Resendable,
+        sinks: Mapping[str, SinkSpec[Any]] = SINKS,
+        http: httpx.AsyncClient | None = None,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._clock = clock
+        self._resendable = resendable
+        self._specs = sinks
+        self._http = http
+        self._own_http = http is None
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._rng = rng or random.Random()  # noqa: S311 - jitter only
+        self._store: Store | None = None
+        self._lanes: dict[str, _Lane] = {}
+        self._queued = 0  # outbox rows; read from SQLite at start, then counted on enqueue and delete
+        self._stopping = False
+        self._notifications = prometheus_client.Counter(
+            "pam_monitor_notifications", "Notification delivery attempts by sink and result "
+            "(sent, retried, rejected, failed, dropped).", ["sink", "result"], registry=registry,
+        )
+        self._depth = prometheus_client.Gauge(
+            "pam_monitor_notification_queue_depth", "Notifications waiting in the outbox.", registry=registry,
+        )
+        self.configure(config)
+
+    # ------------------------------------------------------------------------------------------ plan
+
+    def configure(self, config: Config) -> None:
+        """Adopt a config: create the sinks' metric series, plan lanes (started at once if delivery runs)."""
+        self._config = config
+        self._ctx = SinkContext(service=config.service, resend_interval=config.alerts.resend_interval,
+                                generator_url=f"http://{config.listen}/")
+        planned: dict[str, tuple[Any, SinkSpec[Any], int, str]] = {}
+        for sink in config.alerts.sinks:
+            for result in NOTIFICATION_RESULTS:
+                self._notifications.labels(sink.display_name, result)
+            spec = self._specs[sink.kind]
+            for index, host in enumerate(spec.lanes(sink)):
+                planned[lane_id(sink.display_name, index)] = (sink, spec, index, host)
+        for gone in [lane for lane in self._lanes if lane not in planned]:
+            old = self._lanes.pop(gone)
+            if old.task is not None:
+                old.task.cancel()
+        for lid, (sink, spec, index, host) in planned.items():
+            lane = self._lanes.get(lid)
+            if lane is None:
+                lane = self._lanes[lid] = _Lane(lid, sink, spec, index, host, next_resend=self._clock.time())
+            else:
+                lane.sink, lane.spec, lane.index, lane.host = sink, spec, index, host
+            if self._store is not None:
+                self._start_lane(lane)
+
+    def route(self, note: Notification) -> list[tuple[str, Notification]]:
+        """Outbox rows for a notification: one per lane whose sink takes it."""
+        return [(lane.id, note) for lane in self._lanes.values() if lane.spec.accepts(note)]
+
+    def sink_names(self) -> list[str]:
+        """The configured sinks, by display name."""
+        return sorted({lane.name for lane in self._lanes.values()})
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def start(self, store: Store) -> None:
+        """Deliver from this outbox: one task per lane (they run once the caller yields to the event loop)."""
+        self._store = store
+        self._stopping = False
+        if self._http is None:
+            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False,
+                                           headers={"User-Agent": self._config.http.user_agent})
+        for lane in self._lanes.values():
+            self._start_lane(lane)
+
+    def drop_unplanned(self) -> None:
+        """Delete (and count as dropped) the queued rows of lanes that left the config."""
+        if self._store is None:
+            return
+        for lane, count in self._store.drop_lanes(set(self._lanes)).items():
+            sink = sink_of(lane)
+            self._notifications.labels(sink, "dropped").inc(count)
+            log.warning("notification.dropped", sink=sink, count=count, reason="sink removed from config")
+
+    def enqueued(self, rows: Sequence[tuple[str, Notification]]) -> None:
+        """Rows were committed to the outbox: count them and wake their lanes."""
+        if not rows:
+            return
+        self._queued += len(rows)
+        self._depth.set(self._queued)
+        for lid in {lane for lane, _ in rows}:
+            lane = self._lanes.get(lid)
+            if lane is not None:
+                lane.wake.set()
+
+    def recount(self) -> None:
+        """Read the queue depth from the outbox again."""
+        if self._store is not None:
+            self._queued = self._store.depth()
+        self._depth.set(self._queued)
+
+    @property
+    def queued(self) -> int:
+        """Notifications waiting in the outbox."""
+        return self._queued
+
+    async def aclose(self, timeout: float) -> None:
+        """Try to deliver what is queued within `timeout` seconds, then stop the lanes; the outbox persists."""
+        store = self._store
+        if store is None:
+            return
+        store.hurry(self._clock.time())
+        for lane in self._lanes.values():
+            lane.wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        while store.depth() > 0 and loop.time() < deadline:  # noqa: ASYNC110 - the depth lives in SQLite
+            await asyncio.sleep(0.02)
+        self._stopping = True
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for lane in self._lanes.values():
+            lane.task = None
+        self._store = None
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # ------------------------------------------------------------------------------------------ lanes
+
+    def _start_lane(self, lane: _Lane) -> None:
+        if lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(self._run_lane(lane), name=f"alerts:{lane.id}")
+            lane.wake.set()
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        while not self._stopping:
+            lane.wake.clear()
+            try:
+                wait = await self._lane_once(lane)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a delivery bug must not kill the lane
+                log.exception("notification.lane_error", sink=lane.name, host=lane.host,
+                              error_type=type(exc).__name__)
+                wait = _POLL
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(wait, _POLL)):
+                        await lane.wake.wait()
+
+    async def _lane_once(self, lane: _Lane) -> float:
+        """Deliver what is due (or re-post what is firing); return how long to sleep."""
+        store = self._store
+        if store is None:
+            return _POLL
+        now = self._clock.time()
+        rows = store.head(lane.id, lane.spec.batch_size)
+        due = []
+        for row in rows:
+            if row.next_attempt_at > now:
+                break
+            due.append(row)
+        if due:
+            await self._deliver(lane, due)
+            return 0.0
+        resends = lane.spec.resends
+        if resends and not rows and now >= lane.next_resend:
+            await self._resend(lane, now)
+            return 0.0
+        wait = _POLL
+        if rows:
+            wait = min(wait, rows[0].next_attempt_at - now)
+        if resends:
+            wait = min(wait, lane.next_resend - now)
+        return max(0.01, wait)
+
+    async def _deliver(self, lane: _Lane, rows: Sequence[OutboxRow]) -> None:
+        assert self._http is not None
+        notes = [r.notification for r in rows]
+        now = self._clock.time()
+        result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        store = self._store
+        if store is None:  # closed while the request was in flight: the rows stay for next start
+            return
+        ids = [r.id for r in rows]
+        fields: dict[str, Any] = {
+            "sink": lane.name, "host": lane.host, "count": len(rows), "status_code": result.status_code,
+            "events": sorted({n.event.value for n in notes}), "alerts": sorted({n.alertname for n in notes}),
+        }
+        if result.verdict == "accepted":
+            self._queued -= store.delete(ids)
+            self._notifications.labels(lane.name, "sent").inc(len(rows))
+            log.info("notification.sent", **fields, attempts=rows[0].attempts + 1)
+        elif result.verdict == "rejected":
+            self._queued -= store.delete(ids)
+            self._notifications.labels(lane.name, "rejected").inc(len(rows))
+            log.error("notification.rejected", **fields,
+                      hint="the sink refused the request (4xx): check its URL, key and headers; not retried")
+        else:
+            attempts = rows[0].attempts + 1
+            if attempts >= lane.sink.max_attempts:
+                self._queued -= store.delete(ids)
+                self._notifications.labels(lane.name, "failed").inc(len(rows))
+                log.error("notification.failed", **fields, attempts=attempts, error=result.error,
+                          hint="gave up after max_attempts")
+            else:
+                delay = backoff(attempts, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng)
+                if result.retry_after is not None:
+                    delay = min(max(delay, result.retry_after), self._backoff_cap)
+                store.reschedule(ids, attempts=attempts, next_attempt_at=now + delay)
+                self._notifications.labels(lane.name, "retried").inc(len(rows))
+                log.warning("notification.retry", **fields, attempts=attempts, error=result.error,
+                            retry_in_s=round(delay, 3))
+        self._depth.set(self._queued)
+
+    async def _resend(self, lane: _Lane, now: float) -> None:
+        """Re-post what is firing, so a sink that keeps alerts only for a while (Alertmanager) keeps them."""
+        assert self._http is not None
+        lane.next_resend = now + self._config.alerts.resend_interval
+        notes = [n for n in self._resendable(now) if lane.spec.accepts(n)]
+        if not notes:
+            return
+        result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        fields = {"sink": lane.name, "host": lane.host, "count": len(notes), "status_code": result.status_code}
+        if result.verdict == "accepted":
+            log.debug("notification.resent", **fields)
+        else:
+            # The next resend tries again; only the first failure in a row is worth a warning.
+            log.warning("notification.resend_failed", **fields, error=result.error)

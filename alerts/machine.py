@@ -7,8 +7,10 @@ Lifecycle per alert instance: inactive -> pending -> firing -> (resolved) inacti
 - Flapping: more than `flap_max` firing edges (fired or resolved) within `flap_window` -> one FLAPPING action,
   then the alert is held firing and no edge is paged until the underlying condition has been steady for a
   whole window; then it resolves (if good) or simply stays firing (if bad).
-- `silenced` (a maintenance window) suppresses FIRE/REMIND/FLAPPING, never the state. A resolution is always
-  notified when the firing was, so nothing stays open in a pager.
+- `silenced` (a maintenance window) holds reminders back and marks firing and flapping actions `silenced` (logged,
+  not sent); it never changes the state. A resolution is always notified when the firing was, so nothing
+  stays open in a pager.
+Imports nothing but the model: the rules and the config stay outside.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.rules import Observation, Signal
+from alerts.model import Event, Observation, Signal
 
 
 class Status(enum.StrEnum):
@@ -28,16 +30,6 @@ class Status(enum.StrEnum):
     INACTIVE = "inactive"
     PENDING = "pending"
     FIRING = "firing"
-
-
-class ActionKind(enum.StrEnum):
-    """What the engine must do after a step."""
-
-    FIRE = "firing"
-    REMIND = "reminder"
-    FLAPPING = "flapping"
-    RESOLVE = "resolved"
-    SUPPRESSED = "suppressed"  # a notification a maintenance window silenced: logged only
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +95,13 @@ class AlertState:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """One consequence of a step: notify (or log a suppressed notification) with the state after the step."""
+    """One consequence of a step: notify `event` with the state after the step; a `silenced` one (a maintenance
+    window is open) is logged, not sent."""
 
-    kind: ActionKind
+    event: Event
     state: AlertState
     at: float
+    silenced: bool = False
 
 
 def step(state: AlertState, obs: Observation, now: float, policy: Policy) -> tuple[AlertState, list[Action]]:
@@ -148,11 +142,11 @@ def step(state: AlertState, obs: Observation, now: float, policy: Policy) -> tup
         if not s.notified and not policy.silenced:
             # The firing edge fell in a maintenance window that has ended since: page now.
             s = dataclasses.replace(s, notified=True, last_notified_at=now)
-            return s, [Action(ActionKind.FIRE, s, now)]
+            return s, [Action(Event.FIRING, s, now)]
         if s.notified and not policy.silenced and s.last_notified_at is not None \
                 and now - s.last_notified_at >= policy.repeat_interval:
             s = dataclasses.replace(s, last_notified_at=now)
-            return s, [Action(ActionKind.REMIND, s, now)]
+            return s, [Action(Event.REMINDER, s, now)]
         return s, []
     if s.good_streak < policy.success_threshold:
         return s, []
@@ -168,17 +162,17 @@ def _fire(s: AlertState, now: float, policy: Policy) -> tuple[AlertState, list[A
     if len(edges) > policy.flap_max:
         return _start_flapping(s, raw_bad=True, now=now, policy=policy)
     if policy.silenced:
-        return s, [Action(ActionKind.SUPPRESSED, s, now)]
+        return s, [Action(Event.FIRING, s, now, silenced=True)]
     s = dataclasses.replace(s, notified=True, last_notified_at=now)
-    return s, [Action(ActionKind.FIRE, s, now)]
+    return s, [Action(Event.FIRING, s, now)]
 
 
 def _start_flapping(s: AlertState, *, raw_bad: bool, now: float, policy: Policy) -> tuple[AlertState, list[Action]]:
     s = dataclasses.replace(s, status=Status.FIRING, flapping=True, raw_bad=raw_bad, raw_changed_at=now)
     if policy.silenced:
-        return s, [Action(ActionKind.SUPPRESSED, s, now)]
+        return s, [Action(Event.FLAPPING, s, now, silenced=True)]
     s = dataclasses.replace(s, notified=True, last_notified_at=now)
-    return s, [Action(ActionKind.FLAPPING, s, now)]
+    return s, [Action(Event.FLAPPING, s, now)]
 
 
 def _step_flapping(s: AlertState, bad: bool, now: float, policy: Policy) -> tuple[AlertState, list[Action]]:
@@ -194,7 +188,7 @@ def _step_flapping(s: AlertState, bad: bool, now: float, policy: Policy) -> tupl
     if s.raw_bad:
         if not s.notified and not policy.silenced:
             s = dataclasses.replace(s, notified=True, last_notified_at=now)
-            return s, [Action(ActionKind.FIRE, s, now)]
+            return s, [Action(Event.FIRING, s, now)]
         return s, []
     return _resolve(s, now)
 
@@ -202,7 +196,7 @@ def _step_flapping(s: AlertState, bad: bool, now: float, policy: Policy) -> tupl
 def _resolve(s: AlertState, now: float) -> tuple[AlertState, list[Action]]:
     was_notified = s.notified
     s = dataclasses.replace(s, status=Status.INACTIVE, since=now)
-    actions = [Action(ActionKind.RESOLVE, s, now)] if was_notified else []
+    actions = [Action(Event.RESOLVED, s, now)] if was_notified else []
     return dataclasses.replace(s, notified=False, last_notified_at=None), actions
 
 

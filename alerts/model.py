@@ -1,16 +1,57 @@
-"""Values shared by the engine, the outbox and the sinks: a notification and the context a sink renders with."""
+"""The values the alerts package passes around: events, observations, what rules remember, notifications."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
-Event = Literal["firing", "reminder", "flapping", "resolved"]
-EVENTS: tuple[Event, ...] = ("firing", "reminder", "flapping", "resolved")
 WATCHDOG = "MonitorWatchdog"
+
+
+class Event(enum.StrEnum):
+    """What a notification tells a sink about an alert; the state machine's actions speak the same words."""
+
+    FIRING = "firing"
+    REMINDER = "reminder"
+    FLAPPING = "flapping"
+    RESOLVED = "resolved"
+
+
+class Signal(enum.Enum):
+    """What one result says about one alert: the condition holds (BAD) or it does not (GOOD)."""
+
+    BAD = "bad"
+    GOOD = "good"
+
+
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
+class Observation(NamedTuple):
+    """One result's verdict for one alert instance; labels and annotations matter when BAD.
+
+    A named tuple, not a dataclass: the rules build several per result, and a tuple is the cheapest to build.
+    """
+
+    key: str
+    alertname: str
+    check: str
+    signal: Signal
+    labels: Mapping[str, str] = _NONE
+    annotations: Mapping[str, str] = _NONE
+
+
+@dataclass(frozen=True, slots=True)
+class CheckMemory:
+    """What the rules remember about a check between results: its last good answer (the `from` label)."""
+
+    last_good_status: int | None = None
+    last_good_outcome: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +74,13 @@ class Notification:
     @property
     def resolved(self) -> bool:
         """Whether this notification ends the alert."""
-        return self.event == "resolved"
+        return self.event is Event.RESOLVED
 
     def to_json(self) -> str:
         """The outbox form."""
         return json.dumps(
             {
-                "key": self.key, "event": self.event, "labels": dict(self.labels),
+                "key": self.key, "event": self.event.value, "labels": dict(self.labels),
                 "annotations": dict(self.annotations), "starts_at": self.starts_at, "at": self.at,
                 "ends_at": self.ends_at,
             },
@@ -51,7 +92,7 @@ class Notification:
         """Read the outbox form back."""
         raw: dict[str, Any] = json.loads(text)
         return cls(
-            key=raw["key"], event=raw["event"], labels=dict(raw["labels"]),
+            key=raw["key"], event=Event(raw["event"]), labels=dict(raw["labels"]),
             annotations=dict(raw["annotations"]), starts_at=float(raw["starts_at"]), at=float(raw["at"]),
             ends_at=None if raw.get("ends_at") is None else float(raw["ends_at"]),
         )
@@ -64,11 +105,9 @@ class SinkContext:
     service: str
     resend_interval: float
     generator_url: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
     """A stable hash of a label set: the PagerDuty dedup_key and the webhook's `fingerprint`."""
     text = "\x00".join(f"{k}\x01{v}" for k, v in sorted(labels.items()))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from alerts.delivery import SendResult, post_json
-from alerts.model import Notification, SinkContext, fingerprint
+from alerts.model import WATCHDOG, Event, Notification, SinkContext, fingerprint
+from alerts.sink import SendResult, SinkSpec, host_of, post_json
 from monitor.core.clock import iso
 from monitor.core.config import PagerDutySink
 
@@ -26,40 +26,60 @@ def dedup_key(notification: Notification) -> str:
     return fingerprint(notification.labels)
 
 
-def build_payload(notification: Notification, *, routing_key: str, ctx: SinkContext) -> dict[str, Any]:
-    """The Events v2 body for one notification."""
-    body: dict[str, Any] = {
-        "routing_key": routing_key,
-        "dedup_key": dedup_key(notification),
-        "event_action": "resolve" if notification.resolved else "trigger",
-    }
-    if notification.resolved:
+class PagerDutySpec:
+    """The PagerDuty sink: one event per request, one lane."""
+
+    kind = "pagerduty"
+    batch_size = 1
+    resends = False
+
+    def lanes(self, sink: PagerDutySink) -> Sequence[str]:
+        """A single lane to the Events API."""
+        return [host_of(sink.url)]
+
+    def accepts(self, notification: Notification) -> bool:
+        """Everything but the watchdog."""
+        return notification.alertname != WATCHDOG
+
+    def build_payload(
+        self, sink: PagerDutySink, notifications: Sequence[Notification], *, ctx: SinkContext, now: float
+    ) -> dict[str, Any]:
+        """The Events v2 body for one notification."""
+        notification = notifications[0]
+        body: dict[str, Any] = {
+            "routing_key": sink.routing_key.get_secret_value(),
+            "dedup_key": dedup_key(notification),
+            "event_action": "resolve" if notification.resolved else "trigger",
+        }
+        if notification.resolved:
+            return body
+        labels = notification.labels
+        summary = notification.annotations.get("summary") or notification.alertname
+        prefix = "[flapping] " if notification.event is Event.FLAPPING else ""
+        summary = f"{prefix}{notification.alertname} {labels.get('check', '')}: {summary}".strip()
+        body["payload"] = {
+            "summary": summary[:SUMMARY_LIMIT],
+            "source": f"{labels.get('service', ctx.service)}/{labels.get('check', '')}".rstrip("/"),
+            "severity": SEVERITY.get(labels.get("severity", ""), "error"),
+            "timestamp": iso(notification.at),
+            "component": labels.get("check", ""),
+            "group": labels.get("service", ctx.service),
+            "class": notification.alertname,
+            "custom_details": {"labels": dict(labels), "annotations": dict(notification.annotations),
+                               "event": notification.event.value, "starts_at": iso(notification.starts_at)},
+        }
+        body["client"] = "pam-monitor"
+        if ctx.generator_url:
+            body["client_url"] = ctx.generator_url
         return body
-    labels = notification.labels
-    summary = notification.annotations.get("summary") or notification.alertname
-    prefix = "[flapping] " if notification.event == "flapping" else ""
-    summary = f"{prefix}{notification.alertname} {labels.get('check', '')}: {summary}".strip()
-    body["payload"] = {
-        "summary": summary[:SUMMARY_LIMIT],
-        "source": f"{labels.get('service', ctx.service)}/{labels.get('check', '')}".rstrip("/"),
-        "severity": SEVERITY.get(labels.get("severity", ""), "error"),
-        "timestamp": iso(notification.at),
-        "component": labels.get("check", ""),
-        "group": labels.get("service", ctx.service),
-        "class": notification.alertname,
-        "custom_details": {"labels": dict(labels), "annotations": dict(notification.annotations),
-                           "event": notification.event, "starts_at": iso(notification.starts_at)},
-    }
-    body["client"] = "pam-monitor"
-    if ctx.generator_url:
-        body["client_url"] = ctx.generator_url
-    return body
+
+    async def send(
+        self, client: httpx.AsyncClient, sink: PagerDutySink, notifications: Sequence[Notification], *,
+        ctx: SinkContext, now: float, lane: int,
+    ) -> SendResult:
+        """Send one event."""
+        body = self.build_payload(sink, notifications, ctx=ctx, now=now)
+        return await post_json(client, sink.url, body, timeout=sink.timeout)
 
 
-async def send(
-    client: httpx.AsyncClient, sink: PagerDutySink, notifications: Sequence[Notification], *,
-    ctx: SinkContext, now: float, url_index: int = 0,
-) -> SendResult:
-    """Send one event (the engine hands PagerDuty one notification at a time)."""
-    body = build_payload(notifications[0], routing_key=sink.routing_key.get_secret_value(), ctx=ctx)
-    return await post_json(client, sink.url, body, timeout=sink.timeout)
+SPEC: SinkSpec[PagerDutySink] = PagerDutySpec()

@@ -1,56 +1,23 @@
-"""The built-in alert rules of DESIGN §4: which results are bad or good for which alert, with labels."""
+"""The built-in alert rules of DESIGN §4, one record each: which results are bad or good for which alert, with labels.
+
+Adding a rule is one `Rule` record in `RULES` plus its name in the `AlertName` literal (monitor/core/config/base.py);
+which check kinds raise it is declared on the probes side (`rules_by_kind`, handed to the engine).
+"""
 
 from __future__ import annotations
 
-import enum
 import json
 import re
-import typing
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
+from alerts.model import CheckMemory, Observation, Signal
 from monitor.core.config import AlertName, Config
 from monitor.core.results import Outcome, Result
 
-ALERTNAMES: tuple[AlertName, ...] = typing.get_args(AlertName)
-SEVERITIES: tuple[str, ...] = ("critical", "warning", "info", "none")
-DEFAULT_SEVERITY: Mapping[str, str] = {
-    "ContractRegression": "critical",
-    "AuthBypass": "critical",
-    "TableMissing": "critical",
-    "SchemaDrift": "warning",
-    "EndpointDown": "critical",
-    "VoiceDegraded": "warning",
-    "DatabaseDown": "critical",
-    "MonitorWatchdog": "none",
-}
-RUNBOOKS: Mapping[str, str] = {
-    "ContractRegression": "The endpoint used to answer as expected and now fails with a server error: check the "
-    "latest deploy and the backend logs for this route, then roll back if it started with a release.",
-    "AuthBypass": "A request without valid credentials got past the auth layer: treat as a security incident, "
-    "check the route's auth dependency and JWT verification (alg, signature, expiry), consider disabling it.",
-    "TableMissing": "A required table is absent: check recent migrations (a dropped or renamed table) and the "
-    "PostgREST schema cache (NOTIFY pgrst, 'reload schema').",
-    "SchemaDrift": "A required column is missing or row-level security is off: compare the live schema with the "
-    "migrations; re-enable RLS (ALTER TABLE ... ENABLE ROW LEVEL SECURITY) at once.",
-    "EndpointDown": "The endpoint cannot be reached or answers 5xx: check the process, its host, DNS, TLS and "
-    "the load balancer.",
-    "VoiceDegraded": "The voice subsystem is degraded: check the TTS provider (Edge-TTS), its fallbacks and the "
-    "voice health endpoint's details.",
-    "DatabaseDown": "The database round trip fails: check PostgreSQL availability, connection limits, "
-    "credentials and network.",
-    "MonitorWatchdog": "Always firing while pam-monitor runs; route it to a dead man's switch. If it stops, "
-    "pam-monitor itself is down.",
-}
-
-_CHECK_RULES: Mapping[str, tuple[str, ...]] = {
-    "http": ("ContractRegression", "TableMissing", "EndpointDown"),
-    "auth_contract": ("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown"),
-    "voice": ("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded"),
-    "postgrest": ("ContractRegression", "TableMissing", "EndpointDown"),
-    "db": ("TableMissing", "SchemaDrift", "DatabaseDown"),
-}
+Severity = Literal["critical", "warning", "info", "none"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info", "none")
 _GOOD = frozenset({Outcome.OK, Outcome.SLOW})
 _DB_DOWN = frozenset(
     {Outcome.CONNECTION_ERROR, Outcome.TIMEOUT, Outcome.DNS_ERROR, Outcome.TLS_ERROR, Outcome.DB_ERROR}
@@ -59,31 +26,29 @@ _LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
 _ANNOTATION_LIMIT = 1000
 
 
-class Signal(enum.Enum):
-    """What one result says about one alert: the condition holds (BAD) or it does not (GOOD)."""
+class Facts(NamedTuple):
+    """What a rule looks at: one result of one check, what the rules remember about the check, and the keys of its
+    active alert instances. (A named tuple: one is built per result, and a tuple is the cheapest to build.)"""
 
-    BAD = "bad"
-    GOOD = "good"
+    config: Config
+    check: Any
+    result: Result
+    memory: CheckMemory
+    known: Collection[str]
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One result's verdict for one alert instance; labels and annotations matter when BAD."""
-
-    key: str
-    alertname: str
-    check: str
-    signal: Signal
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
+Evaluate = Callable[[str, Facts], list[Observation]]
+"""`evaluate(alertname, facts)`: every instance of the alert the result says something about."""
 
 
 @dataclass(frozen=True, slots=True)
-class CheckMemory:
-    """What the rules remember about a check between results: its last good answer (the `from` label)."""
+class Rule:
+    """One built-in alert: its name, default severity, runbook hint and how a result is judged."""
 
-    last_good_status: int | None = None
-    last_good_outcome: str | None = None
+    name: AlertName
+    severity: Severity
+    runbook: str
+    evaluate: Evaluate
 
 
 def alert_key(alertname: str, check: str, table: str = "") -> str:
@@ -96,13 +61,13 @@ def severity_of(config: Config, alertname: str) -> str:
     override = config.alerts.rules.get(alertname)  # type: ignore[call-overload]
     if override is not None and override.severity is not None:
         return str(override.severity)
-    return DEFAULT_SEVERITY[alertname]
+    return RULES[alertname].severity
 
 
-def rules_for(config: Config, check: Any) -> tuple[str, ...]:
-    """The alertnames that apply to a check: by kind, minus rules disabled globally or on the check."""
+def rules_for(config: Config, check: Any, rules_by_kind: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    """The alertnames that apply to a check: those of its kind, minus rules disabled globally or on the check."""
     out = []
-    for name in _CHECK_RULES.get(check.kind, ()):
+    for name in rules_by_kind.get(check.kind, ()):
         override = config.alerts.rules.get(name)  # type: ignore[call-overload]
         if override is not None and not override.enabled:
             continue
@@ -142,30 +107,18 @@ def watchdog_labels(config: Config) -> dict[str, str]:
 
 def evaluate(
     config: Config, check: Any, result: Result, memory: CheckMemory, known: Collection[str] = (),
-    *, rules: Collection[str] | None = None,
+    *, rules: Collection[str],
 ) -> list[Observation]:
     """Every alert instance this result says something about; instances it says nothing about are left out.
 
+    `rules` is `rules_for(config, check, rules_by_kind)` (the engine works it out once per config, not per result).
     `known` holds the keys of this check's alert instances that are active, so a table that stopped being
-    reported missing on a passing run is seen as GOOD. `rules` is `rules_for(config, check)` when the caller
-    has it already (the engine computes it once per config, not once per result).
+    reported missing on a passing run is seen as GOOD.
     """
+    facts = Facts(config, check, result, memory, known)
     out: list[Observation] = []
-    for alertname in rules_for(config, check) if rules is None else rules:
-        if alertname == "TableMissing":
-            out.extend(_tables(config, check, result, known))
-            continue
-        signal = _RULES[alertname](check, result)
-        if signal is None:
-            continue
-        key = alert_key(alertname, check.name)
-        if signal is Signal.GOOD:
-            out.append(Observation(key, alertname, check.name, signal))
-            continue
-        labels = base_labels(config, check, alertname)
-        if alertname == "ContractRegression":
-            labels["from"], labels["to"] = _from_to(check, result, memory)
-        out.append(Observation(key, alertname, check.name, signal, labels, build_annotations(alertname, result)))
+    for alertname in rules:
+        out.extend(RULES[alertname].evaluate(alertname, facts))
     return out
 
 
@@ -178,7 +131,7 @@ def build_annotations(alertname: str, result: Result, table: str = "") -> dict[s
         + f", {result.duration_s:.3f} s" + (f"; table {table}" if table else ""),
         "outcome": result.outcome.value,
         "duration_s": f"{result.duration_s:.3f}",
-        "runbook": RUNBOOKS[alertname],
+        "runbook": RULES[alertname].runbook,
     }
     if result.status_code is not None:
         notes["status_code"] = str(result.status_code)
@@ -187,7 +140,43 @@ def build_annotations(alertname: str, result: Result, table: str = "") -> dict[s
     return notes
 
 
-# ---------------------------------------------------------------------------------------------- one per rule
+def missing_tables(result: Result) -> list[str]:
+    """Tables this result reports missing: `tables` entries False, details tables_missing/table."""
+    names: dict[str, None] = {name: None for name, present in result.tables.items() if not present}
+    listed = result.details.get("tables_missing")
+    if isinstance(listed, list | tuple):
+        names.update({str(t): None for t in listed})
+    single = result.details.get("table")
+    if isinstance(single, str) and result.outcome is Outcome.TABLE_MISSING:
+        names[single] = None
+    if not names and result.outcome is Outcome.TABLE_MISSING:
+        names["unknown"] = None
+    return list(names)
+
+
+# ---------------------------------------------------------------------------------------------- how rules judge
+
+SignalFn = Callable[[Any, Result], Signal | None]
+"""`(check, result) -> BAD, GOOD or None` (the result says nothing about this alert)."""
+
+
+def _one_per_check(signal_of: SignalFn, extra_labels: Callable[[Facts], Mapping[str, str]] | None = None) -> Evaluate:
+    """An alert with one instance per check, judged by `signal_of`."""
+
+    def evaluate(alertname: str, facts: Facts) -> list[Observation]:
+        check = facts.check
+        signal = signal_of(check, facts.result)
+        if signal is None:
+            return []
+        key = alert_key(alertname, check.name)
+        if signal is Signal.GOOD:
+            return [Observation(key, alertname, check.name, signal)]
+        labels = base_labels(facts.config, check, alertname)
+        if extra_labels is not None:
+            labels.update(extra_labels(facts))
+        return [Observation(key, alertname, check.name, signal, labels, build_annotations(alertname, facts.result))]
+
+    return evaluate
 
 
 def _answered(result: Result) -> bool:
@@ -204,6 +193,24 @@ def _contract_regression(check: Any, result: Result) -> Signal | None:
     if result.outcome in _GOOD or (result.status_code is not None and not _is_5xx(result)):
         return Signal.GOOD
     return None
+
+
+def _from_to(facts: Facts) -> dict[str, str]:
+    """The `from` and `to` labels of a ContractRegression."""
+    check, result, memory = facts.check, facts.result, facts.memory
+    to_http = result.status_code is not None
+    to = str(result.status_code) if to_http else result.outcome.value
+    if to_http and memory.last_good_status is not None:
+        return {"from": str(memory.last_good_status), "to": to}
+    if memory.last_good_outcome is not None and not to_http:
+        return {"from": memory.last_good_outcome, "to": to}
+    if to_http and memory.last_good_outcome is None:
+        # Never seen good since the state began: the `from` side is what the check expects.
+        expect = getattr(check, "expect", None)
+        statuses = getattr(expect, "status", None)
+        if statuses:
+            return {"from": "|".join(str(s) for s in statuses), "to": to}
+    return {"from": memory.last_good_outcome or Outcome.OK.value, "to": result.outcome.value}
 
 
 def _auth_bypass(check: Any, result: Result) -> Signal | None:
@@ -237,68 +244,73 @@ def _database_down(check: Any, result: Result) -> Signal | None:
     return None if result.outcome is Outcome.INTERNAL_ERROR else Signal.GOOD
 
 
-_RULES = {
-    "ContractRegression": _contract_regression,
-    "AuthBypass": _auth_bypass,
-    "SchemaDrift": _schema_drift,
-    "EndpointDown": _endpoint_down,
-    "VoiceDegraded": _voice_degraded,
-    "DatabaseDown": _database_down,
-}
-
-
-def _from_to(check: Any, result: Result, memory: CheckMemory) -> tuple[str, str]:
-    to_http = result.status_code is not None
-    to = str(result.status_code) if to_http else result.outcome.value
-    if to_http and memory.last_good_status is not None:
-        return str(memory.last_good_status), to
-    if memory.last_good_outcome is not None and not to_http:
-        return memory.last_good_outcome, to
-    if to_http and memory.last_good_outcome is None:
-        # Never seen good since the state began: the `from` side is what the check expects.
-        expect = getattr(check, "expect", None)
-        statuses = getattr(expect, "status", None)
-        if statuses:
-            return "|".join(str(s) for s in statuses), to
-    return memory.last_good_outcome or Outcome.OK.value, result.outcome.value
-
-
-def missing_tables(result: Result) -> list[str]:
-    """Tables this result reports missing: `tables` entries False, details tables_missing/table."""
-    names: dict[str, None] = {name: None for name, present in result.tables.items() if not present}
-    listed = result.details.get("tables_missing")
-    if isinstance(listed, list | tuple):
-        names.update({str(t): None for t in listed})
-    single = result.details.get("table")
-    if isinstance(single, str) and result.outcome is Outcome.TABLE_MISSING:
-        names[single] = None
-    if not names and result.outcome is Outcome.TABLE_MISSING:
-        names["unknown"] = None
-    return list(names)
-
-
-def _tables(config: Config, check: Any, result: Result, known: Collection[str]) -> list[Observation]:
+def _tables(alertname: str, facts: Facts) -> list[Observation]:
+    """One instance per missing table; a table listed present, or known but not named on a passing run, is GOOD."""
+    config, check, result = facts.config, facts.check, facts.result
     out: list[Observation] = []
-    missing = missing_tables(result)
-    for table in missing:
-        labels = base_labels(config, check, "TableMissing")
+    for table in missing_tables(result):
+        labels = base_labels(config, check, alertname)
         labels["table"] = table
         out.append(
-            Observation(alert_key("TableMissing", check.name, table), "TableMissing", check.name, Signal.BAD,
-                        labels, build_annotations("TableMissing", result, table))
+            Observation(alert_key(alertname, check.name, table), alertname, check.name, Signal.BAD,
+                        labels, build_annotations(alertname, result, table))
         )
-    prefix = alert_key("TableMissing", check.name, "")
+    prefix = alert_key(alertname, check.name, "")
     seen = {o.key for o in out}
     for name, present in result.tables.items():
-        key = alert_key("TableMissing", check.name, name)
+        key = alert_key(alertname, check.name, name)
         if present and key not in seen:
-            out.append(Observation(key, "TableMissing", check.name, Signal.GOOD))
+            out.append(Observation(key, alertname, check.name, Signal.GOOD))
             seen.add(key)
     if result.outcome in _GOOD:
-        for key in known:
+        for key in facts.known:
             if key.startswith(prefix + "/") and key not in seen:
-                out.append(Observation(key, "TableMissing", check.name, Signal.GOOD))
+                out.append(Observation(key, alertname, check.name, Signal.GOOD))
     return out
+
+
+def _not_from_results(alertname: str, facts: Facts) -> list[Observation]:
+    """The watchdog is not judged from results: the engine sends it while results keep arriving."""
+    return []
+
+
+RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
+    Rule("ContractRegression", "critical",
+         "The endpoint used to answer as expected and now fails with a server error: check the latest deploy and "
+         "the backend logs for this route, then roll back if it started with a release.",
+         _one_per_check(_contract_regression, _from_to)),
+    Rule("AuthBypass", "critical",
+         "A request without valid credentials got past the auth layer: treat as a security incident, check the "
+         "route's auth dependency and JWT verification (alg, signature, expiry), consider disabling it.",
+         _one_per_check(_auth_bypass)),
+    Rule("TableMissing", "critical",
+         "A required table is absent: check recent migrations (a dropped or renamed table) and the PostgREST "
+         "schema cache (NOTIFY pgrst, 'reload schema').",
+         _tables),
+    Rule("SchemaDrift", "warning",
+         "A required column is missing or row-level security is off: compare the live schema with the "
+         "migrations; re-enable RLS (ALTER TABLE ... ENABLE ROW LEVEL SECURITY) at once.",
+         _one_per_check(_schema_drift)),
+    Rule("EndpointDown", "critical",
+         "The endpoint cannot be reached or answers 5xx: check the process, its host, DNS, TLS and the load "
+         "balancer.",
+         _one_per_check(_endpoint_down)),
+    Rule("VoiceDegraded", "warning",
+         "The voice subsystem is degraded: check the TTS provider (Edge-TTS), its fallbacks and the voice health "
+         "endpoint's details.",
+         _one_per_check(_voice_degraded)),
+    Rule("DatabaseDown", "critical",
+         "The database round trip fails: check PostgreSQL availability, connection limits, credentials and "
+         "network.",
+         _one_per_check(_database_down)),
+    Rule("MonitorWatchdog", "none",
+         "Always firing while pam-monitor runs; route it to a dead man's switch. If it stops, pam-monitor itself "
+         "is down.",
+         _not_from_results),
+)}
+"""Every built-in rule by alertname; a test holds it equal to the AlertName literal."""
+
+ALERTNAMES: tuple[str, ...] = tuple(RULES)
 
 
 def _label_name(name: str) -> str:

@@ -7,48 +7,68 @@ from typing import Any
 
 import httpx
 
-from alerts.delivery import SendResult, post_json
-from alerts.model import Notification, SinkContext
+from alerts.model import WATCHDOG, Event, Notification, SinkContext
+from alerts.sink import SendResult, SinkSpec, host_of, post_json
 from monitor.core.clock import iso
 from monitor.core.config import SlackSink
 
 _WORDING = {
-    "firing": ":rotating_light: FIRING",
-    "reminder": ":rotating_light: STILL FIRING",
-    "flapping": ":warning: FLAPPING",
-    "resolved": ":white_check_mark: RESOLVED",
+    Event.FIRING: ":rotating_light: FIRING",
+    Event.REMINDER: ":rotating_light: STILL FIRING",
+    Event.FLAPPING: ":warning: FLAPPING",
+    Event.RESOLVED: ":white_check_mark: RESOLVED",
 }
 TEXT_LIMIT = 2900  # a section block's text is limited to 3000 characters
 
 
-def build_payload(notification: Notification, *, ctx: SinkContext) -> dict[str, Any]:
-    """The webhook body for one notification."""
-    labels = notification.labels
-    head = f"{_WORDING[notification.event]}: {notification.alertname} on {labels.get('check', ctx.service)}"
-    summary = notification.annotations.get("summary", "")
-    lines = [f"*{head}*"]
-    if summary:
-        lines.append(summary if not notification.resolved else f"was: {summary}")
-    lines.append(f"severity `{labels.get('severity', '')}` · service `{labels.get('service', ctx.service)}`"
-                 f" · since {iso(notification.starts_at)}")
-    extra = [f"{k}={v}" for k, v in sorted(labels.items())
-             if k not in ("alertname", "check", "severity", "service")]
-    if extra:
-        lines.append("labels: " + ", ".join(extra))
-    runbook = notification.annotations.get("runbook")
-    if runbook and not notification.resolved:
-        lines.append(f"runbook: {runbook}")
-    text = "\n".join(lines)[:TEXT_LIMIT]
-    return {
-        "text": f"{head}: {summary}"[:TEXT_LIMIT] if summary else head,
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-    }
+class SlackSpec:
+    """The Slack sink: one message per notification, one lane."""
+
+    kind = "slack"
+    batch_size = 1
+    resends = False
+
+    def lanes(self, sink: SlackSink) -> Sequence[str]:
+        """A single lane to the webhook."""
+        return [host_of(sink.url.get_secret_value())]
+
+    def accepts(self, notification: Notification) -> bool:
+        """Everything but the watchdog (it would post forever)."""
+        return notification.alertname != WATCHDOG
+
+    def build_payload(
+        self, sink: SlackSink, notifications: Sequence[Notification], *, ctx: SinkContext, now: float
+    ) -> dict[str, Any]:
+        """The webhook body for one notification."""
+        notification = notifications[0]
+        labels = notification.labels
+        head = f"{_WORDING[notification.event]}: {notification.alertname} on {labels.get('check', ctx.service)}"
+        summary = notification.annotations.get("summary", "")
+        lines = [f"*{head}*"]
+        if summary:
+            lines.append(summary if not notification.resolved else f"was: {summary}")
+        lines.append(f"severity `{labels.get('severity', '')}` · service `{labels.get('service', ctx.service)}`"
+                     f" · since {iso(notification.starts_at)}")
+        extra = [f"{k}={v}" for k, v in sorted(labels.items())
+                 if k not in ("alertname", "check", "severity", "service")]
+        if extra:
+            lines.append("labels: " + ", ".join(extra))
+        runbook = notification.annotations.get("runbook")
+        if runbook and not notification.resolved:
+            lines.append(f"runbook: {runbook}")
+        text = "\n".join(lines)[:TEXT_LIMIT]
+        return {
+            "text": f"{head}: {summary}"[:TEXT_LIMIT] if summary else head,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        }
+
+    async def send(
+        self, client: httpx.AsyncClient, sink: SlackSink, notifications: Sequence[Notification], *,
+        ctx: SinkContext, now: float, lane: int,
+    ) -> SendResult:
+        """Post one message."""
+        body = self.build_payload(sink, notifications, ctx=ctx, now=now)
+        return await post_json(client, sink.url.get_secret_value(), body, timeout=sink.timeout)
 
 
-async def send(
-    client: httpx.AsyncClient, sink: SlackSink, notifications: Sequence[Notification], *,
-    ctx: SinkContext, now: float, url_index: int = 0,
-) -> SendResult:
-    """Post one message."""
-    return await post_json(client, sink.url.get_secret_value(), build_payload(notifications[0], ctx=ctx),
-                           timeout=sink.timeout)
+SPEC: SinkSpec[SlackSink] = SlackSpec()

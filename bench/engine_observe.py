@@ -31,9 +31,11 @@ from typing import Any
 import prometheus_client
 import structlog
 
-from alerts.engine import AlertEngine
+from alerts import AlertEngine
+from alerts.store import Store
 from monitor.core.config import Config
 from monitor.core.results import Outcome, Result
+from probes import RULES_BY_KIND
 
 CATEGORIES = ("first", "ok", "scripted")
 T0 = 1_767_225_600.0
@@ -109,8 +111,9 @@ class Run:
     total_ns: int
 
 
-async def _engine(config: Config, clock: Clock) -> AlertEngine:
-    engine = AlertEngine(config, registry=prometheus_client.CollectorRegistry(), clock=clock)
+async def _engine(config: Config, clock: Clock, trace: Callable[[str], None] | None = None) -> AlertEngine:
+    engine = AlertEngine(config, rules_by_kind=RULES_BY_KIND, registry=prometheus_client.CollectorRegistry(),
+                         clock=clock, store_factory=lambda state_dir: Store.open(state_dir, trace=trace))
     await engine.start()
     return engine
 
@@ -150,29 +153,26 @@ def counted_pass(config: Config, feed: list[tuple[str, float, Result]]) -> dict[
     loop = asyncio.new_event_loop()
     counts = {c: {"results": 0, "tx": 0, "statements": 0, "gauge_sets": 0} for c in CATEGORIES}
     current = ["first"]
+    tracing = [False]
+
+    def trace(sql: str) -> None:
+        if not tracing[0]:
+            return
+        counts[current[0]]["statements"] += 1
+        if sql.lstrip().upper().startswith("BEGIN"):
+            counts[current[0]]["tx"] += 1
+
     try:
-        engine = loop.run_until_complete(_engine(config, clock))
-        db: Any = engine._store._db  # type: ignore[union-attr]
-
-        def trace(sql: str) -> None:
-            counts[current[0]]["statements"] += 1
-            if sql.lstrip().upper().startswith("BEGIN"):
-                counts[current[0]]["tx"] += 1
-
-        db.set_trace_callback(trace)
-        labels: Callable[..., Any] = engine._firing.labels
-
-        def counted_labels(*args: Any, **kwargs: Any) -> Any:
-            counts[current[0]]["gauge_sets"] += 1
-            return labels(*args, **kwargs)
-
-        engine._firing.labels = counted_labels  # type: ignore[method-assign]
+        engine = loop.run_until_complete(_engine(config, clock, trace))
+        tracing[0] = True
         for category, at, result in feed:
             clock.now = at
             current[0] = category
             counts[category]["results"] += 1
+            before = engine.stats().firing_sets
             engine.observe(result)
-        db.set_trace_callback(None)
+            counts[category]["gauge_sets"] += engine.stats().firing_sets - before
+        tracing[0] = False
         loop.run_until_complete(engine.aclose(0.0))
     finally:
         loop.close()
@@ -217,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("checks 1..100000, results 1..1000000, repeat 1..20")
     feed = script(args.checks, args.results, args.interval)
     events = quiet_logs()
-    import alerts.engine
+    import alerts
 
-    print(f"engine: {alerts.engine.__file__}")
+    print(f"engine: {alerts.__file__}")
     print(f"{args.checks:,} checks, {args.results:,} results, interval {args.interval:g} s, no sinks, "
           f"medians of {args.repeat}")
     per_call: list[Run] = []

@@ -21,7 +21,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.alerts.test_daemon_e2e import Backend, last_outcome, start_daemon, write_config
-from tests.support.alertmanager import Alertmanager, wait_for
+from tests.support.alertmanager import Alertmanager
+from tests.support.poll import until
 from tests.support.servers import serve_asgi
 
 
@@ -47,15 +48,15 @@ def main() -> int:
             daemon = start_daemon(config, work / "daemon.log")
             try:
                 limit = 3 * args.interval + 30
-                wait_for(lambda: last_outcome(base) == "ok", timeout=limit)
+                until(lambda: last_outcome(base) == "ok", timeout=limit)
                 for _ in range(max(1, min(args.runs, 20))):
                     backend.broken = True
                     t0 = time.monotonic()
-                    wait_for(lambda: am.alerts_named("ContractRegression"), timeout=limit, interval=0.02)
+                    until(lambda: am.alerts_named("ContractRegression"), timeout=limit, interval=0.02)
                     fire.append(time.monotonic() - t0)
                     backend.broken = False
                     t0 = time.monotonic()
-                    wait_for(lambda: not am.alerts_named("ContractRegression"), timeout=limit, interval=0.02)
+                    until(lambda: not am.alerts_named("ContractRegression"), timeout=limit, interval=0.02)
                     resolve.append(time.monotonic() - t0)
             finally:
                 daemon.terminate()

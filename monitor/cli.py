@@ -147,9 +147,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _engine_factory() -> Any:
-    from alerts.engine import AlertEngine
+    from alerts import AlertEngine
+    from probes import RULES_BY_KIND
 
-    return lambda config, registry, clock: AlertEngine(config, registry=registry, clock=clock)
+    return lambda config, registry, clock: AlertEngine(config, rules_by_kind=RULES_BY_KIND, registry=registry,
+                                                       clock=clock)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

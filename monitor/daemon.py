@@ -30,7 +30,11 @@ log = structlog.get_logger("pam_monitor.daemon")
 
 
 class Engine(Protocol):
-    """What the daemon needs from the alert engine (alerts.engine.AlertEngine)."""
+    """What the daemon needs from the alert engine (alerts.AlertEngine).
+
+    The daemon calls start() and aclose(timeout) rather than `async with`: its shutdown gives the flush whatever
+    is left of shutdown_timeout once the in-flight runs are done, at that point in the sequence.
+    """
 
     async def start(self) -> None:
         """Open persisted state and start delivery."""

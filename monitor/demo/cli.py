@@ -150,9 +150,12 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
             return 1
         print(banner(target=target, listen=args.listen, config_path=config_path, db_line=db_line,
                      interval=interval), file=out, flush=True)
+        from probes import RULES_BY_KIND
+
         daemon = Daemon(
             config, config_path=config_path,
-            engine_factory=lambda c, registry, clock: AlertEngine(c, registry=registry, clock=clock),
+            engine_factory=lambda c, registry, clock: AlertEngine(c, rules_by_kind=RULES_BY_KIND, registry=registry,
+                                                                  clock=clock),
         )
         try:
             return await daemon.run()

@@ -7,19 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support.alertmanager import Alertmanager, wait_for
+from tests.support.alertmanager import Alertmanager
+from tests.support.poll import until
 from tests.support.servers import free_port, serve_asgi
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +88,19 @@ def last_outcome(base: str) -> str | None:
     return str(checks[0].get("outcome")) if checks else None
 
 
+def results_counted(base: str, outcome: str) -> float:
+    """How many results with this outcome the daemon has counted since it started (0 while it cannot answer)."""
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=2.0).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "pam_monitor_check_results" for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels.get("outcome") == outcome)
+
+
 def regressions(am: Alertmanager) -> list[dict[str, Any]]:
+    """The active ContractRegression alerts in Alertmanager."""
     return am.alerts_named("ContractRegression")
 
 
@@ -100,18 +113,19 @@ def test_kill_9_while_firing_restart_heal_resolves(alertmanager: Alertmanager, b
     log = tmp_path / "daemon.log"
     daemon = start_daemon(config, log)
     try:
-        wait_for(lambda: alertmanager.alerts_named("MonitorWatchdog"), timeout=30)
-        wait_for(lambda: last_outcome(base) == "ok", timeout=30)  # the 403 was seen: it is the `from` side
+        until(lambda: alertmanager.alerts_named("MonitorWatchdog"), timeout=30)
+        until(lambda: last_outcome(base) == "ok", timeout=30)  # the 403 was seen: it is the `from` side
         b.broken = True
-        found = wait_for(lambda: regressions(alertmanager), timeout=30)
+        found = until(lambda: regressions(alertmanager), timeout=30)
         assert ("403", "500") == (found[0]["labels"]["from"], found[0]["labels"]["to"])
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(timeout=10)
         daemon = start_daemon(config, log)
-        time.sleep(3)  # a few runs while still broken: must not create a second alert
+        # A few runs while still broken: they must not create a second alert.
+        until(lambda: results_counted(base, "server_error") >= 3, timeout=30)
         assert 1 == len(regressions(alertmanager)), log.read_text()[-3000:]
         b.broken = False
-        wait_for(lambda: not regressions(alertmanager), timeout=30)
+        until(lambda: not regressions(alertmanager), timeout=30)
         assert "alert.fired" in log.read_text()
     finally:
         daemon.terminate()

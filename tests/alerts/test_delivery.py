@@ -1,99 +1,56 @@
-"""Delivery to real local HTTP sinks: retry with backoff, 4xx not retried, stable dedup keys, no secret leaks."""
+"""Delivery to real local HTTP sinks: retry with backoff, 4xx not retried, stable dedup keys, no secret leaks,
+who gets reminders and the watchdog, and a sink known only through its spec."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import prometheus_client
-import pytest
 import structlog
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from alerts import AlertEngine
-from monitor.core.clock import SystemClock
-from monitor.core.config import Config
-from tests.alerts.factory import make_config, result
-from tests.support.servers import serve_asgi
+from alerts.model import Notification, SinkContext
+from alerts.sink import SendResult, SinkSpec, host_of, post_json
+from monitor.core.config import Config, WebhookSink
+from tests.support.alerting import Recorder, make_config, make_engine, queue_depth, result, sent
+from tests.support.clock import FakeClock
+from tests.support.poll import until_async
 
 CHECK = "settings_get_unauth"
 SLACK_TOKEN = "T0FAKE/B0FAKE/slacksecrettoken123"
 HEADER_SECRET = "Bearer headersecret456"
 ROUTING_KEY = "routingkeysecret789routingkeysec"
-
-
-@dataclass
-class Recorder:
-    """A sink stand-in: records every request and answers from a script (then 200/202)."""
-
-    script: list[int] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.json()
-        with self.lock:
-            self.requests.append({"path": request.url.path, "headers": dict(request.headers), "json": body})
-            status = self.script.pop(0) if self.script else (202 if "enqueue" in request.url.path else 200)
-        return JSONResponse({"status": "x"}, status_code=status)
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
-
-    def paths(self) -> list[str]:
-        with self.lock:
-            return [r["path"] for r in self.requests]
-
-
-@pytest.fixture
-def recorder() -> Iterator[tuple[Recorder, str]]:
-    rec = Recorder()
-    with serve_asgi(rec.app()) as url:
-        yield rec, url
+SLACK, HOOK, PAGERDUTY, AM = "/slack/services/" + SLACK_TOKEN, "/hook", "/v2/enqueue", "/am/api/v2/alerts"
 
 
 def sinks(url: str) -> list[dict[str, Any]]:
+    """Slack, webhook and PagerDuty sinks pointing at the recorder."""
     return [
-        {"kind": "slack", "url": f"{url}/slack/services/{SLACK_TOKEN}", "max_attempts": 5},
-        {"kind": "webhook", "url": f"{url}/hook", "headers": {"Authorization": HEADER_SECRET}, "max_attempts": 5},
-        {"kind": "pagerduty", "routing_key": ROUTING_KEY, "url": f"{url}/v2/enqueue", "max_attempts": 5},
+        {"kind": "slack", "url": url + SLACK, "max_attempts": 5},
+        {"kind": "webhook", "url": url + HOOK, "headers": {"Authorization": HEADER_SECRET}, "max_attempts": 5},
+        {"kind": "pagerduty", "routing_key": ROUTING_KEY, "url": url + PAGERDUTY, "max_attempts": 5},
     ]
 
 
-def engine(config: Config, registry: prometheus_client.CollectorRegistry) -> AlertEngine:
-    return AlertEngine(config, registry=registry, clock=SystemClock(), backoff_base=0.02, backoff_cap=0.2)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if value := predicate():
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
+def engine(config: Config, registry: prometheus_client.CollectorRegistry, **options: Any) -> AlertEngine:
+    """An engine with fast retries, that gives queued notifications a second to go out when it stops."""
+    return make_engine(config, registry, backoff_base=0.02, backoff_cap=0.2, flush_timeout=1.0, **options)
 
 
 def fire(e: AlertEngine) -> None:
+    """403, then 500 twice: ContractRegression fires."""
     for r in (result(CHECK, "ok", status=403), result(CHECK, "server_error", status=500),
               result(CHECK, "server_error", status=500, confirmation=True)):
         e.observe(r)
 
 
 def heal(e: AlertEngine) -> None:
+    """403 twice: it resolves."""
     for _ in range(2):
         e.observe(result(CHECK, "ok", status=403))
-
-
-def sample(registry: prometheus_client.CollectorRegistry, sink: str, outcome: str) -> float:
-    return registry.get_sample_value("pam_monitor_notifications_total", {"sink": sink, "result": outcome}) or 0.0
 
 
 async def test_retries_5xx_and_429_then_succeeds(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
@@ -101,19 +58,15 @@ async def test_retries_5xx_and_429_then_succeeds(recorder: tuple[Recorder, str],
     rec, url = recorder
     rec.script = [500, 429]
     registry = prometheus_client.CollectorRegistry()
-    e = engine(make_config(tmp_path, sinks=[sinks(url)[1]]), registry)
-    await e.start()
-    try:
+    async with engine(make_config(tmp_path, sinks=[sinks(url)[1]]), registry) as e:
         fire(e)
-        await until(lambda: sample(registry, "webhook", "sent") == 1.0)
-        assert ["/hook", "/hook", "/hook"] == rec.paths()
-        assert 2.0 == sample(registry, "webhook", "retried")
+        await until_async(lambda: sent(registry, "webhook") == 1.0)
+        assert [HOOK, HOOK, HOOK] == rec.paths()
+        assert 2.0 == sent(registry, "webhook", "retried")
         bodies = [r["json"] for r in rec.requests]
         assert bodies[0] == bodies[2]
         assert ("firing", "ContractRegression") == (bodies[2]["status"], bodies[2]["alerts"][0]["labels"]["alertname"])
         assert HEADER_SECRET == rec.requests[0]["headers"]["authorization"]
-    finally:
-        await e.aclose(1.0)
 
 
 async def test_4xx_is_a_config_error_not_retried(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
@@ -121,37 +74,29 @@ async def test_4xx_is_a_config_error_not_retried(recorder: tuple[Recorder, str],
     rec, url = recorder
     rec.script = [400]
     registry = prometheus_client.CollectorRegistry()
-    e = engine(make_config(tmp_path, sinks=[sinks(url)[0]]), registry)
-    await e.start()
-    try:
+    async with engine(make_config(tmp_path, sinks=[sinks(url)[0]]), registry) as e:
         with structlog.testing.capture_logs() as logs:
             fire(e)
-            await until(lambda: sample(registry, "slack", "rejected") == 1.0)
-        assert 0.0 == registry.get_sample_value("pam_monitor_notification_queue_depth")
+            await until_async(lambda: sent(registry, "slack", "rejected") == 1.0)
+        assert 0.0 == queue_depth(registry)
         assert 1 == len(rec.paths())
         rejected = [entry for entry in logs if entry["event"] == "notification.rejected"]
         assert [("slack", 400, "error")] == [(r["sink"], r["status_code"], r["log_level"]) for r in rejected]
-    finally:
-        await e.aclose(1.0)
 
 
 async def test_pagerduty_trigger_and_resolve_share_dedup_key(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
     """PagerDuty gets trigger then resolve with one dedup_key, the routing key, and a mapped severity."""
     rec, url = recorder
     registry = prometheus_client.CollectorRegistry()
-    e = engine(make_config(tmp_path, sinks=[sinks(url)[2]]), registry)
-    await e.start()
-    try:
+    async with engine(make_config(tmp_path, sinks=[sinks(url)[2]]), registry) as e:
         fire(e)
-        await until(lambda: sample(registry, "pagerduty", "sent") == 1.0)
+        await until_async(lambda: sent(registry, "pagerduty") == 1.0)
         heal(e)
-        await until(lambda: sample(registry, "pagerduty", "sent") == 2.0)
+        await until_async(lambda: sent(registry, "pagerduty") == 2.0)
         trigger, resolve = (r["json"] for r in rec.requests)
         assert ("trigger", "resolve") == (trigger["event_action"], resolve["event_action"])
         assert trigger["dedup_key"] == resolve["dedup_key"]
         assert (ROUTING_KEY, "critical") == (trigger["routing_key"], trigger["payload"]["severity"])
-    finally:
-        await e.aclose(1.0)
 
 
 async def test_secrets_never_in_logs_metrics_or_status(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
@@ -159,14 +104,12 @@ async def test_secrets_never_in_logs_metrics_or_status(recorder: tuple[Recorder,
     rec, url = recorder
     rec.script = [500, 400, 503]  # some retries and a rejection, so the error paths log too
     registry = prometheus_client.CollectorRegistry()
-    e = engine(make_config(tmp_path, sinks=sinks(url)), registry)
-    await e.start()
-    try:
+    async with engine(make_config(tmp_path, sinks=sinks(url)), registry) as e:
         with structlog.testing.capture_logs() as logs:
             fire(e)
             # three sinks: one rejected (1 request), two retried once (2 each)
-            await until(lambda: len(rec.paths()) >= 5)
-            await until(lambda: registry.get_sample_value("pam_monitor_notification_queue_depth") == 0.0)
+            await until_async(lambda: len(rec.paths()) >= 5)
+            await until_async(lambda: queue_depth(registry) == 0.0)
         assert 5 == len(rec.paths())
         text = repr(logs) + prometheus_client.generate_latest(registry).decode() + repr(e.active_alerts())
         assert any(entry["event"] == "notification.sent" for entry in logs)
@@ -174,23 +117,82 @@ async def test_secrets_never_in_logs_metrics_or_status(recorder: tuple[Recorder,
             assert secret not in text
         hosts = {entry.get("host") for entry in logs if entry["event"].startswith("notification.")}
         assert {url.removeprefix("http://")} == hosts
-    finally:
-        await e.aclose(1.0)
 
 
 async def test_reminders_skip_alertmanager_and_watchdog_skips_pagers(recorder: tuple[Recorder, str],
                                                                     tmp_path: Path) -> None:
-    """MonitorWatchdog is never sent to Slack/webhook/PagerDuty (it would page forever)."""
+    """Still firing after repeat_interval: Slack, webhook and PagerDuty get a reminder; Alertmanager gets none
+    queued (its outbox count stays at the one firing) but the re-post of the alert, with the MonitorWatchdog;
+    no pager ever gets the watchdog."""
     rec, url = recorder
     registry = prometheus_client.CollectorRegistry()
-    e = engine(make_config(tmp_path, sinks=sinks(url), alerts={"resend_interval": "1s"}), registry)
-    await e.start()
-    try:
+    clock = FakeClock()
+    config = make_config(tmp_path, sinks=[*sinks(url), {"kind": "alertmanager", "url": url + "/am"}])
+    pagers = (SLACK, HOOK, PAGERDUTY)
+
+    def watchdog_posted(bodies: list[Any]) -> bool:
+        return any(a["labels"]["alertname"] == "MonitorWatchdog" for body in bodies for a in body)
+
+    async with engine(config, registry, clock=clock) as e:
         fire(e)
-        await until(lambda: len(rec.paths()) >= 3)
-        await asyncio.sleep(1.2)  # past one resend interval
-        labels = [r["json"] for r in rec.requests]
-        assert "MonitorWatchdog" not in repr(labels)
-        assert 3 == len(labels)
-    finally:
-        await e.aclose(1.0)
+        await until_async(lambda: [1, 1, 1] == [len(rec.bodies(p)) for p in pagers]
+                          and sent(registry, "alertmanager") == 1 and watchdog_posted(rec.bodies(AM)))
+        posts_before = len(rec.bodies(AM))
+        clock.advance(config.alerts.repeat_interval)
+        e.observe(result(CHECK, "server_error", status=500, at=clock.now))
+        await until_async(lambda: [2, 2, 2] == [len(rec.bodies(p)) for p in pagers]
+                          and len(rec.bodies(AM)) > posts_before and queue_depth(registry) == 0.0)
+        slack_body, hook_body, pd_body = (rec.bodies(p)[1] for p in pagers)
+        assert slack_body["text"].startswith(":rotating_light: STILL FIRING: ContractRegression")
+        assert ("reminder", "reminder", "trigger") == (
+            hook_body["event"], pd_body["payload"]["custom_details"]["event"], pd_body["event_action"])
+        assert 1.0 == sent(registry, "alertmanager")
+        resent = rec.bodies(AM)[posts_before]
+        assert {"ContractRegression", "MonitorWatchdog"} == {a["labels"]["alertname"] for a in resent}
+        assert "MonitorWatchdog" not in repr([rec.bodies(p) for p in pagers])
+
+
+class TwoLaneBatchingHook:
+    """A made-up sink for the webhook config: two lanes to the same server, batches of three, re-posts."""
+
+    kind = "webhook"
+    batch_size = 3
+    resends = True
+
+    def lanes(self, sink: WebhookSink) -> Sequence[str]:
+        """Two lanes."""
+        return [host_of(sink.url.get_secret_value())] * 2
+
+    def accepts(self, notification: Notification) -> bool:
+        """Everything, the watchdog included."""
+        return True
+
+    def build_payload(self, sink: WebhookSink, notifications: Sequence[Notification], *, ctx: SinkContext,
+                      now: float) -> Any:
+        """The alertnames and events of the batch."""
+        return [{"alertname": n.alertname, "event": n.event.value} for n in notifications]
+
+    async def send(self, client: httpx.AsyncClient, sink: WebhookSink, notifications: Sequence[Notification], *,
+                   ctx: SinkContext, now: float, lane: int) -> SendResult:
+        """Post to `<url>/<lane>`."""
+        body = self.build_payload(sink, notifications, ctx=ctx, now=now)
+        return await post_json(client, f"{sink.url.get_secret_value()}/{lane}", body)
+
+
+async def test_delivery_knows_a_sink_only_through_its_spec(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
+    """A sink registered with a spec of its own gets its lanes, its batch size and its re-posts: the engine
+    special-cases no sink by name."""
+    spec: SinkSpec[WebhookSink] = TwoLaneBatchingHook()
+    rec, url = recorder
+    registry = prometheus_client.CollectorRegistry()
+    config = make_config(tmp_path, sinks=[{"kind": "webhook", "url": url + "/hook"}])
+    async with engine(config, registry, sinks={"webhook": spec}) as e:
+        e.observe(result("backend_health", "server_error", status=500))
+        e.observe(result("backend_health", "server_error", status=500))  # ContractRegression and EndpointDown fire
+        await until_async(lambda: all(len(rec.bodies(f"/hook/{lane}")) >= 2 for lane in (0, 1)))
+        for lane in (0, 1):
+            batch, resend = rec.bodies(f"/hook/{lane}")[:2]
+            assert [{"alertname": "ContractRegression", "event": "firing"},
+                    {"alertname": "EndpointDown", "event": "firing"}] == batch
+            assert {"ContractRegression", "EndpointDown", "MonitorWatchdog"} == {n["alertname"] for n in resend}
+        assert 4.0 == sent(registry, "webhook")

@@ -10,9 +10,9 @@ import prometheus_client
 
 from alerts import AlertEngine
 from alerts.store import Store
-from monitor.core.clock import SystemClock
-from tests.alerts.factory import CHECKS, T0, FakeClock, make_config, result
-from tests.alerts.test_delivery import Recorder, until
+from tests.support.alerting import CHECKS, Recorder, make_config, make_engine, queue_depth, result, sent
+from tests.support.clock import T0, FakeClock
+from tests.support.poll import until_async
 from tests.support.servers import free_port, serve_asgi
 
 HTTP = "backend_health"
@@ -31,11 +31,11 @@ def healthy(name: str, at: float = T0) -> Any:
 
 
 def firing(registry: prometheus_client.CollectorRegistry, alertname: str, severity: str) -> float | None:
+    """One series of pam_monitor_alerts_firing."""
     return registry.get_sample_value("pam_monitor_alerts_firing", {"alertname": alertname, "severity": severity})
 
 
-def depth(registry: prometheus_client.CollectorRegistry) -> float | None:
-    return registry.get_sample_value("pam_monitor_notification_queue_depth")
+depth = queue_depth
 
 
 def outbox_rows(state_dir: Path) -> int:
@@ -47,11 +47,10 @@ def outbox_rows(state_dir: Path) -> int:
         store.close()
 
 
-def store_of(engine: AlertEngine) -> Store:
-    # The engine exposes no store on purpose; the tests read its write counters to pin "no write".
-    store = engine._store
-    assert store is not None
-    return store
+def writes(engine: AlertEngine) -> tuple[int, int]:
+    """The engine's SQLite write transactions and changed rows so far."""
+    stats = engine.stats()
+    return stats.store_writes, stats.store_changes
 
 
 def with_check(name: str, **changes: Any) -> list[dict[str, Any]]:
@@ -68,39 +67,29 @@ async def test_healthy_results_write_nothing(tmp_path: Path) -> None:
     row and leave the firing series alone."""
     registry = prometheus_client.CollectorRegistry()
     clock = FakeClock()
-    e = AlertEngine(make_config(tmp_path), registry=registry, clock=clock)
-    await e.start()
-    try:
+    async with make_engine(make_config(tmp_path), registry, clock) as e:
         for name in OK:
             e.observe(healthy(name))
-        store = store_of(e)
-        writes, changes = store.writes, store.changes
+        before = writes(e)
         for _ in range(20):
             clock.advance(1.0)
             for name in OK:
                 e.observe(healthy(name, at=clock.now))
-        assert (writes, changes) == (store.writes, store.changes)
+        assert before == writes(e)
         assert [] == e.active_alerts()
         assert 0.0 == firing(registry, "ContractRegression", "critical")
-    finally:
-        await e.aclose(0.0)
 
 
 async def test_first_good_result_is_remembered_once(tmp_path: Path) -> None:
     """The `from` side of a later regression is written once per change of the good answer, not per result."""
     clock = FakeClock()
-    e = AlertEngine(make_config(tmp_path), registry=prometheus_client.CollectorRegistry(), clock=clock)
-    await e.start()
-    try:
-        store = store_of(e)
-        before = store.writes
+    async with make_engine(make_config(tmp_path), prometheus_client.CollectorRegistry(), clock) as e:
+        before = e.stats().store_writes
         e.observe(healthy(HTTP))
         e.observe(healthy(HTTP))
-        assert before + 1 == store.writes
+        assert before + 1 == e.stats().store_writes
         e.observe(result(HTTP, "ok", status=204))  # a different good answer: remembered again
-        assert before + 2 == store.writes
-    finally:
-        await e.aclose(0.0)
+        assert before + 2 == e.stats().store_writes
 
 
 async def test_firing_gauge_follows_fire_and_resolve_and_restart(tmp_path: Path) -> None:
@@ -109,9 +98,7 @@ async def test_firing_gauge_follows_fire_and_resolve_and_restart(tmp_path: Path)
     registry = prometheus_client.CollectorRegistry()
     clock = FakeClock()
     config = make_config(tmp_path)
-    e = AlertEngine(config, registry=registry, clock=clock)
-    await e.start()
-    try:
+    async with make_engine(config, registry, clock) as e:
         assert 1.0 == firing(registry, "MonitorWatchdog", "none")
         e.observe(result(HTTP, "server_error", status=500))
         assert (0.0, 0.0) == (firing(registry, "ContractRegression", "critical"),
@@ -131,33 +118,23 @@ async def test_firing_gauge_follows_fire_and_resolve_and_restart(tmp_path: Path)
                                         firing(registry, "EndpointDown", "critical"),
                                         firing(registry, "VoiceDegraded", "warning"),
                                         firing(registry, "MonitorWatchdog", "none"))
-    finally:
-        await e.aclose(0.0)
     again = prometheus_client.CollectorRegistry()
-    e = AlertEngine(config, registry=again, clock=clock)
-    await e.start()
-    try:
+    async with make_engine(config, again, clock) as e:
         assert (1.0, 0.0, 1.0) == (firing(again, "ContractRegression", "critical"),
                                    firing(again, "EndpointDown", "critical"),
                                    firing(again, "VoiceDegraded", "warning"))
         e.observe(healthy("voice_health"))
         e.observe(healthy("voice_health"))
         assert 0.0 == firing(again, "VoiceDegraded", "warning")
-    finally:
-        await e.aclose(0.0)
 
 
 async def test_watchdog_series_is_zero_when_the_watchdog_is_off(tmp_path: Path) -> None:
     """alerts.watchdog false: the MonitorWatchdog series reads 0 at start and after results."""
     registry = prometheus_client.CollectorRegistry()
-    e = AlertEngine(make_config(tmp_path, alerts={"watchdog": False}), registry=registry, clock=FakeClock())
-    await e.start()
-    try:
+    async with make_engine(make_config(tmp_path, alerts={"watchdog": False}), registry, FakeClock()) as e:
         assert 0.0 == firing(registry, "MonitorWatchdog", "none")
         e.observe(healthy(HTTP))
         assert 0.0 == firing(registry, "MonitorWatchdog", "none")
-    finally:
-        await e.aclose(0.0)
 
 
 async def test_queue_depth_is_the_outbox_through_enqueue_restart(tmp_path: Path) -> None:
@@ -168,9 +145,7 @@ async def test_queue_depth_is_the_outbox_through_enqueue_restart(tmp_path: Path)
     config = make_config(state, sinks=[dead])
     registry = prometheus_client.CollectorRegistry()
     clock = FakeClock()  # frozen: a failed attempt is rescheduled into a future that never comes
-    e = AlertEngine(config, registry=registry, clock=clock)
-    await e.start()
-    try:
+    async with make_engine(config, registry, clock) as e:
         assert 0.0 == depth(registry)
         e.observe(result(HTTP, "server_error", status=500))
         e.observe(result(HTTP, "server_error", status=500, confirmation=True))
@@ -178,15 +153,9 @@ async def test_queue_depth_is_the_outbox_through_enqueue_restart(tmp_path: Path)
         e.observe(healthy(HTTP))
         e.observe(healthy(HTTP))
         assert (4.0, 4) == (depth(registry), outbox_rows(state))
-    finally:
-        await e.aclose(0.0)
     again = prometheus_client.CollectorRegistry()
-    e = AlertEngine(config, registry=again, clock=clock)
-    await e.start()
-    try:
+    async with make_engine(config, again, clock) as e:
         assert (4.0, 4) == (depth(again), outbox_rows(state))
-    finally:
-        await e.aclose(0.0)
 
 
 async def test_queue_depth_counts_down_on_sent_and_failed(tmp_path: Path) -> None:
@@ -197,20 +166,15 @@ async def test_queue_depth_counts_down_on_sent_and_failed(tmp_path: Path) -> Non
     with serve_asgi(rec.app()) as url:
         registry = prometheus_client.CollectorRegistry()
         config = make_config(state, sinks=[{"kind": "webhook", "url": f"{url}/hook", "max_attempts": 2}])
-        e = AlertEngine(config, registry=registry, clock=SystemClock(), backoff_base=0.02, backoff_cap=0.1)
-        await e.start()
-        try:
+        async with make_engine(config, registry, backoff_base=0.02, backoff_cap=0.1, flush_timeout=1.0) as e:
             e.observe(result(HTTP, "server_error", status=500))
             e.observe(result(HTTP, "server_error", status=500, confirmation=True))
             assert (2.0, 2) == (depth(registry), outbox_rows(state))
-            await until(lambda: len(rec.requests) == 3)
-            await until(lambda: depth(registry) == 0.0)
+            await until_async(lambda: len(rec.requests) == 3)
+            await until_async(lambda: depth(registry) == 0.0)
             assert 0 == outbox_rows(state)
-            counted = {r: registry.get_sample_value("pam_monitor_notifications_total",
-                                                    {"sink": "webhook", "result": r}) for r in ("sent", "failed")}
+            counted = {r: sent(registry, "webhook", r) for r in ("sent", "failed")}
             assert {"sent": 1.0, "failed": 1.0} == counted
-        finally:
-            await e.aclose(1.0)
 
 
 async def test_reload_replans_checks_thresholds_and_disabling(tmp_path: Path) -> None:
@@ -219,9 +183,7 @@ async def test_reload_replans_checks_thresholds_and_disabling(tmp_path: Path) ->
     registry = prometheus_client.CollectorRegistry()
     clock = FakeClock()
     only_http = [c for c in CHECKS if c["name"] == HTTP]
-    e = AlertEngine(make_config(tmp_path, checks=only_http), registry=registry, clock=clock)
-    await e.start()
-    try:
+    async with make_engine(make_config(tmp_path, checks=only_http), registry, clock) as e:
         for _ in range(3):
             e.observe(result("voice_health", "slow", status=200))
         assert [] == e.active_alerts()  # not configured yet
@@ -242,17 +204,13 @@ async def test_reload_replans_checks_thresholds_and_disabling(tmp_path: Path) ->
         assert ([], 0.0) == ([a for a in e.active_alerts() if a["alertname"] == "VoiceDegraded"],
                              firing(registry, "VoiceDegraded", "warning"))
         assert 1.0 == firing(registry, "ContractRegression", "critical")
-    finally:
-        await e.aclose(0.0)
 
 
 async def test_table_missing_resolves_when_a_passing_run_no_longer_names_it(tmp_path: Path) -> None:
     """A db check reports `wishlists` missing twice (fires); passing runs that list no tables resolve it (the
     engine hands the check's active alert keys to the rules)."""
     registry = prometheus_client.CollectorRegistry()
-    e = AlertEngine(make_config(tmp_path), registry=registry, clock=FakeClock())
-    await e.start()
-    try:
+    async with make_engine(make_config(tmp_path), registry, FakeClock()) as e:
         for _ in range(2):
             e.observe(result("db_roundtrip", "table_missing", details={"table": "wishlists"}))
         assert [("TableMissing", "wishlists")] == [(a["alertname"], a["labels"]["table"]) for a in e.active_alerts()]
@@ -260,8 +218,6 @@ async def test_table_missing_resolves_when_a_passing_run_no_longer_names_it(tmp_
         for _ in range(2):
             e.observe(result("db_roundtrip", "ok"))
         assert ([], 0.0) == (e.active_alerts(), firing(registry, "TableMissing", "critical"))
-    finally:
-        await e.aclose(0.0)
 
 
 async def test_check_maintenance_window_silences_then_pages_after(tmp_path: Path) -> None:
@@ -272,9 +228,7 @@ async def test_check_maintenance_window_silences_then_pages_after(tmp_path: Path
     config = make_config(state, sinks=[dead], checks=with_check(HTTP, maintenance=[window]))
     registry = prometheus_client.CollectorRegistry()
     clock = FakeClock()
-    e = AlertEngine(config, registry=registry, clock=clock)
-    await e.start()
-    try:
+    async with make_engine(config, registry, clock) as e:
         e.observe(result(HTTP, "server_error", status=500))
         e.observe(result(HTTP, "server_error", status=500))
         assert (1.0, 0.0) == (firing(registry, "ContractRegression", "critical"), depth(registry))
@@ -284,5 +238,17 @@ async def test_check_maintenance_window_silences_then_pages_after(tmp_path: Path
         clock.advance(601.0)
         e.observe(result(HTTP, "server_error", status=500))
         assert (3.0, 3) == (depth(registry), outbox_rows(state))  # ContractRegression and EndpointDown paged now
-    finally:
-        await e.aclose(0.0)
+
+
+async def test_rules_come_from_the_map_the_engine_is_given(tmp_path: Path) -> None:
+    """The engine raises, for each check kind, the alertnames of its `rules_by_kind` map and no other: with http
+    mapped to EndpointDown alone, a 500 on an http check fires EndpointDown and no ContractRegression."""
+    registry = prometheus_client.CollectorRegistry()
+    engine = AlertEngine(make_config(tmp_path), rules_by_kind={"http": ("EndpointDown",)}, registry=registry,
+                         clock=FakeClock())
+    async with engine as e:
+        e.observe(result(HTTP, "server_error", status=500))
+        e.observe(result(HTTP, "server_error", status=500))
+        assert ["EndpointDown"] == [a["alertname"] for a in e.active_alerts()]
+        assert (1.0, 0.0) == (firing(registry, "EndpointDown", "critical"),
+                              firing(registry, "ContractRegression", "critical"))

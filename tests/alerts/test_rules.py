@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from alerts.rules import CheckMemory, Observation, Signal, evaluate, remember
+import typing
+from collections.abc import Collection
+from typing import Any
+
+from alerts.model import CheckMemory, Observation, Signal
+from alerts.rules import RULES, evaluate, remember, rules_for
+from monitor.core.config import AlertName, Config
 from monitor.core.results import Outcome, Result
-from tests.alerts.factory import make_config, result
+from probes import RULES_BY_KIND
+from tests.support.alerting import make_config, result
 
 CONFIG = make_config()
 CHECKS = {c.name: c for c in CONFIG.checks}
 
 
+def judge(config: Config, check: Any, r: Result, memory: CheckMemory | None = None,
+          known: Collection[str] = ()) -> list[Observation]:
+    """Every observation the check's rules make of a result (the rules its kind raises, as the engine plans them)."""
+    return evaluate(config, check, r, memory or CheckMemory(), known,
+                    rules=rules_for(config, check, RULES_BY_KIND))
+
+
 def bad(r: Result, memory: CheckMemory | None = None) -> dict[str, Observation]:
-    out = evaluate(CONFIG, CHECKS[r.check], r, memory or CheckMemory())
-    return {o.key: o for o in out if o.signal is Signal.BAD}
+    """The BAD observations of a result of one of the factory's checks, by key."""
+    return {o.key: o for o in judge(CONFIG, CHECKS[r.check], r, memory) if o.signal is Signal.BAD}
+
+
+def test_rule_map_and_alertname_literal_name_the_same_alerts() -> None:
+    """RULES holds one record per AlertName, keyed by its own name, and the probes only name known rules."""
+    assert set(typing.get_args(AlertName)) == set(RULES)
+    assert list(RULES) == [rule.name for rule in RULES.values()]
+    assert set() == {name for names in RULES_BY_KIND.values() for name in names} - set(RULES)
 
 
 def test_403_to_500_is_contract_regression_with_http_codes() -> None:
@@ -67,15 +88,14 @@ def test_db_missing_tables_one_alert_each() -> None:
     r = result("db_roundtrip", "table_missing", tables={"user_settings": False, "wishlists": False})
     assert {"TableMissing/db_roundtrip/user_settings", "TableMissing/db_roundtrip/wishlists"} == set(bad(r))
     r = result("db_roundtrip", "table_missing", tables={"user_settings": True, "wishlists": False})
-    out = evaluate(CONFIG, CHECKS["db_roundtrip"], r, CheckMemory())
+    out = judge(CONFIG, CHECKS["db_roundtrip"], r)
     assert Signal.GOOD == {o.key: o.signal for o in out}["TableMissing/db_roundtrip/user_settings"]
 
 
 def test_known_table_alert_is_good_on_passing_run() -> None:
     """A table alert raised from a 5xx body is GOOD once the check passes again, though `tables` is empty."""
     key = "TableMissing/settings_get_unauth/user_settings"
-    out = evaluate(CONFIG, CHECKS["settings_get_unauth"], result("settings_get_unauth", "ok", status=403),
-                   CheckMemory(), known=[key])
+    out = judge(CONFIG, CHECKS["settings_get_unauth"], result("settings_get_unauth", "ok", status=403), known=[key])
     assert Signal.GOOD == {o.key: o.signal for o in out}[key]
 
 
@@ -109,19 +129,18 @@ def test_rules_can_be_disabled_and_given_another_severity() -> None:
     config = make_config(alerts={"rules": {"EndpointDown": {"enabled": False},
                                            "VoiceDegraded": {"severity": "critical"}}})
     checks = {c.name: c for c in config.checks}
-    out = evaluate(config, checks["backend_health"], result("backend_health", "timeout"), CheckMemory())
+    out = judge(config, checks["backend_health"], result("backend_health", "timeout"))
     assert [] == out
-    out = evaluate(config, checks["voice_health"], result("voice_health", "slow", status=200), CheckMemory())
+    out = judge(config, checks["voice_health"], result("voice_health", "slow", status=200))
     assert "critical" == {o.alertname: o for o in out}["VoiceDegraded"].labels["severity"]
     config = make_config(checks=[{"name": "settings_get_unauth", "kind": "auth_contract", "target": "backend",
                                   "path": "/x", "disable_alerts": ["AuthBypass"]}])
-    out = evaluate(config, config.checks[0], result("settings_get_unauth", "auth_bypass", status=200),
-                   CheckMemory())
+    out = judge(config, config.checks[0], result("settings_get_unauth", "auth_bypass", status=200))
     assert [] == [o for o in out if o.signal is Signal.BAD]
 
 
 def test_unreachable_says_nothing_about_regression() -> None:
     """A timeout neither fires nor heals a ContractRegression (the server did not answer)."""
-    out = evaluate(CONFIG, CHECKS["settings_get_unauth"], result("settings_get_unauth", "timeout"), CheckMemory())
+    out = judge(CONFIG, CHECKS["settings_get_unauth"], result("settings_get_unauth", "timeout"))
     assert "ContractRegression/settings_get_unauth" not in {o.key for o in out}
     assert Outcome.TIMEOUT.unreachable

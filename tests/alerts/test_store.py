@@ -3,39 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import prometheus_client
+import pytest
 
-from alerts import AlertEngine
-from alerts.machine import Status
-from alerts.store import Store
-from monitor.core.clock import SystemClock
-from tests.alerts.factory import make_config, result
-from tests.alerts.test_delivery import CHECK, Recorder, until
+from alerts.machine import AlertState, Status
+from alerts.model import CheckMemory, Event, Notification
+from alerts.store import FILENAME, Store
+from monitor.core.errors import StoreError
+from tests.support.alerting import Recorder, make_config, make_engine, queue_depth, result, sent
+from tests.support.poll import until_async
 from tests.support.servers import free_port, serve_asgi
+
+CHECK = "settings_get_unauth"
+NOTE = Notification(key="k", event=Event.FIRING, labels={"alertname": "X"}, annotations={}, starts_at=1.0, at=2.0)
 
 ROOT = Path(__file__).resolve().parents[2]
 _KILLED = """
 import asyncio, os, signal, sys
 from pathlib import Path
-import prometheus_client
-from alerts import AlertEngine
-from monitor.core.clock import SystemClock
-from tests.alerts.factory import make_config, result
+from alerts.store import Store
+from tests.support.alerting import make_config, make_engine, result
+from tests.support.poll import until_async
 
 async def main():
-    config = make_config(Path(sys.argv[1]), sinks=[{"kind": "webhook", "url": sys.argv[2]}])
-    engine = AlertEngine(config, registry=prometheus_client.CollectorRegistry(), clock=SystemClock())
+    state = Path(sys.argv[1])
+    config = make_config(state, sinks=[{"kind": "webhook", "url": sys.argv[2]}])
+    engine = make_engine(config)
     await engine.start()
     for r in (result("settings_get_unauth", "ok", status=403),
               result("settings_get_unauth", "server_error", status=500),
               result("settings_get_unauth", "server_error", status=500, confirmation=True)):
         engine.observe(r)
-    await asyncio.sleep(0.3)  # let a delivery attempt fail against the closed port
+    # Let a delivery attempt fail against the closed port and be recorded, as another reader sees it on disk.
+    reader = Store.open(state)
+    await until_async(lambda: [1] == [row.attempts for row in reader.head("webhook#0")], timeout=30)
     os.kill(os.getpid(), signal.SIGKILL)
 
 asyncio.run(main())
@@ -44,14 +53,11 @@ asyncio.run(main())
 
 def test_store_round_trip_after_unclean_close(tmp_path: Path) -> None:
     """Rows committed and never deleted are there after reopening without a clean shutdown."""
-    from alerts.model import Notification
-
     store = Store.open(tmp_path / "state")
-    note = Notification(key="k", event="firing", labels={"alertname": "X"}, annotations={}, starts_at=1.0, at=2.0)
-    store.commit(enqueue=[("webhook", note)], now=2.0)
+    store.commit(enqueue=[("webhook#0", NOTE)], now=2.0)
     # No close(): the connection object is simply abandoned, as in a crash.
     again = Store.open(tmp_path / "state")
-    assert [note] == [row.notification for row in again.head("webhook", 10)]
+    assert [NOTE] == [row.notification for row in again.head("webhook#0", 10)]
     again.close()
     store.close()
 
@@ -69,40 +75,34 @@ async def test_kill_9_while_firing_then_restart(tmp_path: Path) -> None:
     leftover = Store.open(state)
     persisted = leftover.load_states()
     assert Status.FIRING == persisted[f"ContractRegression/{CHECK}"].status
-    assert 1 == leftover.depth()
+    assert [1] == [row.attempts for row in leftover.head("webhook#0", 10)]
     leftover.close()
 
     rec = Recorder()
     with serve_asgi(rec.app()) as url:
         registry = prometheus_client.CollectorRegistry()
         config = make_config(state, sinks=[{"kind": "webhook", "url": f"{url}/hook"}])
-        engine = AlertEngine(config, registry=registry, clock=SystemClock(), backoff_base=0.02, backoff_cap=0.2)
-        await engine.start()
-        try:
-            await until(lambda: len(rec.requests) == 1)
+        async with make_engine(config, registry, backoff_base=0.02, backoff_cap=0.2, flush_timeout=1.0) as engine:
+            await until_async(lambda: sent(registry, "webhook") == 1.0)
+            assert 1 == len(rec.requests)
             engine.observe(result(CHECK, "server_error", status=500))
             engine.observe(result(CHECK, "server_error", status=500))
-            assert 0.0 == registry.get_sample_value("pam_monitor_notification_queue_depth")
+            assert 0.0 == queue_depth(registry)
             engine.observe(result(CHECK, "ok", status=403))
             engine.observe(result(CHECK, "ok", status=403))
-            await until(lambda: len(rec.requests) == 2)
+            await until_async(lambda: len(rec.requests) == 2)
             assert ["firing", "resolved"] == [r["json"]["status"] for r in rec.requests]
-        finally:
-            await engine.aclose(1.0)
 
 
 def test_nothing_to_write_opens_no_transaction(tmp_path: Path) -> None:
     """commit() and forget_checks() with nothing in them leave the write counter alone; a real write moves it."""
-    from alerts.model import Notification
-
     store = Store.open(tmp_path / "state")
     try:
         store.commit(now=1.0)
         store.commit(states=[], delete_states=[], memory=[], enqueue=[], now=1.0)
         store.forget_checks([])
         assert (0, 0) == (store.writes, store.changes)
-        note = Notification(key="k", event="firing", labels={"alertname": "X"}, annotations={}, starts_at=1.0, at=2.0)
-        store.commit(enqueue=[("webhook", note), ("slack", note)], now=2.0)
+        store.commit(enqueue=[("webhook#0", NOTE), ("slack#0", NOTE)], now=2.0)
         assert (1, 2) == (store.writes, store.changes)
     finally:
         store.close()
@@ -110,15 +110,77 @@ def test_nothing_to_write_opens_no_transaction(tmp_path: Path) -> None:
 
 def test_delete_returns_the_rows_it_removed(tmp_path: Path) -> None:
     """delete() counts only rows that were there (the engine's queue depth counts down by it)."""
-    from alerts.model import Notification
-
     store = Store.open(tmp_path / "state")
     try:
-        note = Notification(key="k", event="firing", labels={"alertname": "X"}, annotations={}, starts_at=1.0, at=2.0)
-        store.commit(enqueue=[("webhook", note), ("webhook", note)], now=2.0)
-        ids = [row.id for row in store.head("webhook", 10)]
+        store.commit(enqueue=[("webhook#0", NOTE), ("webhook#0", NOTE)], now=2.0)
+        ids = [row.id for row in store.head("webhook#0", 10)]
         assert 2 == store.delete([*ids, 999])
         assert (0, 0) == (store.delete(ids), store.depth())
         assert 0 == store.delete([])
     finally:
         store.close()
+
+
+PUBLIC_CALLS: dict[str, Callable[[Store], Any]] = {
+    "load_states": lambda s: s.load_states(),
+    "load_memory": lambda s: s.load_memory(),
+    "head": lambda s: s.head("webhook#0"),
+    "depth": lambda s: s.depth(),
+    "lanes": lambda s: s.lanes(),
+    "commit": lambda s: s.commit(states=[AlertState("k", "X", "c")], memory=[("c", CheckMemory())],
+                                 enqueue=[("webhook#0", NOTE)], delete_states=["j"], now=1.0),
+    "forget_checks": lambda s: s.forget_checks(["c"]),
+    "delete": lambda s: s.delete([1]),
+    "reschedule": lambda s: s.reschedule([1], attempts=1, next_attempt_at=2.0),
+    "hurry": lambda s: s.hurry(1.0),
+    "drop_lanes": lambda s: s.drop_lanes(set()),
+    "changes": lambda s: s.changes,
+}
+
+
+def test_every_public_method_is_in_the_table() -> None:
+    """The table above names every public method and property of Store but `open` (tested below), `close`
+    (closing twice is allowed) and the plain attributes `path` and `writes`."""
+    public = {name for name in vars(Store) if not name.startswith("_")} - {"open", "close", "path", "writes"}
+    assert public == set(PUBLIC_CALLS)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC_CALLS))
+def test_every_public_method_raises_store_error(tmp_path: Path, name: str) -> None:
+    """A database that cannot be used (here: its connection closed) makes every public method raise StoreError
+    naming the file, never a bare sqlite3 error."""
+    store = Store.open(tmp_path / "state")
+    store.close()
+    with pytest.raises(StoreError, match=r"alert state database .*alerts\.sqlite3") as raised:
+        PUBLIC_CALLS[name](store)
+    assert isinstance(raised.value.__cause__, sqlite3.Error)
+
+
+def test_open_fails_with_store_error(tmp_path: Path) -> None:
+    """A state_dir that cannot be created, or a file that is not a database, is a StoreError at open."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot open"):
+        Store.open(blocker / "state")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / FILENAME).write_bytes(b"this is not a SQLite database, not even close" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        Store.open(tmp_path / "bad")
+
+
+def test_outbox_rows_of_an_older_version_move_to_lane_zero(tmp_path: Path) -> None:
+    """Rows queued by a version that named a single-URL sink's lane `<sink>` are delivered from `<sink>#0`; rows
+    already named `<sink>#<index>` stay where they are."""
+    store = Store.open(tmp_path / "state")
+    store.commit(enqueue=[("webhook", NOTE), ("am#1", NOTE)], now=1.0)
+    store.close()
+    old = sqlite3.connect(tmp_path / "state" / FILENAME)
+    old.execute("PRAGMA user_version = 0")  # what a database from before the lane rename reads
+    old.close()
+    again = Store.open(tmp_path / "state")
+    try:
+        assert {"webhook#0", "am#1"} == again.lanes()
+        assert [NOTE] == [row.notification for row in again.head("webhook#0", 10)]
+        assert 0 == again.writes  # the set-up at open is not one of the engine's writes
+    finally:
+        again.close()

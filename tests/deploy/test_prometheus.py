@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from alerts.engine import NOTIFICATION_RESULTS
+from alerts import NOTIFICATION_RESULTS
 from alerts.rules import ALERTNAMES, SEVERITIES
 from monitor.core.config import CHECK_KINDS, load_config
 from monitor.core.results import Outcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +86,6 @@ class Alertmanager:
     def alerts_named(self, alertname: str) -> list[dict[str, Any]]:
         """Active alerts with this alertname."""
         return [a for a in self.alerts() if a["labels"].get("alertname") == alertname]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll `predicate()` until it returns something truthy (returned) or `timeout` passes (AssertionError).
-
-    Kept for the alert tests that call it by this name; it is `tests.support.poll.until`.
-    """
-    return until(predicate, timeout=timeout, interval=interval)
 
 
 @pytest.fixture

@@ -49,12 +49,17 @@ async def until_async(
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = 0.02,
     what: str = "condition",
+    in_thread: bool = False,
 ) -> T:
-    """`until` for a test running in an event loop: the loop keeps serving while it waits."""
+    """`until` for a test running in an event loop: the loop keeps serving while it waits.
+
+    `in_thread`: call the predicate in a worker thread (one that does blocking I/O, such as asking a real
+    Alertmanager), so the code under test keeps running on the loop meanwhile.
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
-        value = predicate()
+        value = await asyncio.to_thread(predicate) if in_thread else predicate()
         if value:
             return value
         last = value

@@ -1,0 +1,119 @@
+"""The sink interface every sink module implements (one `SinkSpec` object each), and the HTTP POST they share.
+
+A sink module (alertmanager.py, pagerduty.py, ...) exports `SPEC: SinkSpec[ItsConfigModel]`; mypy checks the
+object against the protocol there. `alerts.registry.SINKS` maps each config `kind` to its spec; the delivery
+worker knows sinks only through this protocol.
+Secrets: a URL may carry a token (Slack, webhooks), so errors name the exception type and the host only.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from alerts.model import Notification, SinkContext
+
+Verdict = Literal["accepted", "retry", "rejected"]
+SinkConfig = TypeVar("SinkConfig", contravariant=True)
+"""The sink's config model (monitor.core.config.AlertmanagerSink, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """How one delivery attempt ended; `error` never holds a URL path, a header or a body."""
+
+    verdict: Verdict
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class SinkSpec(Protocol[SinkConfig]):
+    """What the delivery worker needs to know about one kind of sink."""
+
+    @property
+    def kind(self) -> str:
+        """The config `kind` this spec serves."""
+        ...
+
+    @property
+    def batch_size(self) -> int:
+        """How many queued notifications one request may carry (1: one request per notification)."""
+        ...
+
+    @property
+    def resends(self) -> bool:
+        """Whether firing alerts (and the watchdog) are re-posted every `resend_interval` while nothing is queued."""
+        ...
+
+    def lanes(self, sink: SinkConfig) -> Sequence[str]:
+        """One entry per delivery lane (one per URL; an HA Alertmanager pair has two): the host it posts to.
+
+        Lanes are independent FIFO queues; the host is the only part of a sink URL that may be logged.
+        """
+        ...
+
+    def accepts(self, notification: Notification) -> bool:
+        """Whether this kind of sink is told about this notification at all (queued or re-posted)."""
+        ...
+
+    def build_payload(
+        self, sink: SinkConfig, notifications: Sequence[Notification], *, ctx: SinkContext, now: float
+    ) -> Any:
+        """The JSON body for a batch of at most `batch_size` notifications; pure."""
+        ...
+
+    async def send(
+        self, client: httpx.AsyncClient, sink: SinkConfig, notifications: Sequence[Notification], *,
+        ctx: SinkContext, now: float, lane: int,
+    ) -> SendResult:
+        """Post one batch through lane number `lane`; never raises for a network problem."""
+        ...
+
+
+def host_of(url: str) -> str:
+    """The host (and port) of a URL: the only part of a sink URL that may be logged."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
+def classify(status: int) -> Verdict:
+    """2xx accepted; 408, 429 and 5xx worth retrying; any other 4xx (or 1xx/3xx) a configuration error."""
+    if 200 <= status <= 299:
+        return "accepted"
+    if status in (408, 429) or status >= 500:
+        return "retry"
+    return "rejected"
+
+
+async def post_json(
+    client: httpx.AsyncClient, url: str, body: Any, *, headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> SendResult:
+    """POST `body` as JSON and classify the answer; never raises for a network problem."""
+    try:
+        response = await client.post(url, json=body, headers=dict(headers or {}), timeout=timeout)
+    except httpx.HTTPError as exc:
+        return SendResult("retry", error=type(exc).__name__)
+    verdict = classify(response.status_code)
+    retry_after = _retry_after(response.headers.get("retry-after")) if verdict == "retry" else None
+    return SendResult(verdict, status_code=response.status_code, retry_after=retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time())

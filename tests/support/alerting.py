@@ -1,0 +1,111 @@
+"""Builders for the alert tests: a config with one check of each kind, results, an engine, a recording sink."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from alerts import AlertEngine
+from monitor.core.clock import Clock, SystemClock
+from monitor.core.config import Config
+from monitor.core.results import Outcome, Result
+from probes import RULES_BY_KIND
+from tests.support.clock import T0
+
+CHECKS: list[dict[str, Any]] = [
+    {"name": "backend_health", "kind": "http", "target": "backend", "path": "/health"},
+    {"name": "settings_get_unauth", "kind": "auth_contract", "target": "backend",
+     "path": "/api/v1/users/{user_id}/settings", "params": {"user_id": "00000000-0000-0000-0000-000000000000"},
+     "labels": {"team": "core"}},
+    {"name": "voice_health", "kind": "voice", "target": "backend", "path": "/api/v1/pam/voice/health"},
+    {"name": "db_roundtrip", "kind": "db", "target": "database", "required_tables": ["user_settings", "wishlists"]},
+    {"name": "rest_tables", "kind": "postgrest", "target": "backend", "required_tables": ["user_settings"]},
+]
+KINDS = {c["name"]: c["kind"] for c in CHECKS}
+
+
+def make_config(state_dir: Path | None = None, *, sinks: list[dict[str, Any]] | None = None,
+                alerts: dict[str, Any] | None = None, checks: list[dict[str, Any]] | None = None,
+                **root: Any) -> Config:
+    """A valid config; `alerts` merges into the alerts block."""
+    raw: dict[str, Any] = {
+        "service": "pam-backend",
+        "state_dir": str(state_dir or Path("/nonexistent")),
+        "defaults": {"interval": "30s", "timeout": "5s", "failure_threshold": 2, "success_threshold": 2},
+        "targets": {"backend": {"base_url": "http://127.0.0.1:1"},
+                    "database": {"dsn": "postgresql://app:hunter2@127.0.0.1:1/app"}},
+        "checks": CHECKS if checks is None else checks,
+        "alerts": {"sinks": sinks or [], "external_labels": {"env": "test"}, **(alerts or {})},
+        **root,
+    }
+    return Config.model_validate(raw)
+
+
+def result(check: str, outcome: Outcome | str, *, status: int | None = None, message: str | None = None,
+           at: float = T0, confirmation: bool = False, tables: dict[str, bool] | None = None,
+           details: dict[str, Any] | None = None, kind: str | None = None) -> Result:
+    """A finished run of `check` with the given outcome."""
+    outcome = Outcome(outcome)
+    return Result(
+        check=check, kind=kind or KINDS[check], outcome=outcome,
+        message=message or f"{check}: {outcome.value}" + (f", got {status}" if status else ""),
+        duration_s=0.012, started_at=at, finished_at=at, status_code=status,
+        details=details or {}, tables=tables or {}, confirmation=confirmation,
+    )
+
+
+def make_engine(config: Config, registry: prometheus_client.CollectorRegistry | None = None,
+                clock: Clock | None = None, **options: Any) -> AlertEngine:
+    """An engine with the probes' rules map; a fresh registry and the system clock unless given."""
+    return AlertEngine(config, rules_by_kind=RULES_BY_KIND, registry=registry or prometheus_client.CollectorRegistry(),
+                       clock=clock or SystemClock(), **options)
+
+
+def sent(registry: prometheus_client.CollectorRegistry, sink: str, outcome: str = "sent") -> float:
+    """pam_monitor_notifications_total for one sink and result (0 when absent)."""
+    return registry.get_sample_value("pam_monitor_notifications_total", {"sink": sink, "result": outcome}) or 0.0
+
+
+def queue_depth(registry: prometheus_client.CollectorRegistry) -> float | None:
+    """pam_monitor_notification_queue_depth."""
+    return registry.get_sample_value("pam_monitor_notification_queue_depth")
+
+
+@dataclass
+class Recorder:
+    """A sink stand-in served by a real local server: records every request and answers from a script (then
+    202 on PagerDuty's path, 200 elsewhere)."""
+
+    script: list[int] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle(self, request: Request) -> Response:
+        """Record the request; answer with the next scripted status."""
+        body = await request.json()
+        with self.lock:
+            self.requests.append({"path": request.url.path, "headers": dict(request.headers), "json": body})
+            status = self.script.pop(0) if self.script else (202 if "enqueue" in request.url.path else 200)
+        return JSONResponse({"status": "x"}, status_code=status)
+
+    def app(self) -> Starlette:
+        """The ASGI app to serve."""
+        return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
+
+    def paths(self) -> list[str]:
+        """The path of every request so far, in order."""
+        with self.lock:
+            return [r["path"] for r in self.requests]
+
+    def bodies(self, path: str) -> list[Any]:
+        """The JSON body of every request to `path`, in order."""
+        with self.lock:
+            return [r["json"] for r in self.requests if r["path"] == path]
