@@ -93,7 +93,8 @@ class Runner:
             (c.name, c.kind, probes.OUTCOMES[c.kind], check_tables(c), check_phases(c)) for c in self.checks.values()
         ]
         self.metrics.set_checks(declared)
-        self.state.set_checks((c.name, c.kind) for c in self.checks.values())
+        self.state.set_checks([(c.name, c.kind) for c in self.checks.values()],
+                              {c.name: c.interval for c in self.checks.values()})
 
     # -- one run -----------------------------------------------------------------------------------------
 
