@@ -139,6 +139,17 @@ def _strip(history: Sequence[Mapping[str, Any]]) -> str:
     return f'<div class="strip" aria-label="last results, oldest first">{"".join(cells)}</div>'
 
 
+def _every(seconds: float) -> str:
+    """An interval as people say it: `500 ms`, `30 s`, `5 min`, `2 h`, `90 s`."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 def _check_row(check: Mapping[str, Any], now: float) -> str:
     outcome = check.get("outcome")
     level = outcome_level(outcome)
@@ -147,7 +158,7 @@ def _check_row(check: Mapping[str, Any], now: float) -> str:
     if isinstance(duration, int | float):
         took = f"in {duration * 1000:.0f} ms" if duration < 1 else f"in {format_duration(duration)}"
     interval = check.get("interval_s")
-    every = format_duration(float(interval)) if isinstance(interval, int | float) else "-"
+    every = _every(float(interval)) if isinstance(interval, int | float) else "-"
     status = check.get("status_code")
     return (
         f'<tr class="r-{level}"><td class="nw"><span class="dot c-{level}"></span><b>{esc(check.get("name"))}</b>'
@@ -179,7 +190,7 @@ def _alert_row(alert: Mapping[str, Any], now: float) -> str:
     level = _SEVERITY_LEVEL.get(severity, "idle")
     state = str(alert.get("state") or "")
     labels = alert.get("labels") or {}
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity"))
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity", "service"))
     return (
         f'<tr class="r-{level if state == "firing" else "idle"}">'
         f'<td><span class="badge c-{level}">{esc(severity)}</span></td>'

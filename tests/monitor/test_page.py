@@ -79,14 +79,17 @@ def test_failing_checks_are_named_under_the_summary() -> None:
 def test_check_row_colours_interval_and_relative_time() -> None:
     """Each check shows its state colour, interval, and a relative time with the absolute one in the tooltip."""
     doc = {"checks": [_check("up", "ok", interval_s=300.0), _check("slowpoke", "slow"),
-                      _check("down", "server_error"), _check("new", None)], "alerts": []}
+                      _check("down", "server_error", interval_s=0.5), _check("new", None, interval_s=7200.0)],
+           "alerts": []}
     page = render_page(doc, "svc", "ok", now=NOW)
     rows = page.split('<tr class="r-')[1:]
     assert ["ok", "warn", "bad", "idle"] == [row.split('"', 1)[0] for row in rows]
     assert '<span class="badge c-bad">server_error</span>' in rows[2]
     assert '<span class="badge c-idle">not run yet</span>' in rows[3]
-    assert "<td>5 m</td>" in rows[0]
+    assert "<td>5 min</td>" in rows[0]
     assert "<td>30 s</td>" in rows[1]
+    assert "<td>500 ms</td>" in rows[2]
+    assert "<td>2 h</td>" in rows[3]
     assert ('<time class="rel" datetime="2026-11-18T11:06:10.000Z" title="2026-11-18 11:06:10 UTC">30 s ago</time>'
             in rows[0])
 
