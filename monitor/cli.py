@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,7 +19,7 @@ from monitor.core.config import Config, load_config, parse_shard
 from monitor.core.errors import ConfigError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
-from monitor.logs import configure_logging
+from monitor.logs import LogFormat, configure_logging
 from monitor.metrics import Metrics
 from monitor.runner import Runner
 from monitor.state import State
@@ -28,53 +29,153 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 log = structlog.get_logger("pam_monitor.cli")
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-format", choices=["json", "console"], default=None,
-                        help="json (default): one JSON object per line; console: for people")
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
-                        help="overrides log_level from the config file")
-    with_config = argparse.ArgumentParser(add_help=False)
-    with_config.add_argument("--config", "-c", type=Path, default=_env_path("PAM_MONITOR_CONFIG"),
-                             help="YAML config file (default: $PAM_MONITOR_CONFIG)")
-    with_config.add_argument("--shard", default=None, metavar="I/N",
-                             help="run only the checks of shard I of N (stable hash of the check name)")
+_LOG_FORMAT_HELP = ("json: one JSON object per line; console: lines for people "
+                    "(default: console at a terminal, json otherwise)")
+_LEVELS = ["debug", "info", "warning", "error"]
+_VERBS: dict[str, tuple[str, str, str, str]] = {
+    # verb: (one line for `pam-monitor --help`, description, exit codes, examples)
+    "run": (
+        "run the daemon: checks on their intervals, alerts, /metrics, /status and the status page",
+        "Run the daemon: every enabled check on its interval, alerts to the configured sinks, and /metrics, "
+        "/status, /healthz, /readyz and a status page at / on the listen address. SIGHUP reloads the file (a bad "
+        "file keeps the running configuration); SIGTERM or Ctrl-C stops within shutdown_timeout.",
+        "0  stopped by SIGTERM or Ctrl-C\n"
+        "1  could not start: the listen address is taken or not on this host\n"
+        "2  bad configuration, no config file, or bad usage",
+        "pam-monitor run --config pam-monitor.yaml\n"
+        "pam-monitor --log-format console run -c pam-monitor.yaml --listen 127.0.0.1:9200",
+    ),
+    "check": (
+        "run every check once, print a table (or JSON) and exit 0 ok / 1 failed / 2 bad config",
+        "Run every enabled check once, print the results and exit: for CI, cron, and a first look at a new "
+        "config file. The table or JSON goes to stdout; logs go to stderr.",
+        "0  every check passed\n"
+        "1  at least one check failed (any outcome but ok, slow included)\n"
+        "2  bad configuration, no config file, an unknown name in --only, or bad usage",
+        "pam-monitor check --config pam-monitor.yaml\n"
+        "pam-monitor check -c pam-monitor.yaml --only backend_health --format json",
+    ),
+    "validate": (
+        "check a config file without running anything; one line per problem",
+        "Read a config file and report every problem in one run, one line each: file:line: field (with the "
+        "check's name): what is wrong, what was given (never a secret or a ${VAR} value), what is allowed. "
+        "Nothing is probed.",
+        "0  the file is valid\n"
+        "2  the file has problems (listed on stderr), has no checks, does not exist, or bad usage",
+        "pam-monitor validate --config pam-monitor.yaml\n"
+        "PAM_MONITOR_CONFIG=pam-monitor.yaml pam-monitor validate",
+    ),
+    "demo": (
+        "start a demo backend and the daemon watching it (the default with no verb)",
+        "Start the built-in demo backend (and a throwaway PostgreSQL unless --no-db) and the daemon watching it. "
+        "Flip faults with POST /_faults/{name} on the demo backend to watch alerts fire, DELETE /_faults to heal.",
+        "0  stopped by SIGTERM or Ctrl-C\n"
+        "1  could not start: a port is taken\n"
+        "2  bad option value (--listen, --interval) or bad usage",
+        "pam-monitor demo\n"
+        "pam-monitor demo --no-db --interval 2s --listen 127.0.0.1:9200",
+    ),
+    "discover": (
+        "write auth_contract checks for every secured operation of an OpenAPI document",
+        "Read an OpenAPI 3 document (URL or file) and write an auth_contract check for every operation that "
+        "declares security, ready to paste under checks: of a config file.",
+        "0  checks written\n"
+        "2  the document cannot be read or is not OpenAPI 3, or bad usage",
+        "pam-monitor discover --openapi http://127.0.0.1:8000/openapi.json -o checks.yaml",
+    ),
+}
+_CONFIG_VERBS = ("run", "check", "validate")
 
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks (exit codes, examples) and wraps the rest."""
+
+
+def _verb_epilog(verb: str) -> str:
+    _, _, exits, examples = _VERBS[verb]
+    indent = "\n".join("  " + line for line in exits.splitlines())
+    example = "\n".join("  " + line for line in examples.splitlines())
+    return f"exit codes:\n{indent}\n\nexamples:\n{example}"
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, top: bool, level_default: str) -> None:
+    # On a verb the default is SUPPRESS, so that a value given before the verb is not overwritten by None.
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--log-format", choices=["json", "console"], default=default, help=_LOG_FORMAT_HELP)
+    parser.add_argument("--log-level", choices=_LEVELS, default=default, metavar="LEVEL",
+                        help=f"{', '.join(_LEVELS)} (default: {level_default})")
+
+
+def _add_config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    parser.add_argument("--config", "-c", type=Path, metavar="FILE",
+                        default=_env_path("PAM_MONITOR_CONFIG") if top else argparse.SUPPRESS,
+                        help="YAML config file (default: $PAM_MONITOR_CONFIG"
+                             + (f", now {os.environ['PAM_MONITOR_CONFIG']})" if os.environ.get("PAM_MONITOR_CONFIG")
+                                else ", unset)"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb (its help texts are the CLI's reference)."""
     parser = argparse.ArgumentParser(
-        prog="pam-monitor",
-        description="Continuous health monitoring for the PAM backend, its voice system and its database. "
-                    "With no command, runs the built-in demo.",
+        prog="pam-monitor", formatter_class=_Help,
+        description="Continuous health monitoring for the PAM backend, its voice system and its database.\n"
+                    "With no verb, runs the built-in demo.",
+        epilog="--log-format, --log-level and --config work before or after the verb.\n"
+               "exit codes: 0 ok; 1 a check failed or the daemon could not start; 2 bad configuration or usage.\n"
+               "Run `pam-monitor VERB --help` for a verb's options, defaults, exit codes and examples.",
     )
     parser.add_argument("--version", action="version", version=f"pam-monitor {__version__}")
-    sub = parser.add_subparsers(dest="command")
+    _add_log_options(parser, top=True, level_default="depends on the verb")
+    _add_config_option(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="VERB", title="verbs")
 
-    run = sub.add_parser("run", parents=[common, with_config], help="run the daemon")
-    run.add_argument("--listen", default=None, help="host:port for /metrics, /status, ... (overrides the file)")
+    def verb(name: str) -> argparse.ArgumentParser:
+        line, description, _, _ = _VERBS[name]
+        return sub.add_parser(name, help=line, description=textwrap.fill(description, 78),
+                              epilog=_verb_epilog(name), formatter_class=_Help)
 
-    check = sub.add_parser("check", parents=[common, with_config],
-                           help="run every check once; exit 0 all ok, 1 some failed, 2 bad config")
-    check.add_argument("--format", choices=["table", "json"], default="table")
-    check.add_argument("--listen", default=None, help=argparse.SUPPRESS)
+    run = verb("run")
+    _add_config_option(run, top=False)
+    run.add_argument("--shard", default=None, metavar="I/N",
+                     help="run only the checks of shard I of N, by a stable hash of the check name (default: all)")
+    run.add_argument("--listen", default=None, metavar="HOST:PORT",
+                     help="where to serve /metrics, /status, ... (default: listen from the file, else 127.0.0.1:9108)")
+    _add_log_options(run, top=False, level_default="log_level from the file, else info")
+
+    check = verb("check")
+    _add_config_option(check, top=False)
+    check.add_argument("--shard", default=None, metavar="I/N",
+                       help="run only the checks of shard I of N (default: all)")
     check.add_argument("--only", action="append", default=None, metavar="NAME",
-                       help="run only this check (repeatable)")
+                       help="run only this check; repeat for several (default: every enabled check)")
+    check.add_argument("--format", choices=["table", "json"], default="table",
+                       help="table: for people; json: the /status document's checks (default: table)")
+    _add_log_options(check, top=False, level_default="warning")
 
-    validate = sub.add_parser("validate", parents=[common, with_config],
-                              help="check a config file; exit 0 valid, 2 invalid")
-    validate.add_argument("--listen", default=None, help=argparse.SUPPRESS)
+    validate = verb("validate")
+    _add_config_option(validate, top=False)
+    validate.add_argument("--shard", default=None, metavar="I/N",
+                          help="count only the checks of shard I of N in the summary (default: all)")
 
-    demo = sub.add_parser("demo", parents=[common], help="start the demo backend and the daemon watching it")
-    demo.add_argument("--listen", default="127.0.0.1:9108", help="where the daemon serves /metrics and /status")
-    demo.add_argument("--target-port", type=int, default=8000, help="port of the demo backend on 127.0.0.1")
-    demo.add_argument("--interval", default="5s", help="check interval in the demo (default 5s)")
-    demo.add_argument("--no-db", action="store_true", help="do not start or use PostgreSQL")
+    demo = verb("demo")
+    demo.add_argument("--listen", default="127.0.0.1:9108", metavar="HOST:PORT",
+                      help="where the daemon serves /metrics, /status and the page (default: 127.0.0.1:9108)")
+    demo.add_argument("--target-port", type=int, default=8000,
+                      help="port of the demo backend on 127.0.0.1 (default: 8000)")
+    demo.add_argument("--interval", default="5s", help="check interval in the demo (default: 5s)")
+    demo.add_argument("--no-db", action="store_true", help="do not start or use PostgreSQL (default: use it)")
     demo.add_argument("--alertmanager", default=None, metavar="URL",
-                      help="also send the demo's alerts to this Alertmanager")
+                      help="also send the demo's alerts to this Alertmanager (default: none)")
+    _add_log_options(demo, top=False, level_default="info")
 
-    discover = sub.add_parser("discover", parents=[common],
-                              help="write auth_contract checks for every secured operation of an OpenAPI spec")
-    discover.add_argument("--openapi", required=True, help="URL or file of the OpenAPI (3.x) document")
-    discover.add_argument("--target", default="backend", help="target name to use in the generated checks")
-    discover.add_argument("--output", "-o", type=Path, default=None, help="file to write (default: stdout)")
+    discover = verb("discover")
+    discover.add_argument("--openapi", required=True, metavar="URL_OR_FILE",
+                          help="URL or file of the OpenAPI (3.x) document (required)")
+    discover.add_argument("--target", default="backend",
+                          help="target name to use in the generated checks (default: backend)")
+    discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+                          help="file to write (default: stdout)")
+    _add_log_options(discover, top=False, level_default="warning")
     return parser
 
 
@@ -83,16 +184,25 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _log_format(args: argparse.Namespace, stream: TextIO) -> LogFormat:
+    """The format asked for, else console for a person at a terminal and JSON for a pipe, a file or a journal."""
+    chosen: LogFormat | None = args.log_format
+    return chosen or ("console" if stream.isatty() else "json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `pam-monitor` console script."""
-    args = _parser().parse_args(argv)
-    command = args.command or "demo"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command is None:
-        args = _parser().parse_args(["demo"])
+        args = parser.parse_args([*argv, "demo"])
+    if args.command not in _CONFIG_VERBS and args.config not in (None, _env_path("PAM_MONITOR_CONFIG")):
+        parser.error(f"--config does not apply to {args.command}")
     handlers = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "demo": _cmd_demo,
                 "discover": _cmd_discover}
     try:
-        return handlers[command](args)
+        return handlers[args.command](args)
     except KeyboardInterrupt:
         return 130
 
@@ -104,7 +214,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> Config | None:
         return None
     try:
         shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-        return load_config(args.config, listen=args.listen, shard=shard)
+        return load_config(args.config, listen=getattr(args, "listen", None), shard=shard, require_checks=True)
     except ValueError as exc:
         print(f"pam-monitor: {exc}", file=err)
         return None
@@ -116,7 +226,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> Config | None:
 
 
 def _logging(args: argparse.Namespace, config: Config) -> Redactor:
-    redactor = configure_logging(args.log_level or config.log_level, args.log_format or "json")
+    redactor = configure_logging(args.log_level or config.log_level, _log_format(args, sys.stdout))
     redactor.update(collect_secrets(config))
     return redactor
 
@@ -160,7 +270,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # Logs go to stderr so that stdout holds only the table or the JSON document.
     level = args.log_level or "warning"
-    redactor = configure_logging(level, args.log_format or "json", stream=sys.stderr)
+    redactor = configure_logging(level, _log_format(args, sys.stderr), stream=sys.stderr)
     redactor.update(collect_secrets(config))
     if args.only:
         unknown = sorted(set(args.only) - {c.name for c in config.checks})
@@ -213,7 +323,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_discover(args: argparse.Namespace) -> int:
     from monitor.discover import run_discover
 
-    configure_logging(args.log_level or "warning", args.log_format or "json", stream=sys.stderr)
+    configure_logging(args.log_level or "warning", _log_format(args, sys.stderr), stream=sys.stderr)
     return run_discover(args)
 
 

@@ -88,7 +88,8 @@ class Runner:
             kind = self.registry[c.kind]
             declared.append((c.name, c.kind, kind.outcomes, kind.tables(c), kind.phases(c)))
         self.metrics.set_checks(declared)
-        self.state.set_checks((c.name, c.kind) for c in self.checks.values())
+        self.state.set_checks([(c.name, c.kind) for c in self.checks.values()],
+                              {c.name: c.interval for c in self.checks.values()})
 
     # -- one run -----------------------------------------------------------------------------------------
 

@@ -1,13 +1,17 @@
-"""What the daemon knows right now: the last result of each check, readiness and scheduler liveness."""
+"""What the daemon knows right now: the last results of each check, readiness and scheduler liveness."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from monitor.core.clock import iso
 from monitor.core.results import Outcome, Result
 
 AlertsProvider = Callable[[], list[dict[str, Any]]]
+HISTORY_LENGTH = 20
+"""How many recent outcomes /status keeps per check (a bounded deque: memory stays flat however long it runs)."""
 
 
 class State:
@@ -17,20 +21,28 @@ class State:
         self._monotonic = monotonic
         self.results: dict[str, Result] = {}
         self.kinds: dict[str, str] = {}
+        self.intervals: dict[str, float] = {}
+        self.history: dict[str, deque[tuple[Outcome, float]]] = {}
         self.order: list[str] = []
         self.config_loaded = False
         self.last_tick: float | None = None
         self.alerts: AlertsProvider = list
 
-    def set_checks(self, checks: Iterable[tuple[str, str]]) -> None:
-        """Declare the running checks (name, kind); results of checks that remain are kept."""
+    def set_checks(self, checks: Iterable[tuple[str, str]], intervals: Mapping[str, float] | None = None) -> None:
+        """Declare the running checks (name, kind) and their intervals in seconds; results and history of checks
+        that remain (same name, same kind) are kept."""
         pairs = list(checks)
         self.order = [name for name, _ in pairs]
         self.kinds = dict(pairs)
+        self.intervals = {name: float(intervals[name]) for name in self.order if intervals and name in intervals}
         self.results = {
             name: result for name, result in self.results.items()
             if name in self.kinds and self.kinds[name] == result.kind
         }
+        self.history = {name: self.history.get(name, deque(maxlen=HISTORY_LENGTH)) for name in self.order}
+        for name in self.order:
+            if name not in self.results:
+                self.history[name].clear()
         self.config_loaded = True
 
     def record(self, result: Result) -> Outcome | None:
@@ -38,6 +50,7 @@ class State:
         previous = self.results.get(result.check)
         if result.check in self.kinds:
             self.results[result.check] = result
+            self.history[result.check].append((result.outcome, result.finished_at))
         return previous.outcome if previous is not None else None
 
     def tick(self) -> None:
@@ -63,15 +76,22 @@ class State:
         return True, "ok"
 
     def status(self) -> dict[str, Any]:
-        """The /status document (DESIGN §7); holds no secret: the runner redacts every result it records."""
+        """The /status document (DESIGN §7) plus, per check, `interval_s` and `history` (the last
+        HISTORY_LENGTH `{outcome, finished_at}`, oldest first). Holds no secret: the runner redacts results."""
         checks: list[dict[str, Any]] = []
         for name in self.order:
             result = self.results.get(name)
             if result is None:
-                checks.append({
+                entry: dict[str, Any] = {
                     "name": name, "kind": self.kinds[name], "outcome": None, "success": None,
                     "status_code": None, "duration_s": None, "message": "not run yet", "finished_at": None,
-                })
+                }
             else:
-                checks.append(result.to_status())
+                entry = result.to_status()
+            entry["interval_s"] = self.intervals.get(name)
+            entry["history"] = [
+                {"outcome": outcome.value, "finished_at": iso(finished_at)}
+                for outcome, finished_at in self.history.get(name, ())
+            ]
+            checks.append(entry)
         return {"checks": checks, "alerts": self.alerts()}

@@ -32,10 +32,10 @@ def test_health_ready_status_and_page() -> None:
     clock = FakeClock()
     state = State(clock)
     metrics = Metrics(process_metrics=False)
-    state.set_checks([("a", "http"), ("b", "http")])
+    state.set_checks([("a", "http"), ("b", "http")], {"a": 30.0, "b": 300.0})
     state.alerts = lambda: [{"alertname": "EndpointDown", "state": "firing", "labels": {"check": "a"},
                              "since": "2026-11-25T00:00:00Z"}]
-    app = create_app(state, metrics, lambda: "pam-backend")
+    app = create_app(state, metrics, lambda: "pam-backend", clock=lambda: 1_795_000_060.0)
     with serve_asgi(app) as base, httpx.Client(base_url=base) as client:
         assert 503 == client.get("/healthz").status_code
         state.tick()
@@ -53,14 +53,19 @@ def test_health_ready_status_and_page() -> None:
         assert {"checks", "alerts"} == set(doc)
         assert {"name": "a", "kind": "http", "outcome": "server_error", "success": False, "status_code": 500,
                 "duration_s": 0.125, "message": "expected 200, got 500 after 0.12 s <script>",
-                "finished_at": "2026-11-18T11:06:40.125Z"} == doc["checks"][0]
+                "finished_at": "2026-11-18T11:06:40.125Z", "interval_s": 30.0,
+                "history": [{"outcome": "server_error", "finished_at": "2026-11-18T11:06:40.125Z"}]} == doc["checks"][0]
         assert "EndpointDown" == doc["alerts"][0]["alertname"]
 
         page = client.get("/")
         assert "text/html" in page.headers["content-type"]
         assert "&lt;script&gt;" in page.text
-        assert "<script>" not in page.text
+        # The only script element is the page's own relative-time script, after the content.
+        assert 1 == page.text.count("<script")
+        assert page.text.index("</main>") < page.text.index("<script>")
         assert "EndpointDown" in page.text
+        assert "<title>(1) failing - pam-monitor: pam-backend</title>" in page.text
+        assert "1 min ago" in page.text
 
         scrape = client.get("/metrics")
         assert scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -71,7 +76,8 @@ def test_status_lists_checks_that_have_not_run() -> None:
     state = State(FakeClock())
     state.set_checks([("a", "db")])
     assert {"name": "a", "kind": "db", "outcome": None, "success": None, "status_code": None, "duration_s": None,
-            "message": "not run yet", "finished_at": None} == state.status()["checks"][0]
+            "message": "not run yet", "finished_at": None, "interval_s": None,
+            "history": []} == state.status()["checks"][0]
 
 
 def test_reload_drops_results_of_removed_checks() -> None:
@@ -83,3 +89,36 @@ def test_reload_drops_results_of_removed_checks() -> None:
     state.record(_result("a", Outcome.OK))
     assert ["b"] == [c["name"] for c in state.status()["checks"]]
     assert "a" not in state.results
+
+
+def _at(check: str, outcome: Outcome, finished_at: float, kind: str = "http") -> Result:
+    return Result(check=check, kind=kind, outcome=outcome, message="m", duration_s=0.01,
+                  started_at=finished_at - 0.01, finished_at=finished_at)
+
+
+def test_history_is_bounded_and_oldest_first() -> None:
+    """/status keeps the last HISTORY_LENGTH outcomes per check, oldest first; older ones are dropped."""
+    from monitor.state import HISTORY_LENGTH
+
+    state = State(FakeClock())
+    state.set_checks([("a", "http")], {"a": 2.0})
+    for i in range(HISTORY_LENGTH + 30):
+        state.record(_at("a", Outcome.OK if i % 2 else Outcome.TIMEOUT, 1_795_000_000.0 + i))
+    entry = state.status()["checks"][0]
+    assert 2.0 == entry["interval_s"]
+    assert HISTORY_LENGTH == len(entry["history"]) == len(state.history["a"])
+    assert {"outcome": "timeout", "finished_at": "2026-11-18T11:07:10.000Z"} == entry["history"][0]
+    assert {"outcome": "ok", "finished_at": "2026-11-18T11:07:29.000Z"} == entry["history"][-1]
+
+
+def test_reload_keeps_history_of_unchanged_checks_only() -> None:
+    """A reload keeps a check's history when its kind stays, starts afresh when it changes, forgets removed ones."""
+    state = State(FakeClock())
+    state.set_checks([("keep", "http"), ("change", "http"), ("gone", "http")])
+    for name in ("keep", "change", "gone"):
+        state.record(_at(name, Outcome.OK, 1_795_000_000.0))
+    state.set_checks([("keep", "http"), ("change", "db")], {"keep": 10.0, "change": 60.0})
+    doc = {c["name"]: c for c in state.status()["checks"]}
+    assert (1, 10.0) == (len(doc["keep"]["history"]), doc["keep"]["interval_s"])
+    assert ([], 60.0) == (doc["change"]["history"], doc["change"]["interval_s"])
+    assert {"keep", "change"} == set(state.history)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,7 +17,7 @@ from pydantic import (
 
 from monitor.core.config.alerting import Alerts
 from monitor.core.config.base import NAME_PATTERN, Duration, Strict, require_timeout_below_interval
-from monitor.core.config.checks import Check
+from monitor.core.config.checks import CHECK_MODELS, Check
 from monitor.core.config.targets import Target
 
 
@@ -95,37 +98,66 @@ def parse_listen(value: str) -> tuple[str, int]:
     return match.group(1) or "0.0.0.0", int(match.group(2))  # noqa: S104 - ":9108" means every address
 
 
+@dataclass(frozen=True, slots=True)
+class CheckRef:
+    """What the cross-section rules need of one check; fields are None where the file did not say (or not validly)."""
+
+    index: int
+    name: str | None
+    kind: str | None
+    target: str | None
+    needs_http: bool | None
+
+
 def cross_check(config: Config) -> list[tuple[str, str]]:
-    """Rules that span several parts of the file; returns (field path, problem) pairs."""
+    """Rules that span several parts of a valid configuration; returns (field path, problem) pairs."""
+    return cross_rules(
+        [CheckRef(i, c.name, c.kind, c.target, type(c).target_type == "http") for i, c in enumerate(config.checks)],
+        {name: target.is_http for name, target in config.targets.items()},
+        [(i, sink.display_name) for i, sink in enumerate(config.alerts.sinks)],
+    )
+
+
+def cross_rules(
+    checks: Sequence[CheckRef], targets: Mapping[str, bool | None], sinks: Sequence[tuple[int, str]]
+) -> list[tuple[str, str]]:
+    """The cross-section rules on plain facts, so that they also run on a file whose other parts are invalid.
+
+    `targets` maps each defined target name to whether it is an HTTP target (None: not known, the target itself
+    is invalid). `sinks` pairs each sink's index with its display name.
+    """
     problems: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
-    for i, check in enumerate(config.checks):
-        where = f"checks[{i}]"
-        if check.name in seen:
-            problems.append(
-                (f"{where}.name", f"duplicate check name {check.name!r} (also checks[{seen[check.name]}]); "
-                 "names must be unique")
-            )
-        seen.setdefault(check.name, i)
-        target = config.targets.get(check.target)
-        if target is None:
-            known = ", ".join(sorted(config.targets)) or "none defined"
+    for check in checks:
+        where = f"checks[{check.index}]"
+        if check.name is not None:
+            if check.name in seen:
+                problems.append(
+                    (f"{where}.name", f"duplicate check name {check.name!r} (also checks[{seen[check.name]}]); "
+                     "names must be unique")
+                )
+            seen.setdefault(check.name, check.index)
+        if check.target is None:
+            continue
+        if check.target not in targets:
+            known = ", ".join(sorted(targets)) or "none defined"
             problems.append((f"{where}.target", f"unknown target {check.target!r}; defined targets: {known}"))
             continue
-        wants_http = type(check).target_type == "http"
-        if wants_http and not target.is_http:
+        is_http = targets[check.target]
+        if check.needs_http is None or is_http is None:
+            continue
+        if check.needs_http and not is_http:
             problems.append(
                 (f"{where}.target", f"kind {check.kind} needs an HTTP target (base_url), "
                  f"but target {check.target!r} has a dsn")
             )
-        if not wants_http and target.is_http:
+        if not check.needs_http and is_http:
             problems.append(
                 (f"{where}.target", f"kind {check.kind} needs a PostgreSQL target (dsn), "
                  f"but target {check.target!r} has a base_url")
             )
     names: dict[str, int] = {}
-    for i, sink in enumerate(config.alerts.sinks):
-        name = sink.display_name
+    for i, name in sinks:
         if name in names:
             problems.append(
                 (f"alerts.sinks[{i}].name", f"duplicate sink name {name!r} (also alerts.sinks[{names[name]}]); "
@@ -134,3 +166,37 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         names.setdefault(name, i)
     return problems
 
+
+def raw_facts(data: Any) -> tuple[list[CheckRef], dict[str, bool | None], list[tuple[int, str]]]:
+    """What the cross-section rules need, read from the raw document (fields that are not strings are None)."""
+
+    def text(mapping: Any, key: str) -> str | None:
+        value = mapping.get(key) if isinstance(mapping, dict) else None
+        return value if isinstance(value, str) else None
+
+    data = data if isinstance(data, dict) else {}
+    raw_targets = data.get("targets")
+    targets: dict[str, bool | None] = {}
+    if isinstance(raw_targets, dict):
+        for name, target in raw_targets.items():
+            has_url = isinstance(target, dict) and target.get("base_url") is not None
+            has_dsn = isinstance(target, dict) and target.get("dsn") is not None
+            targets[str(name)] = has_url if has_url != has_dsn else None
+    checks: list[CheckRef] = []
+    raw_checks = data.get("checks")
+    for i, check in enumerate(raw_checks if isinstance(raw_checks, list) else []):
+        kind = text(check, "kind")
+        target = text(check, "target") if isinstance(raw_targets, dict | None) else None
+        checks.append(CheckRef(i, text(check, "name"), kind, target, _needs_http().get(kind or "")))
+    alerts = data.get("alerts")
+    raw_sinks = alerts.get("sinks") if isinstance(alerts, dict) else None
+    sinks: list[tuple[int, str]] = []
+    for i, sink in enumerate(raw_sinks if isinstance(raw_sinks, list) else []):
+        name = text(sink, "name") or text(sink, "kind")
+        if name is not None:
+            sinks.append((i, name))
+    return checks, targets, sinks
+
+
+def _needs_http() -> dict[str, bool]:
+    return {typing.get_args(m.model_fields["kind"].annotation)[0]: m.target_type == "http" for m in CHECK_MODELS}

@@ -22,48 +22,48 @@ INVALID: list[tuple[str, str, list[str]]] = [
     (
         "typo_in_check_key",
         BASE + "checks:\n  - {name: a, kind: http, target: backend, timout: 5s}\n",
-        ["{f}:5: checks[0].timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
+        ["{f}:5: checks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
          "disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, labels, maintenance, "
          "method, name, params, path, query, success_threshold, target, timeout"],
     ),
     (
         "unknown_kind",
         BASE + "checks:\n  - {name: a, kind: htp, target: backend}\n",
-        ["{f}:5: checks[0]: unknown kind 'htp'; allowed: 'http', 'auth_contract', 'voice', 'db', 'postgrest'"],
+        ["{f}:5: checks[0] (a): unknown kind 'htp'; allowed: 'http', 'auth_contract', 'voice', 'db', 'postgrest'"],
     ),
     (
         "status_out_of_range",
         BASE + "checks:\n  - {name: a, kind: http, target: backend}\n"
         "  - {name: b, kind: http, target: backend}\n  - {name: c, kind: http, target: backend}\n"
         "  - {name: d, kind: http, target: backend, expect: {status: [200, 700]}}\n",
-        ["{f}:8: checks[3].expect.status[1]: Input should be less than or equal to 599"],
+        ["{f}:8: checks[3] (d).expect.status[1]: must be at most 599, got 700"],
     ),
     (
         "timeout_not_below_interval",
         BASE + "checks:\n  - {name: a, kind: http, target: backend, interval: 5s, timeout: 5s}\n",
-        ["{f}:5: checks[0]: timeout (5s) must be less than interval (5s); lower timeout or raise interval"],
+        ["{f}:5: checks[0] (a): timeout (5s) must be less than interval (5s); lower timeout or raise interval"],
     ),
     (
         "unfilled_path_parameter",
         BASE + "checks:\n"
         "  - {name: a, kind: auth_contract, target: backend, path: '/api/v1/users/{user_id}/settings'}\n",
-        ["{f}:5: checks[0]: path '/api/v1/users/{user_id}/settings' has placeholders with no value in params: "
+        ["{f}:5: checks[0] (a): path '/api/v1/users/{user_id}/settings' has placeholders with no value in params: "
          "user_id; add params: {user_id: ...}"],
     ),
     (
         "unknown_target",
         BASE + "checks:\n  - {name: a, kind: http, target: backnd}\n",
-        ["{f}:5: checks[0].target: unknown target 'backnd'; defined targets: backend, database"],
+        ["{f}:5: checks[0] (a).target: unknown target 'backnd'; defined targets: backend, database"],
     ),
     (
         "db_check_on_http_target",
         BASE + "checks:\n  - {name: a, kind: db, target: backend}\n",
-        ["{f}:5: checks[0].target: kind db needs a PostgreSQL target (dsn), but target 'backend' has a base_url"],
+        ["{f}:5: checks[0] (a).target: kind db needs a PostgreSQL target (dsn), but target 'backend' has a base_url"],
     ),
     (
         "duplicate_names",
         BASE + "checks:\n  - {name: a, kind: http, target: backend}\n  - {name: a, kind: http, target: backend}\n",
-        ["{f}:6: checks[1].name: duplicate check name 'a' (also checks[0]); names must be unique"],
+        ["{f}:6: checks[1] (a).name: duplicate check name 'a' (also checks[0]); names must be unique"],
     ),
     (
         "bad_duration",
@@ -84,8 +84,8 @@ INVALID: list[tuple[str, str, list[str]]] = [
     (
         "bad_regex",
         BASE + "checks:\n  - {name: a, kind: http, target: backend, expect: {body_regex: '(unclosed'}}\n",
-        ["{f}:5: checks[0].expect.body_regex: is not a valid regular expression: missing ), unterminated subpattern "
-         "at position 0"],
+        ["{f}:5: checks[0] (a).expect.body_regex: is not a valid regular expression: missing ), unterminated "
+         "subpattern at position 0, got '(unclosed'"],
     ),
     (
         "sink_without_kind",

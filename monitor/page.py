@@ -1,0 +1,273 @@
+"""The status page at `/`: one self-contained HTML document answering "is it OK?" at a glance.
+
+Everything is rendered on the server, so the page reads correctly without JavaScript; a few lines of inline
+script only keep the relative times ("3 min ago") current between the 5 s refreshes. Every value is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from monitor import __version__
+from monitor.core.clock import iso
+from monitor.core.durations import format_duration
+
+HISTORY_CELLS = 20
+PALETTE = {"ok": "#1a7f37", "warn": "#9a6700", "bad": "#cf222e", "idle": "#6e7781", "info": "#0969da"}
+"""Green ok, amber slow/warning, red failing/critical, grey not yet run (and severity none), blue info."""
+_SEVERITY_LEVEL = {"critical": "bad", "warning": "warn", "info": "info"}
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+_UNCOUNTED_ALERTS = frozenset({"MonitorWatchdog"})  # always firing by design: never a reason to worry
+
+
+def esc(value: object) -> str:
+    """HTML-escape any value for text and attribute positions."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def outcome_level(outcome: str | None) -> str:
+    """The colour class of an outcome: ok, warn (slow), bad (any failure) or idle (not run yet)."""
+    if outcome is None:
+        return "idle"
+    return {"ok": "ok", "slow": "warn"}.get(outcome, "bad")
+
+
+def _severity(alert: Mapping[str, Any]) -> str:
+    labels = alert.get("labels") or {}
+    return str(labels.get("severity") or alert.get("severity") or "none")
+
+
+def _timestamp(value: object) -> float | None:
+    """Seconds since the epoch from an ISO string (`...Z`) or a number; None when absent or unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def _absolute(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def relative(seconds: float) -> str:
+    """`just now`, `12 s ago`, `3 min ago`, `2 h ago`, `4 d ago` (or `in 3 min` for the future)."""
+    gone = round(seconds)
+    span = abs(gone)
+    if span < 5:
+        return "just now"
+    if span < 60:
+        text = f"{span} s"
+    elif span < 3600:
+        text = f"{round(span / 60)} min"
+    elif span < 86400:
+        text = f"{round(span / 3600)} h"
+    else:
+        text = f"{round(span / 86400)} d"
+    return f"{text} ago" if gone >= 0 else f"in {text}"
+
+
+def _time(value: object, now: float, *, clock: bool = False) -> str:
+    """A <time> element: relative (or HH:MM for `clock`) text, the ISO instant for the script, the absolute
+    time in the tooltip. Unreadable values are shown as they are, escaped."""
+    ts = _timestamp(value)
+    if ts is None:
+        return esc(value or "-")
+    text = dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M UTC") if clock else relative(now - ts)
+    cls = "clock" if clock else "rel"
+    return f'<time class="{cls}" datetime="{esc(iso(ts))}" title="{esc(_absolute(ts))}">{esc(text)}</time>'
+
+
+def summarize(doc: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(level, summary line, title prefix) for a /status document."""
+    checks: Sequence[Mapping[str, Any]] = doc.get("checks") or []
+    levels = [outcome_level(c.get("outcome")) for c in checks]
+    n, failing, slow, waiting = len(checks), levels.count("bad"), levels.count("warn"), levels.count("idle")
+    alerts = [a for a in doc.get("alerts") or [] if a.get("alertname") not in _UNCOUNTED_ALERTS]
+    firing = [a for a in alerts if a.get("state") == "firing"]
+    pending = sum(1 for a in alerts if a.get("state") != "firing")
+    noun = "check" if n == 1 else "checks"
+    if failing:
+        line, title = f"{failing} of {n} {noun} failing", f"({failing}) failing"
+    elif slow:
+        line, title = f"{slow} of {n} {noun} slow", f"({slow}) slow"
+    elif waiting:
+        line, title = f"{waiting} of {n} {noun} not run yet", "waiting"
+    elif n:
+        line, title = f"All {n} {noun} OK", "OK"
+    else:
+        line, title = "No checks configured", "no checks"
+    if slow and failing:
+        line += f", {slow} slow"
+    if waiting and (failing or slow):
+        line += f", {waiting} not run yet"
+    line += f", {len(firing)} alert{'s' if len(firing) != 1 else ''} firing" if firing else ", no alert firing"
+    if pending:
+        line += f", {pending} pending"
+    severities = {_severity(a) for a in firing}
+    if failing or "critical" in severities:
+        level = "bad"
+    elif slow or firing or pending:
+        level = "warn"
+    elif waiting or not n:
+        level = "idle"
+    else:
+        level = "ok"
+    return level, line, title
+
+
+def _strip(history: Sequence[Mapping[str, Any]]) -> str:
+    cells = []
+    recent = list(history)[-HISTORY_CELLS:]
+    for _ in range(HISTORY_CELLS - len(recent)):
+        cells.append('<span class="cell none"></span>')
+    for entry in recent:
+        outcome = entry.get("outcome")
+        ts = _timestamp(entry.get("finished_at"))
+        when = _absolute(ts) if ts is not None else str(entry.get("finished_at") or "")
+        cells.append(f'<span class="cell c-{outcome_level(outcome)}" title="{esc(outcome)} at {esc(when)}"></span>')
+    return f'<div class="strip" aria-label="last results, oldest first">{"".join(cells)}</div>'
+
+
+def _every(seconds: float) -> str:
+    """An interval as people say it: `500 ms`, `30 s`, `5 min`, `2 h`, `90 s`."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _check_row(check: Mapping[str, Any], now: float) -> str:
+    outcome = check.get("outcome")
+    level = outcome_level(outcome)
+    duration = check.get("duration_s")
+    took = ""
+    if isinstance(duration, int | float):
+        took = f"in {duration * 1000:.0f} ms" if duration < 1 else f"in {format_duration(duration)}"
+    interval = check.get("interval_s")
+    every = _every(float(interval)) if isinstance(interval, int | float) else "-"
+    status = check.get("status_code")
+    return (
+        f'<tr class="r-{level}"><td class="nw"><span class="dot c-{level}"></span><b>{esc(check.get("name"))}</b>'
+        f'<div class="sub">{esc(check.get("kind"))}</div></td>'
+        f'<td><span class="badge c-{level}">{esc(outcome or "not run yet")}</span>'
+        f'{f"<div class=sub>HTTP {esc(status)}</div>" if status else ""}</td>'
+        f'<td class="nw">{_time(check.get("finished_at"), now) if check.get("finished_at") else "-"}'
+        f'<div class="sub">{esc(took)}</div></td>'
+        f"<td>{esc(every)}</td><td>{_strip(check.get('history') or [])}</td>"
+        f'<td class="msg">{esc(check.get("message"))}</td></tr>'
+    )
+
+
+def _held(alert: Mapping[str, Any], now: float) -> str:
+    """`held (flapping) until 14:05`, `held (reason)`, or `flapping`, from keys the alert engine may supply."""
+    flapping = bool(alert.get("flapping"))
+    until, reason = alert.get("held_until"), alert.get("held_reason")
+    if until is None and reason is None:
+        return '<span class="tag">flapping</span>' if flapping else ""
+    reason = reason or ("flapping" if flapping else None)
+    text = "held" + (f" ({esc(reason)})" if reason else "")
+    if until is not None:
+        text += f" until {_time(until, now, clock=True)}"
+    return f'<span class="tag">{text}</span>'
+
+
+def _alert_row(alert: Mapping[str, Any], now: float) -> str:
+    severity = _severity(alert)
+    level = _SEVERITY_LEVEL.get(severity, "idle")
+    state = str(alert.get("state") or "")
+    labels = alert.get("labels") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity", "service"))
+    return (
+        f'<tr class="r-{level if state == "firing" else "idle"}">'
+        f'<td><span class="badge c-{level}">{esc(severity)}</span></td>'
+        f'<td><b>{esc(alert.get("alertname"))}</b><div class="sub">{esc(shown)}</div></td>'
+        f'<td>{esc(state)} {_held(alert, now)}</td>'
+        f'<td>{_time(alert.get("since"), now) if alert.get("since") else "-"}</td></tr>'
+    )
+
+
+def render_page(doc: Mapping[str, Any], service: str, readiness: str, now: float | None = None) -> str:
+    """The whole page for a /status document; `now` (epoch seconds) is when relative times are counted from."""
+    now = time.time() if now is None else now
+    level, line, title = summarize(doc)
+    checks = doc.get("checks") or []
+    failing = [c.get("name") for c in checks if outcome_level(c.get("outcome")) == "bad"]
+    names = ", ".join(str(n) for n in failing[:12]) + (f" and {len(failing) - 12} more" if len(failing) > 12 else "")
+    alerts = sorted(doc.get("alerts") or [],
+                    key=lambda a: (a.get("state") != "firing", _SEVERITY_RANK.get(_severity(a), 3)))
+    alerts_html = (
+        "<table><tr><th>severity</th><th>alert</th><th>state</th><th>since</th></tr>"
+        + "".join(_alert_row(a, now) for a in alerts) + "</table>"
+        if alerts else '<p class="none">No alert pending or firing.</p>'
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)} - pam-monitor: {esc(service)}</title>
+<style>{_CSS}</style></head>
+<body data-now="{esc(iso(now))}">
+<header class="summary c-{level}" id="summary"><div class="line">{esc(line)}</div>
+{f'<div class="sub">failing: {esc(names)}</div>' if failing else ""}</header>
+<main>
+<p class="meta">pam-monitor: <b>{esc(service)}</b> · readiness: {esc(readiness)} · version {esc(__version__)} ·
+as of <time datetime="{esc(iso(now))}">{esc(_absolute(now))}</time>
+(refreshes every 5 s) · <a href="/status">/status</a> · <a href="/metrics">/metrics</a> ·
+<a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
+<h2>Alerts</h2>
+{alerts_html}
+<h2>Checks</h2>
+<table><tr><th>check</th><th>outcome</th><th>last run</th><th>every</th>
+<th>last {HISTORY_CELLS} results (oldest first)</th><th>message</th></tr>
+{"".join(_check_row(c, now) for c in checks)}</table>
+</main>
+<script>{_JS}</script>
+</body></html>
+"""
+
+
+_CSS = (
+    "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1f2328;background:#fff}"
+    "main{padding:0 24px 24px}h2{font-size:16px;margin:20px 0 8px}"
+    ".summary{padding:16px 24px;color:#fff}.summary .line{font-size:22px;font-weight:600}"
+    ".summary .sub{color:#fff;opacity:.92;font-size:13px}"
+    ".meta{color:#59636e;margin:10px 0 0;font-size:13px}a{color:#0969da}"
+    "table{border-collapse:collapse;width:100%}"
+    "th,td{padding:6px 10px;text-align:left;vertical-align:top;border-bottom:1px solid #d1d9e0}"
+    "th{font-size:12px;font-weight:600;color:#59636e}"
+    ".nw{white-space:nowrap}.sub{color:#59636e;font-size:12px}.none{color:#59636e}"
+    ".msg{max-width:42em;overflow-wrap:anywhere}"
+    ".badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}"
+    ".dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}"
+    ".strip{display:flex;gap:2px}.cell{display:inline-block;width:8px;height:18px;border-radius:2px}"
+    ".cell.none{background:#eef1f4}"
+    ".tag{display:inline-block;margin-left:4px;padding:0 6px;border:1px solid #d1d9e0;border-radius:6px;"
+    "font-size:12px;color:#59636e}"
+    + "".join(f".c-{name}{{background:{colour}}}" for name, colour in PALETTE.items())
+    + "".join(f"tr.r-{name} td:first-child{{box-shadow:inset 3px 0 {colour}}}" for name, colour in PALETTE.items())
+)
+
+# Relative times in the browser, counted on the server's clock (data-now) so a skewed desktop clock does not lie.
+_JS = """(function(){
+var skew=Date.now()-Date.parse(document.body.getAttribute('data-now'));
+function rel(ms){var s=Math.round(ms/1000),a=Math.abs(s),t;if(a<5)return 'just now';
+if(a<60)t=a+' s';else if(a<3600)t=Math.round(a/60)+' min';else if(a<86400)t=Math.round(a/3600)+' h';
+else t=Math.round(a/86400)+' d';return s>=0?t+' ago':'in '+t;}
+function tick(){var now=Date.now()-skew;document.querySelectorAll('time.rel').forEach(function(e){
+e.textContent=rel(now-Date.parse(e.getAttribute('datetime')));});}
+document.querySelectorAll('time.clock').forEach(function(e){var d=new Date(e.getAttribute('datetime'));
+e.textContent=d.toLocaleTimeString([],{hour:'2-digit',minute:'2-digit'});});
+tick();setInterval(tick,1000);})();"""
