@@ -52,3 +52,23 @@ def format_duration(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.1f} s"
     return f"{seconds:.2f} s"
+
+
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*(s|m|h)")
+RATE_ALLOWED = "a rate such as 40/m, 2/s or 1000/h (requests per second, minute or hour)"
+
+
+def parse_rate(value: object) -> float:
+    """Return a rate written `N/s`, `N/m` or `N/h` in events per second; raise ValueError naming the form."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected {RATE_ALLOWED}")
+    if isinstance(value, int | float):
+        raise ValueError(f"expected {RATE_ALLOWED}, got a bare number {value!r}: say per what, e.g. {value}/m")
+    match = _RATE.fullmatch(value.strip().lower())
+    if match is None:
+        raise ValueError(f"cannot read {value!r} as a rate; expected {RATE_ALLOWED}")
+    per = {"s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+    rate = float(match.group(1)) / per
+    if not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"must be a positive rate ({RATE_ALLOWED})")
+    return rate

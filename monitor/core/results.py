@@ -19,6 +19,7 @@ class Outcome(enum.StrEnum):
     UNEXPECTED_STATUS = "unexpected_status"
     SERVER_ERROR = "server_error"
     AUTH_BYPASS = "auth_bypass"
+    RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
     CONNECTION_ERROR = "connection_error"
     TLS_ERROR = "tls_error"
@@ -66,6 +67,7 @@ class ProbeResult:
     `details` holds observed values for /status and alert annotations (never secrets, never in labels).
     `tables` maps each required table to whether it is present (db and postgrest probes).
     `phases` maps a phase name (connect, query, canary, health, synthesis) to its duration in seconds.
+    `retry_after` is the seconds the target asked us to wait (a 429 or 503 with Retry-After), else None.
     """
 
     outcome: Outcome
@@ -74,6 +76,7 @@ class ProbeResult:
     details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     tables: Mapping[str, bool] = field(default_factory=lambda: _EMPTY)
     phases: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True, init=False)

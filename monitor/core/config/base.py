@@ -13,9 +13,11 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.core.durations import parse_duration
+from monitor.core.durations import parse_duration, parse_rate
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+"""Events per second, written in the file as `40/m`, `2/s` or `1000/h`."""
 """Seconds, written in the file as `500ms`, `30s`, `5m`, `1h` or a number."""
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"

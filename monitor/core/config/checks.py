@@ -45,6 +45,9 @@ class CheckBase(Strict):
     labels: dict[str, str] = Field(default_factory=dict, description="extra labels on this check's alerts")
     maintenance: list[Maintenance] = Field(default_factory=list)
     disable_alerts: list[AlertName] = Field(default_factory=list)
+    depends_on: list[str] = Field(
+        default_factory=list, description="checks whose failure explains this one's (its alerts are held back)"
+    )
 
     @field_validator("interval")
     @classmethod

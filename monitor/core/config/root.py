@@ -107,24 +107,29 @@ class CheckRef:
     kind: str | None
     target: str | None
     needs_http: bool | None
+    depends_on: tuple[str, ...] = ()
 
 
 def cross_check(config: Config) -> list[tuple[str, str]]:
     """Rules that span several parts of a valid configuration; returns (field path, problem) pairs."""
     return cross_rules(
-        [CheckRef(i, c.name, c.kind, c.target, type(c).target_type == "http") for i, c in enumerate(config.checks)],
+        [CheckRef(i, c.name, c.kind, c.target, type(c).target_type == "http", tuple(c.depends_on))
+         for i, c in enumerate(config.checks)],
         {name: target.is_http for name, target in config.targets.items()},
         [(i, sink.display_name) for i, sink in enumerate(config.alerts.sinks)],
+        {name: target.health_check for name, target in config.targets.items() if target.health_check},
     )
 
 
 def cross_rules(
-    checks: Sequence[CheckRef], targets: Mapping[str, bool | None], sinks: Sequence[tuple[int, str]]
+    checks: Sequence[CheckRef], targets: Mapping[str, bool | None], sinks: Sequence[tuple[int, str]],
+    health_checks: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """The cross-section rules on plain facts, so that they also run on a file whose other parts are invalid.
 
     `targets` maps each defined target name to whether it is an HTTP target (None: not known, the target itself
-    is invalid). `sinks` pairs each sink's index with its display name.
+    is invalid). `sinks` pairs each sink's index with its display name. `health_checks` maps a target to the
+    check named as its `health_check`.
     """
     problems: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
@@ -156,6 +161,7 @@ def cross_rules(
                 (f"{where}.target", f"kind {check.kind} needs a PostgreSQL target (dsn), "
                  f"but target {check.target!r} has a base_url")
             )
+    problems += dependency_rules(checks, health_checks or {})
     names: dict[str, int] = {}
     for i, name in sinks:
         if name in names:
@@ -167,7 +173,79 @@ def cross_rules(
     return problems
 
 
-def raw_facts(data: Any) -> tuple[list[CheckRef], dict[str, bool | None], list[tuple[int, str]]]:
+def dependency_edges(checks: Sequence[CheckRef], health_checks: Mapping[str, str]) -> dict[str, set[str]]:
+    """Each check's roots: its own `depends_on` plus its target's `health_check` (a health check has no implicit
+    root of its own)."""
+    edges: dict[str, set[str]] = {}
+    for check in checks:
+        if check.name is None:
+            continue
+        roots = set(check.depends_on) - {check.name}  # a self-dependency is reported on its own
+        root = health_checks.get(check.target or "")
+        if root is not None and root != check.name:
+            roots.add(root)
+        edges[check.name] = roots
+    return edges
+
+
+def dependency_rules(checks: Sequence[CheckRef], health_checks: Mapping[str, str]) -> list[tuple[str, str]]:
+    """`depends_on` names existing checks, never itself, and no chain of dependencies loops; a target's
+    `health_check` names a check on that target."""
+    problems: list[tuple[str, str]] = []
+    by_name = {c.name: c for c in checks if c.name is not None}
+    for target, name in sorted(health_checks.items()):
+        check = by_name.get(name)
+        if check is None:
+            problems.append((f"targets.{target}.health_check", f"no check is named {name!r}; name one of this "
+                             "target's checks (usually its /health check)"))
+        elif check.target is not None and check.target != target:
+            problems.append((f"targets.{target}.health_check", f"check {name!r} is on target {check.target!r}, "
+                             f"not {target!r}; a health check must probe its own target"))
+    for check in checks:
+        for i, root in enumerate(check.depends_on):
+            where = f"checks[{check.index}].depends_on[{i}]"
+            if root == check.name:
+                problems.append((where, "a check cannot depend on itself"))
+            elif root not in by_name:
+                known = ", ".join(sorted(n for n in by_name if n != check.name)[:10]) or "none"
+                problems.append((where, f"no check is named {root!r}; known checks: {known}"))
+    edges = dependency_edges(checks, health_checks)
+    cycle = _find_cycle(edges)
+    if cycle:
+        # Point at a check that names a dependency itself (a health_check edge has no depends_on line).
+        first = next((by_name[n] for n in cycle if by_name[n].depends_on), by_name[cycle[0]])
+        problems.append((f"checks[{first.index}].depends_on", "dependencies loop: " + " -> ".join(cycle)
+                         + "; a root check must not depend on the checks that depend on it"))
+    return problems
+
+
+def _find_cycle(edges: Mapping[str, set[str]]) -> list[str]:
+    """One dependency loop as a path that ends where it starts ([] when there is none); iterative DFS."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(edges):
+        if state.get(start):
+            continue
+        path: list[str] = [start]
+        stack: list[list[str]] = [sorted(r for r in edges.get(start, ()) if r in edges)]
+        state[start] = 1
+        while stack:
+            if not stack[-1]:
+                state[path.pop()] = 2
+                stack.pop()
+                continue
+            nxt = stack[-1].pop()
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(sorted(r for r in edges.get(nxt, ()) if r in edges))
+    return []
+
+
+def raw_facts(
+    data: Any,
+) -> tuple[list[CheckRef], dict[str, bool | None], list[tuple[int, str]], dict[str, str]]:
     """What the cross-section rules need, read from the raw document (fields that are not strings are None)."""
 
     def text(mapping: Any, key: str) -> str | None:
@@ -177,8 +255,11 @@ def raw_facts(data: Any) -> tuple[list[CheckRef], dict[str, bool | None], list[t
     data = data if isinstance(data, dict) else {}
     raw_targets = data.get("targets")
     targets: dict[str, bool | None] = {}
+    health_checks: dict[str, str] = {}
     if isinstance(raw_targets, dict):
         for name, target in raw_targets.items():
+            if text(target, "health_check"):
+                health_checks[str(name)] = str(text(target, "health_check"))
             has_url = isinstance(target, dict) and target.get("base_url") is not None
             has_dsn = isinstance(target, dict) and target.get("dsn") is not None
             targets[str(name)] = has_url if has_url != has_dsn else None
@@ -187,7 +268,9 @@ def raw_facts(data: Any) -> tuple[list[CheckRef], dict[str, bool | None], list[t
     for i, check in enumerate(raw_checks if isinstance(raw_checks, list) else []):
         kind = text(check, "kind")
         target = text(check, "target") if isinstance(raw_targets, dict | None) else None
-        checks.append(CheckRef(i, text(check, "name"), kind, target, _needs_http().get(kind or "")))
+        raw_deps = check.get("depends_on") if isinstance(check, dict) else None
+        deps = tuple(d for d in raw_deps if isinstance(d, str)) if isinstance(raw_deps, list) else ()
+        checks.append(CheckRef(i, text(check, "name"), kind, target, _needs_http().get(kind or ""), deps))
     alerts = data.get("alerts")
     raw_sinks = alerts.get("sinks") if isinstance(alerts, dict) else None
     sinks: list[tuple[int, str]] = []
@@ -195,7 +278,7 @@ def raw_facts(data: Any) -> tuple[list[CheckRef], dict[str, bool | None], list[t
         name = text(sink, "name") or text(sink, "kind")
         if name is not None:
             sinks.append((i, name))
-    return checks, targets, sinks
+    return checks, targets, sinks, health_checks
 
 
 def _needs_http() -> dict[str, bool]:

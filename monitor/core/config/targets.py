@@ -12,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.core.config.base import Strict
+from monitor.core.config.base import Rate, Strict
 
 
 class Target(Strict):
@@ -25,6 +25,12 @@ class Target(Strict):
     bearer_token: SecretStr | None = Field(default=None, description="`Authorization: Bearer` for PostgREST")
     verify_tls: bool = True
     ca_file: Path | None = None
+    health_check: str | None = Field(
+        default=None, description="a check of this target that its other checks depend on (one outage, one page)"
+    )
+    max_rate: Rate | None = Field(
+        default=None, description="requests per second this target may receive from pam-monitor (written 40/m)"
+    )
 
     @field_validator("base_url")
     @classmethod

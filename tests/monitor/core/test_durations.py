@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from monitor.core.durations import ALLOWED, format_duration, parse_duration
+from monitor.core.durations import ALLOWED, format_duration, parse_duration, parse_rate
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,17 @@ def test_refused_values_name_the_problem_and_the_accepted_forms(value: object, p
 def test_format_duration_is_compact_and_readable(seconds: float, text: str) -> None:
     """Sub-second with two decimals, seconds with one, tens of seconds whole, whole minutes from two minutes up."""
     assert text == format_duration(seconds)
+
+
+@pytest.mark.parametrize(("text", "per_second"), [("40/m", 40 / 60), ("2/s", 2.0), ("1000/h", 1000 / 3600),
+                                                  (" 1.5 / M ", 1.5 / 60)])
+def test_rates_are_read_per_second(text: str, per_second: float) -> None:
+    """`N/s`, `N/m`, `N/h` become events per second, whatever the spacing and case."""
+    assert per_second == pytest.approx(parse_rate(text))
+
+
+@pytest.mark.parametrize("bad", ["40", 40, "0/m", "x/m", "40/d", True, None])
+def test_rates_refuse_what_has_no_unit_or_is_not_positive(bad: object) -> None:
+    """A bare number, zero, an unknown unit or another type is refused, naming the accepted form."""
+    with pytest.raises(ValueError, match="40/m"):
+        parse_rate(bad)

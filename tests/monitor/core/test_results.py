@@ -10,7 +10,7 @@ def test_outcome_names_success_and_unreachable() -> None:
     assert {
         "ok", "slow", "unexpected_status", "server_error", "auth_bypass", "timeout", "connection_error",
         "tls_error", "dns_error", "invalid_response", "table_missing", "column_missing", "rls_disabled",
-        "permission_denied", "policy_error", "db_error", "internal_error",
+        "permission_denied", "policy_error", "db_error", "internal_error", "rate_limited",
     } <= {o.value for o in Outcome}
     assert [Outcome.OK] == [o for o in Outcome if o.success]
     assert {Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.TLS_ERROR, Outcome.DNS_ERROR} == {

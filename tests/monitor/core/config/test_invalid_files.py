@@ -23,8 +23,8 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "typo_in_check_key",
         BASE + "checks:\n  - {name: a, kind: http, target: backend, timout: 5s}\n",
         ["{f}:5: checks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
-         "disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, labels, maintenance, "
-         "method, name, params, path, query, success_threshold, target, timeout"],
+         "depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, labels, "
+         "maintenance, method, name, params, path, query, success_threshold, target, timeout"],
     ),
     (
         "unknown_kind",
@@ -49,6 +49,32 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "  - {name: a, kind: auth_contract, target: backend, path: '/api/v1/users/{user_id}/settings'}\n",
         ["{f}:5: checks[0] (a): path '/api/v1/users/{user_id}/settings' has placeholders with no value in params: "
          "user_id; add params: {user_id: ...}"],
+    ),
+    (
+        "depends_on_unknown_and_self",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, depends_on: [a, nope]}\n",
+        ["{f}:5: checks[0] (a).depends_on[0]: a check cannot depend on itself",
+         "{f}:5: checks[0] (a).depends_on[1]: no check is named 'nope'; known checks: none"],
+    ),
+    (
+        "dependency_loop_through_health_check",
+        "targets:\n  backend: {base_url: 'http://127.0.0.1:8000', health_check: h}\n"
+        "checks:\n  - {name: h, kind: http, target: backend, depends_on: [b]}\n"
+        "  - {name: b, kind: http, target: backend}\n",
+        ["{f}:4: checks[0] (h).depends_on: dependencies loop: b -> h -> b; a root check must not depend on the "
+         "checks that depend on it"],
+    ),
+    (
+        "health_check_on_another_target",
+        BASE.replace("8000\"}", "8000\", health_check: d}") + "checks:\n  - {name: d, kind: db, target: database}\n",
+        ["{f}:2: targets.backend.health_check: check 'd' is on target 'database', not 'backend'; a health check "
+         "must probe its own target"],
+    ),
+    (
+        "max_rate_without_unit",
+        BASE.replace("8000\"}", "8000\", max_rate: 40}") + "checks:\n  - {name: a, kind: http, target: backend}\n",
+        ["{f}:2: targets.backend.max_rate: expected a rate such as 40/m, 2/s or 1000/h (requests per second, "
+         "minute or hour), got a bare number 40: say per what, e.g. 40/m"],
     ),
     (
         "unknown_target",
