@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import re
 import socket
 import ssl
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ import httpx
 from monitor.core.config import RequestSpec, Target
 from monitor.core.results import Outcome
 from probes.deps import Deps
+from probes.wire import BodyStream, Exchange, Prepared, Trace, prepare
 
 EXCERPT_CHARS = 200
 # Scanning more than this for a relation name buys nothing: error bodies are short.
@@ -29,11 +31,20 @@ class Fetched:
     """A response that arrived: status, headers and at most `cap` bytes of body."""
 
     status: int
-    headers: httpx.Headers
+    raw_headers: list[tuple[bytes, bytes]]
     body: bytes
     truncated: bool
     elapsed: float
     cap: int
+    http_version: str = "HTTP/1.1"
+    # The Content-Length the server announced; -1 when it sent none (chunked, or read until close).
+    content_length: int = -1
+    trace: Trace | None = None
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The response headers (built on each access: most probes never read them)."""
+        return httpx.Headers(self.raw_headers)
 
     @property
     def content_type(self) -> str:
@@ -58,6 +69,7 @@ class Failed:
     message: str
     elapsed: float
     status: int | None = None
+    trace: Trace | None = None
 
 
 def body_excerpt(body: bytes) -> str:
@@ -131,40 +143,36 @@ async def fetch(
     """
     target = deps.targets[target_name]
     limit = deps.body_limit if cap is None else cap
-    loop = asyncio.get_running_loop()
-    client = deps.client_for(target)
-    waiting_since = deps.clock.monotonic()
+    transport = deps.transport_for(target)
+    clock = deps.clock
+    waiting_since = clock.monotonic()
     sent_at: float | None = None
     status: int | None = None
+    trace = Trace()
+    budget = 0.0
     try:
         sending = dict(headers) if headers is not None else request_headers(target, spec)
-        _check_headers(sending)
+        prepared = _prepared(deps, target_name, target, spec, sending)
         async with asyncio.timeout_at(deadline):
             async with deps.limiter_for(target_name):
-                remaining = max(deadline - loop.time(), 0.001)
-                request = client.build_request(
-                    spec.method,
-                    build_url(target, spec),
-                    params=spec.query or None,
-                    headers=sending,
-                    json=spec.json_body,
-                    content=spec.body.encode() if spec.body is not None else None,
-                    timeout=httpx.Timeout(remaining),
-                )
-                sent_at = deps.clock.monotonic()
-                response = await client.send(request, stream=True)
+                sent_at = clock.monotonic()
+                budget = deadline - asyncio.get_running_loop().time()
+                exchange = await transport.send(prepared, trace)
                 try:
-                    status = response.status_code
-                    body, truncated = await _read_capped(response, limit)
+                    status = exchange.status
+                    body, truncated = await _read_capped(exchange, limit)
                 finally:
-                    await response.aclose()
+                    transport.release(exchange)
                 return Fetched(
                     status=status,
-                    headers=response.headers,
+                    raw_headers=exchange.headers,
                     body=body,
                     truncated=truncated,
-                    elapsed=deps.clock.monotonic() - sent_at,
+                    elapsed=clock.monotonic() - sent_at,
                     cap=limit,
+                    http_version=exchange.http_version,
+                    content_length=exchange.content_length,
+                    trace=trace,
                 )
     except httpx.InvalidURL as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
@@ -174,7 +182,7 @@ async def fetch(
         if sent_at is None and isinstance(exc, TimeoutError):
             # Never sent: every slot for this target was taken the whole time. That is pam-monitor's own limit,
             # so say so; the target may be slow (its earlier requests hold the slots) or fine (too many checks).
-            elapsed = deps.clock.monotonic() - waiting_since
+            elapsed = clock.monotonic() - waiting_since
             return Failed(
                 Outcome.TIMEOUT,
                 f"timed out after {elapsed:.2f} s waiting for one of pam-monitor's own {deps.max_in_flight} "
@@ -182,13 +190,56 @@ async def fetch(
                 "the monitor is saturated, not necessarily the target",
                 elapsed,
             )
-        return classify_failure(exc, httpx.URL(target.base_url or "http://unknown").host, status,
-                                _since(deps, sent_at))
+        elapsed = _since(deps, sent_at)
+        if isinstance(exc, TimeoutError):  # our deadline: we waited the budget; the rest is delivering the news
+            elapsed = min(elapsed, budget)
+        failed = classify_failure(exc, _host(target), status, elapsed, phase=trace.phase)
+        return dataclasses.replace(failed, trace=trace)
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+_PREPARED_MAX = 4096
+
+
+def _prepared(deps: Deps, target_name: str, target: Target, spec: RequestSpec, headers: dict[str, str]) -> Prepared:
+    """The request's bytes, built by httpx once per spec and header set and reused (the same every run).
+
+    Keyed by the spec object itself (kept in the value, so its id cannot be reused while cached); specs built
+    per run (postgrest tables) just rebuild, and the cache is emptied past 4,096 entries.
+    """
+    key = (target_name, id(spec), tuple(headers.items()))
+    cache = deps.prepared
+    hit = cache.get(key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    _check_headers(headers)
+    request = httpx.Request(
+        spec.method,
+        build_url(target, spec),
+        params=spec.query or None,
+        headers={"User-Agent": deps.user_agent, "Accept": "*/*", **headers},
+        json=spec.json_body,
+        content=spec.body.encode() if spec.body is not None else None,
+    )
+    prepared = prepare(request)
+    if len(cache) >= _PREPARED_MAX:
+        cache.clear()
+    cache[key] = (spec, prepared)
+    return prepared
+
+
+def _host(target: Target) -> str:
+    return httpx.URL(target.base_url or "http://unknown").host
+
+
+async def _read_capped(exchange: Exchange, cap: int) -> tuple[bytes, bool]:
+    """At most `cap` bytes of the body; decoded by httpx when the server sent a Content-Encoding anyway."""
+    chunks: AsyncIterator[bytes] = exchange.body()
+    if any(name.lower() == b"content-encoding" and value.strip().lower() not in (b"", b"identity")
+           for name, value in exchange.headers):
+        response = httpx.Response(exchange.status, headers=exchange.headers, stream=BodyStream(exchange))
+        chunks = response.aiter_bytes()
     buf = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         room = cap - len(buf)
         if len(chunk) > room:
             buf += chunk[:room]
@@ -223,10 +274,12 @@ def _first(chain: list[BaseException], kind: type[_E]) -> _E | None:
 _CLOSED_EARLY = re.compile(r"peer closed connection|server disconnected", re.IGNORECASE)
 
 
-def classify_failure(exc: BaseException, host: str, status: int | None, elapsed: float) -> Failed:
+def classify_failure(exc: BaseException, host: str, status: int | None, elapsed: float,
+                     phase: str = "waiting for the response") -> Failed:
     """Turn a failed request into an outcome and a sentence, by the exception types in its cause chain.
 
-    `status` is the response's status when headers had arrived before the failure (kept in the result).
+    `status` is the response's status when headers had arrived before the failure (kept in the result);
+    `phase` is where the request was when it ran out of time (probes.wire.Trace.phase).
     """
     chain = list(_chain(exc))
     after = f"after {elapsed:.2f} s"
@@ -241,7 +294,7 @@ def classify_failure(exc: BaseException, host: str, status: int | None, elapsed:
     if isinstance(exc, httpx.TimeoutException):
         return timed_out(_timeout_phase(exc))
     if isinstance(exc, TimeoutError):  # our own deadline (asyncio.timeout_at)
-        return timed_out("waiting for the response")
+        return timed_out(phase)
     if isinstance(exc, httpx.DecodingError):
         return failed(Outcome.INVALID_RESPONSE, f"body could not be decoded: {_clean(str(exc))}")
     if isinstance(exc, httpx.LocalProtocolError):

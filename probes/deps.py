@@ -4,43 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.cookiejar
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-import httpx
-
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config, Target
-
-
-class _NoCookies(http.cookiejar.CookiePolicy):
-    """Keep no cookie and send none: every probe starts without state, as blackbox_exporter's do.
-
-    A session cookie set by one response and sent with later probes would let an auth_contract "no token"
-    request pass as authenticated, or hide a broken login.
-    """
-
-    netscape = True
-    rfc2965 = False
-    hide_cookie2 = True
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        """Store nothing."""
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        """Send nothing."""
-        return False
-
-    def domain_return_ok(self, domain: str, request: object) -> bool:
-        """Send nothing."""
-        return False
-
-    def path_return_ok(self, path: str, request: object) -> bool:
-        """Send nothing."""
-        return False
+from probes.wire import Prepared, WireTransport
 
 
 @dataclass
@@ -54,29 +24,29 @@ class Deps:
     max_in_flight: int = 16
     clock: Clock = field(default_factory=SystemClock)
     _limiters: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
+    # http.keep_alive: reuse connections (False: a fresh connection, resolve and TLS handshake every request).
+    keep_alive: bool = False
+    _transports: dict[tuple[bool, str | None] | None, WireTransport] = field(default_factory=dict)
+    # Requests as wire bytes, built once per spec and headers (probes/_http.py `_prepared`).
+    prepared: dict[tuple[str, int, tuple[tuple[str, str], ...]], tuple[object, Prepared]] = field(default_factory=dict)
     # Long-lived resources owned by probe modules (the db probe's pools), keyed by check name.
     resources: dict[str, object] = field(default_factory=dict)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    def client_for(self, target: Target) -> httpx.AsyncClient:
-        """The shared client for a target's TLS settings (never one client per probe: MEASURED.md)."""
-        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None)
-        client = self._clients.get(key)
-        if client is None:
-            verify: bool | ssl.SSLContext = target.verify_tls
-            if target.ca_file is not None and target.verify_tls:
-                verify = ssl.create_default_context(cafile=str(target.ca_file))
-            client = httpx.AsyncClient(
-                verify=verify,
-                follow_redirects=False,
-                trust_env=False,
-                headers={"User-Agent": self.user_agent},
-                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            )
-            self._clients[key] = client
-        return client
+    def transport_for(self, target: Target) -> WireTransport:
+        """The shared transport for a target's scheme and TLS settings (never one per probe: MEASURED.md).
+
+        Plain-HTTP targets share one transport without a TLS context (building one reads the CA bundle).
+        Nothing in them keeps cookies, follows redirects or reads proxy variables: every probe starts bare.
+        """
+        https = (target.base_url or "").startswith("https://")
+        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None) if https else None
+        transport = self._transports.get(key)
+        if transport is None:
+            context = _tls_context(target) if https else None
+            transport = WireTransport(context, keep_alive=self.keep_alive, max_idle=max(self.max_in_flight, 1))
+            self._transports[key] = transport
+        return transport
 
     def limiter_for(self, target_name: str) -> asyncio.Semaphore:
         """The semaphore capping requests in flight to one target (`max_in_flight` slots), made on first use.
@@ -96,10 +66,10 @@ class Deps:
     async def aclose(self) -> None:
         """Close every client and registered resource; never raises."""
         # Closing is best effort: a resource that fails to close must not keep the others open.
-        for client in self._clients.values():
+        for transport in self._transports.values():
             with contextlib.suppress(Exception):
-                await client.aclose()
-        self._clients.clear()
+                await transport.aclose()
+        self._transports.clear()
         for closer in reversed(self._closers):
             with contextlib.suppress(Exception):
                 await closer()
@@ -113,5 +83,18 @@ def build_deps(config: Config, clock: Clock | None = None) -> Deps:
         body_limit=config.http.body_limit,
         user_agent=config.http.user_agent,
         max_in_flight=config.http.max_in_flight,
+        keep_alive=config.http.keep_alive,
         clock=clock or SystemClock(),
     )
+
+
+def _tls_context(target: Target) -> ssl.SSLContext:
+    """Verification as the target says: the system CAs, its ca_file, or none at all (verify_tls: false)."""
+    if not target.verify_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
+    context.set_alpn_protocols(["http/1.1"])
+    return context

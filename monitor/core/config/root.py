@@ -41,6 +41,11 @@ class HttpSettings(Strict):
     max_in_flight: Annotated[int, Field(ge=1, le=1024)] = 16
     body_limit: Annotated[int, Field(ge=1024)] = 1024 * 1024
     user_agent: str = "pam-monitor"
+    keep_alive: bool = Field(
+        default=False,
+        description="reuse connections between probes; off: every probe resolves, connects and does its TLS "
+                    "handshake, so it sees a refused connect or a bad certificate as a client would",
+    )
 
 
 _INHERITED = ("interval", "timeout", "failure_threshold", "success_threshold")
