@@ -358,7 +358,8 @@ def sample_window(pid: int, duration: float, alive: Callable[[], bool]) -> int:
     return top
 
 
-def daemon_config(checks: int, interval: float, target: Target, state_dir: Path, max_in_flight: int | None) -> str:
+def daemon_config(checks: int, interval: float, target: Target, state_dir: Path, max_in_flight: int | None,
+                  keep_alive: bool = False) -> str:
     """A config file (JSON, which YAML reads) with `checks` http checks on one target."""
     timeout = min(1.0, interval * 0.5)
     doc: dict[str, Any] = {
@@ -373,8 +374,9 @@ def daemon_config(checks: int, interval: float, target: Target, state_dir: Path,
             for i in range(checks)
         ],
     }
+    doc["http"] = {"keep_alive": keep_alive}
     if max_in_flight is not None:
-        doc["http"] = {"max_in_flight": max_in_flight}
+        doc["http"]["max_in_flight"] = max_in_flight
     return json.dumps(doc, indent=1)
 
 
@@ -387,11 +389,14 @@ DAEMON_FAMILIES = (
 
 def measure_daemon(args: argparse.Namespace, children: Children, target: Target, run: int) -> Figures:
     """Start `pam-monitor run` with N checks, warm up one interval, measure, scrape, SIGTERM."""
-    fig = Figures(f"pam-monitor{'' if args.variant is None else f' [{args.variant}]'}", args.checks, args.interval)
+    mode = "keep-alive" if args.keep_alive else "fresh conn"
+    fig = Figures(f"pam-monitor ({mode}){'' if args.variant is None else f' [{args.variant}]'}", args.checks,
+                  args.interval)
     workdir = children.workdir / f"daemon-{run}"
     workdir.mkdir()
     config = workdir / "bench.yaml"
-    config.write_text(daemon_config(args.checks, args.interval, target, workdir / "state", args.max_in_flight))
+    config.write_text(daemon_config(args.checks, args.interval, target, workdir / "state", args.max_in_flight,
+                                    args.keep_alive))
     port = free_port()
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
@@ -408,7 +413,8 @@ def measure_daemon(args: argparse.Namespace, children: Children, target: Target,
         raise RuntimeError(f"{exc}\n{children.log_tail(name)}") from None
     pid = real_pid(proc)
     if args.profile:
-        fig.notes.append(_start_profile(children, pid, args, run))
+        profiler = _start_profile(children, pid, args, run)
+        fig.notes.append(f"py-spy raw profile: {children.workdir / f'profile-{run}.txt'}")
     time.sleep(args.interval + 0.5)  # every check has started once: first runs are spread over one interval
 
     _, body_a, _ = http_get(port, "/metrics")
@@ -418,6 +424,9 @@ def measure_daemon(args: argparse.Namespace, children: Children, target: Target,
     cpu_b, t_b = cpu_seconds(pid), time.monotonic()
     conns_b, reqs_b = target.counters()
     _, body_b, _ = http_get(port, "/metrics")
+    if args.profile:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            profiler.wait(timeout=args.interval + 30)  # py-spy writes its file when its duration is over
 
     a = parse_metrics(body_a.decode(), DAEMON_FAMILIES)
     b = parse_metrics(body_b.decode(), DAEMON_FAMILIES)
@@ -466,14 +475,14 @@ def measure_daemon(args: argparse.Namespace, children: Children, target: Target,
     return fig
 
 
-def _start_profile(children: Children, pid: int, args: argparse.Namespace, run: int) -> str:
+def _start_profile(children: Children, pid: int, args: argparse.Namespace, run: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling the daemon from now until just before the window ends (it writes its file on exit)."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out = children.workdir / f"profile-{run}.txt"
-    seconds = int(args.duration + args.interval)
-    children.start(f"py-spy-{run}", [py_spy, "record", "--pid", str(pid), "--duration", str(seconds),
-                                     "--format", "raw", "--output", str(out), "--rate", "250", "--nonblocking"],
-                   cpu=args.server_cpu)
-    return f"py-spy raw profile: {out}"
+    seconds = max(1, int(args.duration + args.interval))
+    return children.start(f"py-spy-{run}", [py_spy, "record", "--pid", str(pid), "--duration", str(seconds),
+                                            "--format", "raw", "--output", str(out), "--rate", "250", "--nonblocking"],
+                          cpu=args.server_cpu)
 
 
 BLACKBOX_CONF = """\
@@ -678,6 +687,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs per prober; medians are quoted (use 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     parser.add_argument("--max-in-flight", type=int, default=None, help="override http.max_in_flight")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="http.keep_alive: true (reuse connections; default: a fresh connection per probe)")
     parser.add_argument("--variant", default=None,
                         help="run the daemon through bench.variants NAME (in-process experiments)")
     parser.add_argument("--profile", action="store_true", help="py-spy record the daemon during the window")
@@ -715,7 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     daemon_runs: list[Figures] = []
     blackbox_runs: list[Figures] = []
-    with workspace(args.keep) as workdir:
+    with workspace(args.keep or args.profile) as workdir:
         children = Children(workdir)
         try:
             target = start_target(args.target, children, args.server_cpu)
@@ -726,8 +737,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.compare_blackbox:
                     print(f"run {run + 1}/{args.repeat}: blackbox_exporter via Prometheus", file=sys.stderr, flush=True)
                     blackbox_runs.append(measure_blackbox(args, children, target, run))
-            if args.profile:
-                args.keep = True
         finally:
             children.stop_all()
     daemon = median_figures(daemon_runs)
