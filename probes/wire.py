@@ -25,6 +25,8 @@ from typing import Any
 import httptools
 import httpx
 
+from probes import _socket
+
 MAX_HEAD_BYTES = 100 * 1024
 """A response head larger than this is not HTTP a monitor should accept (httpcore's limit too)."""
 IDLE_LIMIT_S = 1.0
@@ -412,18 +414,11 @@ class WireTransport(httpx.AsyncBaseTransport):
         connection = _Connection(loop, key)
         last: OSError | None = None
         for family, address in addresses:
-            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                await loop.sock_connect(sock, address)
+                sock = await _socket.connect(loop, family, address)
                 break
             except OSError as exc:
-                sock.close()
                 last = exc
-            except BaseException:
-                sock.close()
-                raise
         else:
             raise httpx.ConnectError(str(last)) from last
         connected = time.perf_counter()
@@ -437,7 +432,7 @@ class WireTransport(httpx.AsyncBaseTransport):
                 connection.tls = tls_facts(connection.transport)
                 trace.tls = time.perf_counter() - connected
             else:
-                await loop.create_connection(lambda: connection, sock=sock)
+                _socket.SocketTransport(loop, sock, connection)
         except (OSError, ssl.SSLError) as exc:
             sock.close()
             raise httpx.ConnectError(str(exc)) from exc
