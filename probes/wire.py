@@ -33,6 +33,8 @@ IDLE_LIMIT_S = 1.0
 """A pooled connection idle longer than this is closed rather than reused: servers drop idle connections after a
 few seconds (gunicorn 2 s, uvicorn and Node 5 s), and one dropped just as a request goes out would read as a
 failure of the target."""
+LINGER_S = 1.0
+"""How long a finished one-shot connection waits for the server to close first before closing itself."""
 _PAUSE_ABOVE = 256 * 1024  # body bytes buffered ahead of the reader before the socket is paused
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -97,9 +99,11 @@ def tls_facts(transport: asyncio.BaseTransport) -> TlsFacts | None:
 class _Connection(asyncio.Protocol):
     """One TCP or TLS connection carrying one exchange at a time; the parser's callbacks land here."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int], owner: set[_Connection]) -> None:
         self.loop = loop
         self.key = key
+        self.owner = owner  # the transport's open connections, which this one leaves when it closes
+        self.lingering: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.tls: TlsFacts | None = None
         self.closed = False
@@ -134,7 +138,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Feed the parser; a parse error ends the exchange with httpx.RemoteProtocolError."""
         if self.trace is None:  # bytes nobody asked for: this connection cannot be trusted again
-            self.closed = True
+            self.close()
             return
         if not self.trace._first_byte_at:
             self.trace._first_byte_at = time.perf_counter()
@@ -230,6 +234,8 @@ class _Connection(asyncio.Protocol):
 
     def _closed_by_peer(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.lingering is not None:
+            self.close()
         if self.trace is None or self.complete:
             return
         if exc is not None:
@@ -277,11 +283,23 @@ class _Connection(asyncio.Protocol):
         return (self.complete and not self.closed and self.error is None and self.keep_alive
                 and self.method != b"HEAD")
 
+    def linger(self, limit: float) -> None:
+        """Close once the server has closed its side (at most `limit` s from now), so the TIME_WAIT that TCP
+        keeps after a close stays on the server, not on the monitor's ephemeral ports."""
+        if self.closed:
+            self.close()
+        else:
+            self.lingering = self.loop.call_later(limit, self.close)
+
     def close(self) -> None:
         """Close the socket (idempotent)."""
         self.closed = True
+        if self.lingering is not None:
+            self.lingering.cancel()
+            self.lingering = None
         if self.transport is not None:
             self.transport.close()
+        self.owner.discard(self)
 
 
 class BodyStream(httpx.AsyncByteStream):
@@ -383,7 +401,6 @@ class WireTransport(httpx.AsyncBaseTransport):
                 raise connection.error
         except BaseException:
             connection.close()
-            self._open.discard(connection)
             raise
         trace.processing = trace._first_byte_at - trace._ready_at
         trace.phase = "reading the body"
@@ -399,7 +416,6 @@ class WireTransport(httpx.AsyncBaseTransport):
             if not connection.closed and connection.idle_since >= fresh_after:
                 return connection
             connection.close()
-            self._open.discard(connection)
         return None
 
     async def _connect(self, key: tuple[str, str, int], trace: Trace) -> _Connection:
@@ -411,7 +427,7 @@ class WireTransport(httpx.AsyncBaseTransport):
         resolved = time.perf_counter()
         trace.resolve = resolved - started
         trace.phase = "connecting"
-        connection = _Connection(loop, key)
+        connection = _Connection(loop, key, self._open)
         last: OSError | None = None
         for family, address in addresses:
             try:
@@ -452,8 +468,10 @@ class WireTransport(httpx.AsyncBaseTransport):
                 connection.idle_since = time.monotonic()
                 idle.append(connection)
                 return
+        if not self.keep_alive and connection.complete and connection.error is None:
+            connection.linger(LINGER_S)  # we sent Connection: close; the server's FIN is on its way
+            return
         connection.close()
-        self._open.discard(connection)
 
     async def aclose(self) -> None:
         """Close every connection, idle or not."""
