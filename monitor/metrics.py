@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.process_collector import ProcessCollector
 
 from monitor import __version__
-from monitor.core.results import Outcome, Result
+from monitor.core.config import CHECK_MODELS
+from monitor.core.results import HTTP_PHASES, HttpFacts, Outcome, Result
 
 CHECK_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENESS_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
@@ -36,10 +38,23 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("pam_monitor_status_transitions_total", "counter", "Changes of outcome between consecutive runs."),
     ("pam_monitor_db_table_present", "gauge", "Whether a required table was present at the last run (1) or not (0)."),
     ("pam_monitor_db_phase_duration_seconds", "gauge", "Duration of each phase of the last run in seconds."),
+    ("probe_http_duration_seconds", "gauge",
+     "Duration of the last run's first HTTP request by phase, in seconds (blackbox_exporter's phases)."),
+    ("probe_http_version", "gauge", "HTTP version of the last run's first response (1.1; 0: no answer)."),
+    ("probe_http_content_length", "gauge",
+     "Content-Length of the last run's first response (-1: not announced; 0: no answer)."),
+    ("probe_dns_lookup_time_seconds", "gauge", "Time the last run's first request took to resolve its host."),
 )
 _HEADERS: tuple[bytes, ...] = tuple(
     f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode() for name, kind, help_text in _FAMILIES
 )
+
+
+HTTP_KINDS: frozenset[str] = frozenset(
+    typing.get_args(model.model_fields["kind"].annotation)[0] for model in CHECK_MODELS if model.target_type == "http"
+)
+"""Kinds whose checks talk HTTP: they get blackbox_exporter's HTTP series (at 0 until their first run)."""
+_NO_HTTP = HttpFacts(phases={})
 
 
 def _fmt(value: float) -> str:
@@ -78,6 +93,7 @@ class _CheckSeries:
     transitions: dict[tuple[str, str], int] = field(default_factory=dict)
     table_present: dict[str, float] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    http: HttpFacts | None = None  # None: not an HTTP kind (no probe_http_* series)
     cache: list[bytes] | None = None
 
     def render(self) -> list[bytes]:
@@ -116,6 +132,15 @@ class _CheckSeries:
             f'pam_monitor_db_phase_duration_seconds{{{lb},phase="{p}"}} {_fmt(self.phase_seconds.get(p, 0.0))}\n'
             for p in self.phases
         )
+        if self.http is not None:
+            facts = self.http
+            out[10] = "".join(
+                f'probe_http_duration_seconds{{{lb},phase="{p}"}} {_fmt(facts.phases.get(p, 0.0))}\n'
+                for p in HTTP_PHASES
+            )
+            out[11] = f"probe_http_version{{{lb}}} {_fmt(facts.version)}\n"
+            out[12] = f"probe_http_content_length{{{lb}}} {_fmt(facts.content_length)}\n"
+            out[13] = f"probe_dns_lookup_time_seconds{{{lb}}} {_fmt(facts.dns_lookup_s)}\n"
         # Kept as bytes so a scrape is one join, not a str join plus an encode of a multi-megabyte body.
         self.cache = [part.encode() for part in out]
         return self.cache
@@ -182,6 +207,7 @@ class Metrics:
                     outcomes=tuple(o.value for o in outcomes),
                     tables=tuple(tables),
                     phases=tuple(phases),
+                    http=_NO_HTTP if kind in HTTP_KINDS else None,
                 )
                 if previous is not None and previous.kind == kind:
                     series.success, series.duration = previous.success, previous.duration
@@ -193,6 +219,7 @@ class Metrics:
                         t: v for t, v in previous.table_present.items() if t in series.tables
                     }
                     series.phase_seconds = previous.phase_seconds
+                    series.http = previous.http
                 new[name] = series
             self._series = new
             self.checks_configured.set(len(new))
@@ -229,6 +256,9 @@ class Metrics:
             for phase, seconds in result.phases.items():
                 if phase in series.phases:
                     series.phase_seconds[phase] = seconds
+            if series.http is not None:
+                # A run that sent no request (a config problem found before sending) reads as no answer.
+                series.http = result.http or _NO_HTTP
             series.cache = None
 
     # -- exposition ---------------------------------------------------------------------------------------

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from probes import auth_contract, db, http, postgrest, voice
+from probes._http import with_http_facts
 from probes.kind import Kind, Prober
 
+
+def _traced(kind: Kind[Any]) -> Kind[Any]:
+    """An HTTP kind's record whose results carry the transport's facts of their first request."""
+    return dataclasses.replace(kind, probe=with_http_facts(kind.probe))
+
+
 REGISTRY: Mapping[str, Kind[Any]] = MappingProxyType({
-    "http": http.KIND,
-    "auth_contract": auth_contract.KIND,
-    "voice": voice.KIND,
+    "http": _traced(http.KIND),
+    "auth_contract": _traced(auth_contract.KIND),
+    "voice": _traced(voice.KIND),
     "db": db.KIND,
-    "postgrest": postgrest.KIND,
+    "postgrest": _traced(postgrest.KIND),
 })
 """Every check kind: its config model, prober, outcomes, alert rules, phases and tables (probes/kind.py)."""
 

@@ -10,14 +10,16 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
 from monitor.core.config import RequestSpec, Target
-from monitor.core.results import Outcome
+from monitor.core.results import Outcome, ProbeResult
 from probes.deps import Deps
+from probes.kind import C, Prober
 from probes.wire import BodyStream, Exchange, Prepared, Trace, prepare
 
 EXCERPT_CHARS = 200
@@ -149,6 +151,9 @@ async def fetch(
     sent_at: float | None = None
     status: int | None = None
     trace = Trace()
+    first = _FIRST_TRACE.get()
+    if first is not None and not first:
+        first.append(trace)
     budget = 0.0
     try:
         sending = dict(headers) if headers is not None else request_headers(target, spec)
@@ -195,6 +200,28 @@ async def fetch(
             elapsed = min(elapsed, budget)
         failed = classify_failure(exc, _host(target), status, elapsed, phase=trace.phase)
         return dataclasses.replace(failed, trace=trace)
+
+
+_FIRST_TRACE: ContextVar[list[Trace] | None] = ContextVar("pam_monitor_first_trace", default=None)
+
+
+def with_http_facts(probe: Prober[C]) -> Prober[C]:
+    """`probe`, whose result also carries what the transport saw of its first request (ProbeResult.http).
+
+    The first `fetch` a run starts records its trace here (through a context variable, so it works across the
+    tasks of an `asyncio.gather`); probes need not pass anything along.
+    """
+
+    async def traced(check: C, deps: Deps, deadline: float) -> ProbeResult:
+        seen: list[Trace] = []
+        token = _FIRST_TRACE.set(seen)
+        try:
+            result = await probe(check, deps, deadline)
+        finally:
+            _FIRST_TRACE.reset(token)
+        return dataclasses.replace(result, http=seen[0].facts()) if seen else result
+
+    return traced
 
 
 _PREPARED_MAX = 4096

@@ -25,6 +25,7 @@ from typing import Any
 import httptools
 import httpx
 
+from monitor.core.results import HttpFacts, TlsFacts
 from probes import _socket
 
 MAX_HEAD_BYTES = 100 * 1024
@@ -39,16 +40,6 @@ _PAUSE_ABOVE = 256 * 1024  # body bytes buffered ahead of the reader before the 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-@dataclass(frozen=True, slots=True)
-class TlsFacts:
-    """What the TLS handshake negotiated and the peer certificate says (None when it was not verified)."""
-
-    version: str | None
-    not_after: float | None
-    subject: str | None
-    issuer: str | None
-
-
 @dataclass(slots=True)
 class Trace:
     """Where one request got to and how long each phase took (blackbox_exporter's phases, in seconds).
@@ -58,7 +49,7 @@ class Trace:
     ready to the first byte of the answer, `transfer` from there to the end of the body.
     """
 
-    phase: str = "connecting"
+    phase: str = "resolving the host name"
     resolve: float = 0.0
     connect: float = 0.0
     tls: float = 0.0
@@ -66,13 +57,20 @@ class Trace:
     transfer: float = 0.0
     reused: bool = False
     tls_facts: TlsFacts | None = None
+    # Of the answer, once its head arrived: HTTP version (1.1) and announced Content-Length (-1: none).
+    version: float = 0.0
+    content_length: int = 0
     _ready_at: float = 0.0
     _first_byte_at: float = 0.0
 
-    def phases(self) -> dict[str, float]:
-        """The five phase durations by name."""
-        return {"resolve": self.resolve, "connect": self.connect, "tls": self.tls,
-                "processing": self.processing, "transfer": self.transfer}
+    def facts(self) -> HttpFacts:
+        """The trace as the result carries it (blackbox_exporter's HTTP facts)."""
+        return HttpFacts(
+            phases={"resolve": self.resolve, "connect": self.connect, "tls": self.tls,
+                    "processing": self.processing, "transfer": self.transfer},
+            version=self.version, content_length=self.content_length, dns_lookup_s=self.resolve,
+            tls=self.tls_facts,
+        )
 
 
 def _name(parts: Any) -> str | None:
@@ -397,13 +395,16 @@ class WireTransport(httpx.AsyncBaseTransport):
             trace.phase = "waiting for the response"
             while not connection.headers_done and connection.error is None:
                 await connection.wait()
-            if connection.error is not None:
-                raise connection.error
+            if not connection.headers_done:
+                raise connection.error  # type: ignore[misc]  # the loop ends on headers or an error
+            # A head followed at once by a broken body: the status stands, reading the body raises the error.
         except BaseException:
             connection.close()
             raise
         trace.processing = trace._first_byte_at - trace._ready_at
         trace.phase = "reading the body"
+        trace.version = 1.0 if connection.parser.get_http_version() == "1.0" else 1.1
+        trace.content_length = connection.content_length
         return connection
 
     def _pooled(self, key: tuple[str, str, int]) -> _Connection | None:

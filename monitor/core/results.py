@@ -58,6 +58,41 @@ TRANSPORT_OUTCOMES: tuple[Outcome, ...] = (
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+HTTP_PHASES: tuple[str, ...] = ("resolve", "connect", "tls", "processing", "transfer")
+"""blackbox_exporter's phases of an HTTP request, in order (the `phase` label of probe_http_duration_seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFacts:
+    """What a TLS handshake negotiated and what the peer certificate says.
+
+    `version` is the protocol ('TLSv1.3'); `not_after` the certificate's expiry in Unix seconds; `subject` and
+    `issuer` are 'CN=...,O=...' strings. The certificate fields are None when it was not verified
+    (verify_tls: false), since the ssl module then does not decode it.
+    """
+
+    version: str | None
+    not_after: float | None
+    subject: str | None
+    issuer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFacts:
+    """What the transport saw of a run's first HTTP request, for blackbox_exporter's per-probe HTTP metrics.
+
+    `phases` maps each of HTTP_PHASES to seconds (0 for a phase not reached, or skipped on a reused
+    connection); `version` is 1.0 or 1.1 (0: no answer); `content_length` is the Content-Length the server
+    announced, -1 when the answer had none (chunked, or read until close) and 0 when no answer came, as
+    blackbox_exporter reports it; `dns_lookup_s` is the name resolution; `tls` is None for plain HTTP.
+    """
+
+    phases: Mapping[str, float]
+    version: float = 0.0
+    content_length: int = 0
+    dns_lookup_s: float = 0.0
+    tls: TlsFacts | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
@@ -68,6 +103,7 @@ class ProbeResult:
     `tables` maps each required table to whether it is present (db and postgrest probes).
     `phases` maps a phase name (connect, query, canary, health, synthesis) to its duration in seconds.
     `retry_after` is the seconds the target asked us to wait (a 429 or 503 with Retry-After), else None.
+    `http` is what the transport saw of the run's first HTTP request (HTTP kinds; None for the others).
     """
 
     outcome: Outcome
@@ -77,6 +113,7 @@ class ProbeResult:
     tables: Mapping[str, bool] = field(default_factory=lambda: _EMPTY)
     phases: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
     retry_after: float | None = None
+    http: HttpFacts | None = None
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -154,6 +191,11 @@ class Result:
     def phases(self) -> Mapping[str, float]:
         """Each phase's duration in seconds."""
         return self.observed.phases
+
+    @property
+    def http(self) -> HttpFacts | None:
+        """The transport's view of the run's first HTTP request (HTTP kinds only)."""
+        return self.observed.http
 
     @property
     def success(self) -> bool:

@@ -7,8 +7,11 @@ import subprocess
 
 import pytest
 
-from monitor.core.results import Outcome, Result
+from monitor.core.results import HttpFacts, Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
+
+FACTS = HttpFacts(phases={"resolve": 0.001, "connect": 0.002, "tls": 0.0, "processing": 0.03, "transfer": 0.004},
+                  version=1.1, content_length=20, dns_lookup_s=0.001)
 
 
 def _result(check: str, outcome: Outcome, duration: float = 0.2, **kw: object) -> Result:
@@ -93,6 +96,42 @@ def test_reload_keeps_series_of_surviving_checks_and_drops_removed_ones() -> Non
     assert 'probe_success{check="new",kind="http"} 0' in text
 
 
+def _http_result(check: str, facts: HttpFacts | None) -> Result:
+    observed = ProbeResult(Outcome.OK, "200 after 0.04 s", status_code=200, http=facts)
+    return Result(check, "http", observed, duration_s=0.04, started_at=1000.0, finished_at=1000.04)
+
+
+def test_http_series_exist_at_zero_for_http_kinds_only() -> None:
+    """Before any run an http check has blackbox_exporter's HTTP series at 0 (every phase); a db check has none."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    s = _samples(m.render().decode())
+    lb = 'check="health",kind="http"'
+    assert ["0"] * 5 == [s[f'probe_http_duration_seconds{{{lb},phase="{p}"}}']
+                         for p in ("resolve", "connect", "tls", "processing", "transfer")]
+    assert ("0", "0", "0") == (s[f"probe_http_version{{{lb}}}"], s[f"probe_http_content_length{{{lb}}}"],
+                               s[f"probe_dns_lookup_time_seconds{{{lb}}}"])
+    new_families = ("probe_http_duration_seconds", "probe_http_version", "probe_http_content_length", "probe_dns")
+    assert [] == [name for name in s if 'check="db_roundtrip"' in name and name.startswith(new_families)]
+
+
+def test_http_series_follow_the_last_run() -> None:
+    """A run's HTTP facts set the phase, version, content-length and DNS series; a later run that sent nothing
+    (no facts) reads as no answer, not as the previous run's figures."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    lb = 'check="health",kind="http"'
+    m.observe(_http_result("health", FACTS), None)
+    s = _samples(m.render().decode())
+    assert ("0.03", "1.1", "20", "0.001") == (
+        s[f'probe_http_duration_seconds{{{lb},phase="processing"}}'], s[f"probe_http_version{{{lb}}}"],
+        s[f"probe_http_content_length{{{lb}}}"], s[f"probe_dns_lookup_time_seconds{{{lb}}}"])
+    m.observe(_http_result("health", None), Outcome.OK)
+    s = _samples(m.render().decode())
+    assert ("0", "0", "0") == (s[f'probe_http_duration_seconds{{{lb},phase="processing"}}'],
+                               s[f"probe_http_version{{{lb}}}"], s[f"probe_http_content_length{{{lb}}}"])
+
+
 def test_promtool_accepts_the_exposition() -> None:
     """`promtool check metrics` (Debian's prometheus package) finds no problem in a populated scrape."""
     promtool = shutil.which("promtool")
@@ -102,5 +141,6 @@ def test_promtool_accepts_the_exposition() -> None:
     _declared(m)
     m.observe(_result("health", Outcome.TIMEOUT), None)
     m.observe(_result("health", Outcome.OK), Outcome.TIMEOUT)
+    m.observe(_http_result("health", FACTS), Outcome.OK)
     done = subprocess.run([promtool, "check", "metrics"], input=m.render(), capture_output=True, timeout=60)
     assert (0, b"") == (done.returncode, done.stdout + done.stderr)

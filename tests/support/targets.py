@@ -406,13 +406,14 @@ class DepsFactory:
 
     def __call__(self, base_url: str, *, body_limit: int = 1 << 20, max_in_flight: int = 16,
                  headers: dict[str, str] | None = None, others: Mapping[str, str] | None = None,
-                 target: Mapping[str, object] | None = None) -> Deps:
-        """Deps for a target named `t` at `base_url` (plus `others`: name -> base URL); `target` adds fields."""
+                 target: Mapping[str, object] | None = None, keep_alive: bool = False) -> Deps:
+        """Deps for a target named `t` at `base_url` (plus `others`: name -> base URL); `target` adds fields;
+        `keep_alive` is http.keep_alive."""
         targets = {"t": Target.model_validate({"base_url": base_url, "headers": headers or {}, **(target or {})})}
         for name, url in (others or {}).items():
             targets[name] = Target.model_validate({"base_url": url})
         deps = Deps(targets=targets, max_in_flight=max_in_flight, body_limit=body_limit,
-                    user_agent="pam-monitor-test")
+                    user_agent="pam-monitor-test", keep_alive=keep_alive)
         self._made.append(deps)
         return deps
 
