@@ -8,6 +8,7 @@ alerts, notifications, build info, process) stay in prometheus_client.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import typing
@@ -25,6 +26,8 @@ CHECK_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 LATENESS_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 SKIP_REASONS: tuple[str, ...] = ("max_instances", "misfire", "coalesced")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+RENDER_BATCH = 64
+"""Checks rendered per piece of a scrape (the histogram family is ~1 KB a check)."""
 
 # (name, type, help) in the order they are rendered.
 _FAMILIES: tuple[tuple[str, str, str], ...] = (
@@ -58,22 +61,22 @@ _NO_HTTP = HttpFacts(phases={})
 
 
 def _fmt(value: float) -> str:
+    """A sample value as Prometheus writes it: integral values without '.0', the shortest repr otherwise."""
+    if -1e15 < value < 1e15:  # neither NaN nor infinite
+        whole = int(value)
+        return str(whole) if whole == value else repr(value)
     if math.isnan(value):
         return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return f"{int(value)}"
-    return repr(value)
+    return repr(value) if not math.isinf(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-@dataclass
+@dataclass(slots=True)
 class _CheckSeries:
-    """Current values of one check's series and its cached exposition lines per family."""
+    """Current values of one check's series (rendered at scrape time, see `_Families`)."""
 
     check: str
     kind: str
@@ -81,9 +84,9 @@ class _CheckSeries:
     outcomes: tuple[str, ...]
     tables: tuple[str, ...]
     phases: tuple[str, ...]
-    success: float = 0.0
+    success: int = 0
     duration: float = 0.0
-    status_code: float = 0.0
+    status_code: int = 0
     last_run: float = 0.0
     buckets: list[int] = field(default_factory=lambda: [0] * len(CHECK_DURATION_BUCKETS))
     hist_count: int = 0
@@ -94,56 +97,76 @@ class _CheckSeries:
     table_present: dict[str, float] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     http: HttpFacts | None = None  # None: not an HTTP kind (no probe_http_* series)
-    cache: list[bytes] | None = None
 
-    def render(self) -> list[bytes]:
-        if self.cache is not None:
-            return self.cache
-        lb = self.labels
-        out = [""] * len(_FAMILIES)
-        out[0] = f"probe_success{{{lb}}} {_fmt(self.success)}\n"
-        out[1] = f"probe_duration_seconds{{{lb}}} {_fmt(self.duration)}\n"
-        out[2] = f"probe_http_status_code{{{lb}}} {_fmt(self.status_code)}\n"
-        out[3] = f"pam_monitor_check_last_run_timestamp_seconds{{{lb}}} {_fmt(self.last_run)}\n"
-        hist = []
-        cumulative = 0
-        for bound, count in zip(CHECK_DURATION_BUCKETS, self.buckets, strict=True):
-            cumulative += count
-            hist.append(f'pam_monitor_check_duration_seconds_bucket{{{lb},le="{bound}"}} {cumulative}\n')
-        hist.append(f'pam_monitor_check_duration_seconds_bucket{{{lb},le="+Inf"}} {self.hist_count}\n')
-        hist.append(f"pam_monitor_check_duration_seconds_sum{{{lb}}} {_fmt(self.hist_sum)}\n")
-        hist.append(f"pam_monitor_check_duration_seconds_count{{{lb}}} {self.hist_count}\n")
-        out[4] = "".join(hist)
-        out[5] = "".join(
-            f'pam_monitor_check_results_total{{{lb},outcome="{o}"}} {self.results.get(o, 0)}\n' for o in self.outcomes
-        )
-        out[6] = "".join(
-            f'pam_monitor_check_outcome{{{lb},outcome="{o}"}} {1 if o == self.current else 0}\n' for o in self.outcomes
-        )
-        out[7] = "".join(
-            f'pam_monitor_status_transitions_total{{{lb},from="{a}",to="{b}"}} {n}\n'
-            for (a, b), n in sorted(self.transitions.items())
-        )
-        out[8] = "".join(
-            f'pam_monitor_db_table_present{{{lb},table="{_esc(t)}"}} {_fmt(self.table_present.get(t, 0.0))}\n'
-            for t in self.tables
-        )
-        out[9] = "".join(
-            f'pam_monitor_db_phase_duration_seconds{{{lb},phase="{p}"}} {_fmt(self.phase_seconds.get(p, 0.0))}\n'
-            for p in self.phases
-        )
-        if self.http is not None:
-            facts = self.http
-            out[10] = "".join(
-                f'probe_http_duration_seconds{{{lb},phase="{p}"}} {_fmt(facts.phases.get(p, 0.0))}\n'
-                for p in HTTP_PHASES
+
+# Templates carry the labels as "\0" (never in a label value: escaped names cannot hold it): the numbers go in with
+# one `%` (C code), then one `str.replace` puts the check's labels in every line at once.
+_HISTOGRAM = "".join(
+    f'pam_monitor_check_duration_seconds_bucket{{\0,le="{bound}"}} %d\n' for bound in CHECK_DURATION_BUCKETS
+) + (
+    'pam_monitor_check_duration_seconds_bucket{\0,le="+Inf"} %d\n'
+    "pam_monitor_check_duration_seconds_sum{\0} %s\n"
+    "pam_monitor_check_duration_seconds_count{\0} %d\n"
+)
+_HTTP_PHASES = "".join(f'probe_http_duration_seconds{{\0,phase="{p}"}} %s\n' for p in HTTP_PHASES)
+
+
+class _Templates:
+    """Format strings for the families whose lines depend on a check's outcome list, made once per list.
+
+    Rendering is then one `%` and one `str.replace` per check and family (C code) instead of one f-string per
+    line, and nothing per check is kept between scrapes.
+    """
+
+    def __init__(self, outcomes: tuple[str, ...]) -> None:
+        self.results = "".join(f'pam_monitor_check_results_total{{\0,outcome="{o}"}} %d\n' for o in outcomes)
+        # One template per current outcome ("": never ran), the 0s and the 1 written in.
+        self.one_hot = {
+            current: "".join(
+                f'pam_monitor_check_outcome{{\0,outcome="{o}"}} {1 if o == current else 0}\n' for o in outcomes
             )
-            out[11] = f"probe_http_version{{{lb}}} {_fmt(facts.version)}\n"
-            out[12] = f"probe_http_content_length{{{lb}}} {_fmt(facts.content_length)}\n"
-            out[13] = f"probe_dns_lookup_time_seconds{{{lb}}} {_fmt(facts.dns_lookup_s)}\n"
-        # Kept as bytes so a scrape is one join, not a str join plus an encode of a multi-megabyte body.
-        self.cache = [part.encode() for part in out]
-        return self.cache
+            for current in ("", *outcomes)
+        }
+
+
+def _family_lines(i: int, series: list[_CheckSeries], templates: dict[tuple[str, ...], _Templates]) -> str:
+    """The sample lines of family `i` (_FAMILIES order) for every check."""
+    if i == 0:
+        return "".join([f"probe_success{{{s.labels}}} {s.success}\n" for s in series])
+    if i == 1:
+        return "".join([f"probe_duration_seconds{{{s.labels}}} {_fmt(s.duration)}\n" for s in series])
+    if i == 2:
+        return "".join([f"probe_http_status_code{{{s.labels}}} {s.status_code}\n" for s in series])
+    if i == 3:
+        return "".join([f"pam_monitor_check_last_run_timestamp_seconds{{{s.labels}}} {_fmt(s.last_run)}\n"
+                        for s in series])
+    if i == 4:
+        return "".join([(_HISTOGRAM % (*itertools.accumulate(s.buckets), s.hist_count, _fmt(s.hist_sum),
+                                       s.hist_count)).replace("\0", s.labels) for s in series])
+    if i == 5:
+        # `results` holds every declared outcome, in order, from set_checks on.
+        return "".join([(templates[s.outcomes].results % tuple(s.results.values())).replace("\0", s.labels)
+                        for s in series])
+    if i == 6:
+        return "".join([templates[s.outcomes].one_hot[s.current].replace("\0", s.labels) for s in series])
+    if i == 7:
+        return "".join([f'pam_monitor_status_transitions_total{{{s.labels},from="{a}",to="{b}"}} {n}\n'
+                        for s in series for (a, b), n in sorted(s.transitions.items())])
+    if i == 8:
+        return "".join([f'pam_monitor_db_table_present{{{s.labels},table="{_esc(t)}"}} '
+                        f"{_fmt(s.table_present.get(t, 0.0))}\n" for s in series for t in s.tables])
+    if i == 9:
+        return "".join([f'pam_monitor_db_phase_duration_seconds{{{s.labels},phase="{p}"}} '
+                        f"{_fmt(s.phase_seconds.get(p, 0.0))}\n" for s in series for p in s.phases])
+    http = [(s.labels, s.http) for s in series if s.http is not None]
+    if i == 10:
+        return "".join([(_HTTP_PHASES % tuple([_fmt(f.phases.get(p, 0.0)) for p in HTTP_PHASES])).replace("\0", lb)
+                        for lb, f in http])
+    if i == 11:
+        return "".join([f"probe_http_version{{{lb}}} {_fmt(f.version)}\n" for lb, f in http])
+    if i == 12:
+        return "".join([f"probe_http_content_length{{{lb}}} {f.content_length}\n" for lb, f in http])
+    return "".join([f"probe_dns_lookup_time_seconds{{{lb}}} {_fmt(f.dns_lookup_s)}\n" for lb, f in http])
 
 
 class Metrics:
@@ -186,6 +209,7 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._series: dict[str, _CheckSeries] = {}
+        self._templates: dict[tuple[str, ...], _Templates] = {}
 
     # -- per-check series ---------------------------------------------------------------------------------
 
@@ -209,11 +233,16 @@ class Metrics:
                     phases=tuple(phases),
                     http=_NO_HTTP if kind in HTTP_KINDS else None,
                 )
+                series.results = dict.fromkeys(series.outcomes, 0)
+                if series.outcomes not in self._templates:
+                    self._templates[series.outcomes] = _Templates(series.outcomes)
                 if previous is not None and previous.kind == kind:
                     series.success, series.duration = previous.success, previous.duration
                     series.status_code, series.last_run = previous.status_code, previous.last_run
                     series.buckets, series.hist_count = previous.buckets, previous.hist_count
-                    series.hist_sum, series.results = previous.hist_sum, previous.results
+                    series.hist_sum = previous.hist_sum
+                    for o in series.outcomes:
+                        series.results[o] = previous.results.get(o, 0)
                     series.current, series.transitions = previous.current, previous.transitions
                     series.table_present = {
                         t: v for t, v in previous.table_present.items() if t in series.tables
@@ -231,9 +260,9 @@ class Metrics:
             if series is None:  # a run that finished after its check was removed by a reload
                 return
             outcome = result.outcome.value
-            series.success = 1.0 if result.success else 0.0
+            series.success = 1 if result.success else 0
             series.duration = result.duration_s
-            series.status_code = float(result.status_code or 0)
+            series.status_code = result.status_code or 0
             series.last_run = result.finished_at
             for i, bound in enumerate(CHECK_DURATION_BUCKETS):
                 if result.duration_s <= bound:
@@ -244,6 +273,8 @@ class Metrics:
             series.results[outcome] = series.results.get(outcome, 0) + 1
             if outcome not in series.outcomes:  # a kind produced an outcome it did not declare: still count it
                 series.outcomes = (*series.outcomes, outcome)
+                if series.outcomes not in self._templates:
+                    self._templates[series.outcomes] = _Templates(series.outcomes)
             series.current = outcome
             if previous is not None and previous.value != outcome:
                 key = (previous.value, outcome)
@@ -259,7 +290,6 @@ class Metrics:
             if series.http is not None:
                 # A run that sent no request (a config problem found before sending) reads as no answer.
                 series.http = result.http or _NO_HTTP
-            series.cache = None
 
     # -- exposition ---------------------------------------------------------------------------------------
 
@@ -268,13 +298,23 @@ class Metrics:
         return b"".join(self.render_chunks())
 
     def render_chunks(self) -> Iterator[bytes]:
-        """The /metrics body as one chunk per family, so a 3 MB scrape is never copied whole in memory."""
-        head = generate_latest(self.registry)
-        with self._lock:
-            blocks = [s.render() for s in self._series.values()]
-        yield head
+        """The /metrics body in pieces of at most RENDER_BATCH checks of one family (~64 KB at most).
+
+        Per-check families are rendered from their values at each scrape: nothing rendered is kept (at the
+        usual scrape interval every check has run since the last scrape anyway), and no piece is large enough
+        for the allocator to keep megabytes resident after the scrape. Runs that finish while a scrape is
+        being sent show in the pieces rendered after them.
+        """
+        yield generate_latest(self.registry)
         for i, header in enumerate(_HEADERS):
-            yield header + b"".join(block[i] for block in blocks)
+            yield header
+            with self._lock:
+                series = list(self._series.values())
+            for start in range(0, len(series), RENDER_BATCH):
+                with self._lock:
+                    text = _family_lines(i, series[start:start + RENDER_BATCH], self._templates)
+                if text:
+                    yield text.encode()
 
 
 __all__ = ["CONTENT_TYPE", "Metrics"]

@@ -76,7 +76,8 @@ def load_config(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{label}: cannot read the file: {exc.__class__.__name__}: {exc}"]) from None
         try:
-            raw = yaml.safe_load(text)
+            # libyaml's parser when PyYAML has it: several times faster, and far less garbage for big files.
+            raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark is not None else label

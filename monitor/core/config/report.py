@@ -45,13 +45,22 @@ class Report:
         env_vars: Mapping[tuple[str, ...], str] | None = None, overrides: Mapping[Loc, str] | None = None,
     ) -> None:
         self.label = label
-        self.lines = line_index(text) if text else {}
+        self._text = text
+        self._lines: dict[Loc, int] | None = None
         self.expanded = set(expanded)
         self.env_vars = dict(env_vars or {})
         self.overrides = dict(overrides or {})
         self.names: dict[int, str] = {}
         self._items: list[tuple[int, int, str]] = []
         self._at: set[Loc] = set()
+
+    @property
+    def lines(self) -> dict[Loc, int]:
+        """Each key path's line, indexed on first use: a file without problems never needs it, and indexing
+        parses the YAML again (1,000 checks: ~10 MB of parser garbage the process keeps)."""
+        if self._lines is None:
+            self._lines = line_index(self._text) if self._text else {}
+        return self._lines
 
     # -- collecting ---------------------------------------------------------------------------------------
 
@@ -370,7 +379,7 @@ def parse_path(text: str) -> Loc:
 def line_index(text: str) -> dict[Loc, int]:
     """Map each key path in the YAML document to its 1-based line, for error messages."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
         return {}
     index: dict[Loc, int] = {}
