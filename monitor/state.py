@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from monitor.core.clock import iso
@@ -11,7 +12,39 @@ from monitor.core.results import Outcome, Result
 
 AlertsProvider = Callable[[], list[dict[str, Any]]]
 HISTORY_LENGTH = 20
-"""How many recent outcomes /status keeps per check (a bounded deque: memory stays flat however long it runs)."""
+"""How many recent outcomes /status keeps per check (a bounded ring: memory stays flat however long it runs)."""
+
+
+class History:
+    """The last HISTORY_LENGTH (outcome, finished_at) of one check, oldest first.
+
+    Kept as a ring of outcomes and a ring of floats rather than a deque of tuples: 1,000 checks hold 20,000
+    entries, and a tuple plus its float cost ~80 bytes each where two slots cost 16.
+    """
+
+    __slots__ = ("_outcomes", "_times")
+
+    def __init__(self) -> None:
+        self._outcomes: deque[Outcome] = deque(maxlen=HISTORY_LENGTH)
+        self._times: array[float] = array("d")
+
+    def append(self, outcome: Outcome, finished_at: float) -> None:
+        """Add the newest entry, dropping the oldest past HISTORY_LENGTH."""
+        self._outcomes.append(outcome)
+        if len(self._times) >= HISTORY_LENGTH:
+            del self._times[0]
+        self._times.append(finished_at)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._outcomes.clear()
+        del self._times[:]
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __iter__(self) -> Iterator[tuple[Outcome, float]]:
+        return zip(self._outcomes, self._times, strict=True)
 
 
 class State:
@@ -22,7 +55,7 @@ class State:
         self.results: dict[str, Result] = {}
         self.kinds: dict[str, str] = {}
         self.intervals: dict[str, float] = {}
-        self.history: dict[str, deque[tuple[Outcome, float]]] = {}
+        self.history: dict[str, History] = {}
         self.order: list[str] = []
         self.config_loaded = False
         self.last_tick: float | None = None
@@ -39,7 +72,8 @@ class State:
             name: result for name, result in self.results.items()
             if name in self.kinds and self.kinds[name] == result.kind
         }
-        self.history = {name: self.history.get(name, deque(maxlen=HISTORY_LENGTH)) for name in self.order}
+        old = self.history
+        self.history = {name: old[name] if name in old else History() for name in self.order}
         for name in self.order:
             if name not in self.results:
                 self.history[name].clear()
@@ -50,7 +84,7 @@ class State:
         previous = self.results.get(result.check)
         if result.check in self.kinds:
             self.results[result.check] = result
-            self.history[result.check].append((result.outcome, result.finished_at))
+            self.history[result.check].append(result.outcome, result.finished_at)
         return previous.outcome if previous is not None else None
 
     def tick(self) -> None:
