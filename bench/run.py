@@ -501,7 +501,10 @@ def prometheus_config(checks: int, interval: float, target: Target, exporter_por
     """Prometheus scraping the exporter's /probe for `checks` distinct target URLs, the usual relabelling."""
     targets = [f"{target.health_url}/health?bench={i:05d}" for i in range(checks)]
     doc = {
-        "global": {"scrape_interval": go_duration(interval), "scrape_timeout": go_duration(min(1.0, interval * 0.5))},
+        # blackbox_exporter gives a probe the scrape timeout minus 0.5 s (--timeout-offset): ask for the daemon's
+        # timeout plus that offset, so both probers get the same time (1 s at 2 s; a 0 s probe timeout below).
+        "global": {"scrape_interval": go_duration(interval),
+                   "scrape_timeout": go_duration(min(interval, min(1.0, interval * 0.5) + 0.5))},
         "scrape_configs": [{
             "job_name": "blackbox",
             "metrics_path": "/probe",

@@ -27,7 +27,10 @@ LATENESS_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25
 SKIP_REASONS: tuple[str, ...] = ("max_instances", "misfire", "coalesced")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RENDER_BATCH = 64
-"""Checks rendered per piece of a scrape (the histogram family is ~1 KB a check)."""
+"""Checks rendered at once (the histogram family is ~1 KB a check)."""
+CHUNK_BYTES = 128 * 1024
+"""Pieces of a scrape are about this size: small enough that the allocator does not keep megabytes resident
+after each scrape, large enough that the HTTP layer handles few of them."""
 
 # (name, type, help) in the order they are rendered.
 _FAMILIES: tuple[tuple[str, str, str], ...] = (
@@ -48,8 +51,8 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
      "Content-Length of the last run's first response (-1: not announced; 0: no answer)."),
     ("probe_dns_lookup_time_seconds", "gauge", "Time the last run's first request took to resolve its host."),
 )
-_HEADERS: tuple[bytes, ...] = tuple(
-    f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode() for name, kind, help_text in _FAMILIES
+_HEADERS: tuple[str, ...] = tuple(
+    f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" for name, kind, help_text in _FAMILIES
 )
 
 
@@ -91,11 +94,12 @@ class _CheckSeries:
     buckets: list[int] = field(default_factory=lambda: [0] * len(CHECK_DURATION_BUCKETS))
     hist_count: int = 0
     hist_sum: float = 0.0
-    results: dict[str, int] = field(default_factory=dict)
+    results: list[int] = field(default_factory=list)  # runs per outcome, in `outcomes` order
     current: str = ""
-    transitions: dict[tuple[str, str], int] = field(default_factory=dict)
-    table_present: dict[str, float] = field(default_factory=dict)
-    phase_seconds: dict[str, float] = field(default_factory=dict)
+    # Made on first use: most checks never change outcome, and only db checks have tables and phases.
+    transitions: dict[tuple[str, str], int] | None = None
+    table_present: dict[str, float] | None = None
+    phase_seconds: dict[str, float] | None = None
     http: HttpFacts | None = None  # None: not an HTTP kind (no probe_http_* series)
 
 
@@ -145,19 +149,21 @@ def _family_lines(i: int, series: list[_CheckSeries], templates: dict[tuple[str,
                                        s.hist_count)).replace("\0", s.labels) for s in series])
     if i == 5:
         # `results` holds every declared outcome, in order, from set_checks on.
-        return "".join([(templates[s.outcomes].results % tuple(s.results.values())).replace("\0", s.labels)
+        return "".join([(templates[s.outcomes].results % tuple(s.results)).replace("\0", s.labels)
                         for s in series])
     if i == 6:
-        return "".join([templates[s.outcomes].one_hot[s.current].replace("\0", s.labels) for s in series])
+        # A current outcome a reload dropped from the list (an undeclared one) shows as never ran.
+        return "".join([(templates[s.outcomes].one_hot.get(s.current) or templates[s.outcomes].one_hot[""])
+                        .replace("\0", s.labels) for s in series])
     if i == 7:
         return "".join([f'pam_monitor_status_transitions_total{{{s.labels},from="{a}",to="{b}"}} {n}\n'
-                        for s in series for (a, b), n in sorted(s.transitions.items())])
+                        for s in series if s.transitions for (a, b), n in sorted(s.transitions.items())])
     if i == 8:
         return "".join([f'pam_monitor_db_table_present{{{s.labels},table="{_esc(t)}"}} '
-                        f"{_fmt(s.table_present.get(t, 0.0))}\n" for s in series for t in s.tables])
+                        f"{_fmt((s.table_present or {}).get(t, 0.0))}\n" for s in series for t in s.tables])
     if i == 9:
         return "".join([f'pam_monitor_db_phase_duration_seconds{{{s.labels},phase="{p}"}} '
-                        f"{_fmt(s.phase_seconds.get(p, 0.0))}\n" for s in series for p in s.phases])
+                        f"{_fmt((s.phase_seconds or {}).get(p, 0.0))}\n" for s in series for p in s.phases])
     http = [(s.labels, s.http) for s in series if s.http is not None]
     if i == 10:
         return "".join([(_HTTP_PHASES % tuple([_fmt(f.phases.get(p, 0.0)) for p in HTTP_PHASES])).replace("\0", lb)
@@ -210,6 +216,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._series: dict[str, _CheckSeries] = {}
         self._templates: dict[tuple[str, ...], _Templates] = {}
+        self._outcome_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     # -- per-check series ---------------------------------------------------------------------------------
 
@@ -228,30 +235,36 @@ class Metrics:
                     check=name,
                     kind=kind,
                     labels=f'check="{_esc(name)}",kind="{_esc(kind)}"',
-                    outcomes=tuple(o.value for o in outcomes),
+                    outcomes=self._shared(tuple(o.value for o in outcomes)),
                     tables=tuple(tables),
                     phases=tuple(phases),
                     http=_NO_HTTP if kind in HTTP_KINDS else None,
                 )
-                series.results = dict.fromkeys(series.outcomes, 0)
-                if series.outcomes not in self._templates:
-                    self._templates[series.outcomes] = _Templates(series.outcomes)
+                series.results = [0] * len(series.outcomes)
                 if previous is not None and previous.kind == kind:
                     series.success, series.duration = previous.success, previous.duration
                     series.status_code, series.last_run = previous.status_code, previous.last_run
                     series.buckets, series.hist_count = previous.buckets, previous.hist_count
                     series.hist_sum = previous.hist_sum
-                    for o in series.outcomes:
-                        series.results[o] = previous.results.get(o, 0)
+                    counts = dict(zip(previous.outcomes, previous.results, strict=True))
+                    series.results = [counts.get(o, 0) for o in series.outcomes]
                     series.current, series.transitions = previous.current, previous.transitions
-                    series.table_present = {
-                        t: v for t, v in previous.table_present.items() if t in series.tables
-                    }
+                    if previous.table_present:
+                        series.table_present = {
+                            t: v for t, v in previous.table_present.items() if t in series.tables
+                        }
                     series.phase_seconds = previous.phase_seconds
                     series.http = previous.http
                 new[name] = series
             self._series = new
             self.checks_configured.set(len(new))
+
+    def _shared(self, outcomes: tuple[str, ...]) -> tuple[str, ...]:
+        """One tuple object per outcome list (1,000 checks of one kind share it), with its templates made."""
+        if outcomes not in self._templates:
+            self._templates[outcomes] = _Templates(outcomes)
+            self._outcome_lists[outcomes] = outcomes
+        return self._outcome_lists[outcomes]
 
     def observe(self, result: Result, previous: Outcome | None) -> None:
         """Record one finished run."""
@@ -270,22 +283,28 @@ class Metrics:
                     break
             series.hist_count += 1
             series.hist_sum += result.duration_s
-            series.results[outcome] = series.results.get(outcome, 0) + 1
-            if outcome not in series.outcomes:  # a kind produced an outcome it did not declare: still count it
-                series.outcomes = (*series.outcomes, outcome)
-                if series.outcomes not in self._templates:
-                    self._templates[series.outcomes] = _Templates(series.outcomes)
+            try:
+                series.results[series.outcomes.index(outcome)] += 1
+            except ValueError:  # a kind produced an outcome it did not declare: still count it
+                series.outcomes = self._shared((*series.outcomes, outcome))
+                series.results.append(1)
             series.current = outcome
             if previous is not None and previous.value != outcome:
                 key = (previous.value, outcome)
+                if series.transitions is None:
+                    series.transitions = {}
                 series.transitions[key] = series.transitions.get(key, 0) + 1
             # A run that never reached the table checks (database down) reports no tables: the last known
             # presence stays, so a dead connection does not read as every table missing.
             for table, present in result.tables.items():
                 if table in series.tables:
+                    if series.table_present is None:
+                        series.table_present = {}
                     series.table_present[table] = 1.0 if present else 0.0
             for phase, seconds in result.phases.items():
                 if phase in series.phases:
+                    if series.phase_seconds is None:
+                        series.phase_seconds = {}
                     series.phase_seconds[phase] = seconds
             if series.http is not None:
                 # A run that sent no request (a config problem found before sending) reads as no answer.
@@ -298,7 +317,7 @@ class Metrics:
         return b"".join(self.render_chunks())
 
     def render_chunks(self) -> Iterator[bytes]:
-        """The /metrics body in pieces of at most RENDER_BATCH checks of one family (~64 KB at most).
+        """The /metrics body in pieces of about CHUNK_BYTES.
 
         Per-check families are rendered from their values at each scrape: nothing rendered is kept (at the
         usual scrape interval every check has run since the last scrape anyway), and no piece is large enough
@@ -306,15 +325,21 @@ class Metrics:
         being sent show in the pieces rendered after them.
         """
         yield generate_latest(self.registry)
+        pending: list[str] = []
+        size = 0
         for i, header in enumerate(_HEADERS):
-            yield header
+            pending.append(header)
             with self._lock:
                 series = list(self._series.values())
             for start in range(0, len(series), RENDER_BATCH):
                 with self._lock:
                     text = _family_lines(i, series[start:start + RENDER_BATCH], self._templates)
-                if text:
-                    yield text.encode()
+                pending.append(text)
+                size += len(text)
+                if size >= CHUNK_BYTES:
+                    yield "".join(pending).encode()
+                    pending, size = [], 0
+        yield "".join(pending).encode()
 
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
