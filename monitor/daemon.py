@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,18 @@ class Engine(Protocol):
 
 
 EngineFactory = Callable[[Config, CollectorRegistry, Clock], Engine]
+
+
+def _freeze_long_lived() -> None:
+    """Leave everything alive now (modules, config, jobs, series) out of the cyclic collector's scans.
+
+    They live until the next reload, and every full collection would walk them (~300,000 objects at 1,000
+    checks): bench/README.md measured 8 % less CPU per probe and p99 lateness 20-38 ms -> 9 ms. A reload
+    unfreezes first, so cycles left by the previous configuration are still collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Daemon:
@@ -143,6 +156,7 @@ class Daemon:
             on_result=self.engine.observe if self.engine is not None else None, redact=self.redactor.scrub,
         )
         self.runner.start(self.scheduler)
+        _freeze_long_lived()
         if old_deps is not None and old_runner is not None:
             # Old runs are bounded by the old checks' timeouts, not the new ones.
             longest = max((c.timeout for c in old_runner.checks.values()), default=0.0)
