@@ -192,8 +192,11 @@ class _Connection(asyncio.Protocol):
         self.headers_done = True
         # llhttp forgets this once the message is complete, so ask now.
         self.keep_alive = self.parser.should_keep_alive()
-        if self.method == b"HEAD" or self.status in (204, 304):
+        if self.status in (204, 304):
             self.until_close = False
+        if self.method == b"HEAD":  # no body follows, whatever Content-Length says (llhttp cannot know)
+            self.until_close = False
+            self.complete = True
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -264,10 +267,10 @@ class _Connection(asyncio.Protocol):
                     self.paused = False
                     self.transport.resume_reading()
                 yield chunk
+            if self.complete:  # bytes after a complete answer may break the connection, not this answer
+                return
             if self.error is not None:
                 raise self.error
-            if self.complete:
-                return
             await self.wait()
 
     @property

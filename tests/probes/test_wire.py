@@ -144,6 +144,26 @@ async def test_malformed_chunked_body_is_invalid_response_at_once(make_deps: Dep
     assert took < 1.0, f"{took:.2f} s"
 
 
+async def test_head_answer_ends_at_its_head(make_deps: DepsFactory) -> None:
+    """A HEAD answer announcing a Content-Length ends at its head (no body follows): ok at once, not a wait for
+    a body that never comes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        await writer.drain()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(10):
+                await reader.read(1)
+
+    async with raw_tcp_server(handle) as url:
+        started = time.monotonic()
+        result = await run_probe(make_check("/", method="HEAD", timeout=3.0), make_deps(url))
+        took = time.monotonic() - started
+    assert (Outcome.OK, 200) == (result.outcome, result.status_code), result.message
+    assert took < 1.0, f"{took:.2f} s"
+
+
 async def test_http_facts_of_a_plain_request(base_url: str, make_deps: DepsFactory) -> None:
     """The registry's http probe carries the transport's facts: HTTP/1.1, the announced Content-Length (-1
     for a chunked body), time spent waiting for the answer, and no TLS."""
