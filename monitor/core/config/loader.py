@@ -76,8 +76,7 @@ def load_config(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{label}: cannot read the file: {exc.__class__.__name__}: {exc}"]) from None
         try:
-            # libyaml's parser when PyYAML has it: several times faster, and far less garbage for big files.
-            raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+            raw = _parse_yaml(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark is not None else label
@@ -112,6 +111,20 @@ def load_config(
     if shard is not None:
         config = apply_shard(config, *shard)
     return config
+
+
+def _parse_yaml(text: str) -> Any:
+    """The document, by libyaml when PyYAML has it (several times faster, far less garbage for a big file).
+
+    A file libyaml rejects is parsed again by the pure-Python parser, whose error messages the docs quote.
+    """
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)  # noqa: S506 (CSafeLoader is the safe loader)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
 
 
 NO_CHECKS = (
