@@ -34,6 +34,20 @@ from bench.run import (
 CONNECTIONS = 16
 
 
+async def _body(reader: asyncio.StreamReader, head: bytes) -> bytes:
+    """The body after `head`: Content-Length or chunked (Go chunks bodies it did not buffer whole)."""
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return await reader.readexactly(int(line.split(b":")[1]))
+    parts = []
+    for _ in range(10_000):  # bounded: a probe answer is a few chunks
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        parts.append(await reader.readexactly(size + 2))
+        if size == 0:
+            return b"".join(parts)
+    raise RuntimeError("endless chunked body")
+
+
 async def _drive(port: int, target: str, rate: float, duration: float) -> int:
     """Send rate x duration probe requests, evenly spaced, over CONNECTIONS connections; returns the 200s."""
     queue: asyncio.Queue[int | None] = asyncio.Queue()
@@ -47,9 +61,7 @@ async def _drive(port: int, target: str, rate: float, duration: float) -> int:
                 path = f"/probe?module=http_2xx&target={target}%3Fbench%3D{i:05d}"
                 writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length:")))
-                body = await reader.readexactly(length)
+                body = await _body(reader, head)
                 ok += head.startswith(b"HTTP/1.1 200") and b"probe_success 1" in body
         finally:
             writer.close()
