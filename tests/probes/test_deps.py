@@ -33,3 +33,18 @@ async def test_limiter_for_is_made_once_per_name() -> None:
     assert deps.limiter_for("a") is deps.limiter_for("a")
     assert deps.limiter_for("a") is not deps.limiter_for("b")
     await deps.aclose()
+
+
+async def test_keep_alive_is_off_unless_configured() -> None:
+    """http.keep_alive defaults to false (a fresh connection per probe) and reaches the transports when set;
+    plain-HTTP targets share one transport, which has no TLS context to build."""
+    default = build_deps(_config(3))
+    kept = build_deps(Config.model_validate({
+        "http": {"keep_alive": True}, "targets": {"api": {"base_url": "http://127.0.0.1:9"}},
+    }))
+    api, voice = default.targets["api"], default.targets["voice"]
+    assert (False, True) == (default.transport_for(api).keep_alive, kept.transport_for(kept.targets["api"]).keep_alive)
+    assert default.transport_for(api) is default.transport_for(voice)
+    assert None is default.transport_for(api).ssl_context
+    await default.aclose()
+    await kept.aclose()
