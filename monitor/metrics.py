@@ -8,8 +8,10 @@ alerts, notifications, build info, process) stay in prometheus_client.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import operator
 import threading
 import typing
 from collections.abc import Iterable, Iterator, Sequence
@@ -60,7 +62,8 @@ HTTP_KINDS: frozenset[str] = frozenset(
     typing.get_args(model.model_fields["kind"].annotation)[0] for model in CHECK_MODELS if model.target_type == "http"
 )
 """Kinds whose checks talk HTTP: they get blackbox_exporter's HTTP series (at 0 until their first run)."""
-_NO_HTTP = HttpFacts(phases={})
+_NO_HTTP = HttpFacts(phases=dict.fromkeys(HTTP_PHASES, 0.0))
+_PHASE_SET = frozenset(HTTP_PHASES)
 
 
 def _fmt(value: float) -> str:
@@ -103,16 +106,18 @@ class _CheckSeries:
     http: HttpFacts | None = None  # None: not an HTTP kind (no probe_http_* series)
 
 
+# Float values are finite clock readings and durations, so they are written with repr (C code, "0.0" for zero).
 # Templates carry the labels as "\0" (never in a label value: escaped names cannot hold it): the numbers go in with
 # one `%` (C code), then one `str.replace` puts the check's labels in every line at once.
 _HISTOGRAM = "".join(
     f'pam_monitor_check_duration_seconds_bucket{{\0,le="{bound}"}} %d\n' for bound in CHECK_DURATION_BUCKETS
 ) + (
     'pam_monitor_check_duration_seconds_bucket{\0,le="+Inf"} %d\n'
-    "pam_monitor_check_duration_seconds_sum{\0} %s\n"
+    "pam_monitor_check_duration_seconds_sum{\0} %r\n"
     "pam_monitor_check_duration_seconds_count{\0} %d\n"
 )
-_HTTP_PHASES = "".join(f'probe_http_duration_seconds{{\0,phase="{p}"}} %s\n' for p in HTTP_PHASES)
+_HTTP_PHASES = "".join(f'probe_http_duration_seconds{{\0,phase="{p}"}} %r\n' for p in HTTP_PHASES)
+_phase_values = operator.itemgetter(*HTTP_PHASES)  # the five phases' seconds, in order, as one tuple
 
 
 class _Templates:
@@ -138,15 +143,15 @@ def _family_lines(i: int, series: list[_CheckSeries], templates: dict[tuple[str,
     if i == 0:
         return "".join([f"probe_success{{{s.labels}}} {s.success}\n" for s in series])
     if i == 1:
-        return "".join([f"probe_duration_seconds{{{s.labels}}} {_fmt(s.duration)}\n" for s in series])
+        return "".join([f"probe_duration_seconds{{{s.labels}}} {s.duration!r}\n" for s in series])
     if i == 2:
         return "".join([f"probe_http_status_code{{{s.labels}}} {s.status_code}\n" for s in series])
     if i == 3:
-        return "".join([f"pam_monitor_check_last_run_timestamp_seconds{{{s.labels}}} {_fmt(s.last_run)}\n"
+        return "".join([f"pam_monitor_check_last_run_timestamp_seconds{{{s.labels}}} {s.last_run!r}\n"
                         for s in series])
     if i == 4:
-        return "".join([(_HISTOGRAM % (*itertools.accumulate(s.buckets), s.hist_count, _fmt(s.hist_sum),
-                                       s.hist_count)).replace("\0", s.labels) for s in series])
+        return "".join([(_HISTOGRAM % (*itertools.accumulate(s.buckets), s.hist_count, s.hist_sum, s.hist_count))
+                        .replace("\0", s.labels) for s in series])
     if i == 5:
         # `results` holds every declared outcome, in order, from set_checks on.
         return "".join([(templates[s.outcomes].results % tuple(s.results)).replace("\0", s.labels)
@@ -166,13 +171,12 @@ def _family_lines(i: int, series: list[_CheckSeries], templates: dict[tuple[str,
                         f"{_fmt((s.phase_seconds or {}).get(p, 0.0))}\n" for s in series for p in s.phases])
     http = [(s.labels, s.http) for s in series if s.http is not None]
     if i == 10:
-        return "".join([(_HTTP_PHASES % tuple([_fmt(f.phases.get(p, 0.0)) for p in HTTP_PHASES])).replace("\0", lb)
-                        for lb, f in http])
+        return "".join([(_HTTP_PHASES % _phase_values(f.phases)).replace("\0", lb) for lb, f in http])
     if i == 11:
-        return "".join([f"probe_http_version{{{lb}}} {_fmt(f.version)}\n" for lb, f in http])
+        return "".join([f"probe_http_version{{{lb}}} {f.version!r}\n" for lb, f in http])
     if i == 12:
         return "".join([f"probe_http_content_length{{{lb}}} {f.content_length}\n" for lb, f in http])
-    return "".join([f"probe_dns_lookup_time_seconds{{{lb}}} {_fmt(f.dns_lookup_s)}\n" for lb, f in http])
+    return "".join([f"probe_dns_lookup_time_seconds{{{lb}}} {f.dns_lookup_s!r}\n" for lb, f in http])
 
 
 class Metrics:
@@ -308,7 +312,10 @@ class Metrics:
                     series.phase_seconds[phase] = seconds
             if series.http is not None:
                 # A run that sent no request (a config problem found before sending) reads as no answer.
-                series.http = result.http or _NO_HTTP
+                facts = result.http or _NO_HTTP
+                if facts.phases.keys() != _PHASE_SET:  # rendering reads all five
+                    facts = dataclasses.replace(facts, phases={p: facts.phases.get(p, 0.0) for p in HTTP_PHASES})
+                series.http = facts
 
     # -- exposition ---------------------------------------------------------------------------------------
 

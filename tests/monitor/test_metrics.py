@@ -107,10 +107,10 @@ def test_http_series_exist_at_zero_for_http_kinds_only() -> None:
     _declared(m)
     s = _samples(m.render().decode())
     lb = 'check="health",kind="http"'
-    assert ["0"] * 5 == [s[f'probe_http_duration_seconds{{{lb},phase="{p}"}}']
+    assert [0.0] * 5 == [float(s[f'probe_http_duration_seconds{{{lb},phase="{p}"}}'])
                          for p in ("resolve", "connect", "tls", "processing", "transfer")]
-    assert ("0", "0", "0") == (s[f"probe_http_version{{{lb}}}"], s[f"probe_http_content_length{{{lb}}}"],
-                               s[f"probe_dns_lookup_time_seconds{{{lb}}}"])
+    assert (0.0, 0.0, 0.0) == (float(s[f"probe_http_version{{{lb}}}"]), float(s[f"probe_http_content_length{{{lb}}}"]),
+                               float(s[f"probe_dns_lookup_time_seconds{{{lb}}}"]))
     new_families = ("probe_http_duration_seconds", "probe_http_version", "probe_http_content_length", "probe_dns")
     assert [] == [name for name in s if 'check="db_roundtrip"' in name and name.startswith(new_families)]
 
@@ -123,13 +123,24 @@ def test_http_series_follow_the_last_run() -> None:
     lb = 'check="health",kind="http"'
     m.observe(_http_result("health", FACTS), None)
     s = _samples(m.render().decode())
-    assert ("0.03", "1.1", "20", "0.001") == (
-        s[f'probe_http_duration_seconds{{{lb},phase="processing"}}'], s[f"probe_http_version{{{lb}}}"],
-        s[f"probe_http_content_length{{{lb}}}"], s[f"probe_dns_lookup_time_seconds{{{lb}}}"])
+    assert (0.03, 1.1, 20.0, 0.001) == (
+        float(s[f'probe_http_duration_seconds{{{lb},phase="processing"}}']), float(s[f"probe_http_version{{{lb}}}"]),
+        float(s[f"probe_http_content_length{{{lb}}}"]), float(s[f"probe_dns_lookup_time_seconds{{{lb}}}"]))
     m.observe(_http_result("health", None), Outcome.OK)
     s = _samples(m.render().decode())
-    assert ("0", "0", "0") == (s[f'probe_http_duration_seconds{{{lb},phase="processing"}}'],
-                               s[f"probe_http_version{{{lb}}}"], s[f"probe_http_content_length{{{lb}}}"])
+    assert (0.0, 0.0, 0.0) == (float(s[f'probe_http_duration_seconds{{{lb},phase="processing"}}']),
+                               float(s[f"probe_http_version{{{lb}}}"]), float(s[f"probe_http_content_length{{{lb}}}"]))
+
+
+def test_partial_http_facts_render_every_phase() -> None:
+    """HTTP facts that name only some phases still render all five (the missing ones at 0), never break a scrape."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    m.observe(_http_result("health", HttpFacts(phases={"connect": 0.5}, version=1.1)), None)
+    s = _samples(m.render().decode())
+    lb = 'check="health",kind="http"'
+    assert [0.0, 0.5, 0.0, 0.0, 0.0] == [float(s[f'probe_http_duration_seconds{{{lb},phase="{p}"}}'])
+                                         for p in ("resolve", "connect", "tls", "processing", "transfer")]
 
 
 def test_promtool_accepts_the_exposition() -> None:
