@@ -42,7 +42,8 @@ def backend() -> Iterator[dict[Flaw, str]]:
 
 
 def settings_check(method: str = "GET", **fields: Any) -> AuthContractCheck:
-    """An auth_contract check of the settings endpoint for USER_ID, as examples/pam-monitor.yaml writes it."""
+    """An auth_contract check of the settings endpoint for USER_ID, as examples/pam-monitor.yaml writes it (its
+    forged_claims only when given)."""
     return AuthContractCheck.model_validate({
         "name": "settings_unauth", "kind": "auth_contract", "target": "t", "method": method, "path": SETTINGS_PATH,
         "params": {"user_id": USER_ID}, **TIMING, **fields,

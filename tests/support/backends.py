@@ -100,8 +100,36 @@ def _claims(request: Request, flaw: Flaw) -> dict[str, Any]:
     raise _Refused(401, "Invalid authentication credentials")
 
 
+SETTINGS_OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "PAM backend", "version": "1.0.0"},
+    "paths": {
+        "/health": {"get": {"operationId": "health", "responses": {"200": {"description": "ok"}}}},
+        SETTINGS_PATH: {
+            "get": {"operationId": "get_settings", "security": [{"HTTPBearer": []}],
+                    "parameters": [{"$ref": "#/components/parameters/UserId"}],
+                    "responses": {"200": {"description": "ok"}}},
+            "put": {"operationId": "put_settings", "security": [{"HTTPBearer": []}],
+                    "parameters": [{"$ref": "#/components/parameters/UserId"}],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/SettingsUpdate"}}}},
+                    "responses": {"200": {"description": "ok"}, "422": {"description": "Validation Error"}}},
+        },
+    },
+    "components": {
+        "parameters": {"UserId": {"name": "user_id", "in": "path", "required": True,
+                                  "schema": {"type": "string", "format": "uuid", "title": "User Id"}}},
+        "schemas": {"SettingsUpdate": {"type": "object", "required": ["voice_enabled"], "properties": {
+            "voice_enabled": {"type": "boolean"}, "theme": {"type": "string", "enum": ["dark", "light"]}}}},
+        "securitySchemes": {"HTTPBearer": {"type": "http", "scheme": "bearer"}},
+    },
+}
+"""The settings backend's OpenAPI document, shaped as FastAPI writes it (served at /openapi.json)."""
+
+
 def settings_app(flaw: Flaw = "none") -> Starlette:
-    """The backend's settings endpoint with `flaw` (module docstring); settings exist for USER_ID only."""
+    """The backend's settings endpoint with `flaw` (module docstring); settings exist for USER_ID only. Like a
+    FastAPI app, it serves its OpenAPI document at /openapi.json and has an open /health."""
     store: dict[str, dict[str, Any]] = {USER_ID: {"voice_enabled": True, "theme": "dark"}}
 
     async def settings(request: Request) -> Response:
@@ -129,7 +157,14 @@ def settings_app(flaw: Flaw = "none") -> Starlette:
             return JSONResponse({"detail": "User settings not found"}, status_code=404)
         return JSONResponse({"user_id": user_id, **store[user_id]})
 
-    return Starlette(routes=[Route(SETTINGS_PATH, settings, methods=["GET", "PUT"])])
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(SETTINGS_OPENAPI)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "healthy"})
+
+    return Starlette(routes=[Route(SETTINGS_PATH, settings, methods=["GET", "PUT"]),
+                             Route("/openapi.json", openapi), Route("/health", health)])
 
 
 @dataclass
