@@ -110,6 +110,7 @@ class _Run:
 
     check: AuthContractCheck
     answers: dict[str, Fetched | Failed]
+    responses: dict[str, Fetched]  # the answers that are responses, in the same order
 
     @property
     def expected(self) -> list[int]:
@@ -124,14 +125,11 @@ class _Run:
         anchor = self.anchor
         return isinstance(anchor, Fetched) and anchor.status in self.expected
 
-    def responses(self) -> dict[str, Fetched]:
-        return {name: got for name, got in self.answers.items() if isinstance(got, Fetched)}
-
     def forged(self, when: Callable[[Fetched], bool]) -> dict[str, Fetched]:
-        return {name: got for name, got in self.responses().items() if name != NO_TOKEN and when(got)}
+        return {name: got for name, got in self.responses.items() if name != NO_TOKEN and when(got)}
 
     def retry_after(self) -> float | None:
-        waits = [got.retry_after for got in self.responses().values()
+        waits = [got.retry_after for got in self.responses.values()
                  if got.rate_limited and got.retry_after is not None]
         return max(waits) if waits else None
 
@@ -153,7 +151,7 @@ def _after(answers: dict[str, Fetched]) -> str:
 
 
 def _bypass_2xx(run: _Run) -> ProbeResult | None:
-    passed = {n: g for n, g in run.responses().items() if 200 <= g.status < 300}
+    passed = {n: g for n, g in run.responses.items() if 200 <= g.status < 300}
     if not passed:
         return None
     return run.result(
@@ -163,7 +161,7 @@ def _bypass_2xx(run: _Run) -> ProbeResult | None:
 
 
 def _rate_limited(run: _Run) -> ProbeResult | None:
-    limited = {n: g for n, g in run.responses().items() if g.rate_limited}
+    limited = {n: g for n, g in run.responses.items() if g.rate_limited}
     if not limited:
         return None
     first = next(iter(limited.values()))
@@ -178,7 +176,7 @@ def _server_error(run: _Run) -> ProbeResult | None:
     anchor = run.anchor
     if not isinstance(anchor, Fetched) or anchor.status < 500:
         return None
-    broken = {n: g for n, g in run.responses().items() if g.status >= 500}
+    broken = {n: g for n, g in run.responses.items() if g.status >= 500}
     message = f"expected {status_list(run.expected)}, {_said(broken)} {_after(broken)}"
     for got in broken.values():
         missing = find_missing_relation(got.body)
@@ -273,7 +271,7 @@ def _body_mismatch(got: Fetched, check: AuthContractCheck) -> str | None:
 def _refusal_bodies(run: _Run) -> ProbeResult | None:
     expect = run.check.expect
     checked = expect.body_regex is not None or bool(expect.json_fields)
-    for name, got in run.responses().items():
+    for name, got in run.responses.items():
         if checked:
             mismatch = _body_mismatch(got, run.check)
             if mismatch is not None:
@@ -293,7 +291,7 @@ def _refusal_bodies(run: _Run) -> ProbeResult | None:
 
 
 def _all_refused(run: _Run) -> ProbeResult:
-    responses = run.responses()
+    responses = run.responses
     said = ", ".join(f"{_label(n)} {g.status}" for n, g in responses.items())
     slowest = max(g.elapsed for g in responses.values())
     return run.result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s)")
@@ -315,7 +313,7 @@ JUDGEMENT: tuple[Callable[[_Run], ProbeResult | None], ...] = (
 
 def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed]) -> ProbeResult:
     """Apply the judgement table (module docstring) to every variant's answer: the first row that holds decides."""
-    run = _Run(check, answers)
+    run = _Run(check, answers, {name: got for name, got in answers.items() if isinstance(got, Fetched)})
     for row in JUDGEMENT:
         verdict = row(run)
         if verdict is not None:
