@@ -7,7 +7,8 @@ values; a parameter that names a user (`user_id`, `userId`, `uid`, `id` right af
 `<something>_id` whose name suggests a person: owner, member, account, profile, author, customer) also gets
 `forged_claims: {sub: "{<param>}"}`, so forged tokens impersonate that user and an owner check cannot hide a
 backend that decodes tokens without verifying them. PUT, POST and PATCH operations get a minimal valid JSON body
-built from their schema (required properties, type-appropriate values), so body validation cannot answer first.
+built from their schema (required properties, type-appropriate values) and required query parameters a value,
+so validation cannot answer before the auth layer.
 """
 
 from __future__ import annotations
@@ -164,6 +165,12 @@ def example_value(doc: dict[str, Any], schema: Any, depth: int = 0) -> Any:
     return text[: int(resolved["maxLength"])] if "maxLength" in resolved else text
 
 
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _json_schema(operation: dict[str, Any]) -> Any:
     content = (operation.get("requestBody") or {}).get("content") or {}
     for media, spec in content.items():
@@ -222,14 +229,18 @@ def discover_checks(doc: dict[str, Any], target: str) -> list[dict[str, Any]]:
             # `security: []` or only `{}` entries means anonymous access is allowed: nothing to protect.
             if not security or all(not req for req in security):
                 continue
-            path_params = [_resolve(doc, p, 0) for p in [*shared_params, *operation.get("parameters", [])]]
-            path_params = [p for p in path_params if p.get("in") == "path" and "name" in p]
+            all_params = [_resolve(doc, p, 0) for p in [*shared_params, *operation.get("parameters", [])]]
+            path_params = [p for p in all_params if p.get("in") == "path" and "name" in p]
+            required_query = [p for p in all_params if p.get("in") == "query" and p.get("required") and "name" in p]
             check: dict[str, Any] = {
                 "name": _check_name(method, path, used), "kind": "auth_contract", "target": target,
                 "method": method.upper(), "path": path,
             }
             if path_params:
                 check["params"] = {p["name"]: _placeholder(p) for p in path_params}
+            if required_query:  # so query validation cannot answer before the auth layer
+                check["query"] = {p["name"]: _query_value(example_value(doc, p.get("schema", {})))
+                                  for p in required_query}
             user = next((p["name"] for p in path_params if names_a_user(p, path)), None)
             if user is not None:
                 check["forged_claims"] = {"sub": "{" + user + "}"}

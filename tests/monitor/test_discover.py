@@ -33,7 +33,10 @@ SPEC: dict[str, Any] = {
         },
         "/api/v1/trips/{trip_id}": {
             "delete": {"security": [{"HTTPBearer": []}],
-                       "parameters": [{"name": "trip_id", "in": "path", "schema": {"type": "integer"}}]},
+                       "parameters": [{"name": "trip_id", "in": "path", "schema": {"type": "integer"}},
+                                      {"name": "force", "in": "query", "required": True,
+                                       "schema": {"type": "boolean"}},
+                                      {"name": "reason", "in": "query", "schema": {"type": "string"}}]},
         },
         "/api/v1/public": {"get": {"security": [{}]}},
     },
@@ -41,16 +44,16 @@ SPEC: dict[str, Any] = {
 
 
 def test_only_secured_operations_become_checks_with_filled_parameters() -> None:
-    """Anonymous operations are skipped; path parameters get placeholders of the right type; a user id in the path
-    goes into the forged tokens' sub."""
+    """Anonymous operations are skipped; path parameters get placeholders of the right type, required query
+    parameters a value (optional ones none); a user id in the path goes into the forged tokens' sub."""
     checks = discover_checks(SPEC, "backend")
     assert [
-        ("api_v1_trips_trip_id_delete_unauth", "DELETE", {"trip_id": "0"}, None),
+        ("api_v1_trips_trip_id_delete_unauth", "DELETE", {"trip_id": "0"}, {"force": "false"}, None),
         ("api_v1_users_user_id_settings_get_unauth", "GET", {"user_id": "00000000-0000-0000-0000-000000000000"},
-         {"sub": "{user_id}"}),
+         None, {"sub": "{user_id}"}),
         ("api_v1_users_user_id_settings_put_unauth", "PUT", {"user_id": "00000000-0000-0000-0000-000000000000"},
-         {"sub": "{user_id}"}),
-    ] == [(c["name"], c["method"], c["params"], c.get("forged_claims")) for c in checks]
+         None, {"sub": "{user_id}"}),
+    ] == [(c["name"], c["method"], c["params"], c.get("query"), c.get("forged_claims")) for c in checks]
 
 
 UUID = {"type": "string", "format": "uuid"}
