@@ -76,12 +76,14 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "pam-monitor demo --no-db --interval 2s --listen 127.0.0.1:9200",
     ),
     "discover": (
-        "write auth_contract checks for every secured operation of an OpenAPI document",
-        "Read an OpenAPI 3 document (URL or file) and write an auth_contract check for every operation that "
-        "declares security, ready to paste under checks: of a config file.",
-        "0  checks written\n"
+        "write a config with an auth_contract check for every secured operation of an OpenAPI document",
+        "Read an OpenAPI 3 document (URL, file, or a backend's base URL) and write a config file that validates "
+        "and runs as it stands: its target, and an auth_contract check for every operation that declares "
+        "security, with forged tokens impersonating the user in the path and minimal request bodies.",
+        "0  config written\n"
         "2  the document cannot be read or is not OpenAPI 3, or bad usage",
-        "pam-monitor discover --openapi http://127.0.0.1:8000/openapi.json -o checks.yaml",
+        "pam-monitor discover --openapi http://127.0.0.1:8000 -o pam-monitor.yaml\n"
+        "pam-monitor discover --openapi openapi.json --base-url https://api.example.com -o pam-monitor.yaml",
     ),
 }
 _CONFIG_VERBS = ("run", "check", "validate")
@@ -170,7 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     discover = verb("discover")
     discover.add_argument("--openapi", required=True, metavar="URL_OR_FILE",
-                          help="URL or file of the OpenAPI (3.x) document (required)")
+                          help="URL or file of the OpenAPI (3.x) document, or the backend's base URL: "
+                               "/openapi.json, /docs/openapi.json, /api/openapi.json, /swagger.json are tried "
+                               "(required)")
+    discover.add_argument("--base-url", default=None, metavar="URL",
+                          help="the target's base_url (default: the document's servers, else the base URL given "
+                               "to --openapi, else ${BACKEND_URL})")
     discover.add_argument("--target", default="backend",
                           help="target name to use in the generated checks (default: backend)")
     discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",

@@ -1,21 +1,28 @@
-"""Shared helpers for the HTTP probers: capped streaming fetch, failure classification, JSON paths, missing tables."""
+"""Shared helpers for the HTTP probers: capped streaming fetch, JSON expectations, missing tables, Retry-After.
+
+Why a request failed (the exception's cause chain -> outcome and sentence) is in probes/_failures.py; `Failed`
+and `classify_failure` are re-exported here.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import errno
+import datetime as dt
+import email.utils
 import json
+import math
 import re
-import socket
-import ssl
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-from monitor.core.config import RequestSpec, Target
+from monitor.core.config import RequestSpec, Target, as_matcher
 from monitor.core.results import Outcome
+from probes._failures import Failed as Failed
+from probes._failures import classify_failure as classify_failure
+from probes._failures import clean_text
 from probes.deps import Deps
 
 EXCERPT_CHARS = 200
@@ -26,7 +33,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A response that arrived: status, headers and at most `cap` bytes of body."""
+    """A response that arrived: status, headers and at most `cap` bytes of body.
+
+    `retry_after` is the wait its Retry-After header asks for, in seconds from when it arrived (None without a
+    usable header).
+    """
 
     status: int
     headers: httpx.Headers
@@ -34,6 +45,13 @@ class Fetched:
     truncated: bool
     elapsed: float
     cap: int
+    retry_after: float | None = None
+
+    @property
+    def rate_limited(self) -> bool:
+        """A 429, or a 503 with a Retry-After header: the target is shedding load, so the answer is about
+        neither the endpoint's contract nor its health (outcome rate_limited, inconclusive)."""
+        return self.status == 429 or (self.status == 503 and "retry-after" in self.headers)
 
     @property
     def content_type(self) -> str:
@@ -49,15 +67,6 @@ class Fetched:
         """At most 200 printable characters of the body, for details of a non-2xx response."""
         return body_excerpt(self.body)
 
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """No usable response: the outcome, a sentence with the observed values, and how long it took."""
-
-    outcome: Outcome
-    message: str
-    elapsed: float
-    status: int | None = None
 
 
 def body_excerpt(body: bytes) -> str:
@@ -105,7 +114,7 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 def _check_headers(headers: Mapping[str, str]) -> None:
     for name, value in headers.items():
         if _HEADER_NAME.fullmatch(name) is None:
-            raise _UnsendableHeader(f"header name {_clean(repr(name), 60)} is not a valid HTTP token")
+            raise _UnsendableHeader(f"header name {clean_text(repr(name), 60)} is not a valid HTTP token")
         if _HEADER_VALUE.fullmatch(value) is None:
             # The value may be a secret: name the header and what to look for, never the value.
             raise _UnsendableHeader(
@@ -158,6 +167,7 @@ async def fetch(
                     body, truncated = await _read_capped(response, limit)
                 finally:
                     await response.aclose()
+                wait = response.headers.get("retry-after")
                 return Fetched(
                     status=status,
                     headers=response.headers,
@@ -165,6 +175,7 @@ async def fetch(
                     truncated=truncated,
                     elapsed=deps.clock.monotonic() - sent_at,
                     cap=limit,
+                    retry_after=retry_after_seconds(wait, deps.clock.time()) if wait is not None else None,
                 )
     except httpx.InvalidURL as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
@@ -200,99 +211,6 @@ async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]
 def _since(deps: Deps, sent_at: float | None) -> float:
     return 0.0 if sent_at is None else deps.clock.monotonic() - sent_at
 
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-_E = TypeVar("_E", bound=BaseException)
-
-
-def _first(chain: list[BaseException], kind: type[_E]) -> _E | None:
-    return next((item for item in chain if isinstance(item, kind)), None)
-
-
-# h11 and httpcore raise one RemoteProtocolError for every protocol failure; only their text tells a connection
-# closed early ("peer closed connection without sending complete message body", "Server disconnected without
-# sending a response") from an answer that is not valid HTTP.
-_CLOSED_EARLY = re.compile(r"peer closed connection|server disconnected", re.IGNORECASE)
-
-
-def classify_failure(exc: BaseException, host: str, status: int | None, elapsed: float) -> Failed:
-    """Turn a failed request into an outcome and a sentence, by the exception types in its cause chain.
-
-    `status` is the response's status when headers had arrived before the failure (kept in the result).
-    """
-    chain = list(_chain(exc))
-    after = f"after {elapsed:.2f} s"
-
-    def failed(outcome: Outcome, message: str) -> Failed:
-        return Failed(outcome, message, elapsed, status)
-
-    def timed_out(phase: str) -> Failed:
-        what = f"reading the body of a {status} response" if status is not None else phase
-        return failed(Outcome.TIMEOUT, f"timed out {after} {what}")
-
-    if isinstance(exc, httpx.TimeoutException):
-        return timed_out(_timeout_phase(exc))
-    if isinstance(exc, TimeoutError):  # our own deadline (asyncio.timeout_at)
-        return timed_out("waiting for the response")
-    if isinstance(exc, httpx.DecodingError):
-        return failed(Outcome.INVALID_RESPONSE, f"body could not be decoded: {_clean(str(exc))}")
-    if isinstance(exc, httpx.LocalProtocolError):
-        # The h11 message may quote a header value, which may be a secret: say only what to look at.
-        return failed(Outcome.INTERNAL_ERROR, "could not encode the request; check the configured method, headers "
-                                              "and body")
-    if isinstance(exc, httpx.RemoteProtocolError):
-        text = _clean(str(exc))
-        if _CLOSED_EARLY.search(text):
-            what = f"while reading a {status} response" if status is not None else "before any response"
-            return failed(Outcome.CONNECTION_ERROR, f"server closed the connection {what}: {text} {after}")
-        if status is not None:
-            return failed(Outcome.INVALID_RESPONSE, f"the body of the {status} response is not valid HTTP: {text}")
-        return failed(Outcome.INVALID_RESPONSE, f"the answer is not HTTP: {text}")
-    return _connection_failure(chain, host, status, elapsed)
-
-
-def _connection_failure(chain: list[BaseException], host: str, status: int | None, elapsed: float) -> Failed:
-    after = f"after {elapsed:.2f} s"
-    reading = f" while reading a {status} response" if status is not None else ""
-    dns = _first(chain, socket.gaierror)
-    if dns is not None:
-        return Failed(Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {dns.strerror or _clean(str(dns))} {after}",
-                      elapsed, status)
-    tls = _first(chain, ssl.SSLError)
-    if tls is not None:
-        return Failed(Outcome.TLS_ERROR, f"TLS handshake with {host} failed: {_clean(str(tls))} {after}",
-                      elapsed, status)
-    errnos = {getattr(item, "errno", None) for item in chain}
-    if errno.ECONNREFUSED in errnos or _first(chain, ConnectionRefusedError) is not None:
-        return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} refused {after}", elapsed, status)
-    if errno.ECONNRESET in errnos or _first(chain, ConnectionResetError) is not None:
-        return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} reset by peer{reading} {after}",
-                      elapsed, status)
-    os_error = _first(chain, OSError)
-    reason = (os_error.strerror if os_error is not None else None) or _clean(str(chain[0])) or type(chain[0]).__name__
-    return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} failed{reading}: {reason} {after}", elapsed, status)
-
-
-def _timeout_phase(exc: BaseException) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connecting"
-    if isinstance(exc, httpx.WriteTimeout):
-        return "sending the request"
-    if isinstance(exc, httpx.PoolTimeout):
-        return "waiting for a pooled connection"
-    return "waiting for the response"
-
-
-def _clean(text: str, limit: int = 160) -> str:
-    return _CONTROL.sub(" ", text).strip()[:limit]
 
 
 # ---------------------------------------------------------------------------------------------- missing tables
@@ -385,15 +303,38 @@ def same_json_value(expected: Any, actual: Any) -> bool:
 
 
 def json_field_problems(document: Any, fields: Mapping[str, Any]) -> list[str]:
-    """One sentence per dotted-path field whose value differs from the expected one (actual vs expected)."""
+    """One sentence per `expect.json` entry that does not hold, with the actual value beside the expectation.
+
+    A value is compared for equality, or is a matcher (`one_of`, `exists`, `regex`: monitor/core/config/matchers.py,
+    validated when the config loads).
+    """
     problems = []
     for path, expected in fields.items():
-        actual = json_path(document, path)
-        if actual is MISSING:
-            problems.append(f"json field {path}: expected {short_repr(expected)}, but the field is missing")
-        elif not same_json_value(expected, actual):
-            problems.append(f"json field {path}: expected {short_repr(expected)}, got {short_repr(actual)}")
+        problem = _field_problem(json_path(document, path), expected)
+        if problem is not None:
+            problems.append(f"json field {path}: {problem}")
     return problems
+
+
+def _field_problem(actual: Any, expected: Any) -> str | None:
+    matcher = as_matcher(expected)
+    got = "but the field is missing" if actual is MISSING else f"got {short_repr(actual)}"
+    if matcher.op == "exists":
+        if matcher.arg == (actual is not MISSING):
+            return None
+        return "expected to exist, but the field is missing" if matcher.arg else f"expected to be absent, {got}"
+    if matcher.op == "one_of":
+        if actual is not MISSING and any(same_json_value(option, actual) for option in matcher.arg):
+            return None
+        options = ", ".join(short_repr(option, 40) for option in matcher.arg)
+        return f"expected one of {options if len(options) <= 160 else options[:157] + '...'}, {got}"
+    if matcher.op == "regex":
+        if isinstance(actual, str) and matcher.arg.search(actual) is not None:
+            return None
+        return f"expected a string matching regex {short_repr(matcher.arg.pattern)}, {got}"
+    if actual is not MISSING and same_json_value(matcher.arg, actual):
+        return None
+    return f"expected {short_repr(matcher.arg)}, {got}"
 
 
 def parse_json(fetched: Fetched) -> tuple[bool, Any, str]:
@@ -416,3 +357,27 @@ def short_repr(value: Any, limit: int = 80) -> str:
 def status_list(statuses: Collection[int]) -> str:
     """'401|403' for a set of expected statuses."""
     return "|".join(str(s) for s in statuses)
+
+
+# ---------------------------------------------------------------------------------------------- Retry-After
+
+
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds, or an HTTP-date less `now` (wall clock, epoch
+    seconds), never below 0; None when the value is neither (RFC 9110 §10.2.3)."""
+    text = value.strip()
+    if re.fullmatch(r"\d{1,12}(\.\d+)?", text):
+        return float(text)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # an HTTP-date is always GMT; parsedate gives a naive datetime for "-0000"
+        moment = moment.replace(tzinfo=dt.UTC)
+    wait = moment.timestamp() - now
+    return max(wait, 0.0) if math.isfinite(wait) else None
+
+
+def wait_phrase(seconds: float | None) -> str:
+    """'retry after 30 s' for a sentence, or 'no usable Retry-After' when the target gave none."""
+    return f"retry after {seconds:g} s" if seconds is not None else "no usable Retry-After"

@@ -3,6 +3,7 @@
     base       Strict, Duration, names, maintenance windows
     targets    Target
     checks     CheckBase and one model per check kind; the Check union
+    matchers   expect.json values: equality or a matcher (one_of, exists, regex)
     alerting   sinks, flapping, rule overrides, the alerts section
     root       Defaults, HttpSettings, Config, cross-section rules
     loader     YAML, ${VAR} expansion, PAM_MONITOR_* overrides, one line per problem
@@ -54,6 +55,7 @@ from monitor.core.config.checks import (
     split_table,
 )
 from monitor.core.config.loader import ENV_PREFIX, apply_shard, load_config, parse_shard
+from monitor.core.config.matchers import MATCHER_KEYS, JsonMatcher, as_matcher
 from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, parse_listen
 from monitor.core.config.targets import Target
 
@@ -63,6 +65,7 @@ __all__ = [
     "CHECK_KINDS",
     "CHECK_MODELS",
     "ENV_PREFIX",
+    "MATCHER_KEYS",
     "NAME_PATTERN",
     "SINK_KINDS",
     "AlertName",
@@ -83,6 +86,7 @@ __all__ = [
     "HttpExpect",
     "HttpMethod",
     "HttpSettings",
+    "JsonMatcher",
     "Maintenance",
     "Method",
     "PagerDutySink",
@@ -98,6 +102,7 @@ __all__ = [
     "VoiceCheck",
     "WebhookSink",
     "apply_shard",
+    "as_matcher",
     "cross_check",
     "load_config",
     "parse_listen",
