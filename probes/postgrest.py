@@ -196,6 +196,6 @@ KIND = Kind(
         Outcome.SERVER_ERROR,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CheckFailed"),
     tables=tables,
 )

@@ -112,6 +112,6 @@ KIND = Kind(
     model=VoiceCheck,
     probe=probe,
     outcomes=http.KIND.outcomes,
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded", "CheckFailed"),
     phases=phases,
 )

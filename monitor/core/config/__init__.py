@@ -54,7 +54,7 @@ from monitor.core.config.checks import (
     split_table,
 )
 from monitor.core.config.loader import ENV_PREFIX, apply_shard, load_config, parse_shard
-from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, parse_listen
+from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, dependencies, parse_listen
 from monitor.core.config.targets import Target
 
 __all__ = [
@@ -99,6 +99,7 @@ __all__ = [
     "WebhookSink",
     "apply_shard",
     "cross_check",
+    "dependencies",
     "load_config",
     "parse_listen",
     "parse_shard",
