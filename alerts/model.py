@@ -34,7 +34,8 @@ _NONE: Mapping[str, str] = MappingProxyType({})
 
 
 class Observation(NamedTuple):
-    """One result's verdict for one alert instance; labels and annotations matter when BAD.
+    """One result's verdict for one alert instance; labels and annotations matter when BAD. A `confirmed` BAD one
+    fires without waiting for `failure_threshold` (the result itself is proof: a long rate-limited spell).
 
     A named tuple, not a dataclass: the rules build several per result, and a tuple is the cheapest to build.
     """
@@ -45,6 +46,7 @@ class Observation(NamedTuple):
     signal: Signal
     labels: Mapping[str, str] = _NONE
     annotations: Mapping[str, str] = _NONE
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,7 +283,8 @@ def _check_failed(facts: Facts, covered: bool) -> list[Observation]:
 
 
 def _rate_limited(facts: Facts) -> list[Observation]:
-    """Nothing while the rate-limited spell is shorter than `alerts.rate_limited_after`; then CheckFailed BAD."""
+    """Nothing while the rate-limited spell is shorter than `alerts.rate_limited_after`; then CheckFailed BAD,
+    confirmed (the spell is proof enough: it fires on the first result past the limit)."""
     result, since = facts.result, facts.memory.rate_limited_since
     length = result.finished_at - (result.started_at if since is None else since)
     if length < facts.config.alerts.rate_limited_after:
@@ -293,7 +294,7 @@ def _rate_limited(facts: Facts) -> list[Observation]:
                         f"({result.message})")[:ANNOTATION_LIMIT]
     check = facts.check
     return [Observation(alert_key(CHECK_FAILED, check.name), CHECK_FAILED, check.name, Signal.BAD,
-                        base_labels(facts, CHECK_FAILED), notes)]
+                        base_labels(facts, CHECK_FAILED), notes, confirmed=True)]
 
 
 def _not_from_results(alertname: str, facts: Facts) -> list[Observation]:
