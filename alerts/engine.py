@@ -28,7 +28,7 @@ from alerts.maintenance import active_window
 from alerts.model import CheckMemory, Event, Notification, Signal
 from alerts.plan import Batch, Plan, plans_for
 from alerts.registry import SINKS
-from alerts.rules import evaluate, remember
+from alerts.rules import evaluate, quiet, remember
 from alerts.sink import SinkSpec
 from alerts.store import Store
 from monitor.core.clock import Clock, iso
@@ -178,8 +178,11 @@ class AlertEngine:
         window = active_window(plan.windows, now) if plan.windows else None
         policy = plan.policy if window is None else plan.silenced
         batch = Batch()
-        for obs in evaluate(self._config, check, result, memory, known, rules=plan.rules,
-                            kind_rules=plan.kind_rules, extra_labels=plan.labels):
+        # A passing result on a check with no alert state can only say GOOD about alerts that do not exist.
+        observations = () if not mine and quiet(result) else evaluate(
+            self._config, check, result, memory, known, rules=plan.rules, kind_rules=plan.kind_rules,
+            extra_labels=plan.labels)
+        for obs in observations:
             stored = mine.get(obs.key) if mine else None
             if stored is None and obs.signal is Signal.GOOD:
                 # A fresh state stepped with GOOD stays inactive with no edges and no action: nothing to keep.

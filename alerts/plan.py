@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from alerts.hold import Graph, graph
@@ -13,7 +14,7 @@ from alerts.model import Notification
 from alerts.rules import rules_for
 from monitor.core.config import Config, Maintenance
 
-_NO_LABELS: Mapping[str, str] = {}
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,18 +131,29 @@ def evaluate(
     if result.outcome is Outcome.RATE_LIMITED:
         return _rate_limited(facts) if CHECK_FAILED in rules else []
     out: list[Observation] = []
-    covered = False
+    failing, covered = result.outcome is not Outcome.OK, False
     for alertname in rules if kind_rules is None else kind_rules:
         rule = RULES[alertname]
         if rule.fallback:
             continue
         found = rule.evaluate(alertname, facts)
-        covered = covered or any(o.signal is Signal.BAD for o in found)
+        if failing and not covered:
+            for o in found:
+                if o.signal is Signal.BAD:
+                    covered = True
+                    break
         if kind_rules is None or alertname in rules:
             out.extend(found)
     if CHECK_FAILED in rules:
         out.extend(_check_failed(facts, covered))
     return out
+
+
+def quiet(result: Result) -> bool:
+    """Whether a result can turn no alert BAD: an ok answer that reports no table missing. The engine does not
+    evaluate it for a check with no alert state (every observation would be a GOOD about nothing)."""
+    return (result.outcome is Outcome.OK and all(result.tables.values())
+            and not result.details.get("tables_missing"))
 
 
 def missing_tables(result: Result) -> list[str]:
