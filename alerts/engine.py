@@ -261,8 +261,15 @@ class AlertEngine:
         return s
 
     def _verdict(self, plan: Plan, now: float, release_at: float | None) -> Verdict:
-        return verdict(self._seen.get(plan.check.name), [self._seen.get(r) for r in plan.roots], now=now,
+        return verdict(self._seen.get(plan.check.name), [self._root_seen(r) for r in plan.roots], now=now,
                        release_at=release_at)
+
+    def _root_seen(self, name: str) -> Seen | None:
+        seen = self._seen.get(name)
+        if seen is not None and seen.failing and not any(s.active for s in self._by_check.get(name, {}).values()):
+            # Failing with no alert of its own (its rules disabled): it pages nothing, so it holds nothing back.
+            return Seen(seen.at, False, float("-inf"))
+        return seen
 
     def _release(self, checks: Iterable[str], now: float, batch: Batch) -> int:
         """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold)."""

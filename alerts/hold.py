@@ -3,7 +3,8 @@
 A check's roots are its `depends_on` plus its target's `health_check` (monitor.core.config.dependencies). When a
 dependent's alert fires, sinks that inhibit on their own (Alertmanager, told by `depends_on` and `target` labels)
 get it at once; direct sinks (PagerDuty, Slack, webhooks) get it only when `verdict()` says SEND:
-- a root's latest result failed: HOLD (the root's alert pages, and lists the held dependents);
+- a root's latest result failed: HOLD (the root's alert pages, and lists the held dependents); the engine
+  presents a root that fails without an alert of its own (its rules disabled) as passing: it holds nothing back;
 - a root has no result that started after this check's failing spell began: WAIT for it, at most until
   `release_at` (the root's interval + timeout after the dependent first failed), then SEND;
 - a root recovered after this check's latest failing run started: HOLD until this check runs again; still

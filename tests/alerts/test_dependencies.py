@@ -213,3 +213,17 @@ async def test_a_restart_neither_pages_the_held_nor_forgets_them(recorder: tuple
         await delivered(registry)
         assert [("firing", "EndpointDown", ROOT), ("resolved", "EndpointDown", ROOT)] == hook(rec)
         assert [] == e.active_alerts()
+
+
+async def test_a_root_that_raises_no_alert_holds_nothing_back(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
+    """backend_health fails with its alerts disabled: it will page nothing, so its dependents page themselves."""
+    rec, url = recorder
+    registry, clock = prometheus_client.CollectorRegistry(), FakeClock()
+    config = config_for(tmp_path, url, rules={"EndpointDown": {"enabled": False}})
+    async with make_engine(config, registry, clock) as e:
+        o = Outage(e, clock)
+        o.run(ROOT, "voice_health", ok=True)
+        o.run(ROOT, "voice_health")
+        o.run(ROOT, "voice_health")
+        await delivered(registry)
+        assert [("firing", "VoiceDegraded", "voice_health")] == hook(rec)
