@@ -34,6 +34,7 @@ class AlertmanagerSpec:
     kind = "alertmanager"
     batch_size = 64
     resends = True
+    honours_inhibition = True
 
     def lanes(self, sink: AlertmanagerSink) -> Sequence[str]:
         """One lane per Alertmanager of the cluster."""

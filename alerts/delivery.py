@@ -145,9 +145,14 @@ class Delivery:
             if self._store is not None:
                 self._start_lane(lane)
 
-    def route(self, note: Notification) -> list[tuple[str, Notification]]:
-        """Outbox rows for a notification: one per lane whose sink takes it."""
-        return [(lane.id, note) for lane in self._lanes.values() if lane.spec.accepts(note)]
+    def route(self, note: Notification, *, direct: bool = True,
+              inhibiting: bool = True) -> list[tuple[str, Notification]]:
+        """Outbox rows for a notification: one per lane whose sink takes it, among the direct sinks and/or those
+        that honour inhibition themselves (a held alert goes to the latter only, its release to the former)."""
+        return [
+            (lane.id, note) for lane in self._lanes.values()
+            if (inhibiting if lane.spec.honours_inhibition else direct) and lane.spec.accepts(note)
+        ]
 
     def sink_names(self) -> list[str]:
         """The configured sinks, by display name."""

@@ -1,7 +1,8 @@
 """The pure alert state machine: `step(state, observation, now, policy) -> (state, actions)`; no I/O, no clock.
 
 Lifecycle per alert instance: inactive -> pending -> firing -> (resolved) inactive.
-- `failure_threshold` consecutive BAD observations fire; a GOOD one while pending drops back (a blip never
+- `failure_threshold` consecutive BAD observations fire (a `confirmed` one fires at once: the result is proof
+  enough, e.g. ten minutes of 429s); a GOOD one while pending drops back (a blip never
   pages); `success_threshold` consecutive GOOD ones resolve.
 - Reminders no more often than `repeat_interval`.
 - Flapping: more than `flap_max` firing edges (fired or resolved) within `flap_window` -> one FLAPPING action,
@@ -64,6 +65,11 @@ class AlertState:
     flapping: bool = False
     raw_bad: bool = False
     raw_changed_at: float = 0.0
+    held: bool = False
+    """The firing went only to sinks that inhibit on their own (Alertmanager): a check it depends on is failing,
+    or had not been seen since this one failed (the engine sets and clears it; the machine never looks)."""
+    release_at: float | None = None
+    """A held alert with no news of its root by then is released to the direct sinks."""
 
     @property
     def active(self) -> bool:
@@ -126,14 +132,14 @@ def step(state: AlertState, obs: Observation, now: float, policy: Policy) -> tup
             s, status=Status.PENDING, since=now, started_at=now, labels=dict(obs.labels),
             annotations=dict(obs.annotations), notified=False, last_notified_at=None,
         )
-        if s.bad_streak >= policy.failure_threshold:
+        if s.bad_streak >= policy.failure_threshold or obs.confirmed:
             return _fire(s, now, policy)
         return s, []
 
     if s.status is Status.PENDING:
         if not bad:
             return _reset(s, now), []
-        if s.bad_streak >= policy.failure_threshold:
+        if s.bad_streak >= policy.failure_threshold or obs.confirmed:
             return _fire(s, now, policy)
         return s, []
 

@@ -21,6 +21,7 @@ class WebhookSpec:
     kind = "webhook"
     batch_size = 1
     resends = False
+    honours_inhibition = False
 
     def lanes(self, sink: WebhookSink) -> Sequence[str]:
         """A single lane to the URL."""

@@ -334,5 +334,5 @@ KIND = Kind(
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown"),
+    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown", "CheckFailed"),
 )

@@ -42,7 +42,7 @@ KIND = Kind(
         Outcome.POLICY_ERROR,
         Outcome.DB_ERROR,
     ),
-    alerts=("TableMissing", "SchemaDrift", "DatabaseDown"),
+    alerts=("TableMissing", "SchemaDrift", "DatabaseDown", "CheckFailed"),
     phases=phases,
     tables=tables,
 )

@@ -195,6 +195,6 @@ KIND = Kind(
         Outcome.INVALID_RESPONSE,
         Outcome.RATE_LIMITED,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CheckFailed"),
     tables=tables,
 )

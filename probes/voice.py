@@ -125,6 +125,6 @@ KIND = Kind(
     model=VoiceCheck,
     probe=probe,
     outcomes=http.KIND.outcomes,
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded", "CheckFailed"),
     phases=phases,
 )

@@ -51,7 +51,7 @@ def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, w
         {"name": "settings_get_signed_in", "kind": "http", "target": "backend", "path": settings, "params": user,
          "headers": {"Authorization": f"Bearer ${{{TOKEN_VAR}}}"}, "expect": {"status": [200]}},
     ]
-    targets: dict[str, Any] = {"backend": {"base_url": target}}
+    targets: dict[str, Any] = {"backend": {"base_url": target, "health_check": "backend_health"}}
     if with_db:
         targets["database"] = {"dsn": f"${{{DSN_VAR}}}"}
         checks.append({

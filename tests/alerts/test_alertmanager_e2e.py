@@ -61,7 +61,8 @@ async def test_regression_fires_with_labels_and_resolves(alertmanager: Alertmana
         assert 1 == len(found)
         labels = found[0]["labels"]
         assert {"alertname": "ContractRegression", "check": CHECK, "kind": "auth_contract", "severity": "critical",
-                "service": "pam-backend", "from": "403", "to": "500", "env": "test", "team": "core"} == labels
+                "service": "pam-backend", "target": "backend", "from": "403", "to": "500", "env": "test",
+                "team": "core"} == labels
         assert "expected 401|403, got 500" == found[0]["annotations"]["summary"]
         assert [{"alertname": "ContractRegression", "state": "firing", "labels": labels,
                  "since": e.active_alerts()[0]["since"]}] == e.active_alerts()

@@ -158,6 +158,7 @@ class TwoLaneBatchingHook:
     kind = "webhook"
     batch_size = 3
     resends = True
+    honours_inhibition = False
 
     def lanes(self, sink: WebhookSink) -> Sequence[str]:
         """Two lanes."""
@@ -187,6 +188,7 @@ async def test_delivery_knows_a_sink_only_through_its_spec(recorder: tuple[Recor
     registry = prometheus_client.CollectorRegistry()
     config = make_config(tmp_path, sinks=[{"kind": "webhook", "url": url + "/hook"}])
     async with engine(config, registry, sinks={"webhook": spec}) as e:
+        e.observe(result("backend_health", "ok", status=200))
         e.observe(result("backend_health", "server_error", status=500))
         e.observe(result("backend_health", "server_error", status=500))  # ContractRegression and EndpointDown fire
         await until_async(lambda: all(len(rec.bodies(f"/hook/{lane}")) >= 2 for lane in (0, 1)))

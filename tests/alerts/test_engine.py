@@ -100,6 +100,8 @@ async def test_firing_gauge_follows_fire_and_resolve_and_restart(tmp_path: Path)
     config = make_config(tmp_path)
     async with make_engine(config, registry, clock) as e:
         assert 1.0 == firing(registry, "MonitorWatchdog", "none")
+        e.observe(healthy(HTTP))  # answered as expected once: a 5xx now is a regression
+        e.observe(healthy("settings_get_unauth"))
         e.observe(result(HTTP, "server_error", status=500))
         assert (0.0, 0.0) == (firing(registry, "ContractRegression", "critical"),
                               firing(registry, "EndpointDown", "critical"))
@@ -147,6 +149,7 @@ async def test_queue_depth_is_the_outbox_through_enqueue_restart(tmp_path: Path)
     clock = FakeClock()  # frozen: a failed attempt is rescheduled into a future that never comes
     async with make_engine(config, registry, clock) as e:
         assert 0.0 == depth(registry)
+        e.observe(healthy(HTTP))
         e.observe(result(HTTP, "server_error", status=500))
         e.observe(result(HTTP, "server_error", status=500, confirmation=True))
         assert (2.0, 2) == (depth(registry), outbox_rows(state))
@@ -167,6 +170,7 @@ async def test_queue_depth_counts_down_on_sent_and_failed(tmp_path: Path) -> Non
         registry = prometheus_client.CollectorRegistry()
         config = make_config(state, sinks=[{"kind": "webhook", "url": f"{url}/hook", "max_attempts": 2}])
         async with make_engine(config, registry, backoff_base=0.02, backoff_cap=0.1, flush_timeout=1.0) as e:
+            e.observe(healthy(HTTP))
             e.observe(result(HTTP, "server_error", status=500))
             e.observe(result(HTTP, "server_error", status=500, confirmation=True))
             assert (2.0, 2) == (depth(registry), outbox_rows(state))
@@ -189,6 +193,7 @@ async def test_reload_replans_checks_thresholds_and_disabling(tmp_path: Path) ->
         assert [] == e.active_alerts()  # not configured yet
 
         await e.reload(make_config(tmp_path, checks=with_check(HTTP, failure_threshold=3)))
+        e.observe(healthy(HTTP))
         e.observe(result(HTTP, "server_error", status=500))
         e.observe(result(HTTP, "server_error", status=500))
         assert {"pending"} == {a["state"] for a in e.active_alerts()}
@@ -229,6 +234,8 @@ async def test_check_maintenance_window_silences_then_pages_after(tmp_path: Path
     registry = prometheus_client.CollectorRegistry()
     clock = FakeClock()
     async with make_engine(config, registry, clock) as e:
+        e.observe(healthy(HTTP))
+        e.observe(healthy("settings_get_unauth"))
         e.observe(result(HTTP, "server_error", status=500))
         e.observe(result(HTTP, "server_error", status=500))
         assert (1.0, 0.0) == (firing(registry, "ContractRegression", "critical"), depth(registry))

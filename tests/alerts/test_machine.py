@@ -63,6 +63,17 @@ def test_threshold_three_needs_three() -> None:
     assert [(2, Event.FIRING)] == actions
 
 
+def test_confirmed_bad_fires_without_waiting_for_the_threshold() -> None:
+    """A confirmed BAD observation (a long rate-limited spell) fires at once, from inactive or from pending."""
+    confirmed = obs(True)._replace(confirmed=True)
+    state, actions = step(AlertState(KEY, "ContractRegression", "settings_get_unauth"), confirmed, 0.0,
+                          Policy(failure_threshold=5))
+    assert ([Event.FIRING], Status.FIRING) == ([a.event for a in actions], state.status)
+    pending, _ = run("B", Policy(failure_threshold=5))
+    state, actions = step(pending, confirmed, 30.0, Policy(failure_threshold=5))
+    assert ([Event.FIRING], Status.FIRING) == ([a.event for a in actions], state.status)
+
+
 def test_resolves_after_success_threshold() -> None:
     """A firing alert resolves on the success_threshold-th good result, not before."""
     state, actions = run("BBGG")

@@ -56,7 +56,7 @@ from monitor.core.config.checks import (
 )
 from monitor.core.config.loader import ENV_PREFIX, apply_shard, load_config, parse_shard
 from monitor.core.config.matchers import MATCHER_KEYS, JsonMatcher, as_matcher
-from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, parse_listen
+from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, dependencies, parse_listen
 from monitor.core.config.targets import Target
 
 __all__ = [
@@ -104,6 +104,7 @@ __all__ = [
     "apply_shard",
     "as_matcher",
     "cross_check",
+    "dependencies",
     "load_config",
     "parse_listen",
     "parse_shard",
