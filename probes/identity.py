@@ -85,7 +85,8 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     current: Credential | None = None
     refresh_token: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # mints or sign-ins started
+    finished: int = 0  # ... and finished
     last_failure: tuple[int, SignInFailed] | None = None
     _redactor: Redactor = field(default_factory=Redactor)
 
@@ -95,7 +96,7 @@ class Session:
     async def credential(self, deadline: float) -> Credential | SignInFailed:
         """A token that outlives a run ending at `deadline` (event-loop time), minting or signing in if needed."""
         loop = asyncio.get_running_loop()
-        arrived = self.attempts
+        arrived = self.finished
         try:
             async with asyncio.timeout_at(deadline):
                 await self.lock.acquire()
@@ -113,9 +114,12 @@ class Session:
                 # the auth server again right away (a wrong password must not turn into a burst of sign-ins).
                 return self.last_failure[1]
             self.attempts += 1
-            got = await self._obtain(deadline)
+            try:
+                got = await self._obtain(deadline)
+            finally:
+                self.finished += 1
             if isinstance(got, SignInFailed):
-                self.last_failure = (self.attempts, got)
+                self.last_failure = (self.finished, got)
                 self.current = None
             else:
                 self.last_failure = None

@@ -28,7 +28,7 @@ from monitor.core.config import (
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
 from probes import http
-from probes._http import MISSING, Failed, Fetched, fetch, json_path, parse_json, request_headers
+from probes._http import MISSING, Failed, Fetched, body_excerpt, fetch, json_path, parse_json, request_headers
 from probes.deps import Deps
 from probes.identity import Credential, Session, SignInFailed, credential_for, new_run_id
 from probes.kind import Kind
@@ -191,14 +191,15 @@ def _failed(
     if check.identity is not None:
         details["identity"] = check.identity
     details.update({k: v for k, v in verdict.details.items() if k != "bytes"})
+    if "body_excerpt" in details and answer is not None:
+        # Scrubbed before it is cut: a token echoed across the cut would otherwise survive in part.
+        details["body_excerpt"] = body_excerpt(run.scrub(answer.text()).encode())
     excerpt = details.get("body_excerpt")
     if verdict.outcome in _WITH_EXCERPT and isinstance(excerpt, str) and excerpt:
         message += f": {excerpt}"
     missing = details.get("tables_missing")
     if isinstance(missing, list) and missing:
         details["table"] = missing[0]
-    if isinstance(excerpt, str):
-        details["body_excerpt"] = run.scrub(excerpt)
     return ProbeResult(verdict.outcome, run.scrub(message), status_code=verdict.status_code, details=details,
                        phases=dict(run.phases), retry_after=verdict.retry_after)
 

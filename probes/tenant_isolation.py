@@ -12,7 +12,7 @@ from typing import Any
 from monitor.core.config import TenantIsolationCheck, path_placeholders
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from probes import http
-from probes._http import Failed, Fetched, fetch, request_headers
+from probes._http import Failed, Fetched, body_excerpt, fetch, request_headers
 from probes.deps import Deps
 from probes.identity import Session, SignInFailed, credential_for
 from probes.kind import Kind
@@ -65,7 +65,8 @@ def judge(check: TenantIsolationCheck, answer: Fetched, session: Session) -> Pro
             f"{answer.status} {after}",
             status_code=answer.status, details=details,
         )
-    details["body_excerpt"] = session.scrub(answer.excerpt())
+    # Scrubbed before it is cut: a token echoed across the cut would otherwise survive in part.
+    details["body_excerpt"] = body_excerpt(session.scrub(answer.text()).encode())
     if answer.status == 429 or (answer.status == 503 and "retry-after" in answer.headers):
         retry = _seconds(answer.headers.get("retry-after"))
         return ProbeResult(
@@ -74,7 +75,7 @@ def judge(check: TenantIsolationCheck, answer: Fetched, session: Session) -> Pro
         )
     failed = http.status_failure(list(REFUSED), answer)
     return ProbeResult(failed.outcome, session.scrub(failed.message), status_code=answer.status,
-                       details={**details, **failed.details})
+                       details={**failed.details, **details})
 
 
 def _seconds(value: str | None) -> float | None:

@@ -50,6 +50,10 @@ class Backend:
             return None
         token = header.removeprefix("Bearer ")
         self.tokens.append(token)
+        return self.subject_of(token)
+
+    def subject_of(self, token: str) -> str | None:
+        """What the backend makes of a token right now: its sub if it verifies (signature, exp, aud), else None."""
         try:
             claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="authenticated")
         except jwt.PyJWTError:
@@ -59,7 +63,8 @@ class Backend:
 
 
 def create_backend_app(state: Backend) -> Starlette:
-    """GET /api/auth/csrf-token, GET/PUT /api/v1/users/{user_id}/settings (owner check, CSRF on PUT)."""
+    """GET /api/auth/csrf-token, GET/PUT /api/v1/users/{user_id}/settings (owner check, CSRF on PUT), and
+    GET /api/debug/echo-auth (a 500 echoing the Authorization and Cookie headers)."""
 
     async def csrf_token(request: Request) -> Response:
         state.cookies.append(dict(request.cookies))
@@ -91,7 +96,14 @@ def create_backend_app(state: Backend) -> Starlette:
                 state.settings.setdefault(user_id, {}).update(body)
         return JSONResponse({"user_id": user_id, **state.settings.get(user_id, {"voice_enabled": True})})
 
+    async def echo_auth(request: Request) -> Response:
+        # A careless error handler that echoes the request's credentials: a result must still not show them.
+        state.cookies.append(dict(request.cookies))
+        return JSONResponse({"detail": f"boom for {request.headers.get('authorization')}",
+                             "cookie": request.headers.get("cookie")}, status_code=500)
+
     return Starlette(routes=[
+        Route("/api/debug/echo-auth", echo_auth),
         Route("/api/auth/csrf-token", csrf_token),
         Route("/api/v1/users/{user_id}/settings", settings, methods=["GET", "PUT"]),
     ])
