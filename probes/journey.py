@@ -109,8 +109,10 @@ async def _send(check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, d
     target = deps.targets[check.target]
     headers = request_headers(target, spec)
     if run.credential is not None:
-        headers.update(run.credential.headers())
+        headers = run.credential.apply(headers)
     for name, secret in step.headers.items():
+        # The step's own header replaces one of the same name in any case (an Authorization of its own too).
+        headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
         headers[name] = fill_template(secret.get_secret_value(), values)
     if run.cookies:
         jar = "; ".join(f"{name}={value}" for name, value in run.cookies.items())

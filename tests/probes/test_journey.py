@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from monitor.core.config import Target
 from monitor.core.results import Outcome
 from probes import REGISTRY
 from tests.probes.signed_in import STEPS, Made, example_config, journey, minted
@@ -227,4 +228,14 @@ async def test_cookie_jar_keeps_what_a_browser_session_would_and_forgets_deleted
     with serve_asgi(_cookie_app()) as url:
         deps = made(url, {"monitor_user": minted(MONITOR_SUB)})
         result = await run_probe(journey(steps), deps)
+    assert Outcome.OK == result.outcome, result.message
+
+
+async def test_the_identitys_token_is_the_only_authorization_sent(backend: Server, made: Made) -> None:
+    """A target header `authorization` (any case) is replaced by the identity's token, not sent beside it (a
+    backend reads the first one)."""
+    _, url = backend
+    stale = Target.model_validate({"base_url": url, "headers": {"authorization": "Bearer stale-token"}})
+    deps = made(url, {"monitor_user": minted(MONITOR_SUB)}, targets={"backend": stale})
+    result = await run_probe(journey(), deps)
     assert Outcome.OK == result.outcome, result.message
