@@ -14,9 +14,11 @@ ANNOTATION_LIMIT = 1000
 _LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
-def alert_key(alertname: str, check: str, table: str = "") -> str:
-    """The identity of one alert instance: alertname/check[/table] (check and table names hold no '/')."""
-    return f"{alertname}/{check}/{table}" if table else f"{alertname}/{check}"
+def alert_key(alertname: str, check: str, table: str = "", step: str = "") -> str:
+    """The identity of one alert instance: alertname/check[/step=<step>][/table] (check, step and table names hold
+    no '/', and table names no '=')."""
+    key = f"{alertname}/{check}/step={step}" if step else f"{alertname}/{check}"
+    return f"{key}/{table}" if table else key
 
 
 def identity_labels(
@@ -43,11 +45,12 @@ def watchdog_labels(config: Config, severity: str) -> dict[str, str]:
     return labels
 
 
-def build_annotations(result: Result, runbook: str, table: str = "") -> dict[str, str]:
+def build_annotations(result: Result, runbook: str, table: str = "", step: str = "") -> dict[str, str]:
     """Summary (the result sentence), observed values and a runbook hint."""
     notes = {
         "summary": result.message[:ANNOTATION_LIMIT],
-        "description": f"{result.check} ({result.kind}): outcome {result.outcome.value}"
+        "description": f"{result.check} ({result.kind}): " + (f"step {step}, " if step else "")
+        + f"outcome {result.outcome.value}"
         + (f", HTTP {result.status_code}" if result.status_code is not None else "")
         + f", {result.duration_s:.3f} s" + (f"; table {table}" if table else ""),
         "outcome": result.outcome.value,

@@ -7,7 +7,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -52,11 +52,13 @@ class Observation(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class CheckMemory:
     """What the rules remember about a check between results, persisted across restarts: its last good answer
-    (the `from` label of a ContractRegression) and when its current rate-limited spell began (None: not in one)."""
+    (the `from` label of a ContractRegression), when its current rate-limited spell began (None: not in one), and
+    for a journey each step's last good status (a step's own `from`)."""
 
     last_good_status: int | None = None
     last_good_outcome: str | None = None
     rate_limited_since: float | None = None
+    steps: Mapping[str, int] = field(default_factory=dict)  # a plain dict, so dataclasses.asdict can store it
 
     def to_json(self) -> str:
         """The stored form."""

@@ -8,6 +8,10 @@ tests/alerts/test_outcome_table.py holds the two equal. `CheckFailed` is the fal
 that no other rule of the check's kind turns BAD, so no failure is silent.
 A `rate_limited` result is inconclusive: no rule sees it, until the check has been rate-limited for
 `alerts.rate_limited_after`; then it is a `CheckFailed` (pam-monitor cannot see the endpoint).
+A journey's alerts are per step (alerts/steps.py): every rule judges the failing step with what is remembered about
+that step, and builds its instances' keys and `step` label from `Facts.step`. A check whose identity could not sign
+in (step `sign_in`) never reached its target: it raises CheckFailed, not ContractRegression, EndpointDown or
+DatabaseDown.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any, Literal, NamedTuple
 from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, identity_labels
 from alerts.labels import watchdog_labels as _watchdog_labels
 from alerts.model import CheckMemory, Observation, Signal
-from monitor.core.config import AlertName, Config
+from alerts.steps import passed_steps, per_step
+from monitor.core.config import SIGN_IN_STEP, AlertName, Config
 from monitor.core.results import Outcome, Result
 
 Severity = Literal["critical", "warning", "info", "none"]
@@ -45,6 +50,7 @@ class Facts(NamedTuple):
     memory: CheckMemory
     known: Collection[str]
     extra_labels: Mapping[str, str]
+    step: str = ""  # the journey step judged ("" for other kinds): part of the alert's identity and labels
 
 
 Evaluate = Callable[[str, Facts], list[Observation]]
@@ -91,14 +97,19 @@ def rules_for(config: Config, check: Any, rules_by_kind: Mapping[str, Sequence[s
 
 
 def remember(memory: CheckMemory, result: Result) -> CheckMemory:
-    """Update the memory with a result: a good one becomes the `from` side of a later regression; a rate-limited
-    one starts (or continues) a rate-limited spell, which any other result ends."""
+    """Update the memory with a result: a good one becomes the `from` side of a later regression, and so does each
+    journey step that passed (its status, by step name), even in a run that failed at a later step; a rate-limited
+    result starts (or continues) a rate-limited spell, which any other result ends."""
+    steps = passed_steps(result)
+    if steps and {**memory.steps, **steps} != memory.steps:
+        memory = dataclasses.replace(memory, steps={**memory.steps, **steps})
     if result.outcome is Outcome.RATE_LIMITED:
         if memory.rate_limited_since is not None:
             return memory
         return dataclasses.replace(memory, rate_limited_since=result.started_at)
     if result.outcome in _GOOD:
-        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value)
+        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value,
+                           steps=memory.steps)
     if memory.rate_limited_since is not None:
         return dataclasses.replace(memory, rate_limited_since=None)
     return memory
@@ -111,8 +122,11 @@ def watchdog_labels(config: Config) -> dict[str, str]:
 
 def base_labels(facts: Facts, alertname: str) -> dict[str, str]:
     """The labels of an alert on the facts' check (external, the check's, then identity labels)."""
-    return identity_labels(facts.config, facts.check, alertname, severity_of(facts.config, alertname),
-                           facts.extra_labels)
+    labels = identity_labels(facts.config, facts.check, alertname, severity_of(facts.config, alertname),
+                             facts.extra_labels)
+    if facts.step:
+        labels["step"] = facts.step
+    return labels
 
 
 def evaluate(
@@ -130,8 +144,15 @@ def evaluate(
     facts = Facts(config, check, result, memory, known, extra_labels)
     if result.outcome is Outcome.RATE_LIMITED:
         return _rate_limited(facts) if CHECK_FAILED in rules else []
+    if check.kind == "journey":
+        return per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
+    return _judge(facts, rules, kind_rules)
+
+
+def _judge(facts: Facts, rules: Collection[str], kind_rules: Collection[str] | None) -> list[Observation]:
+    """Every rule on the facts; CheckFailed last, BAD only when no other rule of the kind turned BAD."""
     out: list[Observation] = []
-    failing, covered = result.outcome is not Outcome.OK, False
+    failing, covered = facts.result.outcome is not Outcome.OK, False
     for alertname in rules if kind_rules is None else kind_rules:
         rule = RULES[alertname]
         if rule.fallback:
@@ -189,16 +210,21 @@ def _one_per_check(signal_of: SignalFn, extra_labels: Callable[[Facts], Mapping[
         signal = signal_of(facts)
         if signal is None:
             return []
-        key = alert_key(alertname, check.name)
+        key = alert_key(alertname, check.name, step=facts.step)
         if signal is Signal.GOOD:
             return [Observation(key, alertname, check.name, signal)]
         labels = base_labels(facts, alertname)
         if extra_labels is not None:
             labels.update(extra_labels(facts))
-        notes = build_annotations(facts.result, RULES[alertname].runbook)
+        notes = build_annotations(facts.result, RULES[alertname].runbook, step=facts.step)
         return [Observation(key, alertname, check.name, signal, labels, notes)]
 
     return evaluate
+
+
+def _signed_out(result: Result) -> bool:
+    """Whether the check never reached its target: its identity could not get a token (step `sign_in`)."""
+    return result.details.get("step") == SIGN_IN_STEP
 
 
 def _answered(result: Result) -> bool:
@@ -211,6 +237,8 @@ def _is_5xx(result: Result) -> bool:
 
 def _contract_regression(facts: Facts) -> Signal | None:
     result = facts.result
+    if _signed_out(result):
+        return None  # the auth server failed, not this endpoint
     if result.outcome in _GOOD or (result.status_code is not None and not _is_5xx(result)):
         return Signal.GOOD
     if facts.memory.last_good_status is None:
@@ -241,6 +269,8 @@ def _schema_drift(facts: Facts) -> Signal | None:
 
 def _endpoint_down(facts: Facts) -> Signal | None:
     result, http = facts.result, facts.check.kind == "http"
+    if _signed_out(result):
+        return None
     if result.outcome.unreachable or (http and result.outcome is Outcome.SERVER_ERROR):
         return Signal.BAD
     if result.outcome in _GOOD or (result.status_code is not None and not (http and _is_5xx(result))):
@@ -254,6 +284,8 @@ def _voice_degraded(facts: Facts) -> Signal | None:
 
 def _database_down(facts: Facts) -> Signal | None:
     outcome = facts.result.outcome
+    if _signed_out(facts.result):
+        return None  # the identity's sign-in failed before the database was asked
     if outcome in _DB_DOWN:
         return Signal.BAD
     # Any other answer (even a missing table or a permission error) proves the round trip works.
@@ -262,17 +294,17 @@ def _database_down(facts: Facts) -> Signal | None:
 
 def _tables(alertname: str, facts: Facts) -> list[Observation]:
     """One instance per missing table; a table listed present, or known but not named on a passing run, is GOOD."""
-    check, result = facts.check, facts.result
+    check, result, step = facts.check, facts.result, facts.step
     out: list[Observation] = []
     for table in missing_tables(result):
         labels = base_labels(facts, alertname)
         labels["table"] = table
-        out.append(Observation(alert_key(alertname, check.name, table), alertname, check.name, Signal.BAD,
-                               labels, build_annotations(result, RULES[alertname].runbook, table)))
-    prefix = alert_key(alertname, check.name, "")
+        out.append(Observation(alert_key(alertname, check.name, table, step), alertname, check.name, Signal.BAD,
+                               labels, build_annotations(result, RULES[alertname].runbook, table, step)))
+    prefix = alert_key(alertname, check.name, "", step)
     seen = {o.key for o in out}
     for name, present in result.tables.items():
-        key = alert_key(alertname, check.name, name)
+        key = alert_key(alertname, check.name, name, step)
         if present and key not in seen:
             out.append(Observation(key, alertname, check.name, Signal.GOOD))
             seen.add(key)
@@ -286,10 +318,10 @@ def _tables(alertname: str, facts: Facts) -> list[Observation]:
 def _check_failed(facts: Facts, covered: bool) -> list[Observation]:
     """GOOD on ok or when another alert of the check covers the failure; BAD on any other failing outcome."""
     check, result = facts.check, facts.result
-    key = alert_key(CHECK_FAILED, check.name)
+    key = alert_key(CHECK_FAILED, check.name, step=facts.step)
     if result.outcome is Outcome.OK or covered:
         return [Observation(key, CHECK_FAILED, check.name, Signal.GOOD)]
-    notes = build_annotations(result, RULES[CHECK_FAILED].runbook)
+    notes = build_annotations(result, RULES[CHECK_FAILED].runbook, step=facts.step)
     return [Observation(key, CHECK_FAILED, check.name, Signal.BAD, base_labels(facts, CHECK_FAILED), notes)]
 
 
@@ -306,6 +338,34 @@ def _rate_limited(facts: Facts) -> list[Observation]:
     check = facts.check
     return [Observation(alert_key(CHECK_FAILED, check.name), CHECK_FAILED, check.name, Signal.BAD,
                         base_labels(facts, CHECK_FAILED), notes, confirmed=True)]
+
+
+_ACCESS = frozenset({Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR})
+
+
+def _access_denied(alertname: str, facts: Facts) -> list[Observation]:
+    """One instance per table the application's role cannot read (42501 or 42P17); GOOD for known tables it
+    read again (on a passing run, or a refused run that names other tables)."""
+    check, result = facts.check, facts.result
+    if result.outcome not in _GOOD and result.outcome not in _ACCESS:
+        return []  # the run never got to read the tables as the role
+    denied: list[str] = []
+    if result.outcome in _ACCESS:
+        listed = result.details.get("denied")
+        single = result.details.get("table")
+        denied = ([str(t) for t in listed] if isinstance(listed, Mapping | list | tuple) and listed
+                  else [single] if isinstance(single, str) and single else ["unknown"])
+    out: list[Observation] = []
+    for table in denied:
+        labels = base_labels(facts, alertname)
+        labels["table"] = table
+        out.append(Observation(alert_key(alertname, check.name, table), alertname, check.name, Signal.BAD,
+                               labels, build_annotations(result, RULES[alertname].runbook, table)))
+    seen = {o.key for o in out}
+    prefix = alert_key(alertname, check.name) + "/"
+    out.extend(Observation(key, alertname, check.name, Signal.GOOD) for key in facts.known
+               if key.startswith(prefix) and key not in seen)
+    return out
 
 
 def _not_from_results(alertname: str, facts: Facts) -> list[Observation]:
@@ -357,6 +417,13 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "The database round trip fails: check PostgreSQL availability, connection limits, credentials and "
          "network.",
          _one_per_check(_database_down), _always(*_DB_DOWN)),
+    Rule("AccessDenied", "critical",
+         "the application's role cannot read a required table: `permission_denied` (42501) or `policy_error` "
+         "(42P17, a recursive row-level security policy) on a `db` check with `as_role`; label `table`",
+         "The application's role cannot read a required table: a revoked GRANT (42501: GRANT SELECT ... TO "
+         "authenticated) or a row-level security policy that recurses (42P17: a policy that queries its own "
+         "table; move the lookup into a SECURITY DEFINER function). Check the latest migration.",
+         _access_denied, _always(Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR)),
     Rule("CheckFailed", "warning",
          "any other failure: an unexpected status, a body or JSON expectation, a permission or policy error, a "
          "probe bug, `slow` where nothing else covers it; or a check rate-limited for `alerts.rate_limited_after` "

@@ -17,14 +17,15 @@ from monitor.core.config import Synthesize, VoiceCheck
 from monitor.core.results import Outcome, ProbeResult
 from probes import http
 from probes._audio import sniff
-from probes._http import Failed, Fetched, fetch
+from probes._http import Failed, Fetched, fetch, request_headers
 from probes._verdict import rank
 from probes.deps import Deps
+from probes.identity import SignInFailed, credential_for
 from probes.kind import Kind
 
 # Observed values that are free text go at the top level of details (where the runner redacts secrets), and only
 # the deciding part's; the per-part summaries hold numbers and short tokens.
-_TEXT_KEYS = ("body_excerpt", "tables_missing", "code")
+_TEXT_KEYS = ("body_excerpt", "tables_missing", "code", "step", "identity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +47,21 @@ async def probe(check: VoiceCheck, deps: Deps, deadline: float) -> ProbeResult:
     cap = max(spec.min_bytes * 4, deps.body_limit)
     got, audio = await asyncio.gather(
         fetch(deps, check.target, check, deadline=deadline),
-        fetch(deps, check.target, spec, deadline=deadline, cap=cap),
+        _synthesize(check, spec, deps, deadline, cap),
     )
-    return combine([health_part(check, got), synthesis_part(spec, audio)])
+    return combine([health_part(check, got), audio])
+
+
+async def _synthesize(check: VoiceCheck, spec: Synthesize, deps: Deps, deadline: float, cap: int) -> _Part:
+    """The synthesis request, sent with the identity's token when `synthesize.identity` names one."""
+    headers = None
+    if spec.identity is not None:
+        signed = await credential_for(deps, spec.identity, deadline)
+        if isinstance(signed, SignInFailed):
+            return _Part("synthesis", "synthesis", signed.result(spec.identity), 0.0)
+        headers = signed[1].apply(request_headers(deps.targets[check.target], spec))
+    audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap, headers=headers)
+    return synthesis_part(spec, audio)
 
 
 def health_part(check: VoiceCheck, got: Fetched | Failed) -> _Part:

@@ -35,6 +35,7 @@ AlertName = Literal[
     "VoiceDegraded",
     "DatabaseDown",
     "CheckFailed",
+    "AccessDenied",
     "MonitorWatchdog",
 ]
 
