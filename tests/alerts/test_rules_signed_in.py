@@ -161,7 +161,8 @@ def test_step_memory_survives_a_restart(tmp_path: Path) -> None:
     """CheckMemory.steps is written to and read back from the state database."""
     store = Store.open(tmp_path)
     try:
-        store.commit(memory=[(JOURNEY, CheckMemory(last_good_status=200, last_good_outcome="ok", steps={"csrf": 200, "write": 204}))])
+        remembered = CheckMemory(last_good_status=200, last_good_outcome="ok", steps={"csrf": 200, "write": 204})
+        store.commit(memory=[(JOURNEY, remembered)])
     finally:
         store.close()
     store = Store.open(tmp_path)
