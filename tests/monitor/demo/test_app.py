@@ -1,4 +1,4 @@
-"""The demo backend app: its endpoints, its HS256 auth, each fault switch, and the probes' verdicts against it."""
+"""The demo backend app: its endpoints, HS256 auth and CSRF, each fault switch, and the probes' verdicts on it."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import structlog
 
 from monitor.core.config import AuthContractCheck, HttpCheck, VoiceCheck
 from monitor.core.results import Outcome
-from monitor.demo.app import FAULTS, create_demo_app
+from monitor.demo.app import DEFAULT_SETTINGS, FAULT_NAMES, create_demo_app
 from monitor.demo.store import MemorySettingsStore
-from monitor.demo.tokens import demo_token
+from monitor.demo.tokens import CSRF_COOKIE, CSRF_HEADER, demo_token, new_csrf_token
 from probes._audio import sniff
 from probes._http import find_missing_relation
 from tests.support.servers import serve_asgi
@@ -83,6 +83,12 @@ def valid() -> dict[str, str]:
     return bearer(demo_token(SECRET, USER, 600))
 
 
+def signed_in_put(client: httpx.Client, path: str, body: Any, token: dict[str, str] | None = None) -> httpx.Response:
+    """A PUT the way the settings page sends it: fetch the CSRF token (its cookie lands in the client), echo it."""
+    csrf = client.get("/api/auth/csrf-token").json()["csrf_token"]
+    return client.put(path, headers={**(token or valid()), CSRF_HEADER: csrf}, json=body)
+
+
 def forged_token(variant: str, secret: str | None = None) -> str:
     """A token a correct auth layer refuses, built like the auth_contract prober's forged tokens."""
     now = int(time.time())
@@ -139,13 +145,72 @@ def test_settings_refuse_bad_credentials(client: httpx.Client, headers: dict[str
 
 
 def test_settings_with_a_valid_token(client: httpx.Client) -> None:
-    """A valid demo_token reads defaults, writes settings and reads them back."""
+    """A valid demo_token reads the defaults, merges a write (with the CSRF token) and reads it back."""
     other = f"/api/v1/users/{USER[::-1]}/settings"
     token = bearer(demo_token(SECRET, USER[::-1], 600))
     first = client.get(other, headers=token)
-    assert (200, True) == (first.status_code, first.json()["voice_enabled"])
-    assert 200 == client.put(other, headers=token, json={"voice_enabled": False}).status_code
-    assert {"voice_enabled": False} == client.get(other, headers=token).json()
+    assert (200, dict(DEFAULT_SETTINGS)) == (first.status_code, first.json())
+    written = signed_in_put(client, other, {"voice_enabled": False, "monitor_nonce": "n1"}, token)
+    expected = {**DEFAULT_SETTINGS, "voice_enabled": False, "monitor_nonce": "n1"}
+    assert (200, expected) == (written.status_code, written.json())
+    assert expected == client.get(other, headers=token).json()
+    assert {**expected, "monitor_nonce": "n2"} == signed_in_put(client, other, {"monitor_nonce": "n2"}, token).json()
+
+
+def test_csrf_token_is_json_and_a_matching_cookie(client: httpx.Client) -> None:
+    """GET /api/auth/csrf-token answers {"csrf_token": t} and sets cookie csrf_token=t (HttpOnly, SameSite=Strict)."""
+    answer = client.get("/api/auth/csrf-token")
+    token = answer.json()["csrf_token"]
+    cookie = answer.headers["set-cookie"]
+    assert (200, True, True, True) == (answer.status_code, cookie.startswith(f"{CSRF_COOKIE}={token};"),
+                                       "httponly" in cookie.lower(), "samesite=strict" in cookie.lower())
+    assert token != client.get("/api/auth/csrf-token").json()["csrf_token"]
+
+
+@pytest.mark.parametrize(
+    ("cookie", "header"),
+    [(None, None), ("fresh", None), (None, "fresh"), ("fresh", "other"), ("forged", "forged")],
+    ids=["neither", "cookie-only", "header-only", "mismatch", "not-signed-by-the-backend"],
+)
+def test_put_without_a_valid_csrf_pair_is_refused(base_url: str, cookie: str | None, header: str | None) -> None:
+    """A signed-in PUT is refused 403 unless header and cookie carry the same token signed by this backend."""
+    values = {"fresh": new_csrf_token(SECRET), "other": new_csrf_token(SECRET), "forged": new_csrf_token("x" * 40)}
+    cookies = {CSRF_COOKIE: values[cookie]} if cookie else {}
+    headers = {**valid(), **({CSRF_HEADER: values[header]} if header else {})}
+    with httpx.Client(base_url=base_url, timeout=5, trust_env=False, cookies=cookies) as c:
+        refused = c.put(SETTINGS, headers=headers, json={"voice_enabled": False})
+    assert (403, {"detail": "CSRF token missing or invalid"}) == (refused.status_code, refused.json())
+
+
+def test_put_body_must_be_a_small_json_object(client: httpx.Client) -> None:
+    """A signed-in PUT with a JSON list is 422 and one over 16 KiB is 413; nothing is stored."""
+    assert 422 == signed_in_put(client, SETTINGS, [1, 2]).status_code
+    assert 413 == signed_in_put(client, SETTINGS, {"x": "y" * 20_000}).status_code
+    assert "x" not in client.get(SETTINGS, headers=valid()).json()
+
+
+def test_openapi_document_describes_security_and_bodies(client: httpx.Client) -> None:
+    """/openapi.json is OpenAPI 3.1: settings GET/PUT need bearer auth, PUT has a JSON body; the rest is public."""
+    doc = client.get("/openapi.json").json()
+    secured = {(path, method) for path, item in doc["paths"].items() for method, op in item.items()
+               if isinstance(op, dict) and op.get("security")}
+    assert ("3.1.0", {("/api/v1/users/{user_id}/settings", "get"), ("/api/v1/users/{user_id}/settings", "put")}) == (
+        doc["openapi"], secured)
+    put = doc["paths"]["/api/v1/users/{user_id}/settings"]["put"]
+    assert "#/components/schemas/Settings" == put["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert list(FAULT_NAMES) == doc["paths"]["/_faults/{name}"]["post"]["parameters"][0]["schema"]["enum"]
+    served = {"/health", "/openapi.json", "/api/v1/pam/voice/health", "/api/v1/pam/voice/tts",
+              "/api/auth/csrf-token", "/api/v1/users/{user_id}/settings", "/_faults", "/_faults/{name}"}
+    assert served - {"/openapi.json"} == set(doc["paths"])
+
+
+def test_discover_reads_the_demo_document(base_url: str) -> None:
+    """`discover` turns the demo's /openapi.json into auth_contract checks for exactly the two settings operations."""
+    from monitor.discover import discover_checks, load_document
+
+    checks = discover_checks(load_document(f"{base_url}/openapi.json"), "backend")
+    assert [("GET", "/api/v1/users/{user_id}/settings"), ("PUT", "/api/v1/users/{user_id}/settings")] == [
+        (c["method"], c["path"]) for c in checks]
 
 
 # ---------------------------------------------------------------------------------------------- faults
@@ -153,12 +218,12 @@ def test_settings_with_a_valid_token(client: httpx.Client) -> None:
 
 def test_fault_listing_and_unknown(client: httpx.Client) -> None:
     """GET /_faults lists active and known faults; an unknown name is a 404 listing the known ones."""
-    assert {"active": [], "known": list(FAULTS)} == client.get("/_faults").json()
+    assert {"active": [], "known": list(FAULT_NAMES)} == client.get("/_faults").json()
     client.post("/_faults/voice_down")
     assert ["voice_down"] == client.get("/_faults").json()["active"]
     unknown = client.post("/_faults/meltdown")
     assert 404 == unknown.status_code
-    assert list(FAULTS) == unknown.json()["known"]
+    assert list(FAULT_NAMES) == unknown.json()["known"]
     assert "unknown fault 'meltdown'" in unknown.json()["detail"]
 
 
@@ -174,6 +239,70 @@ def test_settings_open(client: httpx.Client) -> None:
     """settings_open disables auth: 200 without a token."""
     client.post("/_faults/settings_open")
     assert 200 == client.get(SETTINGS).status_code
+
+
+def test_settings_db_500_is_behind_the_auth_wall(client: httpx.Client) -> None:
+    """settings_db_500: anonymous and forged callers still get 403/401; signed-in GET and PUT get a 500 naming
+    relation user_settings (42P01); clearing brings the 200 back."""
+    client.post("/_faults/settings_db_500")
+    assert (403, 401) == (client.get(SETTINGS).status_code,
+                          client.get(SETTINGS, headers=bearer(forged_token("wrong_signature"))).status_code)
+    expected = (500, {"detail": 'relation "user_settings" does not exist', "code": "42P01"})
+    for broken in (client.get(SETTINGS, headers=valid()), signed_in_put(client, SETTINGS, {"voice_enabled": True})):
+        assert expected == (broken.status_code, broken.json())
+    client.delete("/_faults")
+    assert 200 == client.get(SETTINGS, headers=valid()).status_code
+
+
+def test_lost_write_answers_200_and_stores_nothing(client: httpx.Client) -> None:
+    """lost_write: a PUT answers 200 showing the new value, but the next GET still has the old one."""
+    assert 200 == signed_in_put(client, SETTINGS, {"monitor_nonce": "before"}).status_code
+    client.post("/_faults/lost_write")
+    written = signed_in_put(client, SETTINGS, {"monitor_nonce": "after"})
+    assert (200, "after") == (written.status_code, written.json()["monitor_nonce"])
+    assert "before" == client.get(SETTINGS, headers=valid()).json()["monitor_nonce"]
+
+
+def test_tenant_leak_drops_the_owner_check(client: httpx.Client) -> None:
+    """tenant_leak: a signed-in user reads another user's stored settings (200) instead of a 403; bad tokens are
+    still refused."""
+    other = "00000000-0000-4000-8000-000000000002"
+    owner = bearer(demo_token(SECRET, other, 600))
+    signed_in_put(client, f"/api/v1/users/{other}/settings", {"language": "fr"}, owner)
+    assert 403 == client.get(f"/api/v1/users/{other}/settings", headers=valid()).status_code
+    client.post("/_faults/tenant_leak")
+    leaked = client.get(f"/api/v1/users/{other}/settings", headers=valid())
+    assert (200, "fr") == (leaked.status_code, leaked.json()["language"])
+    assert 401 == client.get(SETTINGS, headers=bearer(forged_token("wrong_signature"))).status_code
+
+
+@pytest.mark.parametrize("variant", ["wrong_signature", "alg_none", "expired"])
+def test_accept_forged_tokens_trusts_an_unverified_sub(client: httpx.Client, variant: str) -> None:
+    """accept_forged_tokens: a token that fails verification but names the path's user is let in (200); one naming
+    someone else still meets the owner check (403); a token that is not a JWT is still 401."""
+    client.post("/_faults/accept_forged_tokens")
+    now = int(time.time())
+    mine = {"sub": USER, "aud": "authenticated", "iat": now - 7200, "exp": now - 3600 if variant == "expired" else
+            now + 3600}
+
+    def forge(claims: dict[str, Any]) -> str:
+        key = {"wrong_signature": secrets.token_bytes(32), "alg_none": None, "expired": SECRET}[variant]
+        return jwt.encode(claims, key, algorithm="none" if variant == "alg_none" else "HS256")
+
+    token = forge(mine)
+    assert 200 == client.get(SETTINGS, headers=bearer(token)).status_code
+    assert 403 == client.get(SETTINGS, headers=bearer(forge({**mine, "sub": "someone-else"}))).status_code
+    assert 401 == client.get(SETTINGS, headers=bearer(forged_token("garbage"))).status_code
+    client.delete("/_faults")
+    assert 401 == client.get(SETTINGS, headers=bearer(token)).status_code
+
+
+@pytest.mark.parametrize("name", ["revoke_grants", "rls_recursion"])
+def test_database_faults_need_a_database(client: httpx.Client, name: str) -> None:
+    """Without PostgreSQL a fault that changes the database is refused 409, saying why, and is not switched on."""
+    refused = client.post(f"/_faults/{name}")
+    assert (409, True) == (refused.status_code, "runs without one" in refused.json()["detail"])
+    assert [] == client.get("/_faults").json()["active"]
 
 
 def test_drop_table(client: httpx.Client, store: RecordingStore) -> None:

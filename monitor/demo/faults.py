@@ -1,0 +1,117 @@
+"""The demo's fault switches in one table: what each does and which alerts it fires (the banner and README read it)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Fired(NamedTuple):
+    """One alert instance a fault fires: its alertname and check, plus `step` (journeys) and `table` labels."""
+
+    alertname: str
+    check: str
+    step: str = ""
+    table: str = ""
+
+    def where(self) -> str:
+        """The check, and the step and table when the alert carries them: `settings_journey[read, user_settings]`."""
+        extra = [value for value in (self.step, self.table) if value]
+        return f"{self.check}[{', '.join(extra)}]" if extra else self.check
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault switch of the demo backend (POST /_faults/{name})."""
+
+    name: str
+    effect: str
+    """What the demo backend (or its database) does while the fault is on."""
+    fires: tuple[Fired, ...]
+    """Every alert that fires with the demo config (the database checks' only when it runs with a database)."""
+    needs_db: bool = False
+    """Whether the fault changes the database itself (refused when the demo runs without one)."""
+    lesson: str = ""
+    """What the fault teaches, when there is more to say than the alerts."""
+
+
+_GET, _PUT = "settings_get_unauth", "settings_put_unauth"
+_JOURNEY, _ISOLATION = "settings_journey", "settings_isolation"
+_DB, _DB_USER = "db_roundtrip", "db_as_user"
+_TABLE = "user_settings"
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("settings_500", "settings answer 500 to everyone, before any auth (the 403 that turns into a 500)",
+          (Fired("ContractRegression", _GET), Fired("ContractRegression", _PUT),
+           Fired("ContractRegression", _JOURNEY, step="read"))),
+    Fault("settings_open", "settings answer 200 without a token (the auth dependency is gone)",
+          (Fired("AuthBypass", _GET),)),
+    Fault("drop_table", "user_settings is dropped: signed-in requests get 500 naming the relation",
+          (Fired("TableMissing", _JOURNEY, step="read", table=_TABLE),
+           Fired("TableMissing", _DB, table=_TABLE))),
+    Fault("voice_down", "voice health and TTS answer 503",
+          (Fired("VoiceDegraded", "voice_health"), Fired("ContractRegression", "voice_health"))),
+    Fault("hang", "every endpoint hangs until the client gives up",
+          (Fired("EndpointDown", "backend_health"), Fired("EndpointDown", _GET), Fired("EndpointDown", _PUT),
+           Fired("VoiceDegraded", "voice_health"), Fired("EndpointDown", "voice_health"))),
+    Fault("garbage", "/health answers 200 with a body that is not JSON", ()),
+    Fault("short_audio", "TTS answers 200 bytes of zeros as audio/wav",
+          (Fired("VoiceDegraded", "voice_health"),)),
+    Fault("settings_db_500", 'signed-in GET/PUT of settings answer 500 \'relation "user_settings" does not exist\'; '
+          "anonymous requests still get 401/403",
+          (Fired("TableMissing", _JOURNEY, step="read", table=_TABLE),
+           Fired("ContractRegression", _JOURNEY, step="read")),
+          lesson="the seed incident: anonymous checks stay green while the journey pages"),
+    Fault("lost_write", "PUT answers 200 but stores nothing", ()),
+    Fault("revoke_grants", "REVOKE SELECT ON user_settings FROM authenticated",
+          (Fired("AccessDenied", _DB_USER, table=_TABLE),), needs_db=True),
+    Fault("rls_recursion", "a row-level security policy on user_settings that reads its own table (42P17)",
+          (Fired("AccessDenied", _DB_USER, table=_TABLE),), needs_db=True),
+    Fault("tenant_leak", "the owner check is gone: any signed-in user reads any user's settings",
+          (Fired("AuthBypass", _ISOLATION),)),
+    Fault("accept_forged_tokens", "a token whose signature does not verify is decoded anyway and its sub trusted",
+          (Fired("AuthBypass", _GET),)),
+)
+"""Every fault, in the order the banner and the README list them; `fires` is measured, not guessed
+(tests/monitor/demo/test_alerts.py runs each fault against the demo config and compares)."""
+
+FAULT_NAMES: tuple[str, ...] = tuple(fault.name for fault in FAULTS)
+"""The names accepted by POST /_faults/{name}."""
+
+BY_NAME: dict[str, Fault] = {fault.name: fault for fault in FAULTS}
+"""Each fault by name."""
+
+
+def fired_for(fault: Fault, checks: Collection[str]) -> tuple[Fired, ...]:
+    """The alerts a fault fires when only `checks` are configured (without a database there are no db checks)."""
+    return tuple(f for f in fault.fires if f.check in checks)
+
+
+def describe_alerts(fired: Iterable[Fired], severity: dict[str, str] | None = None) -> str:
+    """One line: each alertname (with its severity when known) and where it fires, or `no alert` for none."""
+    grouped: dict[str, list[str]] = {}
+    for alert in fired:
+        grouped.setdefault(alert.alertname, []).append(alert.where())
+    if not grouped:
+        return "no alert"
+    parts = []
+    for name, where in grouped.items():
+        level = (severity or {}).get(name)
+        parts.append(f"{name}{f' ({level})' if level else ''} on {', '.join(where)}")
+    return "; ".join(parts)
+
+
+def markdown_table(severity: dict[str, str] | None = None) -> str:
+    """The README's table of faults: name, what it does, which alerts fire (with the database)."""
+    lines = ["| fault | what the demo does | alerts that fire |", "|---|---|---|"]
+    for fault in FAULTS:
+        effect = fault.effect + (" (needs the database)" if fault.needs_db else "")
+        alerts = describe_alerts(fault.fires, severity)
+        if fault.lesson:
+            alerts += f"; {fault.lesson}"
+        lines.append(f"| `{fault.name}` | {effect.replace('|', '&#124;')} | {alerts} |")
+    return "\n".join(lines)
+
+
+__all__ = ["BY_NAME", "FAULTS", "FAULT_NAMES", "Fault", "Fired", "describe_alerts", "fired_for", "markdown_table"]
