@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import string
-import typing
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -176,6 +175,7 @@ class Synthesize(RequestSpec):
     """A real text-to-speech request whose answer must be audio."""
 
     method: Method = "POST"
+    identity: str | None = Field(default=None, description="send this identity's token (Authorization: Bearer)")
     min_bytes: Annotated[int, Field(ge=1)] = 1000
     content_types: list[str] = Field(default_factory=lambda: ["audio/"], min_length=1)
     formats: list[AudioFormat] = Field(default_factory=lambda: list(ALL_AUDIO_FORMATS), min_length=1)
@@ -191,6 +191,7 @@ class VoiceCheck(CheckBase, RequestSpec):
 
 
 TableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")]
+RoleName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")]
 ColumnName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")]
 
 
@@ -214,6 +215,18 @@ class DbCheck(CheckBase):
     )
     expect_read_only: bool = False
     pool: bool = False
+    as_role: RoleName | None = Field(
+        default=None, description="also read every required table as this role (SET LOCAL ROLE), as PostgREST does"
+    )
+    identity: str | None = Field(
+        default=None, description="with as_role: the identity whose claims go into request.jwt.claims"
+    )
+
+    @model_validator(mode="after")
+    def _identity_needs_role(self) -> DbCheck:
+        if self.identity is not None and self.as_role is None:
+            raise ValueError("identity needs as_role (the role its requests run as; Supabase: authenticated)")
+        return self
 
     def all_tables(self) -> list[str]:
         """Required tables plus any table named only in required_columns, in a stable order."""
@@ -231,12 +244,3 @@ class PostgrestCheck(CheckBase):
     rest_path: str = "/rest/v1"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-CHECK_MODELS: tuple[type[CheckBase], ...] = (HttpCheck, AuthContractCheck, VoiceCheck, DbCheck, PostgrestCheck)
-Check = Annotated[
-    HttpCheck | AuthContractCheck | VoiceCheck | DbCheck | PostgrestCheck,
-    Field(discriminator="kind"),
-]
-CHECK_KINDS: tuple[str, ...] = tuple(typing.get_args(m.model_fields["kind"].annotation)[0] for m in CHECK_MODELS)
-"""Every check kind, in the order of CHECK_MODELS (the `kind:` values a config file may use)."""
