@@ -31,7 +31,7 @@ _PORT_TAKEN = ("pam-monitor demo: cannot listen on {where} for {what} (port in u
 
 def banner(*, target: str, listen: str, config_path: Path, db_line: str, interval: float,
            checks: Collection[str], with_db: bool, exports: Mapping[str, str],
-           severity: Mapping[str, str] | None = None) -> str:
+           severity: Mapping[str, str] | None = None, program: str = "pam-monitor") -> str:
     """What the demo prints once its ports are known to be free: where to look, how to check from another
     terminal, and for each fault the curl that flips it and the alerts it fires with this config."""
     status = f"http://{listen}"
@@ -58,7 +58,7 @@ pam-monitor demo
 
 One round of the same checks from another terminal (paste these lines there):
 {exported}
-  pam-monitor check --config {shlex.quote(str(config_path))}
+  {program} check --config {shlex.quote(str(config_path))}
 
 Checks run every {interval:g} s; an alert fires after 2 bad results (about one interval plus the 2 s
 confirmation re-run). Flip one fault at a time, watch /status, then heal:
@@ -67,6 +67,12 @@ confirmation re-run). Flip one fault at a time, watch /status, then heal:
       heal everything; alerts resolve after 2 good results
 Logs follow, one JSON object per line. Stop with Ctrl-C.
 """
+
+
+def _program() -> str:
+    """How to run pam-monitor from another terminal: this very script when started as `.../bin/pam-monitor`."""
+    started_as = Path(sys.argv[0])
+    return str(started_as.absolute()) if started_as.name == "pam-monitor" else "pam-monitor"
 
 
 def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -153,8 +159,8 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
             return 1
         print(banner(target=target, listen=args.listen, config_path=config_path, db_line=db_line,
                      interval=interval, checks={c.name for c in config.checks}, with_db=dsn is not None,
-                     exports=exports,
-                     severity={name: rule.severity for name, rule in RULES.items()}), file=out, flush=True)
+                     exports=exports, severity={name: rule.severity for name, rule in RULES.items()},
+                     program=_program()), file=out, flush=True)
         from probes import RULES_BY_KIND
 
         daemon = Daemon(
