@@ -114,4 +114,15 @@ def markdown_table(severity: dict[str, str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def main() -> int:
+    """`python -m monitor.demo.faults`: print the README's table of faults (regenerate it after a change)."""
+    from alerts.rules import RULES
+
+    print(markdown_table({name: rule.severity for name, rule in RULES.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
 __all__ = ["BY_NAME", "FAULTS", "FAULT_NAMES", "Fault", "Fired", "describe_alerts", "fired_for", "markdown_table"]
