@@ -6,7 +6,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -30,6 +30,7 @@ class Signal(enum.Enum):
 
 
 _NONE: Mapping[str, str] = MappingProxyType({})
+_NO_STEPS: Mapping[str, int] = MappingProxyType({})
 
 
 class Observation(NamedTuple):
@@ -48,10 +49,12 @@ class Observation(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CheckMemory:
-    """What the rules remember about a check between results: its last good answer (the `from` label)."""
+    """What the rules remember about a check between results: its last good answer (the `from` label), and for a
+    journey each step's last good status (a step's own `from`)."""
 
     last_good_status: int | None = None
     last_good_outcome: str | None = None
+    steps: Mapping[str, int] = field(default_factory=lambda: _NO_STEPS)
 
 
 @dataclass(frozen=True, slots=True)

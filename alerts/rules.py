@@ -2,6 +2,10 @@
 
 Adding a rule is one `Rule` record in `RULES` plus its name in the `AlertName` literal (monitor/core/config/base.py);
 which check kinds raise it is declared on the probes side (`rules_by_kind`, handed to the engine).
+
+A journey's alerts are per step: every rule judges the failing step (with what is remembered about that step) and
+its instances carry a `step` label; the steps that passed before it are GOOD; the steps after it did not run and
+say nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from alerts.model import CheckMemory, Observation, Signal
-from monitor.core.config import AlertName, Config
+from monitor.core.config import SIGN_IN_STEP, AlertName, Config
 from monitor.core.results import Outcome, Result
 
 Severity = Literal["critical", "warning", "info", "none"]
@@ -35,6 +39,7 @@ class Facts(NamedTuple):
     result: Result
     memory: CheckMemory
     known: Collection[str]
+    step: str = ""  # the journey step judged ("" for other kinds): part of the alert's identity and labels
 
 
 Evaluate = Callable[[str, Facts], list[Observation]]
@@ -51,9 +56,11 @@ class Rule:
     evaluate: Evaluate
 
 
-def alert_key(alertname: str, check: str, table: str = "") -> str:
-    """The identity of one alert instance: alertname/check[/table] (check and table names hold no '/')."""
-    return f"{alertname}/{check}/{table}" if table else f"{alertname}/{check}"
+def alert_key(alertname: str, check: str, table: str = "", step: str = "") -> str:
+    """The identity of one alert instance: alertname/check[/step=<step>][/table] (check, step and table names hold
+    no '/', and table names no '=')."""
+    key = f"{alertname}/{check}/step={step}" if step else f"{alertname}/{check}"
+    return f"{key}/{table}" if table else key
 
 
 def severity_of(config: Config, alertname: str) -> str:
@@ -78,10 +85,35 @@ def rules_for(config: Config, check: Any, rules_by_kind: Mapping[str, Sequence[s
 
 
 def remember(memory: CheckMemory, result: Result) -> CheckMemory:
-    """Update the memory with a result: a good one becomes the `from` side of a later regression."""
+    """Update the memory with a result: a good one becomes the `from` side of a later regression; so does each
+    journey step that passed (its status, by step name), even in a run that failed at a later step."""
+    steps = _passed_steps(result)
+    merged = {**memory.steps, **steps} if steps else memory.steps
     if result.outcome in _GOOD:
-        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value)
+        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value,
+                           steps=merged)
+    if merged != memory.steps:
+        return CheckMemory(memory.last_good_status, memory.last_good_outcome, steps=merged)
     return memory
+
+
+def _steps_of(result: Result) -> list[tuple[str, str, int | None]]:
+    """(name, outcome, status) of each step a journey result ran, in order."""
+    listed = result.details.get("steps")
+    if not isinstance(listed, list | tuple):
+        return []
+    out: list[tuple[str, str, int | None]] = []
+    for item in listed:
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            status = item.get("status")
+            out.append((item["name"], str(item.get("outcome", "")),
+                        status if isinstance(status, int) and not isinstance(status, bool) else None))
+    return out
+
+
+def _passed_steps(result: Result) -> dict[str, int]:
+    return {name: status for name, outcome, status in _steps_of(result)
+            if outcome in _GOOD and status is not None}
 
 
 def base_labels(config: Config, check: Any, alertname: str) -> dict[str, str]:
@@ -118,15 +150,43 @@ def evaluate(
     facts = Facts(config, check, result, memory, known)
     out: list[Observation] = []
     for alertname in rules:
-        out.extend(RULES[alertname].evaluate(alertname, facts))
+        if check.kind == "journey":
+            out.extend(_per_step(alertname, facts))
+        else:
+            out.extend(RULES[alertname].evaluate(alertname, facts))
     return out
 
 
-def build_annotations(alertname: str, result: Result, table: str = "") -> dict[str, str]:
+def _per_step(alertname: str, facts: Facts) -> list[Observation]:
+    """A journey result judged step by step: the failing (or slow) step by the rule, with that step's memory;
+    the steps that passed GOOD (with any of their known table instances); later steps not at all."""
+    result, check = facts.result, facts.check
+    judged = result.details.get("step")
+    out: list[Observation] = []
+    for name, outcome, _ in _steps_of(result):
+        if name == judged or outcome not in _GOOD:
+            continue
+        key = alert_key(alertname, check.name, step=name)
+        out.append(Observation(key, alertname, check.name, Signal.GOOD))
+        out.extend(Observation(k, alertname, check.name, Signal.GOOD) for k in facts.known
+                   if k.startswith(key + "/"))
+    if not isinstance(judged, str) or not judged:
+        return out
+    status = facts.memory.steps.get(judged)
+    step_memory = CheckMemory(last_good_status=status, last_good_outcome=None if status is None else "ok")
+    found = RULES[alertname].evaluate(alertname, facts._replace(memory=step_memory, step=judged))
+    if alertname == "ContractRegression" and status is None:
+        # A step that never answered as expected has no `from`: it is not a regression (DESIGN §4).
+        found = [o for o in found if o.signal is not Signal.BAD]
+    return out + found
+
+
+def build_annotations(alertname: str, result: Result, table: str = "", step: str = "") -> dict[str, str]:
     """Summary (the result sentence), observed values and a runbook hint."""
     notes = {
         "summary": result.message[:_ANNOTATION_LIMIT],
-        "description": f"{result.check} ({result.kind}): outcome {result.outcome.value}"
+        "description": f"{result.check} ({result.kind}): "
+        + (f"step {step}, " if step else "") + f"outcome {result.outcome.value}"
         + (f", HTTP {result.status_code}" if result.status_code is not None else "")
         + f", {result.duration_s:.3f} s" + (f"; table {table}" if table else ""),
         "outcome": result.outcome.value,
@@ -168,15 +228,23 @@ def _one_per_check(signal_of: SignalFn, extra_labels: Callable[[Facts], Mapping[
         signal = signal_of(check, facts.result)
         if signal is None:
             return []
-        key = alert_key(alertname, check.name)
+        key = alert_key(alertname, check.name, step=facts.step)
         if signal is Signal.GOOD:
             return [Observation(key, alertname, check.name, signal)]
         labels = base_labels(facts.config, check, alertname)
         if extra_labels is not None:
             labels.update(extra_labels(facts))
-        return [Observation(key, alertname, check.name, signal, labels, build_annotations(alertname, facts.result))]
+        if facts.step:
+            labels["step"] = facts.step
+        return [Observation(key, alertname, check.name, signal, labels,
+                            build_annotations(alertname, facts.result, step=facts.step))]
 
     return evaluate
+
+
+def _signed_out(result: Result) -> bool:
+    """Whether the check never reached its target: its identity could not get a token (step `sign_in`)."""
+    return result.details.get("step") == SIGN_IN_STEP
 
 
 def _answered(result: Result) -> bool:
@@ -188,6 +256,8 @@ def _is_5xx(result: Result) -> bool:
 
 
 def _contract_regression(check: Any, result: Result) -> Signal | None:
+    if _signed_out(result):
+        return None  # the auth server failed, not this endpoint
     if result.outcome is Outcome.SERVER_ERROR or (result.outcome is Outcome.TABLE_MISSING and _is_5xx(result)):
         return Signal.BAD
     if result.outcome in _GOOD or (result.status_code is not None and not _is_5xx(result)):
@@ -226,6 +296,8 @@ def _schema_drift(check: Any, result: Result) -> Signal | None:
 
 
 def _endpoint_down(check: Any, result: Result) -> Signal | None:
+    if _signed_out(result):
+        return None
     if result.outcome.unreachable or (check.kind == "http" and result.outcome is Outcome.SERVER_ERROR):
         return Signal.BAD
     if result.outcome in _GOOD or (result.status_code is not None and not (check.kind == "http" and _is_5xx(result))):
@@ -238,6 +310,8 @@ def _voice_degraded(check: Any, result: Result) -> Signal | None:
 
 
 def _database_down(check: Any, result: Result) -> Signal | None:
+    if _signed_out(result):
+        return None  # the identity's sign-in failed before the database was asked
     if result.outcome in _DB_DOWN:
         return Signal.BAD
     # Any other answer (even a missing table or a permission error) proves the round trip works.
@@ -246,19 +320,21 @@ def _database_down(check: Any, result: Result) -> Signal | None:
 
 def _tables(alertname: str, facts: Facts) -> list[Observation]:
     """One instance per missing table; a table listed present, or known but not named on a passing run, is GOOD."""
-    config, check, result = facts.config, facts.check, facts.result
+    config, check, result, step = facts.config, facts.check, facts.result, facts.step
     out: list[Observation] = []
     for table in missing_tables(result):
         labels = base_labels(config, check, alertname)
         labels["table"] = table
+        if step:
+            labels["step"] = step
         out.append(
-            Observation(alert_key(alertname, check.name, table), alertname, check.name, Signal.BAD,
-                        labels, build_annotations(alertname, result, table))
+            Observation(alert_key(alertname, check.name, table, step), alertname, check.name, Signal.BAD,
+                        labels, build_annotations(alertname, result, table, step))
         )
-    prefix = alert_key(alertname, check.name, "")
+    prefix = alert_key(alertname, check.name, "", step)
     seen = {o.key for o in out}
     for name, present in result.tables.items():
-        key = alert_key(alertname, check.name, name)
+        key = alert_key(alertname, check.name, name, step)
         if present and key not in seen:
             out.append(Observation(key, alertname, check.name, Signal.GOOD))
             seen.add(key)
@@ -266,6 +342,34 @@ def _tables(alertname: str, facts: Facts) -> list[Observation]:
         for key in facts.known:
             if key.startswith(prefix + "/") and key not in seen:
                 out.append(Observation(key, alertname, check.name, Signal.GOOD))
+    return out
+
+
+_ACCESS = frozenset({Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR})
+
+
+def _access_denied(alertname: str, facts: Facts) -> list[Observation]:
+    """One instance per table the application's role cannot read (42501 or 42P17); GOOD for known tables it
+    read again (on a passing run, or a refused run that names other tables)."""
+    config, check, result = facts.config, facts.check, facts.result
+    if result.outcome not in _GOOD and result.outcome not in _ACCESS:
+        return []  # the run never got to read the tables as the role
+    denied: list[str] = []
+    if result.outcome in _ACCESS:
+        listed = result.details.get("denied")
+        single = result.details.get("table")
+        denied = ([str(t) for t in listed] if isinstance(listed, Mapping | list | tuple) and listed
+                  else [single] if isinstance(single, str) and single else ["unknown"])
+    out: list[Observation] = []
+    for table in denied:
+        labels = base_labels(config, check, alertname)
+        labels["table"] = table
+        out.append(Observation(alert_key(alertname, check.name, table), alertname, check.name, Signal.BAD,
+                               labels, build_annotations(alertname, result, table)))
+    seen = {o.key for o in out}
+    prefix = alert_key(alertname, check.name) + "/"
+    out.extend(Observation(key, alertname, check.name, Signal.GOOD) for key in facts.known
+               if key.startswith(prefix) and key not in seen)
     return out
 
 
@@ -303,6 +407,11 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "The database round trip fails: check PostgreSQL availability, connection limits, credentials and "
          "network.",
          _one_per_check(_database_down)),
+    Rule("AccessDenied", "critical",
+         "The application's role cannot read a required table: a revoked GRANT (42501: GRANT SELECT ... TO "
+         "authenticated) or a row-level security policy that recurses (42P17: a policy that queries its own "
+         "table; move the lookup into a SECURITY DEFINER function). Check the latest migration.",
+         _access_denied),
     Rule("MonitorWatchdog", "none",
          "Always firing while pam-monitor runs; route it to a dead man's switch. If it stops, pam-monitor itself "
          "is down.",

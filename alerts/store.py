@@ -127,7 +127,8 @@ class Store:
         upserts = [(s.key, json.dumps(s.to_dict(), sort_keys=True)) for s in states]
         deletes = [(k,) for k in delete_states]
         memories = [(name, json.dumps({"last_good_status": m.last_good_status,
-                                       "last_good_outcome": m.last_good_outcome})) for name, m in memory]
+                                       "last_good_outcome": m.last_good_outcome, "steps": dict(m.steps)}))
+                    for name, m in memory]
         rows = [(lane, n.to_json(), now, now) for lane, n in enqueue]
         if not (upserts or deletes or memories or rows):
             return

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from probes import auth_contract, db, http, postgrest, voice
+from probes import auth_contract, db, http, journey, postgrest, tenant_isolation, voice
 from probes.kind import Kind, Prober
 
 REGISTRY: Mapping[str, Kind[Any]] = MappingProxyType({
@@ -15,6 +15,8 @@ REGISTRY: Mapping[str, Kind[Any]] = MappingProxyType({
     "voice": voice.KIND,
     "db": db.KIND,
     "postgrest": postgrest.KIND,
+    "journey": journey.KIND,
+    "tenant_isolation": tenant_isolation.KIND,
 })
 """Every check kind: its config model, prober, outcomes, alert rules, phases and tables (probes/kind.py)."""
 

@@ -20,8 +20,8 @@ async def probe(check: DbCheck, deps: Deps, deadline: float) -> ProbeResult:
 
 
 def phases(check: DbCheck) -> tuple[str, ...]:
-    """The phases a db check times: connect, query, and canary when it writes one."""
-    return ("connect", "query", "canary") if check.canary else ("connect", "query")
+    """The phases a db check times: connect, query, as_role when it reads as a role, canary when it writes one."""
+    return ("connect", "query", *(("as_role",) if check.as_role else ()), *(("canary",) if check.canary else ()))
 
 
 def tables(check: DbCheck) -> tuple[str, ...]:
@@ -42,7 +42,7 @@ KIND = Kind(
         Outcome.POLICY_ERROR,
         Outcome.DB_ERROR,
     ),
-    alerts=("TableMissing", "SchemaDrift", "DatabaseDown"),
+    alerts=("TableMissing", "SchemaDrift", "DatabaseDown", "AccessDenied"),
     phases=phases,
     tables=tables,
 )

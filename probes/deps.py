@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from monitor.core.clock import Clock, SystemClock
-from monitor.core.config import Config, Target
+from monitor.core.config import Config, Identity, Target
 
 
 class _NoCookies(http.cookiejar.CookiePolicy):
@@ -53,9 +53,12 @@ class Deps:
     # Requests in flight at once per target (http.max_in_flight); see limiter_for.
     max_in_flight: int = 16
     clock: Clock = field(default_factory=SystemClock)
+    # Who the signed-in checks act as (top-level `identities`); their tokens are cached in `resources`.
+    identities: Mapping[str, Identity] = field(default_factory=dict)
     _limiters: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
-    # Long-lived resources owned by probe modules (the db probe's pools), keyed by check name.
+    # Long-lived resources owned by probe modules, keyed by check name (the db probe's pools) or
+    # "identity/<name>" (an identity's token, probes/identity.py).
     resources: dict[str, object] = field(default_factory=dict)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -114,4 +117,5 @@ def build_deps(config: Config, clock: Clock | None = None) -> Deps:
         user_agent=config.http.user_agent,
         max_in_flight=config.http.max_in_flight,
         clock=clock or SystemClock(),
+        identities=dict(config.identities),
     )

@@ -8,8 +8,9 @@ from monitor.core.config import Synthesize, VoiceCheck
 from monitor.core.results import Outcome, ProbeResult
 from probes import http
 from probes._audio import sniff
-from probes._http import Failed, Fetched, fetch
+from probes._http import Failed, Fetched, fetch, request_headers
 from probes.deps import Deps
+from probes.identity import SignInFailed, credential_for
 from probes.kind import Kind
 
 
@@ -28,7 +29,14 @@ async def probe(check: VoiceCheck, deps: Deps, deadline: float) -> ProbeResult:
 
     spec = check.synthesize
     cap = max(spec.min_bytes * 4, deps.body_limit)
-    audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap)
+    headers = None
+    if spec.identity is not None:
+        signed = await credential_for(deps, spec.identity, deadline)
+        if isinstance(signed, SignInFailed):
+            failed = signed.result(spec.identity)
+            return _with(failed, message=f"synthesis: {failed.message}", phases=phases)
+        headers = {**request_headers(deps.targets[check.target], spec), **signed[1].headers()}
+    audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap, headers=headers)
     phases["synthesis"] = audio.elapsed
     return synthesis_result(spec, audio, phases=phases)
 

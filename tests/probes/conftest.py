@@ -1,4 +1,5 @@
-"""Fixtures shared by the HTTP prober tests: a real misbehaving target on 127.0.0.1 and a Deps factory."""
+"""Fixtures shared by the prober tests: real targets on 127.0.0.1 (a misbehaving one, a signed-in backend, a
+Supabase Auth stand-in) and Deps factories."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.probes.signed_in import EMAIL, PASSWORD, USER_ID, Made
 from tests.support.servers import serve_asgi
+from tests.support.signed_in import Auth, Backend, create_auth_app, create_backend_app
 from tests.support.targets import DepsFactory, create_target_app
 
 
@@ -21,3 +24,24 @@ async def make_deps() -> AsyncIterator[DepsFactory]:
     factory = DepsFactory()
     yield factory
     await factory.aclose()
+
+
+@pytest.fixture
+async def made() -> AsyncIterator[Made]:
+    factory = Made()
+    yield factory
+    await factory.aclose()
+
+
+@pytest.fixture
+def backend() -> Iterator[tuple[Backend, str]]:
+    state = Backend()
+    with serve_asgi(create_backend_app(state)) as url:
+        yield state, url
+
+
+@pytest.fixture
+def auth() -> Iterator[tuple[Auth, str]]:
+    state = Auth(users={EMAIL: (PASSWORD, USER_ID)})
+    with serve_asgi(create_auth_app(state)) as url:
+        yield state, url

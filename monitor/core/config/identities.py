@@ -41,7 +41,7 @@ class Mint(Strict):
     @classmethod
     def _ttl(cls, value: float) -> float:
         if not MIN_TTL <= value <= MAX_TTL:
-            raise ValueError(f"must be between 1s and 24h, got {value:g}s (Supabase's default is 1h)")
+            raise ValueError("must be between 1s and 24h (Supabase's default is 1h)")
         return value
 
     @field_validator("claims")

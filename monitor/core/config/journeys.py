@@ -162,6 +162,9 @@ class JourneyCheck(CheckBase):
                     continue
                 if name == SUB:
                     hint = "{sub} needs the check's identity; add identity: <name>"
+                elif step.capture.get(name) is not None:
+                    hint = (f"{name} is captured from this step's own response, after its request is sent; use "
+                            "it in a later step")
                 elif name in captured_by:
                     hint = (f"{name} is captured by step {captured_by[name]}, which does not run before this "
                             "request (a step's captures serve only the steps after it)")
