@@ -44,12 +44,13 @@ _TABLE = "user_settings"
 FAULTS: tuple[Fault, ...] = (
     Fault("settings_500", "settings answer 500 to everyone, before any auth (the 403 that turns into a 500)",
           (Fired("ContractRegression", _GET), Fired("ContractRegression", _PUT),
-           Fired("ContractRegression", _JOURNEY, step="read"))),
+           Fired("ContractRegression", _JOURNEY, step="read"), Fired("ContractRegression", _ISOLATION))),
     Fault("settings_open", "settings answer 200 without a token (the auth dependency is gone)",
-          (Fired("AuthBypass", _GET),)),
+          (Fired("AuthBypass", _GET), Fired("AuthBypass", _ISOLATION))),
     Fault("drop_table", "user_settings is dropped: signed-in requests get 500 naming the relation",
           (Fired("TableMissing", _JOURNEY, step="read", table=_TABLE),
-           Fired("TableMissing", _DB, table=_TABLE))),
+           Fired("ContractRegression", _JOURNEY, step="read"),
+           Fired("TableMissing", _DB, table=_TABLE), Fired("TableMissing", _DB_USER, table=_TABLE))),
     Fault("voice_down", "voice health and TTS answer 503",
           (Fired("VoiceDegraded", "voice_health"), Fired("ContractRegression", "voice_health"))),
     Fault("hang", "every endpoint hangs until the client gives up",
@@ -71,7 +72,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("tenant_leak", "the owner check is gone: any signed-in user reads any user's settings",
           (Fired("AuthBypass", _ISOLATION),)),
     Fault("accept_forged_tokens", "a token whose signature does not verify is decoded anyway and its sub trusted",
-          (Fired("AuthBypass", _GET),)),
+          (), lesson="only a forged token naming the path's user gets past the owner check (forged_claims)"),
 )
 """Every fault, in the order the banner and the README list them; `fires` is measured, not guessed
 (tests/monitor/demo/test_alerts.py runs each fault against the demo config and compares)."""

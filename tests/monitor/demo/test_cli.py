@@ -138,7 +138,8 @@ def test_banner_without_db_marks_the_database_faults(tmp_path: Path) -> None:
 
 
 @contextmanager
-def run_demo(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[tuple[DaemonProcess, str]]:
+def run_demo(tmp_path: Path, *extra: str, env: dict[str, str] | None = None,
+             interval: str = "1s") -> Iterator[tuple[DaemonProcess, str]]:
     """Start `pam-monitor demo` on free ports; yield (the daemon, the backend URL) once /healthz answers."""
     listen, target_port = free_port(), free_port()
     log_path = tmp_path / "demo.log"
@@ -146,7 +147,7 @@ def run_demo(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> 
     with log_path.open("wb") as sink:
         proc = subprocess.Popen(
             command("demo", "--listen", f"127.0.0.1:{listen}", "--target-port", str(target_port),
-                    "--interval", "1s", *extra),
+                    "--interval", interval, *extra),
             stdout=sink, stderr=subprocess.STDOUT, env={**environ, **(env or {})}, cwd=str(tmp_path),
         )
     demo = DaemonProcess(proc, f"http://127.0.0.1:{listen}", log_path)
@@ -200,7 +201,8 @@ def test_demo_with_database_url_the_banner_exports_drive_check(tmp_path: Path, s
     """With $DATABASE_URL the demo watches the db checks too; the banner's export lines are enough for
     `pam-monitor check --config <its config>` in another process: all ok, then under settings_db_500 the anonymous
     checks stay ok while the journey fails at step read naming user_settings."""
-    with run_demo(tmp_path, env={"DATABASE_URL": seeded_db.dsn}) as (demo, backend):
+    # A 4 s interval gives each check a 2 s timeout: `check` is a fresh process on a machine other suites share.
+    with run_demo(tmp_path, env={"DATABASE_URL": seeded_db.dsn}, interval="4s") as (demo, backend):
         assert "$DATABASE_URL" in demo.raw_logs()
         demo.wait_for(lambda: set(outcomes(demo).values()) == {"ok"}, what="every check ok")
         exports = banner_exports(demo)

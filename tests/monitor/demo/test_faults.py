@@ -26,7 +26,8 @@ def test_describe_alerts_groups_by_alertname_with_where_it_fires() -> None:
 
 def test_fired_for_keeps_only_configured_checks() -> None:
     """Without the db checks, drop_table's alerts are the journey's only."""
-    assert (Fired("TableMissing", "settings_journey", "read", "user_settings"),) == fired_for(
+    assert (Fired("TableMissing", "settings_journey", "read", "user_settings"),
+            Fired("ContractRegression", "settings_journey", "read")) == fired_for(
         BY_NAME["drop_table"], {"settings_journey", "settings_get_unauth"})
 
 
