@@ -23,7 +23,7 @@ from monitor.core.config import load_config, parse_listen
 from monitor.core.durations import parse_duration
 from monitor.core.errors import ConfigError
 from monitor.demo.config import demo_config, variables
-from monitor.demo.faults import FAULTS, describe_alerts, fired_for
+from monitor.demo.faults import FAULTS, consequences
 
 log = structlog.get_logger("pam_monitor.demo")
 _PORT_TAKEN = ("pam-monitor demo: cannot listen on {where} for {what} (port in use?); pass {option}")
@@ -43,7 +43,7 @@ def banner(*, target: str, listen: str, config_path: Path, db_line: str, interva
             continue
         lines.append(f"  curl -X POST {target}/_faults/{fault.name}")
         lines.append(f"      {fault.effect}")
-        lines.append(f"      -> {describe_alerts(fired_for(fault, checks), dict(severity or {}))}")
+        lines.append(f"      -> {consequences(fault, checks, severity)}")
         if fault.lesson:
             lines.append(f"      ({fault.lesson})")
     faults = "\n".join(lines)

@@ -6,7 +6,16 @@ import re
 import subprocess
 import sys
 
-from monitor.demo.faults import BY_NAME, FAULT_NAMES, FAULTS, Fired, describe_alerts, fired_for, markdown_table
+from monitor.demo.faults import (
+    BY_NAME,
+    FAULT_NAMES,
+    FAULTS,
+    Fired,
+    consequences,
+    describe_alerts,
+    fired_for,
+    markdown_table,
+)
 
 
 def test_names_are_unique_and_include_the_original_faults() -> None:
@@ -29,6 +38,22 @@ def test_fired_for_keeps_only_configured_checks() -> None:
     assert (Fired("TableMissing", "settings_journey", "read", "user_settings"),
             Fired("ContractRegression", "settings_journey", "read")) == fired_for(
         BY_NAME["drop_table"], {"settings_journey", "settings_get_unauth"})
+
+
+def test_consequences_name_failing_checks_when_nothing_pages() -> None:
+    """A fault that fires nothing says which configured checks fail without a page, or that all stay ok."""
+    journey_only = {"settings_journey"}
+    assert ("no alert; failing without a page: settings_journey (invalid_response)",
+            "no alert; every check stays ok",
+            "AuthBypass on settings_isolation") == (
+        consequences(BY_NAME["lost_write"], journey_only), consequences(BY_NAME["garbage"], journey_only),
+        consequences(BY_NAME["tenant_leak"], {"settings_isolation"}))
+
+
+def test_every_alert_of_a_fault_is_on_a_failing_check() -> None:
+    """The table is consistent: an alert fires only on a check the fault makes fail."""
+    for fault in FAULTS:
+        assert set() == {f.check for f in fault.fires} - set(fault.fails), fault.name
 
 
 def test_markdown_table_has_one_row_per_fault_in_order() -> None:
