@@ -30,7 +30,6 @@ class Signal(enum.Enum):
 
 
 _NONE: Mapping[str, str] = MappingProxyType({})
-_NO_STEPS: Mapping[str, int] = MappingProxyType({})
 
 
 class Observation(NamedTuple):
@@ -54,7 +53,7 @@ class CheckMemory:
 
     last_good_status: int | None = None
     last_good_outcome: str | None = None
-    steps: Mapping[str, int] = field(default_factory=lambda: _NO_STEPS)
+    steps: Mapping[str, int] = field(default_factory=dict)  # a plain dict, so dataclasses.asdict can store it
 
 
 @dataclass(frozen=True, slots=True)

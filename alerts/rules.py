@@ -10,6 +10,7 @@ say nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -90,10 +91,10 @@ def remember(memory: CheckMemory, result: Result) -> CheckMemory:
     steps = _passed_steps(result)
     merged = {**memory.steps, **steps} if steps else memory.steps
     if result.outcome in _GOOD:
-        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value,
-                           steps=merged)
+        return dataclasses.replace(memory, last_good_status=result.status_code,
+                                   last_good_outcome=result.outcome.value, steps=merged)
     if merged != memory.steps:
-        return CheckMemory(memory.last_good_status, memory.last_good_outcome, steps=merged)
+        return dataclasses.replace(memory, steps=merged)
     return memory
 
 

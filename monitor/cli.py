@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="URL or file of the OpenAPI (3.x) document (required)")
     discover.add_argument("--target", default="backend",
                           help="target name to use in the generated checks (default: backend)")
+    discover.add_argument("--journeys", action="store_true",
+                          help="also write a tenant_isolation check (as identity monitor_user) for every GET of a "
+                               "user's resource (a user-id path parameter), and the identities block to define "
+                               "(default: off)")
     discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
                           help="file to write (default: stdout)")
     _add_log_options(discover, top=False, level_default="warning")

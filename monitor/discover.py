@@ -1,4 +1,5 @@
-"""`pam-monitor discover`: turn an OpenAPI document into auth_contract checks for every secured operation."""
+"""`pam-monitor discover`: turn an OpenAPI document into auth_contract checks for every secured operation, and
+with `--journeys` a tenant_isolation check for every GET of a user's resource."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ import yaml
 
 _METHODS = ("get", "put", "post", "patch", "delete")
 _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+OTHER_USER = "00000000-0000-4000-8000-000000000002"
+"""The user id a tenant_isolation check asks for: someone who is not the monitoring user."""
+IDENTITY = "monitor_user"
+IDENTITIES_BLOCK = f"""\
+# --journeys: the tenant_isolation checks below act as a signed-in monitoring user, `{IDENTITY}`. Define it:
+# a dedicated user of the project (never a real customer), its token minted with the project's JWT secret, or
+# signed in for real with  sign_in: {{url: "https://<ref>.supabase.co/auth/v1", api_key: "${{SUPABASE_ANON_KEY}}",
+# email: monitor@example.com, password: "${{MONITOR_PASSWORD}}"}}  instead of mint.
+identities:
+  {IDENTITY}:
+    mint: {{secret: "${{SUPABASE_JWT_SECRET}}", sub: "${{MONITOR_USER_ID}}", ttl: 5m}}
+"""
 
 
 class DiscoverError(Exception):
@@ -98,16 +111,48 @@ def discover_checks(doc: dict[str, Any], target: str) -> list[dict[str, Any]]:
     return checks
 
 
+def is_user_id(param: dict[str, Any]) -> bool:
+    """Whether a path parameter names a user: user_id, userId, uid, owner_id, ...user_id (any case)."""
+    name = re.sub(r"[^a-z]", "", str(param.get("name", "")).lower())
+    return name in ("userid", "uid", "user", "ownerid", "profileid", "accountid") or name.endswith("userid")
+
+
+def isolation_checks(doc: dict[str, Any], target: str) -> list[dict[str, Any]]:
+    """One tenant_isolation check per GET with a user-id path parameter: as `monitor_user`, ask for another user's
+    resource (the check passes when it is refused)."""
+    checks: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for path, item in sorted((doc.get("paths") or {}).items()):
+        operation = item.get("get") if isinstance(item, dict) else None
+        if not isinstance(operation, dict):
+            continue
+        declared = [p for p in [*item.get("parameters", []), *operation.get("parameters", [])]
+                    if isinstance(p, dict) and p.get("in") == "path" and "name" in p]
+        if not any(is_user_id(p) for p in declared):
+            continue
+        params = {p["name"]: (OTHER_USER if is_user_id(p) else _placeholder(p)) for p in declared}
+        name = _check_name("get", path, used).removesuffix("_unauth") + "_isolation"
+        checks.append({"name": name, "kind": "tenant_isolation", "target": target, "identity": IDENTITY,
+                       "method": "GET", "path": path, "params": params})
+    return checks
+
+
 def run_discover(args: argparse.Namespace) -> int:
     """CLI handler: print or write the generated `checks:` block; exit 0, or 2 when the document is unusable."""
     try:
-        checks = discover_checks(load_document(args.openapi), args.target)
+        doc = load_document(args.openapi)
     except DiscoverError as exc:
         print(f"pam-monitor discover: {exc}", file=sys.stderr)
         return 2
-    text = (f"# {len(checks)} auth_contract checks generated from {args.openapi}\n"
-            "# Path parameters hold placeholder values; the auth layer must refuse before they are looked up.\n"
-            + yaml.safe_dump({"checks": checks}, sort_keys=False, default_flow_style=False))
+    checks = discover_checks(doc, args.target)
+    header = (f"# {len(checks)} auth_contract checks generated from {args.openapi}\n"
+              "# Path parameters hold placeholder values; the auth layer must refuse before they are looked up.\n")
+    if getattr(args, "journeys", False):
+        isolation = isolation_checks(doc, args.target)
+        checks += isolation
+        header += f"# {len(isolation)} tenant_isolation checks (--journeys) ask for user {OTHER_USER}'s data.\n"
+        header += IDENTITIES_BLOCK
+    text = header + yaml.safe_dump({"checks": checks}, sort_keys=False, default_flow_style=False)
     if args.output is None:
         sys.stdout.write(text)
     else:

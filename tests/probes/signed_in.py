@@ -15,6 +15,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "journeys.yaml"
 EMAIL = "monitor@example.com"
 PASSWORD = "pw-Monitor$ecret-9b1e"
 USER_ID = "5d9c1c52-0000-4000-8000-0000000000aa"
+CLAIMS_SUB = "current_setting('request.jwt.claims', true)::jsonb ->> 'sub'"
+"""The JWT's sub as a Supabase row-level security policy reads it."""
 
 SETTINGS = "/api/v1/users/{sub}/settings"
 STEPS: list[dict[str, Any]] = [

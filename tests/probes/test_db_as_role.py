@@ -1,52 +1,26 @@
 """`db` with `as_role` and `identity` against a real PostgreSQL: what the application's users can really read.
 
-Each test creates its own role (roles are cluster-global and other suites may run at the same time) with
-Supabase-like grants and policies on the seeded tables, and drops it afterwards.
+Each test gets its own role (`app_role` in conftest.py: roles are cluster-global and other suites may run at the
+same time) with Supabase-like grants and policies on the seeded tables, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg import sql
 
 from monitor.core.config import DbCheck, Identity, Target
 from monitor.core.results import Outcome, ProbeResult
 from probes import REGISTRY
 from probes.deps import Deps
-from tests.probes.signed_in import minted
+from tests.probes.signed_in import CLAIMS_SUB, minted
 from tests.support.postgres import SEED_TABLES, SeededDb
 from tests.support.signed_in import JWT_SECRET, MONITOR_SUB
 from tests.support.targets import TIMING, run_probe
-
-CLAIMS_SUB = "current_setting('request.jwt.claims', true)::jsonb ->> 'sub'"
-
-
-@pytest.fixture
-def app_role(seeded_db: SeededDb) -> Iterator[str]:
-    """A uniquely named NOLOGIN role like Supabase's `authenticated`: USAGE and SELECT on the seed tables, each
-    with an owner policy on the JWT's sub; dropped after the test."""
-    role = f"pam_app_{uuid.uuid4().hex[:10]}"
-    ident = sql.Identifier(role)
-    seeded_db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident))
-    try:
-        seeded_db.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
-        for table in SEED_TABLES:
-            owner = "seller_id" if table == "marketplace_listings" else "user_id"
-            seeded_db.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), ident))
-            seeded_db.execute(sql.SQL("CREATE POLICY {} ON {} FOR SELECT TO {} USING ({} = " + CLAIMS_SUB + ")")
-                              .format(sql.Identifier(f"own_{table}"), sql.Identifier(table), ident,
-                                      sql.Identifier(owner)))
-        yield role
-    finally:
-        with seeded_db.connect() as conn:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
-            conn.execute(sql.SQL("DROP ROLE {}").format(ident))
 
 
 def as_role_check(role: str, **fields: Any) -> DbCheck:

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.targets import wav_bytes
+
 JWT_SECRET = "signed-in-test-secret-0123456789abcdef"
 """The project's JWT secret: the backend verifies with it, the Auth stand-in signs with it."""
 MONITOR_SUB = "7c0f3a8e-0000-4000-8000-000000000001"
@@ -64,7 +66,8 @@ class Backend:
 
 def create_backend_app(state: Backend) -> Starlette:
     """GET /api/auth/csrf-token, GET/PUT /api/v1/users/{user_id}/settings (owner check, CSRF on PUT), and
-    GET /api/debug/echo-auth (a 500 echoing the Authorization and Cookie headers)."""
+    GET /api/debug/echo-auth (a 500 echoing the Authorization and Cookie headers), GET /api/v1/pam/voice/health
+    and POST /api/v1/pam/voice/tts (a WAV for a signed-in caller, else 401)."""
 
     async def csrf_token(request: Request) -> Response:
         state.cookies.append(dict(request.cookies))
@@ -102,7 +105,18 @@ def create_backend_app(state: Backend) -> Starlette:
         return JSONResponse({"detail": f"boom for {request.headers.get('authorization')}",
                              "cookie": request.headers.get("cookie")}, status_code=500)
 
+    async def voice_health(request: Request) -> Response:
+        return JSONResponse({"status": "healthy"})
+
+    async def tts(request: Request) -> Response:
+        # Synthesis is for signed-in users only, as on the real backend.
+        if state.subject(request) is None:
+            return JSONResponse({"detail": "Not authenticated"}, status_code=401)
+        return Response(wav_bytes(), media_type="audio/wav")
+
     return Starlette(routes=[
+        Route("/api/v1/pam/voice/health", voice_health),
+        Route("/api/v1/pam/voice/tts", tts, methods=["POST"]),
         Route("/api/debug/echo-auth", echo_auth),
         Route("/api/auth/csrf-token", csrf_token),
         Route("/api/v1/users/{user_id}/settings", settings, methods=["GET", "PUT"]),
