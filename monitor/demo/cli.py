@@ -24,6 +24,7 @@ from monitor.core.durations import parse_duration
 from monitor.core.errors import ConfigError
 from monitor.demo.config import demo_config, variables
 from monitor.demo.faults import FAULTS, consequences
+from monitor.demo.tokens import new_csrf_token
 
 log = structlog.get_logger("pam_monitor.demo")
 _PORT_TAKEN = ("pam-monitor demo: cannot listen on {where} for {what} (port in use?); pass {option}")
@@ -138,7 +139,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
         jwt_secret = secrets.token_urlsafe(32)
         document = demo_config(target=target, listen=args.listen, state_dir=work / "state", interval=interval,
                                with_db=dsn is not None, alertmanager=args.alertmanager)
-        exports = variables(document, secret=jwt_secret, dsn=dsn)
+        exports = variables(document, secret=jwt_secret, csrf=new_csrf_token(jwt_secret), dsn=dsn)
         os.environ.update(exports)
         config_path = work / "pam-monitor.yaml"
         config_path.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -7,12 +7,17 @@ from typing import Any
 
 from monitor.core.config import AuthContractCheck
 from monitor.demo.schema import SEED_TABLES
+from monitor.demo.tokens import CSRF_COOKIE, CSRF_HEADER
 
 SECRET_VAR = "PAM_DEMO_JWT_SECRET"  # noqa: S105 - the name of a variable, not a secret
 """The environment variable holding the demo backend's JWT secret (the identity mints its tokens with it)."""
 
 DSN_VAR = "PAM_DEMO_DATABASE_URL"
 """The environment variable holding the demo database's DSN."""
+
+CSRF_VAR = "PAM_DEMO_CSRF_TOKEN"
+"""The environment variable holding a CSRF token of the demo backend, which the anonymous PUT check sends (as
+header and cookie) so that its answer comes from the auth layer, not from the CSRF check in front of the write."""
 
 MONITOR_USER = "7c0f3a8e-0000-4000-8000-000000000001"
 """The demo's dedicated monitoring user (the `sub` of identity monitor_user, as in DESIGN §11)."""
@@ -63,7 +68,8 @@ def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, w
                         "min_bytes": 1000}},
         # What anonymous callers and forged tokens get: all the seed incident's engineers looked at.
         {"name": "settings_get_unauth", "method": "GET", **anonymous},
-        {"name": "settings_put_unauth", "method": "PUT", **anonymous, "json": {"voice_enabled": True}},
+        {"name": "settings_put_unauth", "method": "PUT", **anonymous, "json": {"voice_enabled": True},
+         "headers": {CSRF_HEADER: f"${{{CSRF_VAR}}}", "Cookie": f"{CSRF_COOKIE}=${{{CSRF_VAR}}}"}},
         # What a signed-in user gets: the check nobody ran during the seed incident.
         _journey(),
         {"name": "settings_isolation", "kind": "tenant_isolation", "target": "backend", "identity": "monitor_user",
@@ -98,13 +104,13 @@ def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, w
     }
 
 
-def variables(config: dict[str, Any], *, secret: str, dsn: str | None) -> dict[str, str]:
+def variables(config: dict[str, Any], *, secret: str, csrf: str, dsn: str | None) -> dict[str, str]:
     """The environment variables the written config reads, with their values (what the banner exports)."""
-    out = {SECRET_VAR: secret}
+    out = {SECRET_VAR: secret, CSRF_VAR: csrf}
     if dsn is not None and "database" in config["targets"]:
         out[DSN_VAR] = dsn
     return out
 
 
-__all__ = ["ANY_USER", "DSN_VAR", "MONITOR_USER", "OTHER_USER", "SECRET_VAR", "SETTINGS_PATH", "demo_config",
-           "variables"]
+__all__ = ["ANY_USER", "CSRF_VAR", "DSN_VAR", "MONITOR_USER", "OTHER_USER", "SECRET_VAR", "SETTINGS_PATH",
+           "demo_config", "variables"]

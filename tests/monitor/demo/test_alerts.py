@@ -17,9 +17,10 @@ import yaml
 from alerts import AlertEngine
 from monitor.core.config import Config, load_config
 from monitor.demo.app import create_demo_app
-from monitor.demo.config import DSN_VAR, SECRET_VAR, demo_config
+from monitor.demo.config import CSRF_VAR, DSN_VAR, SECRET_VAR, demo_config
 from monitor.demo.faults import BY_NAME, FAULT_NAMES, Fired
 from monitor.demo.store import PgSettingsStore, ensure_schema
+from monitor.demo.tokens import new_csrf_token
 from monitor.metrics import Metrics
 from monitor.runner import Runner
 from monitor.server import build_server
@@ -76,7 +77,7 @@ def load_demo_config(tmp_path: Path, base_url: str, dsn: str) -> Config:
                            with_db=True, alertmanager=None)
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return load_config(path, environ={SECRET_VAR: SECRET, DSN_VAR: dsn})
+    return load_config(path, environ={SECRET_VAR: SECRET, CSRF_VAR: new_csrf_token(SECRET), DSN_VAR: dsn})
 
 
 class Session:

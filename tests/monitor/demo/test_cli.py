@@ -19,7 +19,7 @@ import yaml
 
 from monitor.core.config import AuthContractCheck, load_config
 from monitor.demo.cli import banner
-from monitor.demo.config import DSN_VAR, MONITOR_USER, SECRET_VAR, demo_config, variables
+from monitor.demo.config import CSRF_VAR, DSN_VAR, MONITOR_USER, SECRET_VAR, demo_config, variables
 from monitor.demo.faults import FAULT_NAMES, FAULTS
 from monitor.demo.schema import SEED_TABLES
 from tests.support.daemon import DaemonProcess, command
@@ -29,7 +29,7 @@ from tests.support.servers import free_port
 BASE_CHECKS = ["backend_health", "voice_health", "settings_get_unauth", "settings_put_unauth", "settings_journey",
                "settings_isolation"]
 DB_CHECKS = ["db_roundtrip", "db_as_user"]
-ENVIRON = {SECRET_VAR: "s" * 40, DSN_VAR: "postgresql://u@127.0.0.1:5432/d"}
+ENVIRON = {SECRET_VAR: "s" * 40, CSRF_VAR: "c.c", DSN_VAR: "postgresql://u@127.0.0.1:5432/d"}
 
 
 def write_config(tmp_path: Path, *, with_db: bool, alertmanager: str | None = None) -> Path:
@@ -46,7 +46,7 @@ def write_config(tmp_path: Path, *, with_db: bool, alertmanager: str | None = No
 def test_demo_config_without_db_is_valid_and_has_the_backend_checks(tmp_path: Path) -> None:
     """Without a database the demo config loads: the six backend checks, no db target, no sinks, and
     backend_health as the backend's health check."""
-    config = load_config(write_config(tmp_path, with_db=False), environ={SECRET_VAR: "s" * 40})
+    config = load_config(write_config(tmp_path, with_db=False), environ={SECRET_VAR: "s" * 40, CSRF_VAR: "c.c"})
     assert BASE_CHECKS == [c.name for c in config.checks]
     assert (["backend"], "backend_health") == (sorted(config.targets), config.targets["backend"].health_check)
     assert 0 == len(config.alerts.sinks)
@@ -80,7 +80,10 @@ def test_demo_config_has_the_design_journeys(tmp_path: Path) -> None:
                                                     checks["settings_isolation"]["identity"])
     text = path.read_text()
     assert (True, True, False) == (f"${{{SECRET_VAR}}}" in text, f"${{{DSN_VAR}}}" in text, "postgresql://" in text)
-    assert {SECRET_VAR: "k", DSN_VAR: "postgresql://x"} == variables(document, secret="k", dsn="postgresql://x")
+    assert {SECRET_VAR: "k", CSRF_VAR: "c", DSN_VAR: "postgresql://x"} == variables(
+        document, secret="k", csrf="c", dsn="postgresql://x")
+    put = checks["settings_put_unauth"]["headers"]
+    assert {"X-CSRF-Token": f"${{{CSRF_VAR}}}", "Cookie": f"csrf_token=${{{CSRF_VAR}}}"} == put
 
 
 @pytest.mark.skipif("forged_claims" not in AuthContractCheck.model_fields,
@@ -97,7 +100,8 @@ def test_demo_anonymous_checks_forge_the_path_user(tmp_path: Path) -> None:
 
 def render(tmp_path: Path, *, with_db: bool) -> str:
     config = load_config(write_config(tmp_path, with_db=with_db), environ=ENVIRON)
-    exports = {SECRET_VAR: "it's a secret", **({DSN_VAR: "postgresql://u@127.0.0.1:5432/d"} if with_db else {})}
+    exports = {SECRET_VAR: "it's a secret", CSRF_VAR: "n.m",
+               **({DSN_VAR: "postgresql://u@127.0.0.1:5432/d"} if with_db else {})}
     return banner(target="http://127.0.0.1:8000", listen="127.0.0.1:9108", config_path=tmp_path / "c.yaml",
                   db_line="the database line", interval=5.0, checks={c.name for c in config.checks},
                   with_db=with_db, exports=exports, severity={"ContractRegression": "critical"})
@@ -123,7 +127,8 @@ def test_banner_exports_every_variable_of_the_config_quoted(tmp_path: Path) -> N
     text = render(tmp_path, with_db=True)
     exports = dict(line.removeprefix("  export ").split("=", 1) for line in text.splitlines()
                    if line.startswith("  export "))
-    assert {SECRET_VAR: shlex.quote("it's a secret"), DSN_VAR: "postgresql://u@127.0.0.1:5432/d"} == exports
+    assert {SECRET_VAR: shlex.quote("it's a secret"), CSRF_VAR: "n.m", DSN_VAR: "postgresql://u@127.0.0.1:5432/d"} == (
+        exports)
     assert f"  pam-monitor check --config {tmp_path / 'c.yaml'}" in text.splitlines()
 
 
@@ -190,7 +195,7 @@ def test_demo_no_db_serves_the_backend_and_watches_it_until_sigterm(tmp_path: Pa
 
 def check_json(config: Path, env: dict[str, str], tmp_path: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     """`pam-monitor check --config F --format json` in a subprocess: its exit code and its results by check."""
-    base = {k: v for k, v in os.environ.items() if k not in (SECRET_VAR, DSN_VAR)}
+    base = {k: v for k, v in os.environ.items() if k not in (SECRET_VAR, CSRF_VAR, DSN_VAR)}
     done = subprocess.run(command("check", "--config", str(config), "--format", "json"), capture_output=True,
                           text=True, timeout=60, cwd=str(tmp_path), env={**base, **env}, check=False)
     assert done.stdout.startswith("{"), done.stderr[-2000:]
@@ -206,7 +211,7 @@ def test_demo_with_database_url_the_banner_exports_drive_check(tmp_path: Path, s
         assert "$DATABASE_URL" in demo.raw_logs()
         demo.wait_for(lambda: set(outcomes(demo).values()) == {"ok"}, what="every check ok")
         exports = banner_exports(demo)
-        assert [SECRET_VAR, DSN_VAR] == list(exports)
+        assert [SECRET_VAR, CSRF_VAR, DSN_VAR] == list(exports)
         config = work_dir(demo) / "pam-monitor.yaml"
         code, healthy = check_json(config, exports, tmp_path)
         assert (0, [*BASE_CHECKS, *DB_CHECKS]) == (code, list(healthy))
