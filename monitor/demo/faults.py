@@ -91,8 +91,9 @@ FAULTS: tuple[Fault, ...] = (
     Fault("tenant_leak", "the owner check is gone: any signed-in user reads any user's settings",
           fires=(Fired("AuthBypass", _ISOLATION),), fails=_fails(**{_ISOLATION: "auth_bypass"})),
     Fault("accept_forged_tokens", "a token whose signature does not verify is decoded anyway and its sub trusted",
-          fires=(), fails=_fails(),
-          lesson="only a forged token naming the path's user gets past the owner check (forged_claims)"),
+          fires=(Fired("AuthBypass", _GET), Fired("AuthBypass", _PUT)),
+          fails=_fails(**dict.fromkeys((_GET, _PUT), "auth_bypass")),
+          lesson="only forged tokens naming the path's user get past the owner check: forged_claims"),
 )
 """Every fault, in the order the banner and the README list them; `fires` is measured, not guessed
 (tests/monitor/demo/test_alerts.py runs each fault against the demo config and compares)."""

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from alerts import AlertEngine
-from monitor.core.config import Config, load_config
+from monitor.core.config import AuthContractCheck, Config, load_config
 from monitor.demo.app import create_demo_app
 from monitor.demo.config import CSRF_VAR, DSN_VAR, SECRET_VAR, demo_config
 from monitor.demo.faults import BY_NAME, FAULT_NAMES, Fired
@@ -122,7 +122,15 @@ async def measure(tmp_path: Path, dsn: str, fault: str) -> Measured:
     return measured
 
 
-@pytest.mark.parametrize("fault", FAULT_NAMES)
+def _cases() -> list[Any]:
+    """Every fault; accept_forged_tokens is caught only by forged tokens that name the path's user (forged_claims),
+    so without that field (before the probe-side branch is merged) it must fail: strict xfail, not a skip."""
+    pending = "forged_claims" not in AuthContractCheck.model_fields
+    mark = pytest.mark.xfail(pending, reason="needs auth_contract forged_claims (main)", strict=True)
+    return [pytest.param(name, marks=mark) if name == "accept_forged_tokens" else name for name in FAULT_NAMES]
+
+
+@pytest.mark.parametrize("fault", _cases())
 async def test_fault_outcomes_and_alerts_match_the_table(tmp_path: Path, seeded_db: SeededDb, fault: str) -> None:
     """Under each fault exactly the table's `fails` checks fail, with its outcomes; every active alert is firing
     (none is left pending); the firing alerts are exactly the table's `fires`; healing resolves them all."""
