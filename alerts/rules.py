@@ -3,9 +3,8 @@
 Adding a rule is one `Rule` record in `RULES` plus its name in the `AlertName` literal (monitor/core/config/base.py);
 which check kinds raise it is declared on the probes side (`rules_by_kind`, handed to the engine).
 
-A journey's alerts are per step: every rule judges the failing step (with what is remembered about that step) and
-its instances carry a `step` label; the steps that passed before it are GOOD; the steps after it did not run and
-say nothing.
+A journey's alerts are per step (alerts/steps.py): a rule judges the failing step with what is remembered about that
+step, and builds its instances' keys and `step` label from `Facts.step`.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from alerts.model import CheckMemory, Observation, Signal
+from alerts.steps import passed_steps, per_step
 from monitor.core.config import SIGN_IN_STEP, AlertName, Config
 from monitor.core.results import Outcome, Result
 
@@ -88,7 +88,7 @@ def rules_for(config: Config, check: Any, rules_by_kind: Mapping[str, Sequence[s
 def remember(memory: CheckMemory, result: Result) -> CheckMemory:
     """Update the memory with a result: a good one becomes the `from` side of a later regression; so does each
     journey step that passed (its status, by step name), even in a run that failed at a later step."""
-    steps = _passed_steps(result)
+    steps = passed_steps(result)
     merged = {**memory.steps, **steps} if steps else memory.steps
     if result.outcome in _GOOD:
         return dataclasses.replace(memory, last_good_status=result.status_code,
@@ -96,25 +96,6 @@ def remember(memory: CheckMemory, result: Result) -> CheckMemory:
     if merged != memory.steps:
         return dataclasses.replace(memory, steps=merged)
     return memory
-
-
-def _steps_of(result: Result) -> list[tuple[str, str, int | None]]:
-    """(name, outcome, status) of each step a journey result ran, in order."""
-    listed = result.details.get("steps")
-    if not isinstance(listed, list | tuple):
-        return []
-    out: list[tuple[str, str, int | None]] = []
-    for item in listed:
-        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
-            status = item.get("status")
-            out.append((item["name"], str(item.get("outcome", "")),
-                        status if isinstance(status, int) and not isinstance(status, bool) else None))
-    return out
-
-
-def _passed_steps(result: Result) -> dict[str, int]:
-    return {name: status for name, outcome, status in _steps_of(result)
-            if outcome in _GOOD and status is not None}
 
 
 def base_labels(config: Config, check: Any, alertname: str) -> dict[str, str]:
@@ -152,34 +133,10 @@ def evaluate(
     out: list[Observation] = []
     for alertname in rules:
         if check.kind == "journey":
-            out.extend(_per_step(alertname, facts))
+            out.extend(per_step(alertname, facts, RULES[alertname].evaluate, alert_key))
         else:
             out.extend(RULES[alertname].evaluate(alertname, facts))
     return out
-
-
-def _per_step(alertname: str, facts: Facts) -> list[Observation]:
-    """A journey result judged step by step: the failing (or slow) step by the rule, with that step's memory;
-    the steps that passed GOOD (with any of their known table instances); later steps not at all."""
-    result, check = facts.result, facts.check
-    judged = result.details.get("step")
-    out: list[Observation] = []
-    for name, outcome, _ in _steps_of(result):
-        if name == judged or outcome not in _GOOD:
-            continue
-        key = alert_key(alertname, check.name, step=name)
-        out.append(Observation(key, alertname, check.name, Signal.GOOD))
-        out.extend(Observation(k, alertname, check.name, Signal.GOOD) for k in facts.known
-                   if k.startswith(key + "/"))
-    if not isinstance(judged, str) or not judged:
-        return out
-    status = facts.memory.steps.get(judged)
-    step_memory = CheckMemory(last_good_status=status, last_good_outcome=None if status is None else "ok")
-    found = RULES[alertname].evaluate(alertname, facts._replace(memory=step_memory, step=judged))
-    if alertname == "ContractRegression" and status is None:
-        # A step that never answered as expected has no `from`: it is not a regression (DESIGN §4).
-        found = [o for o in found if o.signal is not Signal.BAD]
-    return out + found
 
 
 def build_annotations(alertname: str, result: Result, table: str = "", step: str = "") -> dict[str, str]:

@@ -50,6 +50,10 @@ class Credential:
         """The Authorization header that carries it."""
         return {"Authorization": f"Bearer {self.token}"}
 
+    def apply(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """`headers` with the token as their only Authorization header (whatever its case there)."""
+        return {**{k: v for k, v in headers.items() if k.lower() != "authorization"}, **self.headers()}
+
 
 @dataclass(frozen=True, slots=True)
 class SignInFailed:

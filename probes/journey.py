@@ -7,10 +7,12 @@ submit needs that) and are dropped with the run. The whole journey shares the ru
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import re
+import time
 from dataclasses import dataclass, field
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import quote
 
@@ -107,8 +109,10 @@ async def _send(check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, d
     target = deps.targets[check.target]
     headers = request_headers(target, spec)
     if run.credential is not None:
-        headers.update(run.credential.headers())
+        headers = run.credential.apply(headers)
     for name, secret in step.headers.items():
+        # The step's own header replaces one of the same name in any case (an Authorization of its own too).
+        headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
         headers[name] = fill_template(secret.get_secret_value(), values)
     if run.cookies:
         jar = "; ".join(f"{name}={value}" for name, value in run.cookies.items())
@@ -118,20 +122,30 @@ async def _send(check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, d
 
 
 def _keep_cookies(answer: Fetched, run: _Run) -> None:
-    """Add the response's cookies to the run's jar (a Max-Age of 0 or less removes one)."""
+    """Add the response's cookies to the run's jar; a Max-Age of 0 or less, an Expires in the past or an empty
+    value removes one. Read by hand, not with http.cookies: SimpleCookie drops a whole header over one attribute
+    it does not know (Partitioned, Priority)."""
+    now = time.time()
     for header in answer.headers.get_list("set-cookie"):
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(header)
-        except CookieError:
+        first, *attributes = header.split(";")
+        name, sep, value = first.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
             continue
-        for name, morsel in jar.items():
-            max_age = morsel["max-age"]
-            if morsel.value == "" or (max_age and max_age.lstrip("-").isdigit() and int(max_age) <= 0):
-                run.cookies.pop(name, None)
-                continue
-            run.cookies[name] = morsel.value
-            run.hide(morsel.value)
+        gone = value == ""
+        for attribute in attributes:
+            key, _, text = attribute.partition("=")
+            key, text = key.strip().lower(), text.strip()
+            if key == "max-age" and text.lstrip("-").isdigit():
+                gone = gone or int(text) <= 0
+            elif key == "expires":
+                with contextlib.suppress(TypeError, ValueError, IndexError):
+                    gone = gone or email.utils.parsedate_to_datetime(text).timestamp() <= now
+        if gone:
+            run.cookies.pop(name, None)
+        else:
+            run.cookies[name] = value
+            run.hide(value)
 
 
 def _filled_expect(expect: HttpExpect, values: dict[str, str]) -> HttpExpect:

@@ -26,7 +26,7 @@ async def probe(check: TenantIsolationCheck, deps: Deps, deadline: float) -> Pro
     if isinstance(got, SignInFailed):
         return got.result(check.identity)
     session, credential = got
-    headers = {**request_headers(deps.targets[check.target], check), **credential.headers()}
+    headers = credential.apply(request_headers(deps.targets[check.target], check))
     answer = await fetch(deps, check.target, check, deadline=deadline, headers=headers)
     if isinstance(answer, Failed):
         failed = http.failed_result(answer)

@@ -35,7 +35,7 @@ async def probe(check: VoiceCheck, deps: Deps, deadline: float) -> ProbeResult:
         if isinstance(signed, SignInFailed):
             failed = signed.result(spec.identity)
             return _with(failed, message=f"synthesis: {failed.message}", phases=phases)
-        headers = {**request_headers(deps.targets[check.target], spec), **signed[1].headers()}
+        headers = signed[1].apply(request_headers(deps.targets[check.target], spec))
     audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap, headers=headers)
     phases["synthesis"] = audio.elapsed
     return synthesis_result(spec, audio, phases=phases)

@@ -8,10 +8,16 @@ from typing import Any
 
 import jwt
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from monitor.core.config import Target
 from monitor.core.results import Outcome
 from probes import REGISTRY
 from tests.probes.signed_in import STEPS, Made, example_config, journey, minted
+from tests.support.servers import serve_asgi
 from tests.support.signed_in import CSRF_COOKIE, JWT_SECRET, MONITOR_SUB, Backend
 from tests.support.targets import run_probe
 
@@ -192,3 +198,44 @@ async def test_no_token_cookie_or_secret_in_a_result_even_when_echoed(backend: S
     cookies = [v for c in state.cookies for v in c.values()]
     assert cookies
     assert all(v not in shown for v in cookies)
+
+
+def _cookie_app() -> Starlette:
+    async def set_cookies(request: Request) -> Response:
+        response = Response("set")
+        response.headers.append("set-cookie", "a=1; Path=/elsewhere; Secure; HttpOnly; Partitioned; Priority=High")
+        response.headers.append("set-cookie", "b=2; Path=/")
+        response.headers.append("set-cookie", "c=3; Path=/")
+        return response
+
+    async def delete_cookies(request: Request) -> Response:
+        response = Response("deleted")
+        response.headers.append("set-cookie", "b=; Max-Age=0; Path=/")
+        response.headers.append("set-cookie", "c=gone; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/")
+        return response
+
+    async def show(request: Request) -> Response:
+        return JSONResponse({"cookies": dict(request.cookies)})
+
+    return Starlette(routes=[Route("/set", set_cookies), Route("/delete", delete_cookies), Route("/show", show)])
+
+
+async def test_cookie_jar_keeps_what_a_browser_session_would_and_forgets_deleted_ones(made: Made) -> None:
+    """Cookies with attributes the stdlib parser refuses (Partitioned, Priority) are kept; Max-Age=0 and an
+    Expires in the past delete one; later steps of the run send exactly the live cookies."""
+    steps = [{"name": "set", "path": "/set"}, {"name": "delete", "path": "/delete"},
+             {"name": "show", "path": "/show", "expect": {"json": {"cookies": {"a": "1"}}}}]
+    with serve_asgi(_cookie_app()) as url:
+        deps = made(url, {"monitor_user": minted(MONITOR_SUB)})
+        result = await run_probe(journey(steps), deps)
+    assert Outcome.OK == result.outcome, result.message
+
+
+async def test_the_identitys_token_is_the_only_authorization_sent(backend: Server, made: Made) -> None:
+    """A target header `authorization` (any case) is replaced by the identity's token, not sent beside it (a
+    backend reads the first one)."""
+    _, url = backend
+    stale = Target.model_validate({"base_url": url, "headers": {"authorization": "Bearer stale-token"}})
+    deps = made(url, {"monitor_user": minted(MONITOR_SUB)}, targets={"backend": stale})
+    result = await run_probe(journey(), deps)
+    assert Outcome.OK == result.outcome, result.message
