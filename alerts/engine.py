@@ -20,6 +20,7 @@ import httpx
 import prometheus_client
 import structlog
 
+from alerts import explain
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery
 from alerts.gauges import FiringGauge
 from alerts.hold import Seen, Verdict, also_failing, seen_after, verdict
@@ -31,7 +32,7 @@ from alerts.registry import SINKS
 from alerts.rules import evaluate, quiet, remember
 from alerts.sink import SinkSpec
 from alerts.store import Store
-from monitor.core.clock import Clock, iso
+from monitor.core.clock import Clock
 from monitor.core.config import Config
 from monitor.core.results import Result
 
@@ -216,13 +217,18 @@ class AlertEngine:
             self._gauge.publish()
 
     def active_alerts(self) -> list[dict[str, Any]]:
-        """Pending and firing alerts for /status and the HTML page (labels only: they never hold secrets)."""
+        """Pending and firing alerts, then the MonitorWatchdog while it is up: what /status and the page show, each
+        with `since` (= the sinks' startsAt), `state_since`, `flapping`, `held_until` and `held_reason`."""
+        now = self._clock.time()
         active = sorted((s for s in self._states.values() if s.active),
                         key=lambda s: (s.status is not Status.FIRING, s.alertname, s.key))
-        return [
-            {"alertname": s.alertname, "state": s.status.value, "labels": dict(s.labels), "since": iso(s.since)}
+        entries = [
+            explain.entry(s, explain.holds(s, self._plans.get(s.check), self._config, now, root_seen=self._root_seen,
+                                           own=self._seen.get(s.check)))
             for s in active
         ]
+        watchdog = self._gauge.watchdog(now)
+        return [*entries, explain.watchdog_entry(watchdog)] if watchdog is not None else entries
 
     def stats(self) -> EngineStats:
         """What the engine has done so far (SQLite counters read 0 before start)."""

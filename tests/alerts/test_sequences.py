@@ -14,7 +14,7 @@ from alerts.model import CheckMemory
 from alerts.rules import evaluate, remember, rules_for
 from monitor.core.config import Config
 from probes import RULES_BY_KIND
-from tests.support.alerting import make_config, make_engine, result
+from tests.support.alerting import make_config, make_engine, result, target_alerts
 from tests.support.clock import T0, FakeClock
 
 CONFIG = make_config()
@@ -142,7 +142,7 @@ async def test_restart_between_good_and_bad_keeps_from(tmp_path: Path) -> None:
             clock.advance(2.0)
             e.observe(result("settings_get_unauth", "server_error", status=500, at=clock.now))
         assert [("ContractRegression", "403", "500")] == [
-            (a["alertname"], a["labels"]["from"], a["labels"]["to"]) for a in e.active_alerts()]
+            (a["alertname"], a["labels"]["from"], a["labels"]["to"]) for a in target_alerts(e)]
 
 
 async def test_a_rate_limited_spell_survives_a_restart(tmp_path: Path) -> None:
@@ -155,5 +155,5 @@ async def test_a_rate_limited_spell_survives_a_restart(tmp_path: Path) -> None:
     clock.advance(600.0)
     async with make_engine(config, prometheus_client.CollectorRegistry(), clock) as e:
         e.observe(result("settings_get_unauth", "rate_limited", status=429, at=clock.now))
-        assert [("CheckFailed", "firing")] == [(a["alertname"], a["state"]) for a in e.active_alerts()]
+        assert [("CheckFailed", "firing")] == [(a["alertname"], a["state"]) for a in target_alerts(e)]
 

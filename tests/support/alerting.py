@@ -79,6 +79,11 @@ def make_engine(config: Config, registry: prometheus_client.CollectorRegistry | 
                        clock=clock or SystemClock(), **options)
 
 
+def target_alerts(engine: AlertEngine) -> list[dict[str, Any]]:
+    """engine.active_alerts() without the MonitorWatchdog (listed, firing, while the engine runs)."""
+    return [a for a in engine.active_alerts() if a["alertname"] != "MonitorWatchdog"]
+
+
 def sent(registry: prometheus_client.CollectorRegistry, sink: str, outcome: str = "sent") -> float:
     """pam_monitor_notifications_total for one sink and result (0 when absent)."""
     return registry.get_sample_value("pam_monitor_notifications_total", {"sink": sink, "result": outcome}) or 0.0

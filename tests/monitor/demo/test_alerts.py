@@ -26,7 +26,7 @@ from monitor.runner import Runner
 from monitor.server import build_server
 from monitor.state import State
 from probes.deps import build_deps
-from tests.support.alerting import make_engine
+from tests.support.alerting import make_engine, target_alerts
 from tests.support.clock import FakeClock
 from tests.support.poll import until_async
 from tests.support.postgres import SeededDb
@@ -110,13 +110,13 @@ async def measure(tmp_path: Path, dsn: str, fault: str) -> Measured:
             try:
                 healthy = await session.rounds(2)
                 assert ({}, []) == ({n: r.message for n, r in healthy.items() if not r.success},
-                                    engine.active_alerts())
+                                    target_alerts(engine))
                 (await client.post(f"/_faults/{fault}")).raise_for_status()
-                measured = Measured(await session.rounds(FAIL_ROUNDS), engine.active_alerts())
+                measured = Measured(await session.rounds(FAIL_ROUNDS), target_alerts(engine))
                 (await client.delete("/_faults")).raise_for_status()
                 healed = await session.rounds(HEAL_ROUNDS)
                 assert ({}, []) == ({n: r.message for n, r in healed.items() if not r.success},
-                                    engine.active_alerts())
+                                    target_alerts(engine))
             finally:
                 await session.deps.aclose()
     return measured
