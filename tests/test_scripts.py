@@ -26,7 +26,8 @@ PRESENT = ("promtool", "prometheus-alertmanager", "amtool", "systemd-analyze", "
 
 
 def stand_ins(bin_dir: Path, *names: str) -> None:
-    """Commands that only record their arguments, plus the real dirname, id, mkdir and chmod the script and stand-ins use."""
+    """Commands that only record their arguments, plus the real dirname, id, mkdir and chmod that the script and the
+    stand-ins use."""
     bin_dir.mkdir(exist_ok=True)
     for name in names:
         (bin_dir / name).write_text(RECORD.format(bash=BASH, name=name), encoding="utf-8")
