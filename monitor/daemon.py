@@ -45,7 +45,7 @@ class Engine(Protocol):
         ...
 
     def active_alerts(self) -> list[dict[str, Any]]:
-        """Pending and firing alerts for /status."""
+        """Pending and firing alerts (and the watchdog while it is up) for /status, with holds explained."""
         ...
 
     async def reload(self, config: Config) -> None:
