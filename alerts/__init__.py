@@ -3,6 +3,7 @@
 The daemon uses `AlertEngine` (`async with AlertEngine(config, rules_by_kind=..., registry=..., clock=...)`, then
 `observe(result)`). The pure pieces are public too: the rules (`RULES`, `evaluate`, `rules_for`), the state
 machine (`step`, `AlertState`, `Policy`), the sink interface (`SinkSpec`) and its registry (`SINKS`).
+alerts.hold decides when a dependent's alert may reach direct sinks; alerts.table writes the README's tables.
 Modules not re-exported here are the package's own business.
 """
 

@@ -1,7 +1,8 @@
 """Alertmanager API v2 sink: `POST <url>/api/v2/alerts` with a list of {labels, annotations, startsAt, endsAt}.
 
 Firing alerts carry `endsAt` a few resend intervals ahead and are re-posted every `resend_interval`, so an
-Alertmanager that restarts (or a daemon that dies) converges; a resolution carries `endsAt` = the resolve time.
+Alertmanager that restarts (or a daemon that dies) converges; a resolution carries `endsAt` = the resolve time, and
+a firing notification that knows when it ends (`pam-monitor notify --test`) carries that.
 Identical label sets from several replicas are one alert in Alertmanager (it keys alerts by label fingerprint).
 Alertmanager repeats notifications on its own (its repeat_interval), so reminders are not sent to it; the
 MonitorWatchdog is, on every re-post (route it to a dead man's switch). One lane per URL of an HA cluster.
@@ -34,6 +35,7 @@ class AlertmanagerSpec:
     kind = "alertmanager"
     batch_size = 64
     resends = True
+    honours_inhibition = True
 
     def lanes(self, sink: AlertmanagerSink) -> Sequence[str]:
         """One lane per Alertmanager of the cluster."""
@@ -56,7 +58,8 @@ class AlertmanagerSpec:
             annotations = dict(n.annotations)
             if n.event is Event.FLAPPING:
                 annotations["flapping"] = "true"
-            ends = n.ends_at if n.resolved and n.ends_at is not None else now + RESEND_FACTOR * ctx.resend_interval
+            # A resolution ends at its time; a firing alert that knows its end (a test) at that; others are renewed.
+            ends = n.ends_at if n.ends_at is not None else now + RESEND_FACTOR * ctx.resend_interval
             alert: dict[str, Any] = {
                 "labels": dict(n.labels),
                 "annotations": annotations,

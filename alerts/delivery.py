@@ -74,6 +74,7 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     next_resend: float = 0.0
+    resend_failing: bool = False  # the last re-post failed (only the first failure of a spell is a warning)
 
     @property
     def name(self) -> str:
@@ -144,9 +145,14 @@ class Delivery:
             if self._store is not None:
                 self._start_lane(lane)
 
-    def route(self, note: Notification) -> list[tuple[str, Notification]]:
-        """Outbox rows for a notification: one per lane whose sink takes it."""
-        return [(lane.id, note) for lane in self._lanes.values() if lane.spec.accepts(note)]
+    def route(self, note: Notification, *, direct: bool = True,
+              inhibiting: bool = True) -> list[tuple[str, Notification]]:
+        """Outbox rows for a notification: one per lane whose sink takes it, among the direct sinks and/or those
+        that honour inhibition themselves (a held alert goes to the latter only, its release to the former)."""
+        return [
+            (lane.id, note) for lane in self._lanes.values()
+            if (inhibiting if lane.spec.honours_inhibition else direct) and lane.spec.accepts(note)
+        ]
 
     def sink_names(self) -> list[str]:
         """The configured sinks, by display name."""
@@ -317,7 +323,14 @@ class Delivery:
         result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
         fields = {"sink": lane.name, "host": lane.host, "count": len(notes), "status_code": result.status_code}
         if result.verdict == "accepted":
-            log.debug("notification.resent", **fields)
+            if lane.resend_failing:
+                log.info("notification.resend_recovered", **fields)
+            else:
+                log.debug("notification.resent", **fields)
+            lane.resend_failing = False
         else:
-            # The next resend tries again; only the first failure in a row is worth a warning.
-            log.warning("notification.resend_failed", **fields, error=result.error)
+            # The next resend tries again; only the first failure in a row is worth a warning (a sink down for an
+            # hour would otherwise log 60 of them), the rest are info.
+            (log.info if lane.resend_failing else log.warning)("notification.resend_failed", **fields,
+                                                               error=result.error)
+            lane.resend_failing = True

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,22 +20,26 @@ import httpx
 import prometheus_client
 import structlog
 
+from alerts import explain
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery
 from alerts.gauges import FiringGauge
-from alerts.machine import Action, AlertState, Policy, Status, step
+from alerts.hold import Seen, Verdict, also_failing, seen_after, verdict
+from alerts.machine import Action, AlertState, Status, step
 from alerts.maintenance import active_window
 from alerts.model import CheckMemory, Event, Notification, Signal
+from alerts.plan import Batch, Plan, plans_for
 from alerts.registry import SINKS
-from alerts.rules import evaluate, remember, rules_for
+from alerts.rules import evaluate, quiet, remember
 from alerts.sink import SinkSpec
 from alerts.store import Store
-from monitor.core.clock import Clock, iso
-from monitor.core.config import Config, Maintenance
+from monitor.core.clock import Clock
+from monitor.core.config import Config
 from monitor.core.results import Result
 
 log = structlog.get_logger("pam_monitor.alerts")
 
 _NO_MEMORY = CheckMemory()
+_POLL = 1.0  # the hold timer re-reads the clock at least this often (an injected clock may jump)
 _LOG_EVENT = {Event.FIRING: "alert.fired", Event.REMINDER: "alert.reminder", Event.FLAPPING: "alert.flapping",
               Event.RESOLVED: "alert.resolved"}
 
@@ -48,41 +54,13 @@ class EngineStats:
     queued: int  # notifications waiting in the outbox
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What observe() needs about one enabled check, worked out once per config load or reload."""
-
-    check: Any
-    rules: tuple[str, ...]
-    windows: tuple[Maintenance, ...]  # global, then the check's own
-    policy: Policy
-    silenced: Policy  # the same policy while a maintenance window is open
-
-
-def _plans_for(config: Config, rules_by_kind: Mapping[str, Sequence[str]]) -> dict[str, _Plan]:
-    plans: dict[str, _Plan] = {}
-    for check in config.checks:
-        if not check.enabled:
-            continue
-        policy = Policy(
-            failure_threshold=check.failure_threshold, success_threshold=check.success_threshold,
-            repeat_interval=config.alerts.repeat_interval, flap_window=config.alerts.flapping.window,
-            flap_max=config.alerts.flapping.max_transitions, silenced=False,
-        )
-        plans[check.name] = _Plan(
-            check=check, rules=rules_for(config, check, rules_by_kind),
-            windows=(*config.alerts.maintenance, *check.maintenance),
-            policy=policy, silenced=dataclasses.replace(policy, silenced=True),
-        )
-    return plans
-
-
 class AlertEngine:
     """Turns results into alerts and notifications (DESIGN §4, §5). One per daemon.
 
     `rules_by_kind` maps a check kind to the alertnames its results can raise (the probes declare it).
     Use it as an async context manager, or call `start()` and `aclose(timeout)`; `flush_timeout` is how long
     leaving the context waits for queued notifications (what is left stays in the outbox for the next start).
+    A dependent's firing is held back from direct sinks while a check it depends on fails (alerts.hold).
     """
 
     def __init__(
@@ -109,8 +87,11 @@ class AlertEngine:
         self._states: dict[str, AlertState] = {}
         # The same states by check then key, so a result touches only its own check's states.
         self._by_check: dict[str, dict[str, AlertState]] = {}
+        self._held: set[str] = set()  # keys of firing alerts the direct sinks have not been told about
+        self._seen: dict[str, Seen] = {}  # roots' and dependents' latest conclusive results (not persisted)
         self._memory: dict[str, CheckMemory] = {}
-        self._plans = _plans_for(config, rules_by_kind)
+        self._plans, self._graph = plans_for(config, rules_by_kind)
+        self._timer: asyncio.Task[None] | None = None
         self._gauge = FiringGauge(config, registry=registry, clock=clock)
         self._delivery = Delivery(
             config, registry=registry, clock=clock, resendable=self._resendable, sinks=sinks, http=http,
@@ -140,15 +121,17 @@ class AlertEngine:
         self._delivery.start(store)
         self._reconcile(now, reason="restart")
         self._delivery.recount()
+        self._timer = asyncio.get_running_loop().create_task(self._hold_timer(), name="alerts:hold")
         log.info("alerts.started", states=len(self._states),
-                 active=sum(1 for s in self._states.values() if s.active), queued=self._delivery.queued,
-                 sinks=self._delivery.sink_names())
+                 active=sum(1 for s in self._states.values() if s.active), held=len(self._held),
+                 queued=self._delivery.queued, sinks=self._delivery.sink_names())
         self._gauge.recount(self._states.values())
 
     async def reload(self, config: Config) -> None:
         """Adopt a new config: keep the state of checks that still exist, resolve the rest, re-plan sinks."""
         self._config = config
-        self._plans = _plans_for(config, self._rules_by_kind)
+        self._plans, self._graph = plans_for(config, self._rules_by_kind)
+        self._seen = {name: seen for name, seen in self._seen.items() if self._graph.tracked(name)}
         self._gauge.configure(config)
         self._delivery.configure(config)
         if self._store is None:
@@ -162,6 +145,11 @@ class AlertEngine:
         store = self._store
         if store is None:
             return
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
         await self._delivery.aclose(timeout)
         log.info("alerts.stopped", queued=store.depth())
         store.close()
@@ -181,15 +169,21 @@ class AlertEngine:
         if plan is None:  # unknown or disabled
             return
         check = plan.check
+        if self._graph.tracked(check.name):
+            seen = seen_after(self._seen.get(check.name), result)
+            if seen is not None:
+                self._seen[check.name] = seen
         memory = self._memory.get(check.name, _NO_MEMORY)
         mine = self._by_check.get(check.name)
         known = [k for k, s in mine.items() if s.active or s.flapping] if mine else []
         window = active_window(plan.windows, now) if plan.windows else None
         policy = plan.policy if window is None else plan.silenced
-        changed: list[AlertState] = []
-        deleted: list[str] = []
-        rows: list[tuple[str, Notification]] = []
-        for obs in evaluate(self._config, check, result, memory, known, rules=plan.rules):
+        batch = Batch()
+        # A passing result on a check with no alert state can only say GOOD about alerts that do not exist.
+        observations = () if not mine and quiet(result) else evaluate(
+            self._config, check, result, memory, known, rules=plan.rules, kind_rules=plan.kind_rules,
+            extra_labels=plan.labels)
+        for obs in observations:
             stored = mine.get(obs.key) if mine else None
             if stored is None and obs.signal is Signal.GOOD:
                 # A fresh state stepped with GOOD stays inactive with no edges and no action: nothing to keep.
@@ -200,39 +194,41 @@ class AlertEngine:
                 log.info("alert.pending", alert=obs.alertname, check=check.name, key=obs.key,
                          outcome=result.outcome.value, confirmation=result.confirmation)
             for action in actions:
-                rows.extend(self._act(action, result, window_reason=window.reason if window else None))
-            if new == state:
-                continue
-            if new.disposable:
-                if stored is not None:
-                    self._drop_state(obs.key)
-                    deleted.append(obs.key)
-            else:
-                self._put_state(new)
-                changed.append(new)
-            self._gauge.moved(stored, new)
+                acted = self._act(plan, state, action, result, batch, window_reason=window.reason if window else None)
+                if acted.held != new.held:
+                    new = dataclasses.replace(new, held=acted.held, release_at=acted.release_at)
+            if new.held and new.status is Status.INACTIVE:
+                new = dataclasses.replace(new, held=False, release_at=None)
+            if new != state:
+                self._keep(stored, new, batch)
+        if self._held and self._graph.tracked(check.name):
+            self._release({check.name, *self._graph.dependents.get(check.name, ())}, now, batch)
         new_memory = remember(memory, result)
         remembered = new_memory != memory
-        if changed or deleted or rows or remembered:  # a healthy result on a quiet check writes nothing
+        if batch.changed or batch.deleted or batch.rows or remembered:  # a healthy result on a quiet check: none
             store.commit(
-                states=changed, delete_states=deleted,
-                memory=[(check.name, new_memory)] if remembered else [], enqueue=rows, now=now,
+                states=batch.changed.values(), delete_states=batch.deleted,
+                memory=[(check.name, new_memory)] if remembered else [], enqueue=batch.rows, now=now,
             )
         if remembered:
             self._memory[check.name] = new_memory
-        if rows:
-            self._delivery.enqueued(rows)
-        if changed or deleted:
+        self._delivery.enqueued(batch.rows)
+        if batch.changed or batch.deleted:
             self._gauge.publish()
 
     def active_alerts(self) -> list[dict[str, Any]]:
-        """Pending and firing alerts for /status and the HTML page (labels only: they never hold secrets)."""
+        """Pending and firing alerts, then the MonitorWatchdog while it is up: what /status and the page show, each
+        with `since` (= the sinks' startsAt), `state_since`, `flapping`, `held_until` and `held_reason`."""
+        now = self._clock.time()
         active = sorted((s for s in self._states.values() if s.active),
                         key=lambda s: (s.status is not Status.FIRING, s.alertname, s.key))
-        return [
-            {"alertname": s.alertname, "state": s.status.value, "labels": dict(s.labels), "since": iso(s.since)}
+        entries = [
+            explain.entry(s, explain.holds(s, self._plans.get(s.check), self._config, now, root_seen=self._root_seen,
+                                           own=self._seen.get(s.check)))
             for s in active
         ]
+        watchdog = self._gauge.watchdog(now)
+        return [*entries, explain.watchdog_entry(watchdog)] if watchdog is not None else entries
 
     def stats(self) -> EngineStats:
         """What the engine has done so far (SQLite counters read 0 before start)."""
@@ -245,58 +241,132 @@ class AlertEngine:
 
     # ------------------------------------------------------------------------------------------ internals
 
-    def _act(
-        self, action: Action, result: Result | None, *, window_reason: str | None
-    ) -> list[tuple[str, Notification]]:
-        """Log one action and turn it into outbox rows (none when a maintenance window silenced it)."""
+    def _act(self, plan: Plan | None, before: AlertState, action: Action, result: Result | None, batch: Batch,
+             *, window_reason: str | None) -> AlertState:
+        """Log one action and queue it for the sinks it is for (none when a maintenance window silenced it; only
+        those that inhibit on their own while the alert is held); returns the state, marked held if it is."""
         s = action.state
         fields = {"alert": s.alertname, "check": s.check, "key": s.key}
         if action.silenced:
             log.info("alert.suppressed", **fields, notification=action.event.value, maintenance=window_reason or "")
-            return []
+            return s
         extra: dict[str, Any] = {}
         if result is not None:
             extra = {"outcome": result.outcome.value, "status_code": result.status_code}
+        fresh = before.status is not Status.FIRING or not before.notified  # direct sinks know nothing of it yet
+        if not s.held and plan is not None and plan.roots and fresh and action.event in (Event.FIRING, Event.FLAPPING):
+            release_at = (s.started_at if s.started_at is not None else action.at) + plan.bound
+            decided = self._verdict(plan, action.at, release_at)
+            if decided is not Verdict.SEND:
+                s = dataclasses.replace(s, held=True, release_at=release_at)
+                extra["held"] = decided.value
         resolved = action.event is Event.RESOLVED
         (log.info if resolved else log.warning)(_LOG_EVENT[action.event], **fields, **extra)
-        note = Notification(
-            key=s.key, event=action.event, labels=dict(s.labels), annotations=dict(s.annotations),
-            starts_at=s.started_at if s.started_at is not None else action.at, at=action.at,
-            ends_at=action.at if resolved else None,
-        )
-        return self._delivery.route(note)
+        note = self._notification(s, action.event, action.at, ends_at=action.at if resolved else None)
+        batch.rows.extend(self._delivery.route(note, direct=not s.held))
+        return s
+
+    def _verdict(self, plan: Plan, now: float, release_at: float | None) -> Verdict:
+        return verdict(self._seen.get(plan.check.name), [self._root_seen(r) for r in plan.roots], now=now,
+                       release_at=release_at)
+
+    def _root_seen(self, name: str) -> Seen | None:
+        seen = self._seen.get(name)
+        if seen is not None and seen.failing and not any(s.active for s in self._by_check.get(name, {}).values()):
+            # Failing with no alert of its own (its rules disabled): it pages nothing, so it holds nothing back.
+            return Seen(seen.at, False, float("-inf"))
+        return seen
+
+    def _release(self, checks: Iterable[str], now: float, batch: Batch) -> int:
+        """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold)."""
+        released = 0
+        for name in checks:
+            plan, mine = self._plans.get(name), self._by_check.get(name)
+            if plan is None or not mine:
+                continue
+            for s in [s for s in mine.values() if s.held and s.status is Status.FIRING]:
+                if plan.roots and self._verdict(plan, now, s.release_at) is not Verdict.SEND:
+                    continue
+                if plan.windows and active_window(plan.windows, now) is not None:
+                    continue  # released once the window is over
+                s = dataclasses.replace(s, held=False, release_at=None, last_notified_at=now)
+                log.warning("alert.released", alert=s.alertname, check=s.check, key=s.key, roots=list(plan.roots))
+                event = Event.FLAPPING if s.flapping else Event.FIRING
+                batch.rows.extend(self._delivery.route(self._notification(s, event, now), inhibiting=False))
+                self._keep(self._states.get(s.key), s, batch)
+                released += 1
+        return released
+
+    def _notification(self, s: AlertState, event: Event, at: float, ends_at: float | None = None) -> Notification:
+        """The notification of an alert; a root's firing lists its dependents' active alerts (`also_failing`)."""
+        annotations = dict(s.annotations)
+        below = self._graph.below.get(s.check) if event is not Event.RESOLVED else None
+        if below:
+            text = also_failing(
+                (self._plans[name].check.target, name, d.alertname)
+                for name in below if name in self._plans for d in self._by_check.get(name, {}).values() if d.active
+            )
+            if text:
+                annotations["also_failing"] = text
+        return Notification(key=s.key, event=event, labels=dict(s.labels), annotations=annotations,
+                            starts_at=s.started_at if s.started_at is not None else at, at=at, ends_at=ends_at)
+
+    def release_due(self) -> int:
+        """Release the held firing alerts whose wait for news of their roots is over (alerts.hold); the engine's
+        hold timer calls it every second. Returns how many went to the direct sinks."""
+        store, now = self._store, self._clock.time()
+        if store is None or not self._held:
+            return 0
+        due = {s.check for k in self._held if (s := self._states[k]).release_at is not None and s.release_at <= now}
+        if not due:
+            return 0
+        batch = Batch()
+        released = self._release(due, now, batch)
+        store.commit(states=batch.changed.values(), enqueue=batch.rows, now=now)
+        self._delivery.enqueued(batch.rows)
+        return released
+
+    async def _hold_timer(self) -> None:
+        while True:
+            await asyncio.sleep(_POLL)
+            try:
+                self.release_due()
+            except Exception as exc:  # a bookkeeping bug must not stop the timer
+                log.exception("alerts.hold_timer_error", error_type=type(exc).__name__)
 
     def _reconcile(self, now: float, *, reason: str) -> None:
-        """Resolve (and notify, if it was paged) every alert whose check or rule left the config."""
+        """Resolve (and notify, if it was paged) every alert whose check or rule left the config; give held alerts
+        after a restart a fresh wait for their roots, and release those whose check no longer depends on any."""
         assert self._store is not None
         live = self._plans
-        deleted: list[str] = []
-        rows: list[tuple[str, Notification]] = []
+        batch = Batch()
         for key, s in list(self._states.items()):
             plan = live.get(s.check)
             if plan is not None and s.alertname in plan.rules:
+                if s.held and reason == "restart" and plan.roots:
+                    self._keep(s, dataclasses.replace(s, release_at=max(s.release_at or 0.0, now + plan.bound)), batch)
                 continue
             if s.status is Status.FIRING and s.notified:
                 resolved = dataclasses.replace(s, status=Status.INACTIVE, since=now)
-                rows.extend(self._act(Action(Event.RESOLVED, resolved, now), None, window_reason=None))
+                self._act(None, s, Action(Event.RESOLVED, resolved, now), None, batch, window_reason=None)
                 log.info("alert.orphan_resolved", alert=s.alertname, check=s.check, reason=reason)
-            deleted.append(key)
+            batch.deleted.append(key)
             self._drop_state(key)
+        self._release({self._states[k].check for k in self._held if not live[self._states[k].check].roots}, now,
+                      batch)
         gone = [name for name in self._memory if name not in live]
         for name in gone:
             self._memory.pop(name)
-        self._store.commit(delete_states=deleted, enqueue=rows, now=now)
+        self._store.commit(states=batch.changed.values(), delete_states=batch.deleted, enqueue=batch.rows, now=now)
         self._store.forget_checks(gone)
         self._delivery.drop_unplanned()
-        self._delivery.enqueued(rows)
+        self._delivery.enqueued(batch.rows)
 
     def _resendable(self, now: float) -> list[Notification]:
-        """Every firing alert that was notified, and the watchdog, for sinks that want them re-posted."""
+        """Every firing alert that was notified (held or not), and the watchdog, for sinks that want them re-posted."""
         self._gauge.recount(self._states.values())
         notes = [
-            Notification(key=s.key, event=Event.FLAPPING if s.flapping else Event.FIRING, labels=dict(s.labels),
-                         annotations=dict(s.annotations),
-                         starts_at=s.started_at if s.started_at is not None else s.since, at=now)
+            self._notification(s, Event.FLAPPING if s.flapping else Event.FIRING, now)
             for s in self._states.values() if s.status is Status.FIRING and s.notified
         ]
         watchdog = self._gauge.watchdog(now)
@@ -304,18 +374,36 @@ class AlertEngine:
             notes.append(watchdog)
         return notes
 
+    def _keep(self, stored: AlertState | None, new: AlertState, batch: Batch) -> None:
+        """Record a changed state (or drop one with nothing worth keeping) in memory and in the batch."""
+        if new.disposable:
+            if stored is not None:
+                self._drop_state(new.key)
+                batch.deleted.append(new.key)
+                batch.changed.pop(new.key, None)
+        else:
+            self._put_state(new)
+            batch.changed[new.key] = new
+        self._gauge.moved(stored, new)
+
     def _set_states(self, states: dict[str, AlertState]) -> None:
         self._states = {}
         self._by_check = {}
+        self._held = set()
         for state in states.values():
             self._put_state(state)
 
     def _put_state(self, state: AlertState) -> None:
         self._states[state.key] = state
         self._by_check.setdefault(state.check, {})[state.key] = state
+        if state.held:
+            self._held.add(state.key)
+        else:
+            self._held.discard(state.key)
 
     def _drop_state(self, key: str) -> None:
         state = self._states.pop(key)
+        self._held.discard(key)
         mine = self._by_check[state.check]
         del mine[key]
         if not mine:

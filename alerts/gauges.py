@@ -1,5 +1,9 @@
 """The firing gauge and the watchdog: `pam_monitor_alerts_firing` per (alertname, severity), where the
-MonitorWatchdog's series reads 1 while results keep arriving, and the watchdog notification re-posted with it."""
+MonitorWatchdog's series reads 1 while results keep arriving, and the watchdog notification re-posted with it.
+
+One series per alertname exists from start-up, at its configured severity (`alerts.rules` may override it); a
+series at another severity exists only while alerts count in it (one that fired before a reload changed the
+severity keeps its labels until it resolves), so the family has one series per alertname on a quiet day."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import prometheus_client
 
 from alerts.machine import AlertState, Status
 from alerts.model import WATCHDOG, Event, Notification
-from alerts.rules import ALERTNAMES, SEVERITIES, watchdog_labels
+from alerts.rules import ALERTNAMES, severity_of, watchdog_labels
 from monitor.core.clock import Clock
 from monitor.core.config import Config
 
@@ -41,10 +45,9 @@ class FiringGauge:
             "pam_monitor_alerts_firing", "Alerts currently firing, by alertname and severity.",
             ["alertname", "severity"], registry=registry,
         )
-        for name in ALERTNAMES:
-            for severity in SEVERITIES:
-                self._gauge.labels(name, severity).set(0)
         self._counts: dict[Series, int] = {}
+        self._configured: frozenset[Series] = frozenset()  # one per alertname, at its configured severity
+        self._exists: set[Series] = set()  # the series the gauge holds now
         self._moved: set[Series] = set()
         self._watchdog: Series | None = None
         self._watchdog_up = False  # what the watchdog's series shows
@@ -56,13 +59,18 @@ class FiringGauge:
         self.configure(config)
 
     def configure(self, config: Config) -> None:
-        """Adopt a config: the watchdog's grace and series (a series it leaves is set again from the counts)."""
+        """Adopt a config: the configured series (created at 0, or removed when left at 0), the watchdog's grace
+        and series."""
         self._config = config
         self._grace = watchdog_grace(config)
-        old = self._watchdog
+        old, old_configured = self._watchdog, self._configured
+        self._configured = frozenset((name, severity_of(config, name)) for name in ALERTNAMES)
         self._watchdog = (WATCHDOG, watchdog_labels(config)["severity"]) if config.alerts.watchdog else None
+        moved = set(old_configured ^ self._configured)
         if old is not None and old != self._watchdog:
-            self._show(old)
+            moved.add(old)
+        for series in moved:
+            self._show(series)
 
     def started(self, now: float) -> None:
         """The engine started: the watchdog's grace counts from now until the first result."""
@@ -99,9 +107,9 @@ class FiringGauge:
             series = series_of(state)
             if series is not None:
                 counts[series] = counts.get(series, 0) + 1
-        shown = {(a, sev) for a in ALERTNAMES for sev in SEVERITIES} | set(self._counts) | set(counts)
+        shown = self._configured | self._exists | set(self._counts) | set(counts)
         if self._watchdog is not None:
-            shown.add(self._watchdog)
+            shown |= {self._watchdog}
         self._counts = counts
         self._moved.clear()
         for series in shown:
@@ -126,10 +134,17 @@ class FiringGauge:
         )
 
     def _show(self, series: Series) -> None:
-        """Set one series from the counts (plus the watchdog, if it is its series)."""
+        """Set one series from the counts (plus the watchdog, if it is its series); remove it when it reads 0 and
+        is not its alertname's configured series."""
         value = self._counts.get(series, 0)
         if series == self._watchdog:
             self._watchdog_up = self.healthy(self._clock.time())
             value += 1 if self._watchdog_up else 0
+        if value == 0 and series not in self._configured:
+            if series in self._exists:
+                self._gauge.remove(*series)
+                self._exists.discard(series)
+            return
         self._gauge.labels(*series).set(value)
+        self._exists.add(series)
         self.sets += 1

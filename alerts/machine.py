@@ -1,12 +1,14 @@
 """The pure alert state machine: `step(state, observation, now, policy) -> (state, actions)`; no I/O, no clock.
 
 Lifecycle per alert instance: inactive -> pending -> firing -> (resolved) inactive.
-- `failure_threshold` consecutive BAD observations fire; a GOOD one while pending drops back (a blip never
+- `failure_threshold` consecutive BAD observations fire (a `confirmed` one fires at once: the result is proof
+  enough, e.g. ten minutes of 429s); a GOOD one while pending drops back (a blip never
   pages); `success_threshold` consecutive GOOD ones resolve.
 - Reminders no more often than `repeat_interval`.
 - Flapping: more than `flap_max` firing edges (fired or resolved) within `flap_window` -> one FLAPPING action,
   then the alert is held firing and no edge is paged until the underlying condition has been steady for a
-  whole window; then it resolves (if good) or simply stays firing (if bad).
+  whole window; then it resolves (if good) or simply stays firing (if bad). `flap_hold` says so in words, with
+  the earliest moment the hold can end.
 - `silenced` (a maintenance window) holds reminders back and marks firing and flapping actions `silenced` (logged,
   not sent); it never changes the state. A resolution is always notified when the firing was, so nothing
   stays open in a pager.
@@ -62,8 +64,15 @@ class AlertState:
     last_notified_at: float | None = None
     edges: tuple[float, ...] = ()
     flapping: bool = False
+    flap_changes: int = 0
+    """How many state changes (fired or resolved) within the window started the flapping (0: not flapping)."""
     raw_bad: bool = False
     raw_changed_at: float = 0.0
+    held: bool = False
+    """The firing went only to sinks that inhibit on their own (Alertmanager): a check it depends on is failing,
+    or had not been seen since this one failed (the engine sets and clears it; the machine never looks)."""
+    release_at: float | None = None
+    """A held alert with no news of its root by then is released to the direct sinks."""
 
     @property
     def active(self) -> bool:
@@ -91,6 +100,15 @@ class AlertState:
         values["status"] = Status(values.get("status", "inactive"))
         values["edges"] = tuple(values.get("edges", ()))
         return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why an alert is held, in words, and the earliest moment the hold can end (None: when something not known
+    yet happens, e.g. a failing check recovers)."""
+
+    until: float | None
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +144,14 @@ def step(state: AlertState, obs: Observation, now: float, policy: Policy) -> tup
             s, status=Status.PENDING, since=now, started_at=now, labels=dict(obs.labels),
             annotations=dict(obs.annotations), notified=False, last_notified_at=None,
         )
-        if s.bad_streak >= policy.failure_threshold:
+        if s.bad_streak >= policy.failure_threshold or obs.confirmed:
             return _fire(s, now, policy)
         return s, []
 
     if s.status is Status.PENDING:
         if not bad:
             return _reset(s, now), []
-        if s.bad_streak >= policy.failure_threshold:
+        if s.bad_streak >= policy.failure_threshold or obs.confirmed:
             return _fire(s, now, policy)
         return s, []
 
@@ -156,6 +174,27 @@ def step(state: AlertState, obs: Observation, now: float, policy: Policy) -> tup
     return _resolve(dataclasses.replace(s, edges=edges), now)
 
 
+def flap_hold(state: AlertState, policy: Policy) -> Hold | None:
+    """Why a flapping alert stays firing and when it can settle at the earliest: a whole `flap_window` after its
+    condition last changed (`raw_changed_at`); None when it is not flapping. Pure, like `step`."""
+    if not state.flapping:
+        return None
+    window = _span(policy.flap_window)
+    changes = (f"{state.flap_changes} state changes" if state.flap_changes
+               else f"more than {policy.flap_max} state changes")
+    return Hold(state.raw_changed_at + policy.flap_window,
+                f"flapping: {changes} in {window}; held firing until the check is steady for {window}")
+
+
+def _span(seconds: float) -> str:
+    """A window as people say it: `10 min`, `1 h`, `90 s`."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 def _fire(s: AlertState, now: float, policy: Policy) -> tuple[AlertState, list[Action]]:
     edges = (*s.edges, now)
     s = dataclasses.replace(s, status=Status.FIRING, since=now, edges=edges)
@@ -168,7 +207,8 @@ def _fire(s: AlertState, now: float, policy: Policy) -> tuple[AlertState, list[A
 
 
 def _start_flapping(s: AlertState, *, raw_bad: bool, now: float, policy: Policy) -> tuple[AlertState, list[Action]]:
-    s = dataclasses.replace(s, status=Status.FIRING, flapping=True, raw_bad=raw_bad, raw_changed_at=now)
+    s = dataclasses.replace(s, status=Status.FIRING, flapping=True, flap_changes=len(s.edges), raw_bad=raw_bad,
+                            raw_changed_at=now)
     if policy.silenced:
         return s, [Action(Event.FLAPPING, s, now, silenced=True)]
     s = dataclasses.replace(s, notified=True, last_notified_at=now)
@@ -184,7 +224,7 @@ def _step_flapping(s: AlertState, bad: bool, now: float, policy: Policy) -> tupl
     if now - s.raw_changed_at < policy.flap_window:
         return s, []
     # Settled: steady for a whole window.
-    s = dataclasses.replace(s, flapping=False, edges=())
+    s = dataclasses.replace(s, flapping=False, flap_changes=0, edges=())
     if s.raw_bad:
         if not s.notified and not policy.silenced:
             s = dataclasses.replace(s, notified=True, last_notified_at=now)

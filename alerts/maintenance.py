@@ -18,12 +18,23 @@ def window_active(window: Maintenance, now: float) -> bool:
     Recurring: on each listed day (in `timezone`), from `start` to `end` (HH:MM); an `end` at or before
     `start` means the window runs past midnight into the next day.
     """
+    return _occurrence(window, now) is not None
+
+
+def window_end(window: Maintenance, now: float) -> float | None:
+    """When the occurrence of the window that `now` falls in ends (epoch seconds); None when it is not open."""
+    occurrence = _occurrence(window, now)
+    return None if occurrence is None else occurrence[1].timestamp()
+
+
+def _occurrence(window: Maintenance, now: float) -> tuple[dt.datetime, dt.datetime] | None:
+    """The (begin, end) of the occurrence of the window that `now` falls in, or None."""
     tz = ZoneInfo(window.timezone)
     if window.days is None:
         start = _aware(dt.datetime.fromisoformat(window.start), tz)
         end = _aware(dt.datetime.fromisoformat(window.end), tz)
         moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-        return start <= moment < end
+        return (start, end) if start <= moment < end else None
     local = dt.datetime.fromtimestamp(now, tz=tz)
     start_t = dt.time.fromisoformat(window.start)
     end_t = dt.time.fromisoformat(window.end)
@@ -37,8 +48,8 @@ def window_active(window: Maintenance, now: float) -> bool:
         finish = dt.datetime.combine(day + dt.timedelta(days=1) if crosses else day, end_t, tzinfo=tz)
         # Compare in UTC so a DST change inside the window is handled by zoneinfo, not by wall-clock maths.
         if begin.astimezone(dt.UTC) <= local.astimezone(dt.UTC) < finish.astimezone(dt.UTC):
-            return True
-    return False
+            return begin, finish
+    return None
 
 
 def active_window(windows: Iterable[Maintenance], now: float) -> Maintenance | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -33,7 +34,8 @@ _NONE: Mapping[str, str] = MappingProxyType({})
 
 
 class Observation(NamedTuple):
-    """One result's verdict for one alert instance; labels and annotations matter when BAD.
+    """One result's verdict for one alert instance; labels and annotations matter when BAD. A `confirmed` BAD one
+    fires without waiting for `failure_threshold` (the result itself is proof: a long rate-limited spell).
 
     A named tuple, not a dataclass: the rules build several per result, and a tuple is the cheapest to build.
     """
@@ -44,14 +46,29 @@ class Observation(NamedTuple):
     signal: Signal
     labels: Mapping[str, str] = _NONE
     annotations: Mapping[str, str] = _NONE
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class CheckMemory:
-    """What the rules remember about a check between results: its last good answer (the `from` label)."""
+    """What the rules remember about a check between results, persisted across restarts: its last good answer
+    (the `from` label of a ContractRegression), when its current rate-limited spell began (None: not in one), and
+    for a journey each step's last good status (a step's own `from`)."""
 
     last_good_status: int | None = None
     last_good_outcome: str | None = None
+    rate_limited_since: float | None = None
+    steps: Mapping[str, int] = field(default_factory=dict)  # a plain dict, so dataclasses.asdict can store it
+
+    def to_json(self) -> str:
+        """The stored form."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CheckMemory:
+        """Read the stored form back (keys it does not know are ignored, missing ones take their default)."""
+        raw: dict[str, Any] = json.loads(text)
+        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ class PagerDutySpec:
     kind = "pagerduty"
     batch_size = 1
     resends = False
+    honours_inhibition = False
 
     def lanes(self, sink: PagerDutySink) -> Sequence[str]:
         """A single lane to the Events API."""

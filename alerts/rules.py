@@ -2,58 +2,77 @@
 
 Adding a rule is one `Rule` record in `RULES` plus its name in the `AlertName` literal (monitor/core/config/base.py);
 which check kinds raise it is declared on the probes side (`rules_by_kind`, handed to the engine).
+A record says what turns it BAD twice: `evaluate` judges a real result (status code, tables, what the check
+remembers) and `fires_on` declares it per kind for people (alerts.table writes the README's tables from it);
+tests/alerts/test_outcome_table.py holds the two equal. `CheckFailed` is the fallback: BAD for any failing outcome
+that no other rule of the check's kind turns BAD, so no failure is silent.
+A `rate_limited` result is inconclusive: no rule sees it, until the check has been rate-limited for
+`alerts.rate_limited_after`; then it is a `CheckFailed` (pam-monitor cannot see the endpoint).
+A journey's alerts are per step (alerts/steps.py): every rule judges the failing step with what is remembered about
+that step, and builds its instances' keys and `step` label from `Facts.step`. A check whose identity could not sign
+in (step `sign_in`) never reached its target: it raises CheckFailed, not ContractRegression, EndpointDown or
+DatabaseDown.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
+from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, identity_labels
+from alerts.labels import watchdog_labels as _watchdog_labels
 from alerts.model import CheckMemory, Observation, Signal
-from monitor.core.config import AlertName, Config
+from alerts.steps import passed_steps, per_step
+from monitor.core.config import SIGN_IN_STEP, AlertName, Config
 from monitor.core.results import Outcome, Result
 
 Severity = Literal["critical", "warning", "info", "none"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info", "none")
+CHECK_FAILED = "CheckFailed"
 _GOOD = frozenset({Outcome.OK, Outcome.SLOW})
-_DB_DOWN = frozenset(
-    {Outcome.CONNECTION_ERROR, Outcome.TIMEOUT, Outcome.DNS_ERROR, Outcome.TLS_ERROR, Outcome.DB_ERROR}
-)
-_LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
-_ANNOTATION_LIMIT = 1000
+_UNREACHABLE = frozenset({Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.TLS_ERROR, Outcome.DNS_ERROR})
+_DB_DOWN = _UNREACHABLE | {Outcome.DB_ERROR}
+FAILING: frozenset[Outcome] = frozenset(Outcome) - {Outcome.OK, Outcome.RATE_LIMITED}
+"""Every outcome that is a failure (`rate_limited` is inconclusive, neither good nor bad)."""
+_NONE: Mapping[str, str] = MappingProxyType({})
 
 
 class Facts(NamedTuple):
-    """What a rule looks at: one result of one check, what the rules remember about the check, and the keys of its
-    active alert instances. (A named tuple: one is built per result, and a tuple is the cheapest to build.)"""
+    """What a rule looks at: one result of one check, what the rules remember about the check, the keys of its
+    active alert instances, and labels the engine adds (`depends_on`). (A named tuple: one is built per result.)"""
 
     config: Config
     check: Any
     result: Result
     memory: CheckMemory
     known: Collection[str]
+    extra_labels: Mapping[str, str]
+    step: str = ""  # the journey step judged ("" for other kinds): part of the alert's identity and labels
 
 
 Evaluate = Callable[[str, Facts], list[Observation]]
 """`evaluate(alertname, facts)`: every instance of the alert the result says something about."""
+FiresOn = Callable[[str], frozenset[Outcome]]
+"""`fires_on(kind)`: the outcomes that turn the alert BAD on a check of that kind (what the README tables say)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One built-in alert: its name, default severity, runbook hint and how a result is judged."""
+    """One built-in alert: its name, default severity, when it fires (one line), runbook hint, how a result is
+    judged (`evaluate`) and the same declared per kind (`fires_on`; `after_good`: only once the check has answered
+    as expected; `fallback`: the outcomes no other rule of the kind covers)."""
 
     name: AlertName
     severity: Severity
+    fires_when: str
     runbook: str
     evaluate: Evaluate
-
-
-def alert_key(alertname: str, check: str, table: str = "") -> str:
-    """The identity of one alert instance: alertname/check[/table] (check and table names hold no '/')."""
-    return f"{alertname}/{check}/{table}" if table else f"{alertname}/{check}"
+    fires_on: FiresOn
+    after_good: bool = False
+    fallback: bool = False
 
 
 def severity_of(config: Config, alertname: str) -> str:
@@ -78,66 +97,84 @@ def rules_for(config: Config, check: Any, rules_by_kind: Mapping[str, Sequence[s
 
 
 def remember(memory: CheckMemory, result: Result) -> CheckMemory:
-    """Update the memory with a result: a good one becomes the `from` side of a later regression."""
+    """Update the memory with a result: a good one becomes the `from` side of a later regression, and so does each
+    journey step that passed (its status, by step name), even in a run that failed at a later step; a rate-limited
+    result starts (or continues) a rate-limited spell, which any other result ends."""
+    steps = passed_steps(result)
+    if steps and {**memory.steps, **steps} != memory.steps:
+        memory = dataclasses.replace(memory, steps={**memory.steps, **steps})
+    if result.outcome is Outcome.RATE_LIMITED:
+        if memory.rate_limited_since is not None:
+            return memory
+        return dataclasses.replace(memory, rate_limited_since=result.started_at)
     if result.outcome in _GOOD:
-        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value)
+        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value,
+                           steps=memory.steps)
+    if memory.rate_limited_since is not None:
+        return dataclasses.replace(memory, rate_limited_since=None)
     return memory
 
 
-def base_labels(config: Config, check: Any, alertname: str) -> dict[str, str]:
-    """External labels, then the check's labels, then the built-in identity labels (which win)."""
-    labels: dict[str, str] = {}
-    for extra in (config.alerts.external_labels, check.labels):
-        for name, value in extra.items():
-            labels[_label_name(name)] = str(value)
-    labels.update(
-        alertname=alertname, check=check.name, kind=check.kind,
-        severity=severity_of(config, alertname), service=config.service,
-    )
-    return labels
-
-
 def watchdog_labels(config: Config) -> dict[str, str]:
-    """The MonitorWatchdog's labels: one per service (identical on every replica, so they dedupe)."""
-    labels = {_label_name(k): str(v) for k, v in config.alerts.external_labels.items()}
-    labels.update(alertname="MonitorWatchdog", severity=severity_of(config, "MonitorWatchdog"),
-                  service=config.service)
+    """The MonitorWatchdog's labels, with its configured severity."""
+    return _watchdog_labels(config, severity_of(config, "MonitorWatchdog"))
+
+
+def base_labels(facts: Facts, alertname: str) -> dict[str, str]:
+    """The labels of an alert on the facts' check (external, the check's, then identity labels)."""
+    labels = identity_labels(facts.config, facts.check, alertname, severity_of(facts.config, alertname),
+                             facts.extra_labels)
+    if facts.step:
+        labels["step"] = facts.step
     return labels
 
 
 def evaluate(
     config: Config, check: Any, result: Result, memory: CheckMemory, known: Collection[str] = (),
-    *, rules: Collection[str],
+    *, rules: Collection[str], kind_rules: Collection[str] | None = None, extra_labels: Mapping[str, str] = _NONE,
 ) -> list[Observation]:
     """Every alert instance this result says something about; instances it says nothing about are left out.
 
-    `rules` is `rules_for(config, check, rules_by_kind)` (the engine works it out once per config, not per result).
-    `known` holds the keys of this check's alert instances that are active, so a table that stopped being
-    reported missing on a passing run is seen as GOOD.
+    `rules` is `rules_for(config, check, rules_by_kind)` (the engine works it out once per config, not per result);
+    `kind_rules` are all the rules of the check's kind (default: `rules`): a failure that a rule disabled by
+    configuration covers is not turned into a CheckFailed. `known` holds the keys of this check's alert instances
+    that are active, so a table that stopped being reported missing on a passing run is seen as GOOD.
+    `extra_labels` go on every alert (the engine adds `depends_on`).
     """
-    facts = Facts(config, check, result, memory, known)
+    facts = Facts(config, check, result, memory, known, extra_labels)
+    if result.outcome is Outcome.RATE_LIMITED:
+        return _rate_limited(facts) if CHECK_FAILED in rules else []
+    if check.kind == "journey":
+        return per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
+    return _judge(facts, rules, kind_rules)
+
+
+def _judge(facts: Facts, rules: Collection[str], kind_rules: Collection[str] | None) -> list[Observation]:
+    """Every rule on the facts; CheckFailed last, BAD only when no other rule of the kind turned BAD."""
     out: list[Observation] = []
-    for alertname in rules:
-        out.extend(RULES[alertname].evaluate(alertname, facts))
+    failing, covered = facts.result.outcome is not Outcome.OK, False
+    for alertname in rules if kind_rules is None else kind_rules:
+        rule = RULES[alertname]
+        if rule.fallback:
+            continue
+        found = rule.evaluate(alertname, facts)
+        if failing and not covered:
+            for o in found:
+                if o.signal is Signal.BAD:
+                    covered = True
+                    break
+        if kind_rules is None or alertname in rules:
+            out.extend(found)
+    if CHECK_FAILED in rules:
+        out.extend(_check_failed(facts, covered))
     return out
 
 
-def build_annotations(alertname: str, result: Result, table: str = "") -> dict[str, str]:
-    """Summary (the result sentence), observed values and a runbook hint."""
-    notes = {
-        "summary": result.message[:_ANNOTATION_LIMIT],
-        "description": f"{result.check} ({result.kind}): outcome {result.outcome.value}"
-        + (f", HTTP {result.status_code}" if result.status_code is not None else "")
-        + f", {result.duration_s:.3f} s" + (f"; table {table}" if table else ""),
-        "outcome": result.outcome.value,
-        "duration_s": f"{result.duration_s:.3f}",
-        "runbook": RULES[alertname].runbook,
-    }
-    if result.status_code is not None:
-        notes["status_code"] = str(result.status_code)
-    if result.details:
-        notes["observed"] = _compact(result.details)
-    return notes
+def quiet(result: Result) -> bool:
+    """Whether a result can turn no alert BAD: an ok answer that reports no table missing. The engine does not
+    evaluate it for a check with no alert state (every observation would be a GOOD about nothing)."""
+    return (result.outcome is Outcome.OK and all(result.tables.values())
+            and not result.details.get("tables_missing"))
 
 
 def missing_tables(result: Result) -> list[str]:
@@ -154,10 +191,15 @@ def missing_tables(result: Result) -> list[str]:
     return list(names)
 
 
+def spell(seconds: float) -> str:
+    """A rate-limited spell as people say it: `10 min`, `45 s`."""
+    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 # ---------------------------------------------------------------------------------------------- how rules judge
 
-SignalFn = Callable[[Any, Result], Signal | None]
-"""`(check, result) -> BAD, GOOD or None` (the result says nothing about this alert)."""
+SignalFn = Callable[[Facts], Signal | None]
+"""`facts -> BAD, GOOD or None` (the result says nothing about this alert)."""
 
 
 def _one_per_check(signal_of: SignalFn, extra_labels: Callable[[Facts], Mapping[str, str]] | None = None) -> Evaluate:
@@ -165,18 +207,24 @@ def _one_per_check(signal_of: SignalFn, extra_labels: Callable[[Facts], Mapping[
 
     def evaluate(alertname: str, facts: Facts) -> list[Observation]:
         check = facts.check
-        signal = signal_of(check, facts.result)
+        signal = signal_of(facts)
         if signal is None:
             return []
-        key = alert_key(alertname, check.name)
+        key = alert_key(alertname, check.name, step=facts.step)
         if signal is Signal.GOOD:
             return [Observation(key, alertname, check.name, signal)]
-        labels = base_labels(facts.config, check, alertname)
+        labels = base_labels(facts, alertname)
         if extra_labels is not None:
             labels.update(extra_labels(facts))
-        return [Observation(key, alertname, check.name, signal, labels, build_annotations(alertname, facts.result))]
+        notes = build_annotations(facts.result, RULES[alertname].runbook, step=facts.step)
+        return [Observation(key, alertname, check.name, signal, labels, notes)]
 
     return evaluate
+
+
+def _signed_out(result: Result) -> bool:
+    """Whether the check never reached its target: its identity could not get a token (step `sign_in`)."""
+    return result.details.get("step") == SIGN_IN_STEP
 
 
 def _answered(result: Result) -> bool:
@@ -187,78 +235,76 @@ def _is_5xx(result: Result) -> bool:
     return result.status_code is not None and 500 <= result.status_code <= 599
 
 
-def _contract_regression(check: Any, result: Result) -> Signal | None:
-    if result.outcome is Outcome.SERVER_ERROR or (result.outcome is Outcome.TABLE_MISSING and _is_5xx(result)):
-        return Signal.BAD
+def _contract_regression(facts: Facts) -> Signal | None:
+    result = facts.result
+    if _signed_out(result):
+        return None  # the auth server failed, not this endpoint
     if result.outcome in _GOOD or (result.status_code is not None and not _is_5xx(result)):
         return Signal.GOOD
+    if facts.memory.last_good_status is None:
+        # Never answered as expected: there is no contract to regress from (EndpointDown or CheckFailed says it).
+        return None
+    if result.outcome is Outcome.SERVER_ERROR or (result.outcome is Outcome.TABLE_MISSING and _is_5xx(result)):
+        return Signal.BAD
     return None
 
 
 def _from_to(facts: Facts) -> dict[str, str]:
-    """The `from` and `to` labels of a ContractRegression."""
-    check, result, memory = facts.check, facts.result, facts.memory
-    to_http = result.status_code is not None
-    to = str(result.status_code) if to_http else result.outcome.value
-    if to_http and memory.last_good_status is not None:
-        return {"from": str(memory.last_good_status), "to": to}
-    if memory.last_good_outcome is not None and not to_http:
-        return {"from": memory.last_good_outcome, "to": to}
-    if to_http and memory.last_good_outcome is None:
-        # Never seen good since the state began: the `from` side is what the check expects.
-        expect = getattr(check, "expect", None)
-        statuses = getattr(expect, "status", None)
-        if statuses:
-            return {"from": "|".join(str(s) for s in statuses), "to": to}
-    return {"from": memory.last_good_outcome or Outcome.OK.value, "to": result.outcome.value}
+    """The `from` (the last good HTTP status, kept across restarts) and `to` labels of a ContractRegression."""
+    return {"from": str(facts.memory.last_good_status), "to": str(facts.result.status_code)}
 
 
-def _auth_bypass(check: Any, result: Result) -> Signal | None:
-    if result.outcome is Outcome.AUTH_BYPASS:
+def _auth_bypass(facts: Facts) -> Signal | None:
+    if facts.result.outcome is Outcome.AUTH_BYPASS:
         return Signal.BAD
-    return Signal.GOOD if _answered(result) else None
+    return Signal.GOOD if _answered(facts.result) else None
 
 
-def _schema_drift(check: Any, result: Result) -> Signal | None:
-    if result.outcome in (Outcome.COLUMN_MISSING, Outcome.RLS_DISABLED):
+def _schema_drift(facts: Facts) -> Signal | None:
+    outcome = facts.result.outcome
+    if outcome in (Outcome.COLUMN_MISSING, Outcome.RLS_DISABLED):
         return Signal.BAD
-    return Signal.GOOD if result.outcome in _GOOD else None
+    return Signal.GOOD if outcome in _GOOD else None
 
 
-def _endpoint_down(check: Any, result: Result) -> Signal | None:
-    if result.outcome.unreachable or (check.kind == "http" and result.outcome is Outcome.SERVER_ERROR):
+def _endpoint_down(facts: Facts) -> Signal | None:
+    result, http = facts.result, facts.check.kind == "http"
+    if _signed_out(result):
+        return None
+    if result.outcome.unreachable or (http and result.outcome is Outcome.SERVER_ERROR):
         return Signal.BAD
-    if result.outcome in _GOOD or (result.status_code is not None and not (check.kind == "http" and _is_5xx(result))):
+    if result.outcome in _GOOD or (result.status_code is not None and not (http and _is_5xx(result))):
         return Signal.GOOD
     return None
 
 
-def _voice_degraded(check: Any, result: Result) -> Signal | None:
-    return Signal.GOOD if result.outcome is Outcome.OK else Signal.BAD
+def _voice_degraded(facts: Facts) -> Signal | None:
+    return Signal.GOOD if facts.result.outcome is Outcome.OK else Signal.BAD
 
 
-def _database_down(check: Any, result: Result) -> Signal | None:
-    if result.outcome in _DB_DOWN:
+def _database_down(facts: Facts) -> Signal | None:
+    outcome = facts.result.outcome
+    if _signed_out(facts.result):
+        return None  # the identity's sign-in failed before the database was asked
+    if outcome in _DB_DOWN:
         return Signal.BAD
     # Any other answer (even a missing table or a permission error) proves the round trip works.
-    return None if result.outcome is Outcome.INTERNAL_ERROR else Signal.GOOD
+    return None if outcome is Outcome.INTERNAL_ERROR else Signal.GOOD
 
 
 def _tables(alertname: str, facts: Facts) -> list[Observation]:
     """One instance per missing table; a table listed present, or known but not named on a passing run, is GOOD."""
-    config, check, result = facts.config, facts.check, facts.result
+    check, result, step = facts.check, facts.result, facts.step
     out: list[Observation] = []
     for table in missing_tables(result):
-        labels = base_labels(config, check, alertname)
+        labels = base_labels(facts, alertname)
         labels["table"] = table
-        out.append(
-            Observation(alert_key(alertname, check.name, table), alertname, check.name, Signal.BAD,
-                        labels, build_annotations(alertname, result, table))
-        )
-    prefix = alert_key(alertname, check.name, "")
+        out.append(Observation(alert_key(alertname, check.name, table, step), alertname, check.name, Signal.BAD,
+                               labels, build_annotations(result, RULES[alertname].runbook, table, step)))
+    prefix = alert_key(alertname, check.name, "", step)
     seen = {o.key for o in out}
     for name, present in result.tables.items():
-        key = alert_key(alertname, check.name, name)
+        key = alert_key(alertname, check.name, name, step)
         if present and key not in seen:
             out.append(Observation(key, alertname, check.name, Signal.GOOD))
             seen.add(key)
@@ -269,55 +315,128 @@ def _tables(alertname: str, facts: Facts) -> list[Observation]:
     return out
 
 
+def _check_failed(facts: Facts, covered: bool) -> list[Observation]:
+    """GOOD on ok or when another alert of the check covers the failure; BAD on any other failing outcome."""
+    check, result = facts.check, facts.result
+    key = alert_key(CHECK_FAILED, check.name, step=facts.step)
+    if result.outcome is Outcome.OK or covered:
+        return [Observation(key, CHECK_FAILED, check.name, Signal.GOOD)]
+    notes = build_annotations(result, RULES[CHECK_FAILED].runbook, step=facts.step)
+    return [Observation(key, CHECK_FAILED, check.name, Signal.BAD, base_labels(facts, CHECK_FAILED), notes)]
+
+
+def _rate_limited(facts: Facts) -> list[Observation]:
+    """Nothing while the rate-limited spell is shorter than `alerts.rate_limited_after`; then CheckFailed BAD,
+    confirmed (the spell is proof enough: it fires on the first result past the limit)."""
+    result, since = facts.result, facts.memory.rate_limited_since
+    length = result.finished_at - (result.started_at if since is None else since)
+    if length < facts.config.alerts.rate_limited_after:
+        return []
+    notes = build_annotations(result, RULES[CHECK_FAILED].runbook)
+    notes["summary"] = (f"pam-monitor cannot see this endpoint: rate-limited for {spell(length)} "
+                        f"({result.message})")[:ANNOTATION_LIMIT]
+    check = facts.check
+    return [Observation(alert_key(CHECK_FAILED, check.name), CHECK_FAILED, check.name, Signal.BAD,
+                        base_labels(facts, CHECK_FAILED), notes, confirmed=True)]
+
+
+_ACCESS = frozenset({Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR})
+
+
+def _access_denied(alertname: str, facts: Facts) -> list[Observation]:
+    """One instance per table the application's role cannot read (42501 or 42P17); GOOD for known tables it
+    read again (on a passing run, or a refused run that names other tables)."""
+    check, result = facts.check, facts.result
+    if result.outcome not in _GOOD and result.outcome not in _ACCESS:
+        return []  # the run never got to read the tables as the role
+    denied: list[str] = []
+    if result.outcome in _ACCESS:
+        listed = result.details.get("denied")
+        single = result.details.get("table")
+        denied = ([str(t) for t in listed] if isinstance(listed, Mapping | list | tuple) and listed
+                  else [single] if isinstance(single, str) and single else ["unknown"])
+    out: list[Observation] = []
+    for table in denied:
+        labels = base_labels(facts, alertname)
+        labels["table"] = table
+        out.append(Observation(alert_key(alertname, check.name, table), alertname, check.name, Signal.BAD,
+                               labels, build_annotations(result, RULES[alertname].runbook, table)))
+    seen = {o.key for o in out}
+    prefix = alert_key(alertname, check.name) + "/"
+    out.extend(Observation(key, alertname, check.name, Signal.GOOD) for key in facts.known
+               if key.startswith(prefix) and key not in seen)
+    return out
+
+
 def _not_from_results(alertname: str, facts: Facts) -> list[Observation]:
     """The watchdog is not judged from results: the engine sends it while results keep arriving."""
     return []
 
 
+def _always(*outcomes: Outcome) -> FiresOn:
+    chosen = frozenset(outcomes)
+    return lambda kind: chosen
+
+
 RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
     Rule("ContractRegression", "critical",
+         "a check that answered as expected now gets a 5xx; labels `from` (the last good status, kept across "
+         "restarts) and `to`, e.g. `from=\"403\"`, `to=\"500\"`; a check never seen good cannot regress",
          "The endpoint used to answer as expected and now fails with a server error: check the latest deploy and "
          "the backend logs for this route, then roll back if it started with a release.",
-         _one_per_check(_contract_regression, _from_to)),
+         _one_per_check(_contract_regression, _from_to), _always(Outcome.SERVER_ERROR, Outcome.TABLE_MISSING),
+         after_good=True),
     Rule("AuthBypass", "critical",
+         "an `auth_contract` check gets 2xx, or a forged token gets past the auth layer",
          "A request without valid credentials got past the auth layer: treat as a security incident, check the "
          "route's auth dependency and JWT verification (alg, signature, expiry), consider disabling it.",
-         _one_per_check(_auth_bypass)),
+         _one_per_check(_auth_bypass), _always(Outcome.AUTH_BYPASS)),
     Rule("TableMissing", "critical",
+         "a required table is absent (db, postgrest, or a 5xx body naming it); label `table`",
          "A required table is absent: check recent migrations (a dropped or renamed table) and the PostgREST "
          "schema cache (NOTIFY pgrst, 'reload schema').",
-         _tables),
+         _tables, _always(Outcome.TABLE_MISSING)),
     Rule("SchemaDrift", "warning",
+         "a required column is missing or RLS is off",
          "A required column is missing or row-level security is off: compare the live schema with the "
          "migrations; re-enable RLS (ALTER TABLE ... ENABLE ROW LEVEL SECURITY) at once.",
-         _one_per_check(_schema_drift)),
+         _one_per_check(_schema_drift), _always(Outcome.COLUMN_MISSING, Outcome.RLS_DISABLED)),
     Rule("EndpointDown", "critical",
+         "timeout, connection, TLS or DNS error, or a 5xx on an `http` check",
          "The endpoint cannot be reached or answers 5xx: check the process, its host, DNS, TLS and the load "
          "balancer.",
-         _one_per_check(_endpoint_down)),
+         _one_per_check(_endpoint_down),
+         lambda kind: _UNREACHABLE | ({Outcome.SERVER_ERROR} if kind == "http" else frozenset())),
     Rule("VoiceDegraded", "warning",
+         "voice health not ok, synthesis failed or slow",
          "The voice subsystem is degraded: check the TTS provider (Edge-TTS), its fallbacks and the voice health "
          "endpoint's details.",
-         _one_per_check(_voice_degraded)),
+         _one_per_check(_voice_degraded), _always(*FAILING)),
     Rule("DatabaseDown", "critical",
+         "the db round trip fails (connection, timeout, authentication, other SQLSTATE)",
          "The database round trip fails: check PostgreSQL availability, connection limits, credentials and "
          "network.",
-         _one_per_check(_database_down)),
+         _one_per_check(_database_down), _always(*_DB_DOWN)),
+    Rule("AccessDenied", "critical",
+         "the application's role cannot read a required table: `permission_denied` (42501) or `policy_error` "
+         "(42P17, a recursive row-level security policy) on a `db` check with `as_role`; label `table`",
+         "The application's role cannot read a required table: a revoked GRANT (42501: GRANT SELECT ... TO "
+         "authenticated) or a row-level security policy that recurses (42P17: a policy that queries its own "
+         "table; move the lookup into a SECURITY DEFINER function). Check the latest migration.",
+         _access_denied, _always(Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR)),
+    Rule("CheckFailed", "warning",
+         "any other failure: an unexpected status, a body or JSON expectation, a permission or policy error, a "
+         "probe bug, `slow` where nothing else covers it; or a check rate-limited for `alerts.rate_limited_after` "
+         "(pam-monitor cannot see the endpoint). No failure is silent",
+         "The check failed in a way no more specific alert covers: read the summary (expected vs got) and the "
+         "observed values; a rate-limited check needs a lower request rate (max_rate) or an allow-list entry.",
+         _not_from_results, _always(*FAILING), fallback=True),
     Rule("MonitorWatchdog", "none",
+         "always, while the daemon runs (route it to a dead man's switch)",
          "Always firing while pam-monitor runs; route it to a dead man's switch. If it stops, pam-monitor itself "
          "is down.",
-         _not_from_results),
+         _not_from_results, _always()),
 )}
 """Every built-in rule by alertname; a test holds it equal to the AlertName literal."""
 
 ALERTNAMES: tuple[str, ...] = tuple(RULES)
-
-
-def _label_name(name: str) -> str:
-    clean = _LABEL_NAME.sub("_", name)
-    return clean if clean and not clean[0].isdigit() else f"_{clean}"
-
-
-def _compact(details: Mapping[str, Any]) -> str:
-    text = json.dumps(dict(details), default=str, sort_keys=True, separators=(",", ":"))
-    return text if len(text) <= _ANNOTATION_LIMIT else text[: _ANNOTATION_LIMIT - 3] + "..."

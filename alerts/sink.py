@@ -52,6 +52,13 @@ class SinkSpec(Protocol[SinkConfig]):
         """Whether firing alerts (and the watchdog) are re-posted every `resend_interval` while nothing is queued."""
         ...
 
+    @property
+    def honours_inhibition(self) -> bool:
+        """Whether the sink inhibits dependents' alerts itself (Alertmanager, from the `depends_on` and `target`
+        labels and its inhibit rules): it is told about every alert. A direct sink (PagerDuty, Slack, a webhook) is
+        not told about a dependent's alert while the check it depends on fails (alerts.hold): one outage, one page."""
+        ...
+
     def lanes(self, sink: SinkConfig) -> Sequence[str]:
         """One entry per delivery lane (one per URL; an HA Alertmanager pair has two): the host it posts to.
 

@@ -27,6 +27,7 @@ class SlackSpec:
     kind = "slack"
     batch_size = 1
     resends = False
+    honours_inhibition = False
 
     def lanes(self, sink: SlackSink) -> Sequence[str]:
         """A single lane to the webhook."""
@@ -47,6 +48,9 @@ class SlackSpec:
         lines = [f"*{head}*"]
         if summary:
             lines.append(summary if not notification.resolved else f"was: {summary}")
+        also = notification.annotations.get("also_failing")
+        if also and not notification.resolved:
+            lines.append(also)
         lines.append(f"severity `{labels.get('severity', '')}` · service `{labels.get('service', ctx.service)}`"
                      f" · since {iso(notification.starts_at)}")
         extra = [f"{k}={v}" for k, v in sorted(labels.items())

@@ -91,7 +91,7 @@ class Store:
         """What the rules remember per check."""
         with self._failing("read"):
             rows = self._db.execute("SELECT check_name, body FROM check_memory").fetchall()
-        return {name: CheckMemory(**json.loads(body)) for name, body in rows}
+        return {name: CheckMemory.from_json(body) for name, body in rows}
 
     def head(self, lane: str, limit: int = 1) -> list[OutboxRow]:
         """The oldest `limit` rows of a lane, in order."""
@@ -126,8 +126,7 @@ class Store:
         """Write state changes and new outbox rows in one transaction (all or nothing); none if nothing to write."""
         upserts = [(s.key, json.dumps(s.to_dict(), sort_keys=True)) for s in states]
         deletes = [(k,) for k in delete_states]
-        memories = [(name, json.dumps({"last_good_status": m.last_good_status,
-                                       "last_good_outcome": m.last_good_outcome})) for name, m in memory]
+        memories = [(name, m.to_json()) for name, m in memory]
         rows = [(lane, n.to_json(), now, now) for lane, n in enqueue]
         if not (upserts or deletes or memories or rows):
             return

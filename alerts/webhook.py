@@ -1,4 +1,8 @@
-"""Generic JSON webhook sink: {version, status, event, service, alerts: [...]}; URL and headers are secrets."""
+"""Generic JSON webhook sink: {version, status, event, service, alerts: [...]}; URL and headers are secrets.
+
+The body is a public contract: docs/webhook-payload.schema.json and the README's "Webhook payload" section
+(tests/alerts/test_webhook_schema.py holds the three equal). Change it only by adding fields, or bump VERSION.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ class WebhookSpec:
     kind = "webhook"
     batch_size = 1
     resends = False
+    honours_inhibition = False
 
     def lanes(self, sink: WebhookSink) -> Sequence[str]:
         """A single lane to the URL."""

@@ -1,4 +1,4 @@
-"""The `pam-monitor` command line: run, check, validate, demo (the default), discover."""
+"""The `pam-monitor` command line: run, check, validate, notify, demo (the default), discover."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -65,6 +66,20 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "pam-monitor validate --config pam-monitor.yaml\n"
         "PAM_MONITOR_CONFIG=pam-monitor.yaml pam-monitor validate",
     ),
+    "notify": (
+        "send a test notification to every configured sink (or one) and say what each answered",
+        "Send one clearly marked test notification to every sink in alerts.sinks, or to the one named by --sink, "
+        "straight through the sink's own code (not the outbox), and print what each answered: accepted, rejected "
+        "with its HTTP status, or unreachable with the error type (never a URL or a secret). The test alert is "
+        "PamMonitorTest, severity none, label test=\"true\", summary \"Test notification from pam-monitor (service "
+        "...): if you see this, the <sink> sink works\". Alertmanager gets endsAt 5 minutes ahead, so it clears "
+        "itself; PagerDuty opens an info-severity incident, to resolve by hand.",
+        "0  every chosen sink accepted the test notification\n"
+        "1  at least one chosen sink rejected it or could not be reached\n"
+        "2  bad configuration, no sink configured, an unknown --sink, or bad usage",
+        "pam-monitor notify --test --config pam-monitor.yaml\n"
+        "pam-monitor notify --test --sink oncall-slack -c pam-monitor.yaml",
+    ),
     "demo": (
         "start a demo backend and the daemon watching it (the default with no verb)",
         "Start the built-in demo backend (and a throwaway PostgreSQL unless --no-db) and the daemon watching it. "
@@ -76,15 +91,17 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "pam-monitor demo --no-db --interval 2s --listen 127.0.0.1:9200",
     ),
     "discover": (
-        "write auth_contract checks for every secured operation of an OpenAPI document",
-        "Read an OpenAPI 3 document (URL or file) and write an auth_contract check for every operation that "
-        "declares security, ready to paste under checks: of a config file.",
-        "0  checks written\n"
+        "write a config with an auth_contract check for every secured operation of an OpenAPI document",
+        "Read an OpenAPI 3 document (URL, file, or a backend's base URL) and write a config file that validates "
+        "and runs as it stands: its target, and an auth_contract check for every operation that declares "
+        "security, with forged tokens impersonating the user in the path and minimal request bodies.",
+        "0  config written\n"
         "2  the document cannot be read or is not OpenAPI 3, or bad usage",
-        "pam-monitor discover --openapi http://127.0.0.1:8000/openapi.json -o checks.yaml",
+        "pam-monitor discover --openapi http://127.0.0.1:8000 -o pam-monitor.yaml\n"
+        "pam-monitor discover --openapi openapi.json --base-url https://api.example.com -o pam-monitor.yaml",
     ),
 }
-_CONFIG_VERBS = ("run", "check", "validate")
+_CONFIG_VERBS = ("run", "check", "validate", "notify")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -121,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continuous health monitoring for the PAM backend, its voice system and its database.\n"
                     "With no verb, runs the built-in demo.",
         epilog="--log-format, --log-level and --config work before or after the verb.\n"
-               "exit codes: 0 ok; 1 a check failed or the daemon could not start; 2 bad configuration or usage.\n"
+               "exit codes: 0 ok; 1 a check failed, the daemon could not start or a sink failed its test;\n"
+               "2 bad configuration or usage.\n"
                "Run `pam-monitor VERB --help` for a verb's options, defaults, exit codes and examples.",
     )
     parser.add_argument("--version", action="version", version=f"pam-monitor {__version__}")
@@ -157,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--shard", default=None, metavar="I/N",
                           help="count only the checks of shard I of N in the summary (default: all)")
 
+    notify = verb("notify")
+    _add_config_option(notify, top=False)
+    notify.add_argument("--test", action="store_true", required=True,
+                        help="send the test notification, the only thing notify does so far (required)")
+    notify.add_argument("--sink", default=None, metavar="NAME",
+                        help="only the sink with this name (its `name`, else its kind) (default: every sink)")
+    _add_log_options(notify, top=False, level_default="warning")
+
     demo = verb("demo")
     demo.add_argument("--listen", default="127.0.0.1:9108", metavar="HOST:PORT",
                       help="where the daemon serves /metrics, /status and the page (default: 127.0.0.1:9108)")
@@ -170,9 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     discover = verb("discover")
     discover.add_argument("--openapi", required=True, metavar="URL_OR_FILE",
-                          help="URL or file of the OpenAPI (3.x) document (required)")
+                          help="URL or file of the OpenAPI (3.x) document, or the backend's base URL: "
+                               "/openapi.json, /docs/openapi.json, /api/openapi.json, /swagger.json are tried "
+                               "(required)")
+    discover.add_argument("--base-url", default=None, metavar="URL",
+                          help="the target's base_url (default: the document's servers, else the base URL given "
+                               "to --openapi, else ${BACKEND_URL})")
     discover.add_argument("--target", default="backend",
                           help="target name to use in the generated checks (default: backend)")
+    discover.add_argument("--journeys", action="store_true",
+                          help="also write a tenant_isolation check (as identity monitor_user) for every GET of a "
+                               "user's resource (a user-id path parameter), and the identities block to define "
+                               "(default: off)")
     discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
                           help="file to write (default: stdout)")
     _add_log_options(discover, top=False, level_default="warning")
@@ -199,22 +234,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args([*argv, "demo"])
     if args.command not in _CONFIG_VERBS and args.config not in (None, _env_path("PAM_MONITOR_CONFIG")):
         parser.error(f"--config does not apply to {args.command}")
-    handlers = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "demo": _cmd_demo,
-                "discover": _cmd_discover}
+    handlers = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "notify": _cmd_notify,
+                "demo": _cmd_demo, "discover": _cmd_discover}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         return 130
 
 
-def _load(args: argparse.Namespace, err: TextIO) -> Config | None:
+def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True) -> Config | None:
     if args.config is None:
         print("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG "
               "(see examples/pam-monitor.yaml)", file=err)
         return None
     try:
         shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-        return load_config(args.config, listen=getattr(args, "listen", None), shard=shard, require_checks=True)
+        return load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
+                           require_checks=require_checks)
     except ValueError as exc:
         print(f"pam-monitor: {exc}", file=err)
         return None
@@ -310,6 +346,31 @@ def render_table(results: Sequence[Result]) -> str:
     failed = sum(1 for r in results if not r.success)
     lines.append(f"\n{len(results) - failed} ok, {failed} failed")
     return "\n".join(lines)
+
+
+def _cmd_notify(args: argparse.Namespace) -> int:
+    from alerts.notify import chosen_sinks, send_tests
+
+    config = _load(args, sys.stderr, require_checks=False)
+    if config is None:
+        return EXIT_CONFIG
+    redactor = configure_logging(args.log_level or "warning", _log_format(args, sys.stderr), stream=sys.stderr)
+    redactor.update(collect_secrets(config))
+    names = [s.display_name for s in config.alerts.sinks]
+    if not names:
+        print("pam-monitor: no sink in alerts.sinks: nothing to test", file=sys.stderr)
+        return EXIT_CONFIG
+    sinks = chosen_sinks(config, args.sink)
+    if not sinks:
+        print(f"pam-monitor: --sink {args.sink!r} names no configured sink (configured: {', '.join(names)})",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    answers = asyncio.run(send_tests(config, sinks, now=time.time()))
+    for answer in answers:
+        print(redactor.scrub(answer.line()))
+    accepted = sum(1 for a in answers if a.accepted)
+    print(f"{accepted} of {len(answers)} accepted the test notification")
+    return EXIT_OK if accepted == len(answers) else EXIT_FAILED
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

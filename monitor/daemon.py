@@ -46,7 +46,7 @@ class Engine(Protocol):
         ...
 
     def active_alerts(self) -> list[dict[str, Any]]:
-        """Pending and firing alerts for /status."""
+        """Pending and firing alerts (and the watchdog while it is up) for /status, with holds explained."""
         ...
 
     async def reload(self, config: Config) -> None:
@@ -198,7 +198,9 @@ class Daemon:
             self.state.alerts = self.engine.active_alerts
         self._adopt(self.config)
         self.scheduler.start()
-        self.server = build_server(create_app(self.state, self.metrics, lambda: self.config.service), host, port)
+        self.server = build_server(
+            create_app(self.state, self.metrics, lambda: self.config.service, clock=self.clock.time), host, port
+        )
         server_task = loop.create_task(self.server.serve(sockets=[sock]))
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
                  checks=len(self.runner.checks) if self.runner else 0,

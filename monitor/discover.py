@@ -1,4 +1,16 @@
-"""`pam-monitor discover`: turn an OpenAPI document into auth_contract checks for every secured operation."""
+"""`pam-monitor discover`: turn an OpenAPI document into a config with an auth_contract check per secured operation.
+
+The output is a whole config file that validates and runs as it stands: a target (`--base-url`, else the
+document's `servers`, else the backend the document was found on, else `${BACKEND_URL}` with a comment saying to
+set it), and one auth_contract check per operation that declares security. Path parameters get placeholder
+values; a parameter that names a user (`user_id`, `userId`, `uid`, `id` right after `/users/`, or a uuid
+`<something>_id` whose name suggests a person: owner, member, account, profile, author, customer) also gets
+`forged_claims: {sub: "{<param>}"}`, so forged tokens impersonate that user and an owner check cannot hide a
+backend that decodes tokens without verifying them. PUT, POST and PATCH operations get a minimal valid JSON body
+built from their schema (required properties, type-appropriate values) and required query parameters a value,
+so validation cannot answer before the auth layer. With `--journeys`, also a tenant_isolation check per GET
+of a user's resource, and the `identities:` block it needs.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +20,39 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import yaml
 
 _METHODS = ("get", "put", "post", "patch", "delete")
+_WITH_BODY = ("put", "post", "patch")
 _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+USUAL_PATHS = ("/openapi.json", "/docs/openapi.json", "/api/openapi.json", "/swagger.json")
+"""Where a backend usually serves its OpenAPI document, tried in order when given a base URL."""
+_USER_NAMES = re.compile(r"^(user_?id|uid|user_?uuid)$", re.IGNORECASE)
+_PERSON = re.compile(r"user|owner|member|account|profile|author|customer|person", re.IGNORECASE)
+_USER_SEGMENTS = frozenset({"users", "user", "profiles", "accounts", "members"})
+_MAX_DEPTH = 6
+OTHER_USER = "00000000-0000-4000-8000-000000000002"
+"""The user id a tenant_isolation check asks for: someone who is not the monitoring user."""
+IDENTITY = "monitor_user"
+IDENTITIES_BLOCK = f"""\
+# --journeys: the tenant_isolation checks below act as a signed-in monitoring user, `{IDENTITY}`. Define it:
+# a dedicated user of the project (never a real customer), its token minted with the project's JWT secret, or
+# signed in for real with  sign_in: {{url: "https://<ref>.supabase.co/auth/v1", api_key: "${{SUPABASE_ANON_KEY}}",
+# email: monitor@example.com, password: "${{MONITOR_PASSWORD}}"}}  instead of mint.
+identities:
+  {IDENTITY}:
+    mint: {{secret: "${{SUPABASE_JWT_SECRET}}", sub: "${{MONITOR_USER_ID}}", ttl: 5m}}
+"""
 
 
 class DiscoverError(Exception):
     """The document could not be read or is not OpenAPI."""
 
 
-def load_document(source: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Read an OpenAPI document (JSON or YAML) from a URL or a file."""
-    try:
-        if re.match(r"^https?://", source):
-            response = httpx.get(source, timeout=timeout, follow_redirects=True)
-            if response.status_code != 200:
-                raise DiscoverError(f"GET {source} answered {response.status_code}, expected 200")
-            text = response.text
-        else:
-            text = Path(source).read_text(encoding="utf-8")
-    except httpx.HTTPError as exc:
-        raise DiscoverError(f"cannot fetch {source}: {type(exc).__name__}: {exc}") from None
-    except OSError as exc:
-        raise DiscoverError(f"cannot read {source}: {exc.strerror or exc}") from None
+def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except ValueError:
@@ -46,6 +65,133 @@ def load_document(source: str, timeout: float = 10.0) -> dict[str, Any]:
     return doc
 
 
+class _Unreachable(DiscoverError):
+    """The server could not be talked to at all: trying other paths on it is pointless."""
+
+
+def _fetch(url: str, timeout: float) -> dict[str, Any]:
+    try:
+        response = httpx.get(url, timeout=timeout, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise _Unreachable(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+    if response.status_code != 200:
+        raise DiscoverError(f"GET {url} answered {response.status_code}, expected 200")
+    return _parse(response.text, url)
+
+
+def find_document(source: str, timeout: float = 10.0) -> tuple[dict[str, Any], str]:
+    """The OpenAPI document (JSON or YAML) at a URL or in a file, and where it was found.
+
+    A URL that is not itself an OpenAPI document, and does not end in .json, .yaml or .yml, is taken as the
+    backend's base URL: the usual paths (USUAL_PATHS) under it are tried in order, and the error lists each try.
+    """
+    if not re.match(r"^https?://", source):
+        try:
+            return _parse(Path(source).read_text(encoding="utf-8"), source), source
+        except OSError as exc:
+            raise DiscoverError(f"cannot read {source}: {exc.strerror or exc}") from None
+    candidates = [source]
+    if not re.search(r"\.(json|ya?ml)$", urlsplit(source).path):
+        candidates += [source.rstrip("/") + path for path in USUAL_PATHS]
+    tried: list[str] = []
+    for url in candidates:
+        try:
+            return _fetch(url, timeout), url
+        except _Unreachable:
+            raise
+        except DiscoverError as exc:
+            tried.append(str(exc))
+    if len(tried) == 1:
+        raise DiscoverError(tried[0])
+    raise DiscoverError("no OpenAPI document found: " + "; ".join(tried))
+
+
+def load_document(source: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Read an OpenAPI document (JSON or YAML) from a URL, a backend's base URL or a file."""
+    return find_document(source, timeout)[0]
+
+
+def _resolve(doc: dict[str, Any], schema: Any, depth: int) -> dict[str, Any]:
+    """The schema with a local `$ref` followed and the first of allOf/anyOf/oneOf merged in (bounded depth)."""
+    seen = 0
+    while isinstance(schema, dict) and "$ref" in schema and seen < _MAX_DEPTH:
+        ref = str(schema["$ref"])
+        target: Any = doc
+        for part in ref.removeprefix("#/").split("/") if ref.startswith("#/") else ():
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        schema, seen = target, seen + 1
+    if not isinstance(schema, dict):
+        return {}
+    if "allOf" in schema and depth < _MAX_DEPTH:
+        merged: dict[str, Any] = {}
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for part in [*schema["allOf"], {k: v for k, v in schema.items() if k != "allOf"}]:
+            resolved = _resolve(doc, part, depth + 1)
+            properties.update(resolved.get("properties") or {})
+            required += [name for name in resolved.get("required") or [] if name not in required]
+            merged.update({k: v for k, v in resolved.items() if k not in ("properties", "required")})
+        return {**merged, "properties": properties, "required": required} if properties or required else merged
+    for key in ("oneOf", "anyOf"):
+        options = [o for o in schema.get(key) or [] if _resolve(doc, o, depth + 1).get("type") != "null"]
+        if options and depth < _MAX_DEPTH:
+            return _resolve(doc, options[0], depth + 1)
+    return schema
+
+
+_STRING_FORMATS = {"uuid": _ZERO_UUID, "date-time": "1970-01-01T00:00:00Z", "date": "1970-01-01",
+                   "email": "monitor@example.com", "uri": "https://example.com", "time": "00:00:00"}
+
+
+def example_value(doc: dict[str, Any], schema: Any, depth: int = 0) -> Any:
+    """A minimal value valid against `schema`: its example, default, const or first enum value if it has one,
+    else an object of its required properties, a list of its minimum items, or a type-appropriate scalar."""
+    resolved = _resolve(doc, schema, depth)
+    for key in ("example", "default", "const"):
+        if key in resolved:
+            return resolved[key]
+    if resolved.get("examples") and isinstance(resolved["examples"], list):
+        return resolved["examples"][0]
+    if resolved.get("enum"):
+        return resolved["enum"][0]
+    kind = resolved.get("type", "object" if "properties" in resolved else "string")
+    if isinstance(kind, list):  # OpenAPI 3.1: type: [string, "null"]
+        kind = next((k for k in kind if k != "null"), "null")
+    if depth >= _MAX_DEPTH:
+        return None
+    if kind == "object":
+        props = resolved.get("properties") or {}
+        return {name: example_value(doc, props.get(name, {}), depth + 1) for name in resolved.get("required") or []}
+    if kind == "array":
+        return [example_value(doc, resolved.get("items", {}), depth + 1) for _ in range(resolved.get("minItems", 0))]
+    if kind in ("integer", "number"):
+        low, exclusive = resolved.get("minimum", 0), resolved.get("exclusiveMinimum", False)
+        # OpenAPI 3.0: exclusiveMinimum is a flag on minimum; 3.1: it is the bound itself.
+        low = low + int(exclusive) if isinstance(exclusive, bool) else exclusive + 1
+        return int(low) if kind == "integer" else float(low)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    text = _STRING_FORMATS.get(str(resolved.get("format")), "pam-monitor")
+    text = text.ljust(int(resolved.get("minLength", 0)), "x")
+    return text[: int(resolved["maxLength"])] if "maxLength" in resolved else text
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _json_schema(operation: dict[str, Any]) -> Any:
+    content = (operation.get("requestBody") or {}).get("content") or {}
+    for media, spec in content.items():
+        if "json" in str(media) and isinstance(spec, dict):
+            return spec.get("schema", {})
+    return None
+
+
 def _placeholder(param: dict[str, Any]) -> str:
     schema = param.get("schema") or {}
     name = str(param.get("name", "")).lower()
@@ -54,6 +200,20 @@ def _placeholder(param: dict[str, Any]) -> str:
     if schema.get("type") in ("integer", "number"):
         return "0"
     return "pam-monitor"
+
+
+def names_a_user(param: dict[str, Any], path: str) -> bool:
+    """Whether a path parameter holds a user's id (module docstring), so forged tokens should carry it as sub."""
+    name = str(param.get("name", ""))
+    schema = param.get("schema") or {}
+    letters = re.sub(r"[^a-z]", "", name.lower())
+    if _USER_NAMES.match(name) or letters.endswith("userid"):
+        return True
+    before = path.split("{" + name + "}", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
+    if name.lower() == "id" and before in _USER_SEGMENTS:
+        return True
+    is_id = name.lower().endswith("_id") or name.endswith("Id")
+    return is_id and schema.get("format") == "uuid" and _PERSON.search(name) is not None
 
 
 def _check_name(method: str, path: str, used: set[str]) -> str:
@@ -83,34 +243,103 @@ def discover_checks(doc: dict[str, Any], target: str) -> list[dict[str, Any]]:
             # `security: []` or only `{}` entries means anonymous access is allowed: nothing to protect.
             if not security or all(not req for req in security):
                 continue
-            params = {
-                p["name"]: _placeholder(p)
-                for p in [*shared_params, *operation.get("parameters", [])]
-                if isinstance(p, dict) and p.get("in") == "path" and "name" in p
-            }
+            all_params = [_resolve(doc, p, 0) for p in [*shared_params, *operation.get("parameters", [])]]
+            path_params = [p for p in all_params if p.get("in") == "path" and "name" in p]
+            required_query = [p for p in all_params if p.get("in") == "query" and p.get("required") and "name" in p]
             check: dict[str, Any] = {
                 "name": _check_name(method, path, used), "kind": "auth_contract", "target": target,
                 "method": method.upper(), "path": path,
             }
-            if params:
-                check["params"] = params
+            if path_params:
+                check["params"] = {p["name"]: _placeholder(p) for p in path_params}
+            if required_query:  # so query validation cannot answer before the auth layer
+                check["query"] = {p["name"]: _query_value(example_value(doc, p.get("schema", {})))
+                                  for p in required_query}
+            user = next((p["name"] for p in path_params if names_a_user(p, path)), None)
+            if user is not None:
+                check["forged_claims"] = {"sub": "{" + user + "}"}
+            schema = _json_schema(operation) if method in _WITH_BODY else None
+            if schema is not None:
+                check["json"] = example_value(doc, schema)
             checks.append(check)
     return checks
 
 
+def base_url_for(doc: dict[str, Any], found_at: str, source: str, given: str | None) -> str | None:
+    """The target's base URL: `given`, else the document's first server (a relative one resolved against where the
+    document was found), else the backend the document was found on when `source` was its base URL; else None."""
+    if given:
+        return given.rstrip("/")
+    servers = [s for s in doc.get("servers") or [] if isinstance(s, dict) and s.get("url")]
+    if servers and "{" not in str(servers[0]["url"]):
+        url = str(servers[0]["url"])
+        if re.match(r"^https?://", url):
+            return url.rstrip("/")
+        if re.match(r"^https?://", found_at):
+            return urljoin(found_at, url).rstrip("/")
+    if re.match(r"^https?://", source) and found_at != source:
+        return source.rstrip("/")
+    return None
+
+
+def render(
+    doc: dict[str, Any], found_at: str, target: str, base_url: str | None, *, journeys: bool = False
+) -> tuple[str, int]:
+    """The whole generated config file (a header saying what it is, its target, its checks) and its check count."""
+    checks = discover_checks(doc, target)
+    isolation = isolation_checks(doc, target) if journeys else []
+    users = sum(1 for check in checks if "forged_claims" in check)
+    header = [
+        f"# pam-monitor config generated by `pam-monitor discover` from {found_at}",
+        f"# {len(checks)} auth_contract checks, one per secured operation. Path parameters hold placeholder values:",
+        "# the auth layer must refuse before they are looked up. Request bodies are minimal examples of the schema.",
+        f"# {users} checks forge tokens for the user in their path (forged_claims), so an owner check cannot hide a",
+        "# backend that decodes tokens without verifying them.",
+    ]
+    if base_url is None:
+        header += ["# BACKEND_URL: the document names no server and --base-url was not given; set BACKEND_URL in the",
+                   "# environment to the backend's base URL (e.g. http://127.0.0.1:8000), or edit base_url below."]
+    body = {"targets": {target: {"base_url": base_url or "${BACKEND_URL}"}}, "checks": checks + isolation}
+    identities = ""
+    if journeys:
+        header.append(f"# {len(isolation)} tenant_isolation checks (--journeys) ask for user {OTHER_USER}'s data.")
+        identities = IDENTITIES_BLOCK
+    text = "\n".join(header) + "\n" + identities + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+    return text, len(checks) + len(isolation)
+
+
+def isolation_checks(doc: dict[str, Any], target: str) -> list[dict[str, Any]]:
+    """One tenant_isolation check per GET with a user-id path parameter: as `monitor_user`, ask for another user's
+    resource (the check passes when it is refused)."""
+    checks: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for path, item in sorted((doc.get("paths") or {}).items()):
+        operation = item.get("get") if isinstance(item, dict) else None
+        if not isinstance(operation, dict):
+            continue
+        declared = [p for p in [*item.get("parameters", []), *operation.get("parameters", [])]
+                    if isinstance(p, dict) and p.get("in") == "path" and "name" in p]
+        if not any(names_a_user(p, path) for p in declared):
+            continue
+        params = {p["name"]: (OTHER_USER if names_a_user(p, path) else _placeholder(p)) for p in declared}
+        name = _check_name("get", path, used).removesuffix("_unauth") + "_isolation"
+        checks.append({"name": name, "kind": "tenant_isolation", "target": target, "identity": IDENTITY,
+                       "method": "GET", "path": path, "params": params})
+    return checks
+
+
 def run_discover(args: argparse.Namespace) -> int:
-    """CLI handler: print or write the generated `checks:` block; exit 0, or 2 when the document is unusable."""
+    """CLI handler: print or write the generated config; exit 0, or 2 when no usable document was found."""
     try:
-        checks = discover_checks(load_document(args.openapi), args.target)
+        doc, found_at = find_document(args.openapi)
     except DiscoverError as exc:
         print(f"pam-monitor discover: {exc}", file=sys.stderr)
         return 2
-    text = (f"# {len(checks)} auth_contract checks generated from {args.openapi}\n"
-            "# Path parameters hold placeholder values; the auth layer must refuse before they are looked up.\n"
-            + yaml.safe_dump({"checks": checks}, sort_keys=False, default_flow_style=False))
+    base_url = base_url_for(doc, found_at, args.openapi, args.base_url)
+    text, count = render(doc, found_at, args.target, base_url, journeys=getattr(args, "journeys", False))
     if args.output is None:
         sys.stdout.write(text)
     else:
         args.output.write_text(text)
-        print(f"wrote {len(checks)} checks to {args.output}", file=sys.stderr)
+        print(f"wrote {count} checks to {args.output}", file=sys.stderr)
     return 0

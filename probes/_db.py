@@ -24,8 +24,9 @@ from psycopg.conninfo import conninfo_to_dict
 from monitor.core.config import DbCheck, split_table
 from monitor.core.results import Outcome, ProbeResult
 from monitor.core.secrets import Redactor
-from probes import _pg
+from probes import _db_role, _pg
 from probes.deps import Deps
+from probes.identity import SignInFailed, credential_for
 
 log = structlog.get_logger("pam_monitor.probe.db")
 
@@ -48,6 +49,8 @@ class _Run:
     tables: dict[str, bool] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     touching: str | None = None
+    claims: Mapping[str, Any] | None = None  # request.jwt.claims for as_role (the identity's, else {role})
+    hidden: Redactor = field(default_factory=Redactor)
 
     def remaining(self) -> float:
         left = self.deadline - self.loop.time()
@@ -92,7 +95,15 @@ async def probe(check: DbCheck, deps: Deps, deadline: float) -> ProbeResult:
             "the target's DSN is not a valid PostgreSQL connection string (libpq rejected it)",
             details={"phase": "connect", "sqlstate": None},
         )
-    run = _Run(loop=asyncio.get_running_loop(), deadline=deadline)
+    run = _Run(loop=asyncio.get_running_loop(), deadline=deadline, hidden=hidden)
+    if check.as_role is not None:
+        run.claims = {"role": check.as_role}
+        if check.identity is not None:
+            # Before connecting: a check that cannot get its identity's claims reports that, not the database.
+            got = await credential_for(deps, check.identity, deadline)
+            if isinstance(got, SignInFailed):
+                return got.result(check.identity)
+            run.claims = got[1].claims
     started = deps.clock.monotonic()
     try:
         if check.pool:
@@ -225,6 +236,10 @@ async def _round_trip(
 
     if missing_tables or missing_columns or rls_off:
         return _schema_failure(names, missing_tables, missing_columns, rls_off, run)
+    if check.as_role is not None and run.claims is not None:
+        refused = await _as_role(conn, check, run, deps, names)
+        if refused is not None:
+            return refused
 
     if run.details["read_only"] and (not check.canary or check.expect_read_only):
         run.details["canary"] = "skipped (read-only)" if check.canary else "off"
@@ -267,6 +282,32 @@ async def _canary(conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run,
     return None
 
 
+async def _as_role(
+    conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run, deps: Deps, names: list[str]
+) -> ProbeResult | None:
+    """Read every required table as the application's role; the failure result when it cannot."""
+    assert check.as_role is not None
+    assert run.claims is not None
+    run.phase = "as_role"
+    started = deps.clock.monotonic()
+    async with asyncio.timeout_at(run.deadline):
+        report = await _db_role.read_as_role(conn, check.as_role, run.claims, names,
+                                             _statement_timeout_ms(run.remaining()), run.hidden)
+    run.phases["as_role"] = deps.clock.monotonic() - started
+    run.details["as_role"] = check.as_role
+    if check.identity is not None:
+        run.details["identity"] = check.identity
+    who = f" (identity {check.identity})" if check.identity is not None else ""
+    found = _db_role.describe(report, who)
+    if found is None:
+        run.details["readable_as_role"] = len(report.readable)
+        return None
+    outcome, message, details = found
+    log.debug("db.as_role_refused", check=check.name, outcome=outcome.value, tables=list(report.denied))
+    return ProbeResult(outcome, message, details={**run.details, **details}, tables=dict(run.tables),
+                       phases=dict(run.phases))
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -282,6 +323,8 @@ def _ok(names: list[str], run: _Run, note: str | None) -> ProbeResult:
         parts.append(f"{len(names)}/{len(names)} required tables present")
     if run.details.get("canary") == "ok":
         parts.append("canary written and read back")
+    if "readable_as_role" in run.details:
+        parts.append(f"{run.details['readable_as_role']}/{len(names)} readable as role {run.details['as_role']}")
     if note:
         parts.append(note)
     message = "; ".join(parts) + f" ({_phase_summary(run.phases)})"
@@ -337,11 +380,16 @@ def _failure(
         what = text or f"no answer within the {check.timeout:g} s timeout"
         message = f"timed out during {run.phase} {after}: {what}"
     elif outcome is Outcome.TABLE_MISSING:
-        missing = run.touching or _relation_in(text) or "?"
+        missing = run.touching or _pg.relation_in(text) or "?"
         if missing in tables:
             tables[missing] = False
         details["missing_tables"] = [missing]
         message = f"required table missing: {missing} ({text}, SQLSTATE 42P01, during {run.phase})"
+    elif outcome in (Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR):
+        table = run.touching or _pg.denied_table(text)
+        if table is not None:
+            details["table"] = table
+        message = f"{classified.cause} {classified.sqlstate} during {run.phase}: {text}"
     elif outcome in (Outcome.CONNECTION_ERROR, Outcome.DNS_ERROR, Outcome.TLS_ERROR):
         message = f"{classified.cause} during {run.phase} {after}: {text}"
     else:
@@ -352,11 +400,3 @@ def _failure(
     log.debug("db.failed", check=check.name, outcome=outcome.value, phase=run.phase, sqlstate=classified.sqlstate)
     return ProbeResult(outcome, message, details=details, tables=tables, phases=dict(run.phases))
 
-
-def _relation_in(text: str) -> str | None:
-    start = text.find('relation "')
-    if start < 0:
-        return None
-    rest = text[start + len('relation "'):]
-    end = rest.find('"')
-    return rest[:end] if end > 0 else None

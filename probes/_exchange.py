@@ -21,6 +21,7 @@ from monitor.core.results import HttpFacts, TlsFacts
 
 MAX_HEAD_BYTES = 100 * 1024
 """A response head larger than this is not HTTP a monitor should accept (httpcore's limit too)."""
+_HEAD_TOO_BIG = f"response head larger than {MAX_HEAD_BYTES} bytes"
 _PAUSE_ABOVE = 256 * 1024  # body bytes buffered ahead of the reader before the socket is paused
 
 
@@ -82,7 +83,8 @@ class Exchange(asyncio.Protocol):
         self.trace = trace
         self.method = method
         self.parser = httptools.HttpResponseParser(self)
-        self.head_bytes = 0
+        self.head_bytes = 0  # bytes received while the head was incomplete
+        self.header_bytes = 0  # bytes of the headers parsed so far
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -109,17 +111,18 @@ class Exchange(asyncio.Protocol):
             return
         if not self.trace._first_byte_at:
             self.trace._first_byte_at = time.perf_counter()
-        if not self.headers_done:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self._fail(httpx.RemoteProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes"))
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(httpx.RemoteProtocolError("the server switched protocols"))
         except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed HTTP: {exc}"))
+            self._fail(httpx.RemoteProtocolError(_HEAD_TOO_BIG if self.header_bytes > MAX_HEAD_BYTES
+                                                 else f"malformed HTTP: {exc}"))
+        if not self.headers_done and self.error is None:
+            # A head still incomplete after this many bytes (the parser buffers a header until its end).
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._fail(httpx.RemoteProtocolError(_HEAD_TOO_BIG))
 
     def eof_received(self) -> bool | None:
         """The server closed its side: the end of a read-until-close body, or an answer cut short."""
@@ -143,7 +146,10 @@ class Exchange(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """One response header."""
+        """One response header; a head over MAX_HEAD_BYTES stops the parser (its error names the size)."""
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > MAX_HEAD_BYTES:
+            raise ValueError(_HEAD_TOO_BIG)
         self.headers.append((name, value))
         lower = name.lower()
         if lower == b"content-length":
@@ -180,7 +186,7 @@ class Exchange(asyncio.Protocol):
     def on_message_complete(self) -> None:
         """The answer is complete (a 1xx interim answer starts the wait for the real one again)."""
         if not self.headers_done:
-            self.headers, self.reason, self.head_bytes = [], b"", 0
+            self.headers, self.reason, self.head_bytes, self.header_bytes = [], b"", 0, 0
             return
         self.complete = True
         if self.trace is not None:

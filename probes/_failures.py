@@ -1,4 +1,4 @@
-"""How a failed HTTP request reads: the outcome and a sentence with the observed values, from the exception's causes."""
+"""Why a request produced no usable response: one outcome and one sentence from the exception's cause chain."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 from monitor.core.results import Outcome
 from probes._exchange import Trace
 
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +73,13 @@ def classify_failure(exc: BaseException, host: str, status: int | None, elapsed:
     if isinstance(exc, TimeoutError):  # our own deadline (asyncio.timeout_at)
         return timed_out(phase)
     if isinstance(exc, httpx.DecodingError):
-        return failed(Outcome.INVALID_RESPONSE, f"body could not be decoded: {clean(str(exc))}")
+        return failed(Outcome.INVALID_RESPONSE, f"body could not be decoded: {clean_text(str(exc))}")
     if isinstance(exc, httpx.LocalProtocolError):
         # The h11 message may quote a header value, which may be a secret: say only what to look at.
         return failed(Outcome.INTERNAL_ERROR, "could not encode the request; check the configured method, headers "
                                               "and body")
     if isinstance(exc, httpx.RemoteProtocolError):
-        text = clean(str(exc))
+        text = clean_text(str(exc))
         if _CLOSED_EARLY.search(text):
             what = f"while reading a {status} response" if status is not None else "before any response"
             return failed(Outcome.CONNECTION_ERROR, f"server closed the connection {what}: {text} {after}")
@@ -94,11 +94,11 @@ def _connection_failure(chain: list[BaseException], host: str, status: int | Non
     reading = f" while reading a {status} response" if status is not None else ""
     dns = _first(chain, socket.gaierror)
     if dns is not None:
-        return Failed(Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {dns.strerror or clean(str(dns))} {after}",
-                      elapsed, status)
+        reason = dns.strerror or clean_text(str(dns))
+        return Failed(Outcome.DNS_ERROR, f"DNS lookup failed for {host}: {reason} {after}", elapsed, status)
     tls = _first(chain, ssl.SSLError)
     if tls is not None:
-        return Failed(Outcome.TLS_ERROR, f"TLS handshake with {host} failed: {clean(str(tls))} {after}",
+        return Failed(Outcome.TLS_ERROR, f"TLS handshake with {host} failed: {clean_text(str(tls))} {after}",
                       elapsed, status)
     errnos = {getattr(item, "errno", None) for item in chain}
     if errno.ECONNREFUSED in errnos or _first(chain, ConnectionRefusedError) is not None:
@@ -107,7 +107,8 @@ def _connection_failure(chain: list[BaseException], host: str, status: int | Non
         return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} reset by peer{reading} {after}",
                       elapsed, status)
     os_error = _first(chain, OSError)
-    reason = (os_error.strerror if os_error is not None else None) or clean(str(chain[0])) or type(chain[0]).__name__
+    reason = ((os_error.strerror if os_error is not None else None) or clean_text(str(chain[0]))
+              or type(chain[0]).__name__)
     return Failed(Outcome.CONNECTION_ERROR, f"connection to {host} failed{reading}: {reason} {after}", elapsed, status)
 
 
@@ -121,6 +122,7 @@ def _timeout_phase(exc: BaseException) -> str:
     return "waiting for the response"
 
 
-def clean(text: str, limit: int = 160) -> str:
-    """`text` with control characters as spaces, stripped, cut to `limit` characters."""
-    return CONTROL_CHARS.sub(" ", text).strip()[:limit]
+def clean_text(text: str, limit: int = 160) -> str:
+    """`text` with control characters made spaces, stripped and cut to `limit` characters (for sentences)."""
+    return _CONTROL.sub(" ", text).strip()[:limit]
+

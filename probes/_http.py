@@ -1,10 +1,17 @@
-"""Shared helpers for the HTTP probers: capped streaming fetch, failure classification, JSON paths, missing tables."""
+"""Shared helpers for the HTTP probers: capped streaming fetch, JSON expectations, missing tables, Retry-After.
+
+Why a request failed (the exception's cause chain -> outcome and sentence) is in probes/_failures.py; `Failed`
+and `classify_failure` are re-exported here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import email.utils
 import json
+import math
 import re
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextvars import ContextVar
@@ -13,10 +20,11 @@ from typing import Any
 
 import httpx
 
-from monitor.core.config import RequestSpec, Target
+from monitor.core.config import RequestSpec, Target, as_matcher
 from monitor.core.results import Outcome, ProbeResult
-from probes._failures import CONTROL_CHARS, classify_failure, clean
 from probes._failures import Failed as Failed
+from probes._failures import classify_failure as classify_failure
+from probes._failures import clean_text
 from probes.deps import Deps
 from probes.kind import C, Prober
 from probes.wire import BodyStream, Exchange, Prepared, Trace, prepare
@@ -24,11 +32,16 @@ from probes.wire import BodyStream, Exchange, Prepared, Trace, prepare
 EXCERPT_CHARS = 200
 # Scanning more than this for a relation name buys nothing: error bodies are short.
 _SCAN_CHARS = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A response that arrived: status, headers and at most `cap` bytes of body."""
+    """A response that arrived: status, headers and at most `cap` bytes of body.
+
+    `retry_after` is the wait its Retry-After header asks for, in seconds from when it arrived (None without a
+    usable header).
+    """
 
     status: int
     raw_headers: list[tuple[bytes, bytes]]
@@ -36,6 +49,7 @@ class Fetched:
     truncated: bool
     elapsed: float
     cap: int
+    retry_after: float | None = None
     http_version: str = "HTTP/1.1"
     # The Content-Length the server announced; -1 when it sent none (chunked, or read until close).
     content_length: int = -1
@@ -45,6 +59,12 @@ class Fetched:
     def headers(self) -> httpx.Headers:
         """The response headers (built on each access: most probes never read them)."""
         return httpx.Headers(self.raw_headers)
+
+    @property
+    def rate_limited(self) -> bool:
+        """A 429, or a 503 with a Retry-After header: the target is shedding load, so the answer is about
+        neither the endpoint's contract nor its health (outcome rate_limited, inconclusive)."""
+        return self.status == 429 or (self.status == 503 and "retry-after" in self.headers)
 
     @property
     def content_type(self) -> str:
@@ -61,10 +81,11 @@ class Fetched:
         return body_excerpt(self.body)
 
 
+
 def body_excerpt(body: bytes) -> str:
     """Decode up to 200 characters of `body` leniently; control characters and runs of space become one space."""
     text = body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-    return " ".join(CONTROL_CHARS.sub(" ", text).split())[:EXCERPT_CHARS]
+    return " ".join(_CONTROL.sub(" ", text).split())[:EXCERPT_CHARS]
 
 
 def build_url(target: Target, spec: RequestSpec) -> str:
@@ -106,7 +127,7 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 def _check_headers(headers: Mapping[str, str]) -> None:
     for name, value in headers.items():
         if _HEADER_NAME.fullmatch(name) is None:
-            raise _UnsendableHeader(f"header name {clean(repr(name), 60)} is not a valid HTTP token")
+            raise _UnsendableHeader(f"header name {clean_text(repr(name), 60)} is not a valid HTTP token")
         if _HEADER_VALUE.fullmatch(value) is None:
             # The value may be a secret: name the header and what to look for, never the value.
             raise _UnsendableHeader(
@@ -155,6 +176,7 @@ async def fetch(
                     body, truncated = await _read_capped(exchange, limit)
                 finally:
                     transport.release(exchange)
+                wait = _header(exchange.headers, b"retry-after")
                 return Fetched(
                     status=status,
                     raw_headers=exchange.headers,
@@ -165,6 +187,7 @@ async def fetch(
                     http_version=exchange.http_version,
                     content_length=exchange.content_length,
                     trace=trace,
+                    retry_after=retry_after_seconds(wait, clock.time()) if wait is not None else None,
                 )
     except httpx.InvalidURL as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
@@ -241,6 +264,11 @@ def _prepared(deps: Deps, target_name: str, target: Target, spec: RequestSpec, h
     return prepared
 
 
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of a response header (`name` lower-case), decoded as Latin-1 like httpx does."""
+    return next((value.decode("latin-1") for key, value in headers if key.lower() == name), None)
+
+
 def _host(target: Target) -> str:
     return httpx.URL(target.base_url or "http://unknown").host
 
@@ -264,6 +292,7 @@ async def _read_capped(exchange: Exchange, cap: int) -> tuple[bytes, bool]:
 
 def _since(deps: Deps, sent_at: float | None) -> float:
     return 0.0 if sent_at is None else deps.clock.monotonic() - sent_at
+
 
 
 # ---------------------------------------------------------------------------------------------- missing tables
@@ -356,15 +385,38 @@ def same_json_value(expected: Any, actual: Any) -> bool:
 
 
 def json_field_problems(document: Any, fields: Mapping[str, Any]) -> list[str]:
-    """One sentence per dotted-path field whose value differs from the expected one (actual vs expected)."""
+    """One sentence per `expect.json` entry that does not hold, with the actual value beside the expectation.
+
+    A value is compared for equality, or is a matcher (`one_of`, `exists`, `regex`: monitor/core/config/matchers.py,
+    validated when the config loads).
+    """
     problems = []
     for path, expected in fields.items():
-        actual = json_path(document, path)
-        if actual is MISSING:
-            problems.append(f"json field {path}: expected {short_repr(expected)}, but the field is missing")
-        elif not same_json_value(expected, actual):
-            problems.append(f"json field {path}: expected {short_repr(expected)}, got {short_repr(actual)}")
+        problem = _field_problem(json_path(document, path), expected)
+        if problem is not None:
+            problems.append(f"json field {path}: {problem}")
     return problems
+
+
+def _field_problem(actual: Any, expected: Any) -> str | None:
+    matcher = as_matcher(expected)
+    got = "but the field is missing" if actual is MISSING else f"got {short_repr(actual)}"
+    if matcher.op == "exists":
+        if matcher.arg == (actual is not MISSING):
+            return None
+        return "expected to exist, but the field is missing" if matcher.arg else f"expected to be absent, {got}"
+    if matcher.op == "one_of":
+        if actual is not MISSING and any(same_json_value(option, actual) for option in matcher.arg):
+            return None
+        options = ", ".join(short_repr(option, 40) for option in matcher.arg)
+        return f"expected one of {options if len(options) <= 160 else options[:157] + '...'}, {got}"
+    if matcher.op == "regex":
+        if isinstance(actual, str) and matcher.arg.search(actual) is not None:
+            return None
+        return f"expected a string matching regex {short_repr(matcher.arg.pattern)}, {got}"
+    if actual is not MISSING and same_json_value(matcher.arg, actual):
+        return None
+    return f"expected {short_repr(matcher.arg)}, {got}"
 
 
 def parse_json(fetched: Fetched) -> tuple[bool, Any, str]:
@@ -387,3 +439,27 @@ def short_repr(value: Any, limit: int = 80) -> str:
 def status_list(statuses: Collection[int]) -> str:
     """'401|403' for a set of expected statuses."""
     return "|".join(str(s) for s in statuses)
+
+
+# ---------------------------------------------------------------------------------------------- Retry-After
+
+
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds, or an HTTP-date less `now` (wall clock, epoch
+    seconds), never below 0; None when the value is neither (RFC 9110 §10.2.3)."""
+    text = value.strip()
+    if re.fullmatch(r"\d{1,12}(\.\d+)?", text):
+        return float(text)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # an HTTP-date is always GMT; parsedate gives a naive datetime for "-0000"
+        moment = moment.replace(tzinfo=dt.UTC)
+    wait = moment.timestamp() - now
+    return max(wait, 0.0) if math.isfinite(wait) else None
+
+
+def wait_phrase(seconds: float | None) -> str:
+    """'retry after 30 s' for a sentence, or 'no usable Retry-After' when the target gave none."""
+    return f"retry after {seconds:g} s" if seconds is not None else "no usable Retry-After"

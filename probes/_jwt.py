@@ -6,6 +6,7 @@ import secrets
 import time
 import uuid
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import jwt
@@ -29,16 +30,28 @@ def encode_hs256(claims: dict[str, Any], secret: str | bytes) -> str:
         return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def forged_token(variant: ForgedToken, *, secret: str | None = None, now: float | None = None) -> str:
+def forged_token(
+    variant: ForgedToken,
+    *,
+    secret: str | None = None,
+    now: float | None = None,
+    claims: Mapping[str, Any] | None = None,
+) -> str:
     """A token that a correct auth layer must refuse.
 
     garbage: not a JWT at all; wrong_signature: well-formed HS256 signed with a random key; alg_none: header
     `alg: none` with an empty signature; expired: `exp` an hour ago, signed with `secret` when given (so only
-    the expiry is wrong) or else a random key.
+    the expiry is wrong) or else a random key. The claims are Supabase's shape (a random `sub`), overlaid with
+    `claims` (an auth_contract check's filled `forged_claims`, e.g. the path's user id as `sub`); `iat` and
+    `exp` are always the variant's own.
     """
     moment = time.time() if now is None else now
-    sub = str(uuid.uuid4())
-    fresh = supabase_claims(sub, iat=moment, exp=moment + 3600)
+    base = {"sub": str(uuid.uuid4()), **(claims or {})}
+
+    def shaped(iat: float, exp: float) -> dict[str, Any]:
+        return {**supabase_claims(str(base["sub"]), iat=iat, exp=exp), **base, "iat": int(iat), "exp": int(exp)}
+
+    fresh = shaped(moment, moment + 3600)
     if variant == "garbage":
         return "not-a-jwt." + secrets.token_urlsafe(24)
     if variant == "wrong_signature":
@@ -46,7 +59,7 @@ def forged_token(variant: ForgedToken, *, secret: str | None = None, now: float 
     if variant == "alg_none":
         return jwt.encode(fresh, None, algorithm="none")
     if variant == "expired":
-        stale = supabase_claims(sub, iat=moment - 7200, exp=moment - 3600)
+        stale = shaped(moment - 7200, moment - 3600)
         return encode_hs256(stale, secret if secret is not None else secrets.token_bytes(32))
     raise ValueError(f"unknown forged token variant {variant!r}")
 

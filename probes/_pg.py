@@ -149,3 +149,24 @@ def is_stale_connection(exc: BaseException) -> bool:
         state = exc.sqlstate
         return state is None or state.startswith("08") or state in ("57P01", "57P02")
     return False
+
+
+def relation_in(text: str) -> str | None:
+    """The relation a 42P01 message names ('relation "x" does not exist')."""
+    start = text.find('relation "')
+    if start < 0:
+        return None
+    rest = text[start + len('relation "'):]
+    end = rest.find('"')
+    return rest[:end] if end > 0 else None
+
+
+_DENIED_TABLE = re.compile(
+    r'(?:permission denied for (?:table|relation|view)|policy for relation) "?([A-Za-z0-9_$.]+)"?'
+)
+
+
+def denied_table(text: str) -> str | None:
+    """The table a 42501 / 42P17 message names ('permission denied for table x', '... policy for relation "x"')."""
+    match = _DENIED_TABLE.search(text)
+    return match.group(1) if match else None

@@ -1,9 +1,38 @@
-"""The `auth_contract` prober: no credentials and forged tokens must all be refused (401/403), never 2xx/5xx."""
+"""The `auth_contract` prober: a protected endpoint must refuse no token and every forged one at the auth layer.
+
+One request goes without credentials ("no token"), one per forged token (`forged`: garbage, wrong_signature,
+alg_none, expired), all at once. Forged tokens carry Supabase's claims overlaid with `forged_claims`, so with
+`forged_claims: {sub: "{user_id}"}` they impersonate the user in the path: a backend that decodes tokens without
+verifying them then passes its owner check and is caught.
+
+The judgement: `expected` is `expect.status` (default 401|403). The first row that holds decides (JUDGEMENT):
+
+| #  | when                                                                        | outcome                      |
+|----|-----------------------------------------------------------------------------|------------------------------|
+| 1  | any request answered 2xx (even if another was rate limited)                 | auth_bypass                  |
+| 2  | any request got 429, or 503 with Retry-After (retry_after: largest wait)    | rate_limited (inconclusive)  |
+| 3  | no token got 5xx (table_missing when the body names a missing relation)     | server_error, table_missing  |
+| 4  | no token got an expected status and a forged token got 5xx                  | auth_bypass                  |
+| 5  | no token got an expected status and a forged token got 404 or 422           | auth_bypass                  |
+| 6  | a request got no answer (timeout, connection, TLS, DNS)                     | that outcome (no token's first) |
+| 7  | no token got a status outside `expected`                                    | unexpected_status            |
+| 8  | a forged token got another status outside `expected` (400, 405...)          | unexpected_status, no bypass |
+| 9  | expect.body_regex or expect.json is set and a refusal's body does not match | invalid_response             |
+| 10 | no body expectation is set and a refusal's body names CSRF                  | invalid_response             |
+| 11 | otherwise: every request refused with an expected status                    | ok                           |
+
+Rows 4 and 5: only a request that got past the auth layer reaches a handler that can crash, or routing and
+validation of the path and body. Row 8: a 400 for a malformed header is common and proves nothing either way.
+Rows 9 and 10: a 403 from a CSRF middleware or an owner check is not the auth layer's refusal; the sentence says
+which layer seems to have answered.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.core.config import AuthContractCheck
@@ -13,9 +42,12 @@ from probes._http import (
     Fetched,
     fetch,
     find_missing_relation,
+    json_field_problems,
+    parse_json,
     request_headers,
     short_repr,
     status_list,
+    wait_phrase,
 )
 from probes.deps import Deps
 from probes.kind import Kind
@@ -23,9 +55,34 @@ from probes.kind import Kind
 NO_TOKEN = "no_token"  # noqa: S105 - a details key, not a credential
 """The details key of the request sent without credentials; the forged ones use their variant name."""
 
+_CSRF = re.compile(r"csrf|xsrf", re.IGNORECASE)
+_RATE = re.compile(r"rate.?limit|too many requests|throttl", re.IGNORECASE)
+_OWNER = re.compile(
+    r"owner|permission|forbidden|not allowed|access denied|insufficient|not authori[sz]ed to|does not belong|"
+    r"cannot access|not your",
+    re.IGNORECASE,
+)
+_CSRF_ADVICE = (
+    "refused by a CSRF layer before the auth layer: this check proves nothing about auth; send the CSRF header "
+    "in `headers` or set expect.body_regex"
+)
+
 
 def _label(variant: str) -> str:
     return "no token" if variant == NO_TOKEN else f"forged {variant} token"
+
+
+def who_answered(text: str, variant: str) -> str | None:
+    """Which layer a refusal body suggests answered, as a clause; None when the body does not say."""
+    if _CSRF.search(text):
+        return "a CSRF middleware answered before the auth layer"
+    if _RATE.search(text):
+        return "a rate limiter answered, not the auth layer"
+    if _OWNER.search(text):
+        if variant == NO_TOKEN:
+            return "an authorisation (owner) check answered, not the auth layer"
+        return "an authorisation (owner) check answered, so the token was accepted as valid"
+    return None
 
 
 async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeResult:
@@ -34,11 +91,12 @@ async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeR
 
     target = deps.targets[check.target]
     secret = check.jwt_secret.get_secret_value() if check.jwt_secret is not None else None
+    claims = check.filled_claims()
     # A configured Authorization header would defeat the point: every request carries only what we chose.
     base = request_headers(target, check, drop=("authorization",))
     variants: list[tuple[str, dict[str, str]]] = [(NO_TOKEN, base)]
     for variant in dict.fromkeys(check.forged):
-        token = forged_token(variant, secret=secret)
+        token = forged_token(variant, secret=secret, claims=claims)
         variants.append((variant, {**base, "Authorization": f"Bearer {token}"}))
     answers = await asyncio.gather(
         *(fetch(deps, check.target, check, deadline=deadline, headers=headers) for _, headers in variants)
@@ -46,79 +104,221 @@ async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeR
     return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)))
 
 
-def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed]) -> ProbeResult:
-    """Apply the contract to every variant's answer; the worst finding wins (see DESIGN §3)."""
-    details: dict[str, Any] = {
-        name: (got.status if isinstance(got, Fetched) else (got.status or got.outcome.value))
-        for name, got in answers.items()
-    }
-    responses = {name: got for name, got in answers.items() if isinstance(got, Fetched)}
-    anchor = answers[NO_TOKEN]
-    anchor_status = anchor.status
-    expected = status_list(check.expect.status)
-    slowest = max(got.elapsed for got in answers.values())
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Every answer of one run, and what every row of the judgement needs to read them."""
 
-    def result(outcome: Outcome, message: str, **extra: Any) -> ProbeResult:
-        return ProbeResult(outcome, message, status_code=anchor_status, details={**details, **extra})
+    check: AuthContractCheck
+    answers: dict[str, Fetched | Failed]
+    responses: dict[str, Fetched]  # the answers that are responses, in the same order
 
-    passed = [f"{_label(n)} got {g.status}" for n, g in responses.items() if 200 <= g.status < 300]
-    if passed:
-        return result(
-            Outcome.AUTH_BYPASS,
-            f"{', '.join(passed)}: expected {expected}; the endpoint answered without valid credentials",
-        )
+    @property
+    def expected(self) -> list[int]:
+        return self.check.expect.status
 
-    broken = {n: g for n, g in responses.items() if g.status >= 500}
-    if broken:
-        said = ", ".join(f"{_label(n)} got {g.status}" for n, g in broken.items())
-        first = next(iter(broken.values()))
-        excerpt = {"body_excerpt": first.excerpt()}
-        for got in broken.values():
-            missing = find_missing_relation(got.body)
-            if missing is not None:
-                return result(
-                    Outcome.TABLE_MISSING,
-                    f"expected {expected}, {said} after {slowest:.2f} s: {missing.describe()}",
-                    tables_missing=list(missing.tables),
-                    code=missing.code,
-                    **excerpt,
-                )
-        return result(Outcome.SERVER_ERROR, f"expected {expected}, {said} after {slowest:.2f} s", **excerpt)
+    @property
+    def anchor(self) -> Fetched | Failed:
+        return self.answers[NO_TOKEN]
 
-    failures = {n: g for n, g in answers.items() if isinstance(g, Failed)}
-    if failures:
-        name, failed = (NO_TOKEN, failures[NO_TOKEN]) if NO_TOKEN in failures else next(iter(failures.items()))
-        return result(failed.outcome, f"{_label(name)}: {failed.message}")
+    @property
+    def refused_without_token(self) -> bool:
+        anchor = self.anchor
+        return isinstance(anchor, Fetched) and anchor.status in self.expected
 
-    assert isinstance(anchor, Fetched)  # every answer is a response once failures are handled
-    if anchor.status not in check.expect.status:
-        return result(
-            Outcome.UNEXPECTED_STATUS,
-            f"expected {expected}, {_label(NO_TOKEN)} got {anchor.status} after {anchor.elapsed:.2f} s",
-            body_excerpt=anchor.excerpt(),
-        )
+    def forged(self, when: Callable[[Fetched], bool]) -> dict[str, Fetched]:
+        return {name: got for name, got in self.responses.items() if name != NO_TOKEN and when(got)}
 
-    for name, got in responses.items():
-        if got.status not in check.expect.status and got.status != anchor.status:
-            return result(
-                Outcome.AUTH_BYPASS,
-                f"{_label(name)} got {got.status}, {_label(NO_TOKEN)} got {anchor.status}: "
-                "it got past the auth layer",
-                body_excerpt=got.excerpt(),
-            )
+    def retry_after(self) -> float | None:
+        waits = [got.retry_after for got in self.responses.values()
+                 if got.rate_limited and got.retry_after is not None]
+        return max(waits) if waits else None
 
-    if check.expect.body_regex is not None:
-        for name, got in responses.items():
-            if re.search(check.expect.body_regex, got.text()) is None:
-                return result(
+    def result(self, outcome: Outcome, message: str, **extra: Any) -> ProbeResult:
+        details: dict[str, Any] = {
+            name: (got.status if isinstance(got, Fetched) else (got.status or got.outcome.value))
+            for name, got in self.answers.items()
+        }
+        return ProbeResult(outcome, message, status_code=self.anchor.status, details={**details, **extra},
+                           retry_after=self.retry_after())
+
+
+def _said(answers: dict[str, Fetched]) -> str:
+    return ", ".join(f"{_label(name)} got {got.status}" for name, got in answers.items())
+
+
+def _after(answers: dict[str, Fetched]) -> str:
+    return f"after {max(got.elapsed for got in answers.values()):.2f} s"
+
+
+def _bypass_2xx(run: _Run) -> ProbeResult | None:
+    passed = {n: g for n, g in run.responses.items() if 200 <= g.status < 300}
+    if not passed:
+        return None
+    return run.result(
+        Outcome.AUTH_BYPASS,
+        f"{_said(passed)}: expected {status_list(run.expected)}; the endpoint answered without valid credentials",
+    )
+
+
+def _rate_limited(run: _Run) -> ProbeResult | None:
+    limited = {n: g for n, g in run.responses.items() if g.rate_limited}
+    if not limited:
+        return None
+    first = next(iter(limited.values()))
+    return run.result(
+        Outcome.RATE_LIMITED,
+        f"rate limited: {_said(limited)}, {wait_phrase(run.retry_after())}; nothing was learned about auth this run",
+        body_excerpt=first.excerpt(),
+    )
+
+
+def _server_error(run: _Run) -> ProbeResult | None:
+    anchor = run.anchor
+    if not isinstance(anchor, Fetched) or anchor.status < 500:
+        return None
+    broken = {n: g for n, g in run.responses.items() if g.status >= 500}
+    message = f"expected {status_list(run.expected)}, {_said(broken)} {_after(broken)}"
+    for got in broken.values():
+        missing = find_missing_relation(got.body)
+        if missing is not None:
+            return run.result(Outcome.TABLE_MISSING, f"{message}: {missing.describe()}",
+                              tables_missing=list(missing.tables), code=missing.code, body_excerpt=got.excerpt())
+    return run.result(Outcome.SERVER_ERROR, message, body_excerpt=anchor.excerpt())
+
+
+def _bypass_crash(run: _Run) -> ProbeResult | None:
+    if not run.refused_without_token:
+        return None
+    broken = run.forged(lambda got: got.status >= 500)
+    if not broken:
+        return None
+    first = next(iter(broken.values()))
+    missing = find_missing_relation(first.body)
+    seen = f" ({missing.describe()})" if missing is not None else ""
+    return run.result(
+        Outcome.AUTH_BYPASS,
+        f"{_said(broken)} while no token got {run.anchor.status}: the request got past the auth layer and crashed "
+        f"the handler{seen}",
+        body_excerpt=first.excerpt(),
+    )
+
+
+def _bypass_routed(run: _Run) -> ProbeResult | None:
+    if not run.refused_without_token:
+        return None
+    routed = run.forged(lambda got: got.status in (404, 422))
+    if not routed:
+        return None
+    first = next(iter(routed.values()))
+    return run.result(
+        Outcome.AUTH_BYPASS,
+        f"{_said(routed)} while no token got {run.anchor.status}: the request got past the auth layer (only a "
+        "request past it reaches routing or validation of the path and body)",
+        body_excerpt=first.excerpt(),
+    )
+
+
+def _no_answer(run: _Run) -> ProbeResult | None:
+    failures = {n: g for n, g in run.answers.items() if isinstance(g, Failed)}
+    if not failures:
+        return None
+    name = NO_TOKEN if NO_TOKEN in failures else next(iter(failures))
+    return run.result(failures[name].outcome, f"{_label(name)}: {failures[name].message}")
+
+
+def _hint(got: Fetched, variant: str) -> str:
+    layer = who_answered(got.text(), variant)
+    return f"; {layer}" if layer is not None else ""
+
+
+def _anchor_unexpected(run: _Run) -> ProbeResult | None:
+    anchor = run.anchor
+    if not isinstance(anchor, Fetched) or anchor.status in run.expected:
+        return None
+    return run.result(
+        Outcome.UNEXPECTED_STATUS,
+        f"expected {status_list(run.expected)}, no token got {anchor.status} after {anchor.elapsed:.2f} s"
+        + _hint(anchor, NO_TOKEN),
+        body_excerpt=anchor.excerpt(),
+    )
+
+
+def _forged_unexpected(run: _Run) -> ProbeResult | None:
+    odd = run.forged(lambda got: got.status not in run.expected)
+    if not odd:
+        return None
+    name, first = next(iter(odd.items()))
+    return run.result(
+        Outcome.UNEXPECTED_STATUS,
+        f"expected {status_list(run.expected)}, {_said(odd)} while no token got {run.anchor.status}: not the auth "
+        "layer's refusal, but not judged a bypass either (a 400 for a malformed header is common)" + _hint(first, name),
+        body_excerpt=first.excerpt(),
+    )
+
+
+def _body_mismatch(got: Fetched, check: AuthContractCheck) -> str | None:
+    expect = check.expect
+    if expect.body_regex is not None and re.search(expect.body_regex, got.text()) is None:
+        return f"regex {short_repr(expect.body_regex)}"
+    if expect.json_fields:
+        parsed, document, why = parse_json(got)
+        problems = json_field_problems(document, expect.json_fields) if parsed else [why]
+        if problems:
+            return f"expect.json ({'; '.join(problems)})"
+    return None
+
+
+def _refusal_bodies(run: _Run) -> ProbeResult | None:
+    expect = run.check.expect
+    checked = expect.body_regex is not None or bool(expect.json_fields)
+    for name, got in run.responses.items():
+        if checked:
+            mismatch = _body_mismatch(got, run.check)
+            if mismatch is not None:
+                return run.result(
                     Outcome.INVALID_RESPONSE,
-                    f"{_label(name)} got {got.status} but the body does not match regex "
-                    f"{short_repr(check.expect.body_regex)}",
+                    f"{_label(name)} got {got.status} but the body does not match {mismatch}: "
+                    f"{short_repr(got.excerpt())}" + _hint(got, name),
                     body_excerpt=got.excerpt(),
                 )
+        elif _CSRF.search(got.text()):
+            return run.result(
+                Outcome.INVALID_RESPONSE,
+                f"{_label(name)} got {got.status} {short_repr(got.excerpt())}, {_CSRF_ADVICE}",
+                body_excerpt=got.excerpt(),
+            )
+    return None
 
+
+def _all_refused(run: _Run) -> ProbeResult:
+    responses = run.responses
     said = ", ".join(f"{_label(n)} {g.status}" for n, g in responses.items())
-    return result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s)")
+    slowest = max(g.elapsed for g in responses.values())
+    return run.result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s)")
+
+
+JUDGEMENT: tuple[Callable[[_Run], ProbeResult | None], ...] = (
+    _bypass_2xx,
+    _rate_limited,
+    _server_error,
+    _bypass_crash,
+    _bypass_routed,
+    _no_answer,
+    _anchor_unexpected,
+    _forged_unexpected,
+    _refusal_bodies,
+)
+"""Rows 1 to 10 of the table in this module's docstring, in order; row 11 (`ok`) is what is left."""
+
+
+def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed]) -> ProbeResult:
+    """Apply the judgement table (module docstring) to every variant's answer: the first row that holds decides."""
+    run = _Run(check, answers, {name: got for name, got in answers.items() if isinstance(got, Fetched)})
+    for row in JUDGEMENT:
+        verdict = row(run)
+        if verdict is not None:
+            return verdict
+    return _all_refused(run)
 
 
 KIND = Kind(
@@ -128,10 +328,11 @@ KIND = Kind(
     outcomes=(
         *TRANSPORT_OUTCOMES,
         Outcome.AUTH_BYPASS,
+        Outcome.RATE_LIMITED,
         Outcome.UNEXPECTED_STATUS,
         Outcome.SERVER_ERROR,
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown"),
+    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown", "CheckFailed"),
 )

@@ -20,8 +20,8 @@ async def probe(check: DbCheck, deps: Deps, deadline: float) -> ProbeResult:
 
 
 def phases(check: DbCheck) -> tuple[str, ...]:
-    """The phases a db check times: connect, query, and canary when it writes one."""
-    return ("connect", "query", "canary") if check.canary else ("connect", "query")
+    """The phases a db check times: connect, query, as_role when it reads as a role, canary when it writes one."""
+    return ("connect", "query", *(("as_role",) if check.as_role else ()), *(("canary",) if check.canary else ()))
 
 
 def tables(check: DbCheck) -> tuple[str, ...]:
@@ -41,8 +41,13 @@ KIND = Kind(
         Outcome.PERMISSION_DENIED,
         Outcome.POLICY_ERROR,
         Outcome.DB_ERROR,
+        # A db check with an identity that signs in can fail at step sign_in with what the Auth server said.
+        Outcome.UNEXPECTED_STATUS,
+        Outcome.SERVER_ERROR,
+        Outcome.RATE_LIMITED,
+        Outcome.INVALID_RESPONSE,
     ),
-    alerts=("TableMissing", "SchemaDrift", "DatabaseDown"),
+    alerts=("TableMissing", "SchemaDrift", "DatabaseDown", "AccessDenied", "CheckFailed"),
     phases=phases,
     tables=tables,
 )

@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+import httpx
+
 from monitor.core.clock import Clock, SystemClock
-from monitor.core.config import Config, Target
+from monitor.core.config import Config, Identity, Target
 from probes.wire import Prepared, WireTransport
+
+
+class _NoCookies(http.cookiejar.CookiePolicy):
+    """Keep no cookie and send none: every probe starts without state, as blackbox_exporter's do.
+
+    A session cookie set by one response and sent with later probes would let an auth_contract "no token"
+    request pass as authenticated, or hide a broken login.
+    """
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        """Store nothing."""
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        """Send nothing."""
+        return False
+
+    def domain_return_ok(self, domain: str, request: object) -> bool:
+        """Send nothing."""
+        return False
+
+    def path_return_ok(self, path: str, request: object) -> bool:
+        """Send nothing."""
+        return False
 
 
 @dataclass
@@ -23,13 +54,17 @@ class Deps:
     # Requests in flight at once per target (http.max_in_flight); see limiter_for.
     max_in_flight: int = 16
     clock: Clock = field(default_factory=SystemClock)
+    # Who the signed-in checks act as (top-level `identities`); their tokens are cached in `resources`.
+    identities: Mapping[str, Identity] = field(default_factory=dict)
     _limiters: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     # http.keep_alive: reuse connections (False: a fresh connection, resolve and TLS handshake every request).
     keep_alive: bool = False
     _transports: dict[tuple[bool, str | None] | None, WireTransport] = field(default_factory=dict)
     # Requests as wire bytes, built once per spec and headers (probes/_http.py `_prepared`).
     prepared: dict[tuple[str, int, tuple[tuple[str, str], ...]], tuple[object, Prepared]] = field(default_factory=dict)
-    # Long-lived resources owned by probe modules (the db probe's pools), keyed by check name.
+    _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
+    # Long-lived resources owned by probe modules, keyed by check name (the db probe's pools) or
+    # "identity/<name>" (an identity's token, probes/identity.py).
     resources: dict[str, object] = field(default_factory=dict)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -47,6 +82,26 @@ class Deps:
             transport = WireTransport(context, keep_alive=self.keep_alive, max_idle=max(self.max_in_flight, 1))
             self._transports[key] = transport
         return transport
+
+    def client_for(self, target: Target) -> httpx.AsyncClient:
+        """An httpx client for a target's TLS settings, for identity sign-ins (probes/identity.py); probes' own
+        requests go through `transport_for`. Made on first use, never one per request (MEASURED.md)."""
+        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None)
+        client = self._clients.get(key)
+        if client is None:
+            verify: bool | ssl.SSLContext = target.verify_tls
+            if target.ca_file is not None and target.verify_tls:
+                verify = ssl.create_default_context(cafile=str(target.ca_file))
+            client = httpx.AsyncClient(
+                verify=verify,
+                follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": self.user_agent},
+                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            )
+            self._clients[key] = client
+        return client
 
     def limiter_for(self, target_name: str) -> asyncio.Semaphore:
         """The semaphore capping requests in flight to one target (`max_in_flight` slots), made on first use.
@@ -70,6 +125,10 @@ class Deps:
             with contextlib.suppress(Exception):
                 await transport.aclose()
         self._transports.clear()
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self._clients.clear()
         for closer in reversed(self._closers):
             with contextlib.suppress(Exception):
                 await closer()
@@ -85,6 +144,7 @@ def build_deps(config: Config, clock: Clock | None = None) -> Deps:
         max_in_flight=config.http.max_in_flight,
         keep_alive=config.http.keep_alive,
         clock=clock or SystemClock(),
+        identities=dict(config.identities),
     )
 
 

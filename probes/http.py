@@ -16,6 +16,7 @@ from probes._http import (
     parse_json,
     short_repr,
     status_list,
+    wait_phrase,
 )
 from probes.deps import Deps
 from probes.kind import Kind
@@ -34,10 +35,22 @@ def failed_result(failed: Failed) -> ProbeResult:
     return ProbeResult(failed.outcome, failed.message, status_code=failed.status)
 
 
-def status_failure(expected: list[int], got: Fetched) -> ProbeResult:
-    """The result for a status outside `expected`: server_error, table_missing or unexpected_status."""
-    message = f"expected {status_list(expected)}, got {got.status} after {got.elapsed:.2f} s"
+def status_failure(expected: list[int], got: Fetched, *, shown: str | None = None) -> ProbeResult:
+    """The result for a status outside `expected`: rate_limited, server_error, table_missing or unexpected_status.
+
+    A 429, or a 503 with Retry-After, is `rate_limited` (inconclusive) with the wait the target asked for in
+    `retry_after`. `shown` replaces the expected statuses in the sentence (voice's synthesis says "2xx").
+    """
+    message = f"expected {shown or status_list(expected)}, got {got.status} after {got.elapsed:.2f} s"
     details: dict[str, Any] = {"body_excerpt": got.excerpt()} if not 200 <= got.status < 300 else {}
+    if got.rate_limited:
+        return ProbeResult(
+            Outcome.RATE_LIMITED,
+            f"rate limited: {message}, {wait_phrase(got.retry_after)}; this run says nothing about the endpoint",
+            status_code=got.status,
+            details=details,
+            retry_after=got.retry_after,
+        )
     if got.status >= 500:
         missing = find_missing_relation(got.body)
         if missing is not None:
@@ -92,10 +105,11 @@ KIND = Kind(
     outcomes=(
         *TRANSPORT_OUTCOMES,
         Outcome.SLOW,
+        Outcome.RATE_LIMITED,
         Outcome.UNEXPECTED_STATUS,
         Outcome.SERVER_ERROR,
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CheckFailed"),
 )

@@ -19,6 +19,7 @@ from monitor.core.config import PostgrestCheck, RequestSpec, Target, split_table
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
 from probes import _http
+from probes._verdict import worst
 from probes.deps import Deps
 from probes.kind import Kind
 
@@ -32,17 +33,6 @@ GATEWAY_MESSAGES: dict[str, str] = {
     "no api key found in request": "the gateway saw no API key (\"No API key found in request\")",
     "invalid api key": "the gateway rejected the API key (\"Invalid API key\")",
 }
-_UNREACHABLE = (Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.DNS_ERROR, Outcome.TLS_ERROR)
-# When tables disagree, the gravest and most specific outcome wins; every table's problem stays in the message.
-_PRECEDENCE: tuple[Outcome, ...] = (
-    *_UNREACHABLE,
-    Outcome.INTERNAL_ERROR,
-    Outcome.TABLE_MISSING,
-    Outcome.POLICY_ERROR,
-    Outcome.PERMISSION_DENIED,
-    Outcome.SERVER_ERROR,
-    Outcome.UNEXPECTED_STATUS,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +44,7 @@ class _TableResult:
     problem: str
     status: int | None
     present: bool | None  # None: the answer does not tell (auth failure, 5xx, no answer)
+    retry_after: float | None = None
 
 
 def _headers(target: Target, spec: RequestSpec, schema: str) -> dict[str, str]:
@@ -94,6 +85,10 @@ def _judge(table: str, fetched: _http.Fetched, redact: Redactor) -> _TableResult
     said = redact(_http.body_excerpt(text.encode()) if text else fetched.excerpt())
     if 200 <= status < 300:
         return _TableResult(table, Outcome.OK, "", status, True)
+    if fetched.rate_limited:
+        wait = _http.wait_phrase(fetched.retry_after)
+        return _TableResult(table, Outcome.RATE_LIMITED, f"{table}: {status}, rate limited ({wait})", status, None,
+                            fetched.retry_after)
     missing = _http.find_missing_relation(fetched.body)
     if (status == 404 and code in ("PGRST205", "42P01")) or (status >= 500 and missing is not None):
         which = code or (missing.code if missing else "?")
@@ -158,7 +153,10 @@ async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResu
             tables=tables,
             phases=phases,
         )
-    outcome = min((r.outcome for r in bad), key=_rank)
+    # When tables disagree, the gravest and most specific outcome wins (probes/_verdict.py: a table rate limited
+    # says nothing, so any definitive finding on another table outranks it); every table's problem stays in the
+    # message.
+    outcome = worst(r.outcome for r in bad)
     deciding = next(r for r in bad if r.outcome is outcome)
     missing = [r.table for r in results if r.outcome is Outcome.TABLE_MISSING]
     if missing:
@@ -168,14 +166,14 @@ async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResu
         head = f"required table{'s' if len(missing) > 1 else ''} missing: {', '.join(missing)}"
     elif outcome is Outcome.UNEXPECTED_STATUS and deciding.status == 401:
         head = "the API refused the credentials"
+    elif outcome is Outcome.RATE_LIMITED:
+        head = f"rate limited on {len(bad)} of {len(results)} tables, nothing learned about them"
     else:
         head = f"{len(bad)} of {len(results)} tables failed"
+    waits = [r.retry_after for r in bad if r.retry_after is not None]
     return ProbeResult(outcome, f"{head} ({problems})", status_code=deciding.status, details=details,
-                       tables=tables, phases=phases)
-
-
-def _rank(outcome: Outcome) -> int:
-    return _PRECEDENCE.index(outcome) if outcome in _PRECEDENCE else len(_PRECEDENCE)
+                       tables=tables, phases=phases,
+                       retry_after=max(waits) if outcome is Outcome.RATE_LIMITED and waits else None)
 
 
 def tables(check: PostgrestCheck) -> tuple[str, ...]:
@@ -195,7 +193,8 @@ KIND = Kind(
         Outcome.UNEXPECTED_STATUS,
         Outcome.SERVER_ERROR,
         Outcome.INVALID_RESPONSE,
+        Outcome.RATE_LIMITED,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CheckFailed"),
     tables=tables,
 )

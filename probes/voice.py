@@ -1,54 +1,89 @@
-"""The `voice` prober: the voice health endpoint (same `expect` as http), then optionally a real synthesis."""
+"""The `voice` prober: the voice health endpoint (same `expect` as http) and, when configured, a real synthesis.
+
+Both parts always run, concurrently, each with the whole deadline: a broken synthesizer behind a degraded health
+endpoint is still tried, and the sentence reports both ("voice health: ...; synthesis: ..."). The outcome is the
+worse of the two by the fixed order of probes/_verdict.py (WORST_FIRST); `status_code` and `body_excerpt` are
+the deciding part's; `details` has one entry per part (`health`, `synthesis`) with its outcome, status and
+duration; `phases` time both.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.core.config import Synthesize, VoiceCheck
 from monitor.core.results import Outcome, ProbeResult
 from probes import http
 from probes._audio import sniff
-from probes._http import Failed, Fetched, fetch
+from probes._http import Failed, Fetched, fetch, request_headers
+from probes._verdict import rank
 from probes.deps import Deps
+from probes.identity import SignInFailed, credential_for
 from probes.kind import Kind
+
+# Observed values that are free text go at the top level of details (where the runner redacts secrets), and only
+# the deciding part's; the per-part summaries hold numbers and short tokens.
+_TEXT_KEYS = ("body_excerpt", "tables_missing", "code", "step", "identity")
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One request's verdict: `label` leads its sentence, `key` names it in details and phases."""
+
+    key: str
+    label: str
+    result: ProbeResult
+    seconds: float
 
 
 async def probe(check: VoiceCheck, deps: Deps, deadline: float) -> ProbeResult:
-    """Check voice health, then (if configured and healthy) that synthesis returns real audio, by `deadline`."""
-    got = await fetch(deps, check.target, check, deadline=deadline)
-    health_s = got.elapsed
-    phases = {"health": health_s}
-    if isinstance(got, Failed):
-        failed = http.failed_result(got)
-        return _with(failed, message=f"voice health: {failed.message}", phases=phases)
-    health = http.assess(check.expect, got)
-    if health.outcome is not Outcome.OK or check.synthesize is None:
-        prefix = "voice health" if health.outcome is not Outcome.OK else "voice healthy"
-        return _with(health, message=f"{prefix}: {health.message}", phases=phases)
-
+    """Check voice health and, when configured, that synthesis returns real audio, both by `deadline`."""
+    if check.synthesize is None:
+        got = await fetch(deps, check.target, check, deadline=deadline)
+        return combine([health_part(check, got)])
     spec = check.synthesize
     cap = max(spec.min_bytes * 4, deps.body_limit)
-    audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap)
-    phases["synthesis"] = audio.elapsed
-    return synthesis_result(spec, audio, phases=phases)
+    got, audio = await asyncio.gather(
+        fetch(deps, check.target, check, deadline=deadline),
+        _synthesize(check, spec, deps, deadline, cap),
+    )
+    return combine([health_part(check, got), audio])
 
 
-def synthesis_result(spec: Synthesize, audio: Fetched | Failed, *, phases: dict[str, float]) -> ProbeResult:
-    """Judge a synthesis answer: 2xx, audio content-type, enough bytes, a real audio header, in time."""
+async def _synthesize(check: VoiceCheck, spec: Synthesize, deps: Deps, deadline: float, cap: int) -> _Part:
+    """The synthesis request, sent with the identity's token when `synthesize.identity` names one."""
+    headers = None
+    if spec.identity is not None:
+        signed = await credential_for(deps, spec.identity, deadline)
+        if isinstance(signed, SignInFailed):
+            return _Part("synthesis", "synthesis", signed.result(spec.identity), 0.0)
+        headers = signed[1].apply(request_headers(deps.targets[check.target], spec))
+    audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap, headers=headers)
+    return synthesis_part(spec, audio)
+
+
+def health_part(check: VoiceCheck, got: Fetched | Failed) -> _Part:
+    """The health endpoint's answer judged like an `http` check's."""
+    result = http.failed_result(got) if isinstance(got, Failed) else http.assess(check.expect, got)
+    return _Part("health", "voice health", result, got.elapsed)
+
+
+def synthesis_part(spec: Synthesize, audio: Fetched | Failed) -> _Part:
+    """The synthesis answer judged: 2xx, audio content-type, enough bytes, a real audio header, in time."""
+    return _Part("synthesis", "synthesis", synthesis_result(spec, audio), audio.elapsed)
+
+
+def synthesis_result(spec: Synthesize, audio: Fetched | Failed) -> ProbeResult:
+    """The verdict on a synthesis answer, its sentence without the part's label."""
     if isinstance(audio, Failed):
-        failed = http.failed_result(audio)
-        return _with(failed, message=f"synthesis: {failed.message}", phases=phases)
+        return http.failed_result(audio)
     if not 200 <= audio.status < 300:
-        failed = http.status_failure([200], audio)
-        message = failed.message.replace("expected 200,", "expected 2xx,", 1)
-        return _with(failed, message=f"synthesis: {message}", phases=phases)
+        return http.status_failure([200], audio, shown="2xx")
 
     found = sniff(audio.body)
-    details: dict[str, Any] = {
-        "bytes": len(audio.body),
-        "format": found.format,
-        "content_type": audio.content_type,
-    }
+    details: dict[str, Any] = {"bytes": len(audio.body), "format": found.format, "content_type": audio.content_type}
     if audio.truncated:
         details["truncated"] = True
     observed = (
@@ -56,54 +91,45 @@ def synthesis_result(spec: Synthesize, audio: Fetched | Failed, *, phases: dict[
         f"{'+' if audio.truncated else ''} bytes, format {found.format or 'unknown'} ({found.reason})"
     )
 
-    def invalid(problem: str) -> ProbeResult:
-        return ProbeResult(
-            Outcome.INVALID_RESPONSE,
-            f"synthesis: {problem}; {observed}",
-            status_code=audio.status,
-            details=details,
-            phases=phases,
-        )
+    def verdict(outcome: Outcome, message: str) -> ProbeResult:
+        return ProbeResult(outcome, message, status_code=audio.status, details=details)
 
     if not any(audio.content_type.startswith(prefix.lower()) for prefix in spec.content_types):
-        return invalid(f"expected content-type {' or '.join(spec.content_types)}")
+        return verdict(Outcome.INVALID_RESPONSE, f"expected content-type {' or '.join(spec.content_types)}; {observed}")
     if len(audio.body) < spec.min_bytes:
-        return invalid(f"expected at least {spec.min_bytes} bytes")
+        return verdict(Outcome.INVALID_RESPONSE, f"expected at least {spec.min_bytes} bytes; {observed}")
     if found.format not in spec.formats:
-        return invalid(f"expected {'/'.join(spec.formats)} audio")
+        return verdict(Outcome.INVALID_RESPONSE, f"expected {'/'.join(spec.formats)} audio; {observed}")
     took = audio.elapsed
+    what = f"{len(audio.body)} bytes of {found.format} ({audio.content_type})"
     if spec.max_latency is not None and took > spec.max_latency:
-        return ProbeResult(
-            Outcome.SLOW,
-            f"synthesis took {took:.2f} s, over the {spec.max_latency:.2f} s budget ({len(audio.body)} bytes "
-            f"of {found.format})",
-            status_code=audio.status,
-            details=details,
-            phases=phases,
-        )
+        return verdict(Outcome.SLOW, f"took {took:.2f} s for {what}, over the {spec.max_latency:.2f} s budget")
+    return verdict(Outcome.OK, f"synthesized {what} in {took:.2f} s")
+
+
+def combine(parts: list[_Part]) -> ProbeResult:
+    """One result from the parts: the worst outcome (first part among equals), both sentences, both summaries."""
+    deciding = min(parts, key=lambda part: rank(part.result.outcome))
+    decided = deciding.result
+    details: dict[str, Any] = {key: decided.details[key] for key in _TEXT_KEYS if key in decided.details}
+    for part in parts:
+        summary = {k: v for k, v in part.result.details.items() if k not in _TEXT_KEYS}
+        details[part.key] = {"outcome": part.result.outcome.value, "status_code": part.result.status_code,
+                             "seconds": round(part.seconds, 3), **summary}
+    waits = [part.result.retry_after for part in parts if part.result.retry_after is not None]
     return ProbeResult(
-        Outcome.OK,
-        f"voice healthy in {phases['health']:.2f} s; synthesized {len(audio.body)} bytes of {found.format} "
-        f"({audio.content_type}) in {took:.2f} s",
-        status_code=audio.status,
+        decided.outcome,
+        "; ".join(f"{part.label}: {part.result.message}" for part in parts),
+        status_code=decided.status_code,
         details=details,
-        phases=phases,
-    )
-
-
-def _with(result: ProbeResult, *, message: str, phases: dict[str, float]) -> ProbeResult:
-    return ProbeResult(
-        result.outcome,
-        message,
-        status_code=result.status_code,
-        details=result.details,
-        tables=result.tables,
-        phases=phases,
+        tables=decided.tables,
+        phases={part.key: part.seconds for part in parts},
+        retry_after=max(waits) if waits else None,
     )
 
 
 def phases(check: VoiceCheck) -> tuple[str, ...]:
-    """The phases a voice check times: health, then synthesis when configured."""
+    """The phases a voice check times: health, and synthesis when configured."""
     return ("health", "synthesis") if check.synthesize is not None else ("health",)
 
 
@@ -112,6 +138,6 @@ KIND = Kind(
     model=VoiceCheck,
     probe=probe,
     outcomes=http.KIND.outcomes,
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded", "CheckFailed"),
     phases=phases,
 )

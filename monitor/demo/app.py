@@ -1,9 +1,10 @@
-"""The demo target: a Starlette app imitating the PAM backend, with fault switches to make each alert fire."""
+"""The demo target: a Starlette app imitating the PAM backend (HS256 auth, CSRF, settings), with fault switches."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
 import struct
 import wave
@@ -19,24 +20,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from monitor.demo.store import MemorySettingsStore, MissingRelationError, SettingsStore
-from monitor.demo.tokens import TokenError, verify_token
+from monitor.demo.faults import BY_NAME, FAULT_NAMES
+from monitor.demo.openapi import openapi_document
+from monitor.demo.store import DemoDatabaseError, MemorySettingsStore, MissingRelationError, SettingsStore
+from monitor.demo.tokens import CSRF_COOKIE, CSRF_HEADER, TokenError, csrf_valid, new_csrf_token, verify_token
 
 log = structlog.get_logger("pam_monitor.demo")
 
-FAULTS: tuple[str, ...] = (
-    "settings_500",
-    "settings_open",
-    "drop_table",
-    "voice_down",
-    "hang",
-    "garbage",
-    "short_audio",
-)
-"""Fault switches of the demo target, in the order the README introduces them."""
 
 DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType({"voice_enabled": True, "language": "en", "theme": "system"})
 """What GET answers for a user with no stored settings (read-only; the app hands out copies)."""
+# A settings body larger than this is refused (413): settings are a handful of small fields.
+_BODY_LIMIT = 16 * 1024
 # A hung request waits for the client to go away; past this it is answered anyway so nothing lives forever.
 _HANG_LIMIT_S = 600.0
 
@@ -89,11 +84,17 @@ def _json(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _missing_relation(table: str) -> JSONResponse:
+    """What a FastAPI backend on Supabase answers when its query names a relation that is not there."""
+    return _json({"detail": f'relation "{table}" does not exist', "code": "42P01"}, 500)
+
+
 def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> Starlette:
-    """The demo PAM backend: health, voice health and TTS, user settings behind HS256 auth, fault switches."""
+    """The demo PAM backend: health, voice, a CSRF token and user settings behind HS256 auth, fault switches."""
     settings_store: SettingsStore = store if store is not None else MemorySettingsStore()
     faults = _Faults()
     audio = sine_wav()
+    document = openapi_document(list(FAULT_NAMES))
 
     async def health(request: Request) -> Response:
         if "garbage" in faults:
@@ -118,18 +119,44 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
             return Response(b"\x00" * 200, media_type="audio/wav")
         return Response(audio, media_type="audio/wav")
 
+    async def openapi(request: Request) -> Response:
+        return _json(document)
+
+    async def csrf_token(request: Request) -> Response:
+        token = new_csrf_token(jwt_secret)
+        answer = _json({"csrf_token": token})
+        answer.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path="/")
+        return answer
+
     def refuse(request: Request, user_id: str) -> Response | None:
         """FastAPI HTTPBearer-like: 403 without a bearer token, 401 for a bad one, 403 for another user."""
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             return _json({"detail": "Not authenticated"}, 403)
         try:
-            claims = verify_token(credentials.strip(), jwt_secret)
+            claims = verify_token(credentials.strip(), jwt_secret, accept_forged="accept_forged_tokens" in faults)
         except TokenError:
             return _json({"detail": "Invalid authentication credentials"}, 401)
-        if claims.get("sub") != user_id:
+        if claims.get("sub") != user_id and "tenant_leak" not in faults:
             return _json({"detail": "Not allowed to access another user's settings"}, 403)
         return None
+
+    async def write_settings(request: Request, user_id: str) -> Response:
+        if not csrf_valid(request.cookies.get(CSRF_COOKIE), request.headers.get(CSRF_HEADER), jwt_secret):
+            return _json({"detail": "CSRF token missing or invalid"}, 403)
+        raw = await request.body()
+        if len(raw) > _BODY_LIMIT:
+            return _json({"detail": f"body over {_BODY_LIMIT} bytes"}, 413)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return _json({"detail": "body must be a JSON object"}, 422)
+        if "lost_write" in faults:
+            stored = await settings_store.get(user_id) or {}
+            return _json({**DEFAULT_SETTINGS, **stored, **body})  # answered as if saved; nothing is
+        return _json({**DEFAULT_SETTINGS, **await settings_store.put(user_id, body)})
 
     async def user_settings(request: Request) -> Response:
         if "settings_500" in faults:
@@ -139,33 +166,35 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
             refused = refuse(request, user_id)
             if refused is not None:
                 return refused
+        if "settings_db_500" in faults:
+            return _missing_relation("user_settings")
         try:
-            if request.method == "GET":
-                stored = await settings_store.get(user_id)
-                return _json(stored if stored is not None else dict(DEFAULT_SETTINGS))
-            try:
-                body = await request.json()
-            except (ValueError, UnicodeDecodeError):
-                return _json({"detail": "body must be a JSON object"}, 422)
-            if not isinstance(body, dict):
-                return _json({"detail": "body must be a JSON object"}, 422)
-            return _json(await settings_store.put(user_id, body))
+            if request.method == "PUT":
+                return await write_settings(request, user_id)
+            return _json({**DEFAULT_SETTINGS, **(await settings_store.get(user_id) or {})})
         except MissingRelationError as exc:
-            return _json({"detail": f'relation "{exc.table}" does not exist', "code": "42P01"}, 500)
+            return _missing_relation(exc.table)
 
     def listing() -> dict[str, Any]:
-        return {"active": sorted(faults.active), "known": list(FAULTS)}
+        return {"active": sorted(faults.active), "known": list(FAULT_NAMES)}
 
     async def list_faults(request: Request) -> Response:
         return _json(listing())
 
     async def set_fault(request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in FAULTS:
-            return _json({"detail": f"unknown fault {name!r}; known: {', '.join(FAULTS)}", "known": list(FAULTS)},
-                         404)
-        if name == "drop_table" and name not in faults:
-            await settings_store.drop_table()
+        fault = BY_NAME.get(name)
+        if fault is None:
+            return _json({"detail": f"unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}",
+                          "known": list(FAULT_NAMES)}, 404)
+        if name not in faults:
+            try:
+                if name == "drop_table":
+                    await settings_store.drop_table()
+                elif fault.needs_db:
+                    await settings_store.apply_fault(name)
+            except DemoDatabaseError as exc:
+                return _json({"detail": str(exc)}, 409)
         faults.active.add(name)
         log.info("demo.fault_set", fault=name, active=sorted(faults.active))
         return _json(listing())
@@ -178,8 +207,10 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
 
     routes = [
         Route("/health", health),
+        Route("/openapi.json", openapi),
         Route("/api/v1/pam/voice/health", voice_health),
         Route("/api/v1/pam/voice/tts", tts, methods=["POST"]),
+        Route("/api/auth/csrf-token", csrf_token),
         Route("/api/v1/users/{user_id}/settings", user_settings, methods=["GET", "PUT"]),
         Route("/_faults", list_faults, methods=["GET"]),
         Route("/_faults", clear_faults, methods=["DELETE"]),
@@ -188,4 +219,4 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
     return Starlette(routes=routes, middleware=[Middleware(_HangGate, faults=faults)])
 
 
-__all__ = ["DEFAULT_SETTINGS", "FAULTS", "create_demo_app", "sine_wav"]
+__all__ = ["DEFAULT_SETTINGS", "FAULT_NAMES", "create_demo_app", "sine_wav"]

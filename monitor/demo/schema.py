@@ -1,4 +1,4 @@
-"""The seed schema: the five tables of the seed incident and their DDL, shared by the demo and the test suite."""
+"""The seed schema: the five tables of the seed incident, their DDL, and the Supabase role, grants and policies."""
 
 from __future__ import annotations
 
@@ -55,4 +55,74 @@ SEED_SCHEMA: tuple[str, ...] = (
 )
 """Idempotent DDL for the seed's five tables, each with row-level security enabled (run in order)."""
 
-__all__ = ["SEED_SCHEMA", "SEED_TABLES", "SETTINGS_TABLE"]
+
+APP_ROLE = "authenticated"
+"""The role a Supabase project's signed-in users query as (PostgREST switches to it for every request)."""
+
+CLAIM_SUB = "(current_setting('request.jwt.claims', true)::jsonb ->> 'sub')"
+"""The signed-in user's id as PostgREST hands it to policies (Supabase's `auth.uid()` reads the same setting)."""
+
+_OWNER_COLUMN: tuple[tuple[str, str], ...] = (
+    ("user_settings", "user_id"),
+    ("affiliate_sales", "user_id"),
+    ("user_wishlists", "user_id"),
+    ("marketplace_listings", "seller_id"),
+    ("group_trip_participants", "user_id"),
+)
+"""Each seed table and the column naming the user who owns a row."""
+
+OWNER_POLICY = "pam_demo_owner"
+"""The name of the row-level security policy that lets a signed-in user see and change only their own rows."""
+
+RECURSIVE_POLICY = "pam_demo_recursive"
+"""The name of the self-referencing policy the `rls_recursion` fault adds to user_settings."""
+
+
+def _owner_policy(table: str, column: str) -> tuple[str, str]:
+    mine = f"{column} = {CLAIM_SUB}"
+    return (
+        f"DROP POLICY IF EXISTS {OWNER_POLICY} ON public.{table}",
+        f"CREATE POLICY {OWNER_POLICY} ON public.{table} FOR ALL TO {APP_ROLE} USING ({mine}) WITH CHECK ({mine})",
+    )
+
+
+ROLE_SCHEMA: tuple[str, ...] = (
+    f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}",
+    *(f"GRANT SELECT, INSERT, UPDATE, DELETE ON public.{table} TO {APP_ROLE}" for table in SEED_TABLES),
+    f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}",
+    *(statement for table, column in _OWNER_COLUMN for statement in _owner_policy(table, column)),
+    # Listings are a marketplace: every signed-in user may read them (the owner policy still guards writes).
+    "DROP POLICY IF EXISTS pam_demo_listings_read ON public.marketplace_listings",
+    f"CREATE POLICY pam_demo_listings_read ON public.marketplace_listings FOR SELECT TO {APP_ROLE} USING (true)",
+    f"DROP POLICY IF EXISTS {RECURSIVE_POLICY} ON public.{SETTINGS_TABLE}",
+)
+"""Grants and row-level security policies of a Supabase project on the seed tables, for the role `authenticated`.
+
+Idempotent (run after SEED_SCHEMA, in one transaction): it also undoes the `revoke_grants` and `rls_recursion`
+faults. Needs the role APP_ROLE to exist (see monitor.demo.store.ensure_app_role).
+"""
+
+DATABASE_FAULTS: dict[str, tuple[str, ...]] = {
+    "revoke_grants": ("REVOKE SELECT ON public.user_settings FROM authenticated",),
+    "rls_recursion": (
+        "DROP POLICY IF EXISTS pam_demo_recursive ON public.user_settings",
+        # A policy that reads its own table: PostgreSQL refuses every query by a role it applies to with
+        # 42P17 "infinite recursion detected in policy for relation user_settings".
+        "CREATE POLICY pam_demo_recursive ON public.user_settings FOR SELECT TO authenticated USING (EXISTS ("
+        "SELECT 1 FROM public.user_settings AS s "
+        "WHERE s.user_id = (current_setting('request.jwt.claims', true)::jsonb ->> 'sub')))",
+    ),
+}
+"""The faults that change the database itself, as DDL (undone by ROLE_SCHEMA)."""
+
+__all__ = [
+    "APP_ROLE",
+    "CLAIM_SUB",
+    "DATABASE_FAULTS",
+    "OWNER_POLICY",
+    "RECURSIVE_POLICY",
+    "ROLE_SCHEMA",
+    "SEED_SCHEMA",
+    "SEED_TABLES",
+    "SETTINGS_TABLE",
+]

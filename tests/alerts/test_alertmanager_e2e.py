@@ -54,22 +54,29 @@ HEAL = (result(CHECK, "ok", status=403), result(CHECK, "ok", status=403, confirm
 
 
 async def test_regression_fires_with_labels_and_resolves(alertmanager: Alertmanager, tmp_path: Path) -> None:
-    """403 -> 500 (+ confirmation): Alertmanager shows ContractRegression from=403 to=500; healing removes it."""
+    """403 -> 500 (+ confirmation): Alertmanager shows ContractRegression from=403 to=500; the engine lists it and the
+    watchdog with the labels and startsAt Alertmanager holds (`since`); healing removes it, the watchdog stays."""
     async with engine(config_for(alertmanager, tmp_path / "state")) as e:
         feed(e, *BREAK)
         found = await seen(lambda: regression_alerts(alertmanager))
         assert 1 == len(found)
         labels = found[0]["labels"]
         assert {"alertname": "ContractRegression", "check": CHECK, "kind": "auth_contract", "severity": "critical",
-                "service": "pam-backend", "from": "403", "to": "500", "env": "test", "team": "core"} == labels
+                "service": "pam-backend", "target": "backend", "from": "403", "to": "500", "env": "test",
+                "team": "core"} == labels
         assert "expected 401|403, got 500" == found[0]["annotations"]["summary"]
-        assert [{"alertname": "ContractRegression", "state": "firing", "labels": labels,
-                 "since": e.active_alerts()[0]["since"]}] == e.active_alerts()
         watchdog = await seen(lambda: alertmanager.alerts_named("MonitorWatchdog"))
         assert "none" == watchdog[0]["labels"]["severity"]
+        listed = e.active_alerts()
+        assert [{"alertname": "ContractRegression", "state": "firing", "labels": labels,
+                 "since": found[0]["startsAt"], "state_since": listed[0]["state_since"], "flapping": False,
+                 "held_until": None, "held_reason": None},
+                {"alertname": "MonitorWatchdog", "state": "firing", "labels": watchdog[0]["labels"],
+                 "since": watchdog[0]["startsAt"], "state_since": watchdog[0]["startsAt"], "flapping": False,
+                 "held_until": None, "held_reason": None}] == listed
         feed(e, *HEAL)
         await seen(lambda: not regression_alerts(alertmanager))
-        assert [] == e.active_alerts()
+        assert ["MonitorWatchdog"] == [a["alertname"] for a in e.active_alerts()]
 
 
 async def test_alert_raised_while_alertmanager_down_arrives_later(alertmanager: Alertmanager, tmp_path: Path) -> None:
@@ -118,7 +125,8 @@ async def test_restart_while_firing_then_heal_resolves(alertmanager: Alertmanage
         feed(first, *BREAK)
         await seen(lambda: regression_alerts(alertmanager))
     async with make_engine(config_for(alertmanager, tmp_path / "state"), registry, flush_timeout=2.0) as second:
-        assert ["firing"] == [a["state"] for a in second.active_alerts()]
+        assert [("ContractRegression", "firing"), ("MonitorWatchdog", "firing")] == [
+            (a["alertname"], a["state"]) for a in second.active_alerts()]
         feed(second, result(CHECK, "server_error", status=500))  # still broken: no new page
         assert 0 == queue_depth(registry)
         feed(second, *HEAL)
@@ -134,4 +142,4 @@ async def test_check_removed_while_firing_is_resolved_on_start(alertmanager: Ale
                          checks=[{"name": "backend_health", "kind": "http", "target": "backend", "path": "/health"}])
     async with engine(config) as second:
         await seen(lambda: not regression_alerts(alertmanager))
-        assert [] == second.active_alerts()
+        assert ["MonitorWatchdog"] == [a["alertname"] for a in second.active_alerts()]

@@ -158,6 +158,7 @@ class TwoLaneBatchingHook:
     kind = "webhook"
     batch_size = 3
     resends = True
+    honours_inhibition = False
 
     def lanes(self, sink: WebhookSink) -> Sequence[str]:
         """Two lanes."""
@@ -187,6 +188,7 @@ async def test_delivery_knows_a_sink_only_through_its_spec(recorder: tuple[Recor
     registry = prometheus_client.CollectorRegistry()
     config = make_config(tmp_path, sinks=[{"kind": "webhook", "url": url + "/hook"}])
     async with engine(config, registry, sinks={"webhook": spec}) as e:
+        e.observe(result("backend_health", "ok", status=200))
         e.observe(result("backend_health", "server_error", status=500))
         e.observe(result("backend_health", "server_error", status=500))  # ContractRegression and EndpointDown fire
         await until_async(lambda: all(len(rec.bodies(f"/hook/{lane}")) >= 2 for lane in (0, 1)))
@@ -196,3 +198,20 @@ async def test_delivery_knows_a_sink_only_through_its_spec(recorder: tuple[Recor
                     {"alertname": "EndpointDown", "event": "firing"}] == batch
             assert {"ContractRegression", "EndpointDown", "MonitorWatchdog"} == {n["alertname"] for n in resend}
         assert 4.0 == sent(registry, "webhook")
+
+
+async def test_a_failing_repost_warns_once_per_spell(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
+    """Alertmanager refusing re-posts three times in a row gives one warning, then info lines; the first
+    accepted re-post after that says it recovered."""
+    rec, url = recorder
+    rec.script = [503, 503, 503]
+    clock = FakeClock()
+    config = make_config(tmp_path, sinks=[{"kind": "alertmanager", "url": url + "/am"}])
+    with structlog.testing.capture_logs() as logs:
+        async with engine(config, prometheus_client.CollectorRegistry(), clock=clock):
+            for posts in range(1, 5):
+                await until_async(lambda n=posts: len(rec.bodies(AM)) >= n)
+                clock.advance(config.alerts.resend_interval)
+            await until_async(lambda: any(e["event"] == "notification.resend_recovered" for e in logs))
+    failures = [e["log_level"] for e in logs if e["event"] == "notification.resend_failed"]
+    assert ["warning", "info", "info"] == failures

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alerts import machine
-from alerts.machine import Action, AlertState, Policy, Status, step
+from alerts.machine import Action, AlertState, Hold, Policy, Status, flap_hold, step
 from alerts.model import Event, Observation, Signal
 
 KEY = "ContractRegression/settings_get_unauth"
@@ -63,6 +63,17 @@ def test_threshold_three_needs_three() -> None:
     assert [(2, Event.FIRING)] == actions
 
 
+def test_confirmed_bad_fires_without_waiting_for_the_threshold() -> None:
+    """A confirmed BAD observation (a long rate-limited spell) fires at once, from inactive or from pending."""
+    confirmed = obs(True)._replace(confirmed=True)
+    state, actions = step(AlertState(KEY, "ContractRegression", "settings_get_unauth"), confirmed, 0.0,
+                          Policy(failure_threshold=5))
+    assert ([Event.FIRING], Status.FIRING) == ([a.event for a in actions], state.status)
+    pending, _ = run("B", Policy(failure_threshold=5))
+    state, actions = step(pending, confirmed, 30.0, Policy(failure_threshold=5))
+    assert ([Event.FIRING], Status.FIRING) == ([a.event for a in actions], state.status)
+
+
 def test_resolves_after_success_threshold() -> None:
     """A firing alert resolves on the success_threshold-th good result, not before."""
     state, actions = run("BBGG")
@@ -98,6 +109,38 @@ def test_flapping_settles_and_resolves() -> None:
     state, later = run("GGGGGGGGGGGG", policy, every=10.0, state=state, start=60.0)
     assert [Event.RESOLVED] == [k for _, k in later]
     assert (Status.INACTIVE, False) == (state.status, state.flapping)
+
+
+def test_flap_hold_says_why_and_moves_with_the_last_raw_change() -> None:
+    """Default policy (more than 6 changes in 10 min): the seventh change starts flapping; flap_hold names the count
+    and the window, and ends a window after the last raw change: after the seventh, then after the condition
+    turned good; once settled (resolved) there is no hold and the count is cleared."""
+    policy = Policy(failure_threshold=1, success_threshold=1)
+    state, actions = run("BGBGBGB", policy, every=30.0)
+    assert (6, Event.FLAPPING) == actions[-1]
+    assert (7, 180.0) == (state.flap_changes, state.raw_changed_at)
+    reason = "flapping: 7 state changes in 10 min; held firing until the check is steady for 10 min"
+    assert Hold(180.0 + 600.0, reason) == flap_hold(state, policy)
+    state, _ = run("G", policy, state=state, start=210.0)
+    assert Hold(210.0 + 600.0, reason) == flap_hold(state, policy)
+    state, later = run("G" * 21, policy, every=30.0, state=state, start=240.0)
+    assert [(19, Event.RESOLVED)] == later  # t = 240 + 19 * 30 = 810: steady for the whole window
+    assert (None, 0, Status.INACTIVE) == (flap_hold(state, policy), state.flap_changes, state.status)
+
+
+def test_flap_hold_words_follow_the_policy() -> None:
+    """Another window and threshold: the words and the end follow them; a state stored before flap_changes existed
+    (0) is described by the threshold; a state that does not flap has no hold."""
+    policy = Policy(failure_threshold=1, success_threshold=1, flap_max=2, flap_window=90.0)
+    state, _ = run("BGB", policy, every=10.0)
+    assert Hold(20.0 + 90.0, "flapping: 3 state changes in 90 s; held firing until the check is steady for 90 s") \
+        == flap_hold(state, policy)
+    older = flap_hold(dataclasses.replace(state, flap_changes=0), policy)
+    hourly = flap_hold(state, dataclasses.replace(policy, flap_window=3600.0))
+    assert ("flapping: more than 2 state changes in 90 s; held firing until the check is steady for 90 s",
+            "flapping: 3 state changes in 1 h; held firing until the check is steady for 1 h") \
+        == (older and older.reason, hourly and hourly.reason)
+    assert None is flap_hold(run("BB")[0], Policy())
 
 
 def test_maintenance_silences_firing_but_tracks_state() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from alerts.model import CheckMemory, Observation, Signal
-from alerts.rules import RULES, evaluate, remember, rules_for
+from alerts.rules import RULES, evaluate, quiet, remember, rules_for
 from monitor.core.config import AlertName, Config
 from monitor.core.results import Outcome, Result
 from probes import RULES_BY_KIND
@@ -21,7 +21,7 @@ def judge(config: Config, check: Any, r: Result, memory: CheckMemory | None = No
           known: Collection[str] = ()) -> list[Observation]:
     """Every observation the check's rules make of a result (the rules its kind raises, as the engine plans them)."""
     return evaluate(config, check, r, memory or CheckMemory(), known,
-                    rules=rules_for(config, check, RULES_BY_KIND))
+                    rules=rules_for(config, check, RULES_BY_KIND), kind_rules=RULES_BY_KIND[check.kind])
 
 
 def bad(r: Result, memory: CheckMemory | None = None) -> dict[str, Observation]:
@@ -44,8 +44,8 @@ def test_403_to_500_is_contract_regression_with_http_codes() -> None:
     labels = dict(found["ContractRegression/settings_get_unauth"].labels)
     assert {
         "alertname": "ContractRegression", "check": "settings_get_unauth", "kind": "auth_contract",
-        "severity": "critical", "service": "pam-backend", "from": "403", "to": "500", "env": "test",
-        "team": "core",
+        "severity": "critical", "service": "pam-backend", "target": "backend", "from": "403", "to": "500",
+        "env": "test", "team": "core",
     } == labels
 
 
@@ -53,18 +53,29 @@ def test_regression_annotations_carry_the_sentence_and_runbook() -> None:
     """summary is the result sentence; observed values and a runbook hint are there."""
     r = result("settings_get_unauth", "server_error", status=500, message="expected 401|403, got 500 after 0.12 s",
                details={"body": "Internal Server Error"})
-    notes = dict(bad(r)["ContractRegression/settings_get_unauth"].annotations)
+    memory = remember(CheckMemory(), result("settings_get_unauth", "ok", status=403))
+    notes = dict(bad(r, memory)["ContractRegression/settings_get_unauth"].annotations)
     assert "expected 401|403, got 500 after 0.12 s" == notes["summary"]
     assert ("500", "server_error") == (notes["status_code"], notes["outcome"])
     assert '{"body":"Internal Server Error"}' == notes["observed"]
     assert notes["runbook"].startswith("The endpoint used to answer")
 
 
-def test_regression_without_prior_good_uses_expected_statuses() -> None:
-    """Never seen good (fresh state): `from` is the expected status set."""
-    found = bad(result("settings_get_unauth", "server_error", status=500))
-    assert ("401|403", "500") == (found["ContractRegression/settings_get_unauth"].labels["from"],
-                                  found["ContractRegression/settings_get_unauth"].labels["to"])
+def test_never_good_is_no_regression() -> None:
+    """Never seen good: no ContractRegression with an invented `from`; an auth_contract 500 is CheckFailed, an http
+    503 is EndpointDown (a readiness endpoint that never came up)."""
+    assert ["CheckFailed/settings_get_unauth"] == list(bad(result("settings_get_unauth", "server_error", status=500)))
+    assert ["EndpointDown/backend_health"] == list(bad(result("backend_health", "server_error", status=503)))
+
+
+def test_regression_from_is_the_last_good_status() -> None:
+    """`from` is the last good answer, whatever the check expects: 200, then 204, then a 500 is from=204."""
+    memory = CheckMemory()
+    for status in (200, 204):
+        memory = remember(memory, result("backend_health", "ok", status=status))
+    found = bad(result("backend_health", "server_error", status=500), memory)
+    labels = found["ContractRegression/backend_health"].labels
+    assert ("204", "500") == (labels["from"], labels["to"])
 
 
 def test_500_naming_a_table_is_regression_and_table_missing() -> None:
@@ -111,8 +122,9 @@ def test_schema_drift_and_database_down() -> None:
 
 def test_endpoint_down() -> None:
     """Unreachable on any HTTP kind, and 5xx on an http check, are EndpointDown."""
+    memory = remember(CheckMemory(), result("backend_health", "ok", status=200))
     assert {"EndpointDown/backend_health", "ContractRegression/backend_health"} == set(
-        bad(result("backend_health", "server_error", status=503)))
+        bad(result("backend_health", "server_error", status=503), memory))
     assert ["EndpointDown/settings_get_unauth"] == list(bad(result("settings_get_unauth", "connection_error")))
     assert ["EndpointDown/rest_tables"] == list(bad(result("rest_tables", "timeout")))
 
@@ -130,7 +142,8 @@ def test_rules_can_be_disabled_and_given_another_severity() -> None:
                                            "VoiceDegraded": {"severity": "critical"}}})
     checks = {c.name: c for c in config.checks}
     out = judge(config, checks["backend_health"], result("backend_health", "timeout"))
-    assert [] == out
+    # Nothing fires, and the failure the disabled rule covers does not turn into a CheckFailed.
+    assert [("CheckFailed", Signal.GOOD)] == [(o.alertname, o.signal) for o in out]
     out = judge(config, checks["voice_health"], result("voice_health", "slow", status=200))
     assert "critical" == {o.alertname: o for o in out}["VoiceDegraded"].labels["severity"]
     config = make_config(checks=[{"name": "settings_get_unauth", "kind": "auth_contract", "target": "backend",
@@ -144,3 +157,16 @@ def test_unreachable_says_nothing_about_regression() -> None:
     out = judge(CONFIG, CHECKS["settings_get_unauth"], result("settings_get_unauth", "timeout"))
     assert "ContractRegression/settings_get_unauth" not in {o.key for o in out}
     assert Outcome.TIMEOUT.unreachable
+
+
+def test_quiet_results_are_those_that_can_raise_nothing() -> None:
+    """The engine skips evaluating a quiet result on a check without alert state: every quiet result of every
+    factory check turns nothing BAD; an ok that still lists a missing table, and any failure, are not quiet."""
+    for name in CHECKS:
+        r = result(name, "ok", status=200, tables={"user_settings": True})
+        assert (True, {}) == (quiet(r), bad(r)), name
+    assert False is quiet(result("db_roundtrip", "ok", tables={"user_settings": False}))
+    assert False is quiet(result("db_roundtrip", "ok", details={"tables_missing": ["wishlists"]}))
+    assert {"TableMissing/db_roundtrip/wishlists"} == set(bad(result("db_roundtrip", "ok",
+                                                                     details={"tables_missing": ["wishlists"]})))
+    assert [] == [o.value for o in Outcome if o is not Outcome.OK and quiet(result("backend_health", o))]

@@ -27,7 +27,7 @@ NOTE = Notification(key="k", event=Event.FIRING, labels={"alertname": "X"}, anno
 
 ROOT = Path(__file__).resolve().parents[2]
 _KILLED = """
-import asyncio, os, signal, sys
+import asyncio, os, random, signal, sys
 from pathlib import Path
 from alerts.store import Store
 from tests.support.alerting import make_config, make_engine, result
@@ -36,7 +36,9 @@ from tests.support.poll import until_async
 async def main():
     state = Path(sys.argv[1])
     config = make_config(state, sinks=[{"kind": "webhook", "url": sys.argv[2]}])
-    engine = make_engine(config)
+    # Seeded jitter: the first retry comes 1.9 s after the first failure (an unseeded one may come at once, and
+    # the reader below would never see attempts == 1).
+    engine = make_engine(config, rng=random.Random(2))
     await engine.start()
     for r in (result("settings_get_unauth", "ok", status=403),
               result("settings_get_unauth", "server_error", status=500),

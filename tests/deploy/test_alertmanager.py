@@ -137,3 +137,25 @@ def test_real_alertmanager_pages_once_per_symptom_on_a_check(tmp_path: Path) -> 
         ("EndpointDown", "pam-backend", "health"): "suppressed",
         ("EndpointDown", "pam-backend", "voice"): "active",
     } == _states_after_inhibition(tmp_path, alerts, settled=3)
+
+
+@pytest.mark.e2e
+def test_real_alertmanager_inhibits_dependents_while_their_root_is_down(tmp_path: Path) -> None:
+    """The root's EndpointDown (no depends_on) mutes alerts labelled depends_on on the same service and target;
+    a dependent on another target, or on a root that is only CheckFailed, stays active."""
+    root = {"target": "backend", "kind": "http"}
+    dependent = {"target": "backend", "depends_on": "backend_health"}
+    alerts = [
+        _alert("EndpointDown", check="backend_health", **root),
+        _alert("EndpointDown", check="settings_get_unauth", kind="auth_contract", **dependent),
+        _alert("CheckFailed", check="settings_put_unauth", kind="auth_contract", **dependent),
+        _alert("EndpointDown", check="rest_tables", kind="postgrest", target="supabase", depends_on="rest_health"),
+        _alert("CheckFailed", check="rest_health", kind="http", target="supabase"),
+    ]
+    assert {
+        ("EndpointDown", "pam-backend", "backend_health"): "active",
+        ("EndpointDown", "pam-backend", "settings_get_unauth"): "suppressed",
+        ("CheckFailed", "pam-backend", "settings_put_unauth"): "suppressed",
+        ("EndpointDown", "pam-backend", "rest_tables"): "active",
+        ("CheckFailed", "pam-backend", "rest_health"): "active",
+    } == _states_after_inhibition(tmp_path, alerts, settled=2)

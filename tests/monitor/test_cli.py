@@ -21,7 +21,7 @@ from monitor.cli import build_parser
 from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 
-VERBS = ["run", "check", "validate", "demo", "discover"]
+VERBS = ["run", "check", "validate", "notify", "demo", "discover"]
 HINT = "pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG (see examples/pam-monitor.yaml)"
 
 

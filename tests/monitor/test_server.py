@@ -8,18 +8,8 @@ from monitor.core.results import Outcome, Result
 from monitor.metrics import Metrics
 from monitor.server import create_app
 from monitor.state import State
+from tests.support.clock import FakeClock
 from tests.support.servers import serve_asgi
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (State reads it for the scheduler heartbeat)."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now
 
 
 def _result(check: str, outcome: Outcome, message: str = "fine") -> Result:
@@ -30,7 +20,7 @@ def _result(check: str, outcome: Outcome, message: str = "fine") -> Result:
 def test_health_ready_status_and_page() -> None:
     """/healthz follows the scheduler heartbeat, /readyz the first round, /status the DESIGN §7 shape."""
     clock = FakeClock()
-    state = State(clock)
+    state = State(clock.monotonic)
     metrics = Metrics(process_metrics=False)
     state.set_checks([("a", "http"), ("b", "http")], {"a": 30.0, "b": 300.0})
     state.alerts = lambda: [{"alertname": "EndpointDown", "state": "firing", "labels": {"check": "a"},
@@ -40,7 +30,7 @@ def test_health_ready_status_and_page() -> None:
         assert 503 == client.get("/healthz").status_code
         state.tick()
         assert (200, "ok\n") == (client.get("/healthz").status_code, client.get("/healthz").text)
-        clock.now += 31
+        clock.advance(31)
         assert 503 == client.get("/healthz").status_code
 
         not_ready = client.get("/readyz")
@@ -73,7 +63,7 @@ def test_health_ready_status_and_page() -> None:
 
 def test_status_lists_checks_that_have_not_run() -> None:
     """A check without a result yet appears with outcome null and says so."""
-    state = State(FakeClock())
+    state = State(FakeClock().monotonic)
     state.set_checks([("a", "db")])
     assert {"name": "a", "kind": "db", "outcome": None, "success": None, "status_code": None, "duration_s": None,
             "message": "not run yet", "finished_at": None, "interval_s": None,
@@ -82,7 +72,7 @@ def test_status_lists_checks_that_have_not_run() -> None:
 
 def test_reload_drops_results_of_removed_checks() -> None:
     """After set_checks without a check, its result is gone and a late result for it is ignored."""
-    state = State(FakeClock())
+    state = State(FakeClock().monotonic)
     state.set_checks([("a", "http"), ("b", "http")])
     state.record(_result("a", Outcome.OK))
     state.set_checks([("b", "http")])
@@ -100,7 +90,7 @@ def test_history_is_bounded_and_oldest_first() -> None:
     """/status keeps the last HISTORY_LENGTH outcomes per check, oldest first; older ones are dropped."""
     from monitor.state import HISTORY_LENGTH
 
-    state = State(FakeClock())
+    state = State(FakeClock().monotonic)
     state.set_checks([("a", "http")], {"a": 2.0})
     for i in range(HISTORY_LENGTH + 30):
         state.record(_at("a", Outcome.OK if i % 2 else Outcome.TIMEOUT, 1_795_000_000.0 + i))
@@ -113,7 +103,7 @@ def test_history_is_bounded_and_oldest_first() -> None:
 
 def test_reload_keeps_history_of_unchanged_checks_only() -> None:
     """A reload keeps a check's history when its kind stays, starts afresh when it changes, forgets removed ones."""
-    state = State(FakeClock())
+    state = State(FakeClock().monotonic)
     state.set_checks([("keep", "http"), ("change", "http"), ("gone", "http")])
     for name in ("keep", "change", "gone"):
         state.record(_at(name, Outcome.OK, 1_795_000_000.0))

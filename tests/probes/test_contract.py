@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import probes
-from monitor.core.config import Target
+from monitor.core.config import Identity, Target
 from monitor.core.results import Outcome
 from probes.deps import Deps
 from tests.support.servers import free_port
@@ -26,6 +26,8 @@ from tests.support.targets import TIMING, Breakage, Protocol, broken_handler, ra
 PASSWORD = "pw-Contract$ecret-41d7"
 API_KEY = "api-key-CONTRACT-never-in-results"
 HEADER_VALUE = "header-CONTRACT-never-in-results"
+JWT_SECRET = "jwt-secret-CONTRACT-never-in-results"
+IDENTITIES = {"u": Identity.model_validate({"mint": {"secret": JWT_SECRET, "sub": "u-1"}})}
 
 KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "http": ({"path": "/health"}, ""),
@@ -33,6 +35,10 @@ KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "voice": ({"path": "/api/v1/pam/voice/health"}, "voice health: "),
     "postgrest": ({"required_tables": ["user_settings", "affiliate_sales"]}, "2 of 2 tables failed (user_settings: "),
     "db": ({"required_tables": ["user_settings"], "canary": True, "require_rls": True}, ""),
+    "journey": ({"identity": "u", "steps": [{"name": "read", "path": "/api/v1/users/{sub}/settings"}]},
+                "step read: "),
+    "tenant_isolation": ({"identity": "u", "path": "/api/v1/users/{user_id}/settings",
+                          "params": {"user_id": "u-2"}}, ""),
 }
 """Per kind: the fields of a check of that kind (on target `t`), and how its message starts when the target is
 broken (the request or table the failure is attributed to)."""
@@ -106,7 +112,8 @@ async def test_broken_target(kind: str, breakage: str) -> None:
     )
     loop = asyncio.get_running_loop()
     async with broken_target(breakage, protocol) as (host, port):
-        deps = Deps(targets={"t": _target(protocol, host, port)}, body_limit=1 << 20, user_agent="pam-monitor-test")
+        deps = Deps(targets={"t": _target(protocol, host, port)}, body_limit=1 << 20, user_agent="pam-monitor-test",
+                    identities=IDENTITIES)
         try:
             started = loop.time()
             result = await run_probe(check, deps)
@@ -119,7 +126,7 @@ async def test_broken_target(kind: str, breakage: str) -> None:
     assert result.message.startswith(prefix), result.message
     assert says in result.message
     assert re.fullmatch(r"[A-Za-z0-9][^\n]{20,}", result.message), result.message
-    for secret in (PASSWORD, API_KEY, HEADER_VALUE):
+    for secret in (PASSWORD, API_KEY, HEADER_VALUE, JWT_SECRET):
         assert secret not in repr(result)
     took = [float(seconds) for seconds in _TOOK.findall(result.message)]  # "after 0.47 s", when it says
     assert all(0.0 <= seconds <= timeout for seconds in took), result.message

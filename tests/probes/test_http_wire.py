@@ -157,11 +157,13 @@ CHUNKED = HEAD_200 + b"Transfer-Encoding: chunked\r\n\r\n"
          Outcome.INVALID_RESPONSE, None, "the answer is not HTTP"),
         ((b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 20_000 + b"\r\nContent-Length: 2\r\n\r\nok",), False,
          Outcome.OK, 200, "200 after "),
+        ((b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 150_000 + b"\r\nContent-Length: 2\r\n\r\nok",), False,
+         Outcome.INVALID_RESPONSE, None, "the answer is not HTTP: response head larger than"),
         ((b"HTTP/1.1 99999 Whatever\r\nContent-Length: 0\r\n\r\n",), False, Outcome.INVALID_RESPONSE, None,
          "the answer is not HTTP"),
     ],
     ids=["closed-before-response", "reset-before-response", "short-body-closed", "short-body-reset",
-         "chunked-cut", "bad-chunk-size", "header-300k", "header-20k", "bad-status-code"],
+         "chunked-cut", "bad-chunk-size", "header-300k", "header-20k", "header-150k", "bad-status-code"],
 )
 async def test_broken_answers(
     make_deps: DepsFactory, parts: tuple[bytes, ...], reset: bool, outcome: Outcome, status: int | None,

@@ -7,6 +7,7 @@ import time
 import jwt
 import pytest
 
+from monitor.core.config import ForgedToken
 from probes._jwt import forged_token
 
 SECRET = "super-secret-jwt-token-with-at-least-32-characters"
@@ -69,3 +70,18 @@ def test_a_short_secret_signs_without_a_warning() -> None:
     token = forged_token("expired", secret="short-secret", now=time.time())
     with pytest.warns(jwt.InsecureKeyLengthWarning), pytest.raises(jwt.ExpiredSignatureError):
         verify(token, secret="short-secret")
+
+
+@pytest.mark.parametrize("variant", ["wrong_signature", "alg_none", "expired"])
+def test_forged_claims_go_into_every_token_but_keep_its_defect(variant: ForgedToken) -> None:
+    """Claims given (an auth_contract check's filled forged_claims) replace or add to Supabase's shape in every
+    JWT variant; iat and exp stay the variant's own, so the expired token is still expired and the others are not."""
+    now = time.time()
+    claims = {"sub": "7c0f3a8e-0000-4000-8000-000000000001", "role": "service_role", "app_metadata": {"tier": "pro"},
+              "exp": now + 10 ** 6, "iat": 0}
+    token = forged_token(variant, secret=SECRET, now=now, claims=claims)
+    seen = jwt.decode(token, options={"verify_signature": False})
+    assert ("7c0f3a8e-0000-4000-8000-000000000001", "service_role", {"tier": "pro"}, "authenticated", "supabase") == (
+        seen["sub"], seen["role"], seen["app_metadata"], seen["aud"], seen["iss"])
+    assert (variant == "expired") == (seen["exp"] < now)
+    assert seen["iat"] > 0

@@ -28,7 +28,16 @@ CHECKS: list[dict[str, Any]] = [
     {"name": "voice_health", "kind": "voice", "target": "backend", "path": "/api/v1/pam/voice/health"},
     {"name": "db_roundtrip", "kind": "db", "target": "database", "required_tables": ["user_settings", "wishlists"]},
     {"name": "rest_tables", "kind": "postgrest", "target": "backend", "required_tables": ["user_settings"]},
+    {"name": "settings_journey", "kind": "journey", "target": "backend", "identity": "monitor_user",
+     "steps": [{"name": "read", "path": "/api/v1/users/{sub}/settings"},
+               {"name": "write", "method": "PUT", "path": "/api/v1/users/{sub}/settings", "json": {"n": "{run_id}"}}]},
+    {"name": "settings_isolation", "kind": "tenant_isolation", "target": "backend", "identity": "monitor_user",
+     "path": "/api/v1/users/{user_id}/settings", "params": {"user_id": "00000000-0000-4000-8000-000000000002"}},
 ]
+IDENTITIES: dict[str, Any] = {
+    "monitor_user": {"mint": {"secret": "test-jwt-secret-that-is-long-enough-for-hs256",
+                              "sub": "7c0f3a8e-0000-4000-8000-000000000001"}},
+}
 KINDS = {c["name"]: c["kind"] for c in CHECKS}
 
 
@@ -42,6 +51,7 @@ def make_config(state_dir: Path | None = None, *, sinks: list[dict[str, Any]] | 
         "defaults": {"interval": "30s", "timeout": "5s", "failure_threshold": 2, "success_threshold": 2},
         "targets": {"backend": {"base_url": "http://127.0.0.1:1"},
                     "database": {"dsn": "postgresql://app:hunter2@127.0.0.1:1/app"}},
+        "identities": IDENTITIES,
         "checks": CHECKS if checks is None else checks,
         "alerts": {"sinks": sinks or [], "external_labels": {"env": "test"}, **(alerts or {})},
         **root,
@@ -67,6 +77,11 @@ def make_engine(config: Config, registry: prometheus_client.CollectorRegistry | 
     """An engine with the probes' rules map; a fresh registry and the system clock unless given."""
     return AlertEngine(config, rules_by_kind=RULES_BY_KIND, registry=registry or prometheus_client.CollectorRegistry(),
                        clock=clock or SystemClock(), **options)
+
+
+def target_alerts(engine: AlertEngine) -> list[dict[str, Any]]:
+    """engine.active_alerts() without the MonitorWatchdog (listed, firing, while the engine runs)."""
+    return [a for a in engine.active_alerts() if a["alertname"] != "MonitorWatchdog"]
 
 
 def sent(registry: prometheus_client.CollectorRegistry, sink: str, outcome: str = "sent") -> float:

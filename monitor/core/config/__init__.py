@@ -3,7 +3,11 @@
     base       Strict, Duration, names, maintenance windows
     targets    Target
     checks     CheckBase and one model per check kind; the Check union
+    matchers   expect.json values: equality or a matcher (one_of, exists, regex)
     alerting   sinks, flapping, rule overrides, the alerts section
+    identities Identity (mint or sign_in), who the signed-in checks act as
+    journeys   the journey and tenant_isolation kinds, {placeholder} templates
+    kinds      the Check union of every kind
     root       Defaults, HttpSettings, Config, cross-section rules
     loader     YAML, ${VAR} expansion, PAM_MONITOR_* overrides, one line per problem
 """
@@ -37,11 +41,8 @@ from monitor.core.config.base import (
     require_timeout_below_interval,
 )
 from monitor.core.config.checks import (
-    CHECK_KINDS,
-    CHECK_MODELS,
     AuthContractCheck,
     AuthExpect,
-    Check,
     CheckBase,
     DbCheck,
     HttpCheck,
@@ -53,8 +54,22 @@ from monitor.core.config.checks import (
     path_placeholders,
     split_table,
 )
+from monitor.core.config.identities import Identity, Mint, SignIn
+from monitor.core.config.journeys import (
+    RUN_ID,
+    SIGN_IN_STEP,
+    SUB,
+    JourneyCheck,
+    JourneyStep,
+    TenantIsolationCheck,
+    fill_json,
+    fill_template,
+    template_names,
+)
+from monitor.core.config.kinds import CHECK_KINDS, CHECK_MODELS, Check, identity_refs
 from monitor.core.config.loader import ENV_PREFIX, apply_shard, load_config, parse_shard
-from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, parse_listen
+from monitor.core.config.matchers import MATCHER_KEYS, JsonMatcher, as_matcher
+from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, dependencies, parse_listen
 from monitor.core.config.targets import Target
 
 __all__ = [
@@ -63,8 +78,12 @@ __all__ = [
     "CHECK_KINDS",
     "CHECK_MODELS",
     "ENV_PREFIX",
+    "MATCHER_KEYS",
     "NAME_PATTERN",
+    "RUN_ID",
+    "SIGN_IN_STEP",
     "SINK_KINDS",
+    "SUB",
     "AlertName",
     "AlertmanagerSink",
     "Alerts",
@@ -83,26 +102,39 @@ __all__ = [
     "HttpExpect",
     "HttpMethod",
     "HttpSettings",
+    "Identity",
+    "JourneyCheck",
+    "JourneyStep",
+    "JsonMatcher",
     "Maintenance",
     "Method",
+    "Mint",
     "PagerDutySink",
     "PostgrestCheck",
     "RequestSpec",
     "RuleOverride",
+    "SignIn",
     "Sink",
     "SinkBase",
     "SlackSink",
     "Strict",
     "Synthesize",
     "Target",
+    "TenantIsolationCheck",
     "VoiceCheck",
     "WebhookSink",
     "apply_shard",
+    "as_matcher",
     "cross_check",
+    "dependencies",
+    "fill_json",
+    "fill_template",
+    "identity_refs",
     "load_config",
     "parse_listen",
     "parse_shard",
     "path_placeholders",
     "require_timeout_below_interval",
     "split_table",
+    "template_names",
 ]

@@ -118,6 +118,9 @@ class Alerts(Strict):
     repeat_interval: Duration = 4 * 3600.0
     resend_interval: Duration = 60.0
     confirm_delay: Duration = 2.0
+    rate_limited_after: Duration = Field(
+        default=600.0, description="a check rate-limited (429) this long raises CheckFailed: the monitor is blind"
+    )
     flapping: Flapping = Field(default_factory=Flapping)
     maintenance: list[Maintenance] = Field(default_factory=list)
     external_labels: dict[str, str] = Field(default_factory=dict)

@@ -34,6 +34,8 @@ AlertName = Literal[
     "EndpointDown",
     "VoiceDegraded",
     "DatabaseDown",
+    "CheckFailed",
+    "AccessDenied",
     "MonitorWatchdog",
 ]
 

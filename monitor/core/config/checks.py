@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import string
-import typing
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -28,6 +27,7 @@ from monitor.core.config.base import (
     Strict,
     require_timeout_below_interval,
 )
+from monitor.core.config.matchers import validate_json_expectations
 
 
 class CheckBase(Strict):
@@ -76,7 +76,8 @@ class HttpExpect(Strict):
     json_fields: dict[str, Any] = Field(
         default_factory=dict,
         alias="json",
-        description="dotted path -> expected value, e.g. {status: healthy, 'checks.db': ok}",
+        description="dotted path -> expected value or matcher ({one_of: [...]}, {exists: bool}, {regex: ...}), "
+        "e.g. {status: healthy, 'checks.db': {one_of: [good, optimal]}} (monitor/core/config/matchers.py)",
     )
     body_regex: str | None = None
     max_latency: Duration | None = Field(default=None, description="slower than this is outcome `slow`")
@@ -86,12 +87,23 @@ class HttpExpect(Strict):
     @field_validator("body_regex")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"is not a valid regular expression: {exc}") from None
+        return valid_regex(value)
+
+    @field_validator("json_fields")
+    @classmethod
+    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        validate_json_expectations(value)
         return value
+
+
+def valid_regex(value: str | None) -> str | None:
+    """`value` unchanged when it is None or a regular expression that compiles; ValueError saying why otherwise."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression: {exc}") from None
+    return value
 
 
 class RequestSpec(Strict):
@@ -153,29 +165,115 @@ class HttpCheck(CheckBase, RequestSpec):
 
 
 class AuthExpect(Strict):
-    """What a protected endpoint must answer to a caller without valid credentials."""
+    """What a protected endpoint must answer to a caller without valid credentials.
+
+    `status` are the refusal statuses; `body_regex` and `json` (the same matchers as http's `expect.json`), when
+    set, must hold for every refusal's body, so a 403 from a CSRF middleware or an owner check is not taken for
+    the auth layer's.
+    """
 
     status: list[Annotated[int, Field(ge=400, le=499)]] = Field(default_factory=lambda: [401, 403], min_length=1)
     body_regex: str | None = None
+    json_fields: dict[str, Any] = Field(
+        default_factory=dict, alias="json", description="dotted path -> value or matcher every refusal body holds"
+    )
 
-    _regex = field_validator("body_regex")(HttpExpect._regex.__func__)  # type: ignore[attr-defined]
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("status")
+    @classmethod
+    def _no_429(cls, value: list[int]) -> list[int]:
+        if 429 in value:
+            raise ValueError(
+                "must not include 429: a rate limiter's answer says nothing about auth (it is outcome "
+                "rate_limited, inconclusive)"
+            )
+        return value
+
+    @field_validator("body_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return valid_regex(value)
+
+    @field_validator("json_fields")
+    @classmethod
+    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        validate_json_expectations(value)
+        return value
+
+
+_CLAIMS_SET_PER_VARIANT = ("exp", "iat")
 
 
 class AuthContractCheck(CheckBase, RequestSpec):
-    """Kind `auth_contract`: no credentials and forged ones must all be refused (401/403), never 2xx/5xx."""
+    """Kind `auth_contract`: no credentials and forged ones must all be refused (401/403), never 2xx/5xx.
+
+    `forged_claims` are put into every forged token (over Supabase's shape: sub, role, aud, iss); string values
+    may hold `{placeholders}` filled from `params`, e.g. `{sub: "{user_id}"}`, so a forged token impersonates the
+    very user in the path, which an owner check cannot tell from a real one.
+    """
 
     kind: Literal["auth_contract"]
     expect: AuthExpect = Field(default_factory=AuthExpect)
     forged: list[ForgedToken] = Field(default_factory=lambda: list(ALL_FORGED))
+    forged_claims: dict[str, Any] = Field(
+        default_factory=dict, description="claims in every forged token; {placeholders} filled from params"
+    )
     jwt_secret: SecretStr | None = Field(
         default=None, description="when set, the `expired` token is signed with the real secret"
     )
+
+    @model_validator(mode="after")
+    def _claims(self) -> AuthContractCheck:
+        fixed = sorted(set(self.forged_claims) & set(_CLAIMS_SET_PER_VARIANT))
+        if fixed:
+            raise ValueError(
+                f"forged_claims must not set {', '.join(fixed)}: each forged variant sets exp and iat itself "
+                "(the expired token needs an exp in the past)"
+            )
+        for name, value in self.forged_claims.items():
+            unknown = sorted(_claim_placeholders(value) - set(self.params))
+            if unknown:
+                known = ", ".join(sorted(self.params)) or "none"
+                raise ValueError(
+                    f"forged_claims.{name} uses placeholders with no value in params: {', '.join(unknown)} "
+                    f"(params: {known})"
+                )
+        return self
+
+    def filled_claims(self) -> dict[str, Any]:
+        """`forged_claims` with every `{placeholder}` in a string (at any depth) replaced by its parameter."""
+        return {name: _fill_claims(value, self.params) for name, value in self.forged_claims.items()}
+
+
+def _claim_placeholders(value: Any) -> set[str]:
+    if isinstance(value, str):
+        try:
+            return {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+        except ValueError as exc:
+            raise ValueError(f"forged_claims value {value!r} is not a valid template: {exc}") from None
+    if isinstance(value, dict):
+        return set().union(*(_claim_placeholders(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_claim_placeholders(v) for v in value))
+    return set()
+
+
+def _fill_claims(value: Any, params: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format_map(params)
+    if isinstance(value, dict):
+        return {k: _fill_claims(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill_claims(v, params) for v in value]
+    return value
 
 
 class Synthesize(RequestSpec):
     """A real text-to-speech request whose answer must be audio."""
 
     method: Method = "POST"
+    identity: str | None = Field(default=None, description="send this identity's token (Authorization: Bearer)")
     min_bytes: Annotated[int, Field(ge=1)] = 1000
     content_types: list[str] = Field(default_factory=lambda: ["audio/"], min_length=1)
     formats: list[AudioFormat] = Field(default_factory=lambda: list(ALL_AUDIO_FORMATS), min_length=1)
@@ -191,6 +289,7 @@ class VoiceCheck(CheckBase, RequestSpec):
 
 
 TableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")]
+RoleName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")]
 ColumnName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")]
 
 
@@ -214,6 +313,18 @@ class DbCheck(CheckBase):
     )
     expect_read_only: bool = False
     pool: bool = False
+    as_role: RoleName | None = Field(
+        default=None, description="also read every required table as this role (SET LOCAL ROLE), as PostgREST does"
+    )
+    identity: str | None = Field(
+        default=None, description="with as_role: the identity whose claims go into request.jwt.claims"
+    )
+
+    @model_validator(mode="after")
+    def _identity_needs_role(self) -> DbCheck:
+        if self.identity is not None and self.as_role is None:
+            raise ValueError("identity needs as_role (the role its requests run as; Supabase: authenticated)")
+        return self
 
     def all_tables(self) -> list[str]:
         """Required tables plus any table named only in required_columns, in a stable order."""
@@ -231,12 +342,3 @@ class PostgrestCheck(CheckBase):
     rest_path: str = "/rest/v1"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-CHECK_MODELS: tuple[type[CheckBase], ...] = (HttpCheck, AuthContractCheck, VoiceCheck, DbCheck, PostgrestCheck)
-Check = Annotated[
-    HttpCheck | AuthContractCheck | VoiceCheck | DbCheck | PostgrestCheck,
-    Field(discriminator="kind"),
-]
-CHECK_KINDS: tuple[str, ...] = tuple(typing.get_args(m.model_fields["kind"].annotation)[0] for m in CHECK_MODELS)
-"""Every check kind, in the order of CHECK_MODELS (the `kind:` values a config file may use)."""

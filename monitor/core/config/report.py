@@ -19,7 +19,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from monitor.core.config.alerting import SINK_KINDS
 from monitor.core.config.base import NAME_PATTERN
-from monitor.core.config.checks import CHECK_KINDS
+from monitor.core.config.kinds import CHECK_KINDS
 from monitor.core.config.root import Config, cross_rules, raw_facts
 
 Loc = tuple[str | int, ...]

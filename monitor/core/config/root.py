@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +17,8 @@ from pydantic import (
 
 from monitor.core.config.alerting import Alerts
 from monitor.core.config.base import NAME_PATTERN, Duration, Strict, require_timeout_below_interval
-from monitor.core.config.checks import CHECK_MODELS, Check
+from monitor.core.config.identities import Identity
+from monitor.core.config.kinds import CHECK_MODELS, Check, identity_refs
 from monitor.core.config.targets import Target
 
 
@@ -62,6 +63,9 @@ class Config(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     http: HttpSettings = Field(default_factory=HttpSettings)
     targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Target] = Field(default_factory=dict)
+    identities: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Identity] = Field(
+        default_factory=dict, description="signed-in users the journey, tenant_isolation and db checks act as"
+    )
     checks: list[Check] = Field(default_factory=list)
     alerts: Alerts = Field(default_factory=Alerts)
 
@@ -113,28 +117,43 @@ class CheckRef:
     target: str | None
     needs_http: bool | None
     depends_on: tuple[str, ...] = ()
+    identities: tuple[tuple[str, str], ...] = ()  # (field path within the check, identity name)
 
 
 def cross_check(config: Config) -> list[tuple[str, str]]:
     """Rules that span several parts of a valid configuration; returns (field path, problem) pairs."""
     return cross_rules(
-        [CheckRef(i, c.name, c.kind, c.target, type(c).target_type == "http", tuple(c.depends_on))
+        [CheckRef(i, c.name, c.kind, c.target, type(c).target_type == "http", tuple(c.depends_on),
+                  tuple(identity_refs(c)))
          for i, c in enumerate(config.checks)],
         {name: target.is_http for name, target in config.targets.items()},
         [(i, sink.display_name) for i, sink in enumerate(config.alerts.sinks)],
         {name: target.health_check for name, target in config.targets.items() if target.health_check},
+        set(config.identities),
     )
+
+
+def dependencies(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each check's roots, sorted: the checks named in its `depends_on` plus its target's `health_check` (never
+    itself). A check with no root is left out. While a root fails, the alerts of the checks that depend on it are
+    held back from direct sinks (DESIGN §4)."""
+    edges = dependency_edges(
+        [CheckRef(i, c.name, c.kind, c.target, None, tuple(c.depends_on)) for i, c in enumerate(config.checks)],
+        {name: target.health_check for name, target in config.targets.items() if target.health_check},
+    )
+    return {name: tuple(sorted(roots)) for name, roots in edges.items() if roots}
 
 
 def cross_rules(
     checks: Sequence[CheckRef], targets: Mapping[str, bool | None], sinks: Sequence[tuple[int, str]],
-    health_checks: Mapping[str, str] | None = None,
+    health_checks: Mapping[str, str] | None = None, identities: Collection[str] | None = None,
 ) -> list[tuple[str, str]]:
     """The cross-section rules on plain facts, so that they also run on a file whose other parts are invalid.
 
     `targets` maps each defined target name to whether it is an HTTP target (None: not known, the target itself
     is invalid). `sinks` pairs each sink's index with its display name. `health_checks` maps a target to the
-    check named as its `health_check`.
+    check named as its `health_check`. `identities` names the defined identities (None: not known, the section
+    itself is invalid).
     """
     problems: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
@@ -147,6 +166,12 @@ def cross_rules(
                      "names must be unique")
                 )
             seen.setdefault(check.name, check.index)
+        if identities is not None:
+            for field_path, identity in check.identities:
+                if identity not in identities:
+                    known = ", ".join(sorted(identities)) or "none defined"
+                    problems.append((f"{where}.{field_path}", f"unknown identity {identity!r}; defined identities: "
+                                     f"{known} (add it under the top-level identities:)"))
         if check.target is None:
             continue
         if check.target not in targets:
@@ -250,7 +275,7 @@ def _find_cycle(edges: Mapping[str, set[str]]) -> list[str]:
 
 def raw_facts(
     data: Any,
-) -> tuple[list[CheckRef], dict[str, bool | None], list[tuple[int, str]], dict[str, str]]:
+) -> tuple[list[CheckRef], dict[str, bool | None], list[tuple[int, str]], dict[str, str], set[str] | None]:
     """What the cross-section rules need, read from the raw document (fields that are not strings are None)."""
 
     def text(mapping: Any, key: str) -> str | None:
@@ -275,7 +300,10 @@ def raw_facts(
         target = text(check, "target") if isinstance(raw_targets, dict | None) else None
         raw_deps = check.get("depends_on") if isinstance(check, dict) else None
         deps = tuple(d for d in raw_deps if isinstance(d, str)) if isinstance(raw_deps, list) else ()
-        checks.append(CheckRef(i, text(check, "name"), kind, target, _needs_http().get(kind or ""), deps))
+        refs = [("identity", text(check, "identity")),
+                ("synthesize.identity", text(check.get("synthesize") if isinstance(check, dict) else None, "identity"))]
+        checks.append(CheckRef(i, text(check, "name"), kind, target, _needs_http().get(kind or ""), deps,
+                               tuple((where, name) for where, name in refs if name is not None)))
     alerts = data.get("alerts")
     raw_sinks = alerts.get("sinks") if isinstance(alerts, dict) else None
     sinks: list[tuple[int, str]] = []
@@ -283,7 +311,9 @@ def raw_facts(
         name = text(sink, "name") or text(sink, "kind")
         if name is not None:
             sinks.append((i, name))
-    return checks, targets, sinks, health_checks
+    raw_identities = data.get("identities", {})
+    identities = {str(name) for name in raw_identities} if isinstance(raw_identities, dict) else None
+    return checks, targets, sinks, health_checks, identities
 
 
 def _needs_http() -> dict[str, bool]:

@@ -1,10 +1,21 @@
-"""The seed schema: idempotent DDL for exactly the five seed tables, each with row-level security."""
+"""The seed schema: idempotent DDL for the five seed tables with row-level security, their Supabase grants and
+policies, and the DDL of the database faults."""
 
 from __future__ import annotations
 
 import re
 
-from monitor.demo.schema import SEED_SCHEMA, SEED_TABLES, SETTINGS_TABLE
+from monitor.demo.faults import FAULTS
+from monitor.demo.schema import (
+    CLAIM_SUB,
+    DATABASE_FAULTS,
+    OWNER_POLICY,
+    RECURSIVE_POLICY,
+    ROLE_SCHEMA,
+    SEED_SCHEMA,
+    SEED_TABLES,
+    SETTINGS_TABLE,
+)
 
 
 def test_seed_schema_statements_are_idempotent_ddl() -> None:
@@ -21,3 +32,22 @@ def test_seed_schema_creates_each_seed_table_then_enables_its_rls() -> None:
     assert (list(SEED_TABLES), list(SEED_TABLES)) == (created, secured)
     assert 2 * len(SEED_TABLES) == len(SEED_SCHEMA)
     assert SETTINGS_TABLE in SEED_TABLES
+
+
+def test_role_schema_grants_and_polices_every_seed_table_for_authenticated() -> None:
+    """ROLE_SCHEMA grants the four table privileges to authenticated and (re)creates an owner policy on the JWT's
+    sub for every seed table; it also drops the recursive policy, so running it undoes the database faults."""
+    granted = [m.group(1) for s in ROLE_SCHEMA
+               if (m := re.fullmatch(r"GRANT SELECT, INSERT, UPDATE, DELETE ON public\.(\w+) TO authenticated", s))]
+    policed = [m.group(1) for s in ROLE_SCHEMA if (m := re.match(rf"CREATE POLICY {OWNER_POLICY} ON public\.(\w+)", s))]
+    assert (list(SEED_TABLES), list(SEED_TABLES)) == (granted, policed)
+    assert all(CLAIM_SUB in s for s in ROLE_SCHEMA if s.startswith(f"CREATE POLICY {OWNER_POLICY}"))
+    assert f"DROP POLICY IF EXISTS {RECURSIVE_POLICY} ON public.{SETTINGS_TABLE}" in ROLE_SCHEMA
+
+
+def test_database_faults_are_the_table_faults_that_need_the_database() -> None:
+    """DATABASE_FAULTS holds DDL for exactly the faults marked needs_db, and rls_recursion's policy is the one
+    ROLE_SCHEMA drops."""
+    assert sorted(f.name for f in FAULTS if f.needs_db) == sorted(DATABASE_FAULTS)
+    assert any(f"CREATE POLICY {RECURSIVE_POLICY} ON public.{SETTINGS_TABLE}" in s
+               for s in DATABASE_FAULTS["rls_recursion"])

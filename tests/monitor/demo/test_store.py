@@ -1,22 +1,35 @@
-"""The demo's settings stores: in memory, and on PostgreSQL (round trips, a real DROP TABLE the db probe sees)."""
+"""The demo's settings stores: in memory, and on PostgreSQL (round trips, a real DROP TABLE the db probe sees, the
+role `authenticated` with its grants and policies, and the faults that break them)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from monitor.core.config import DbCheck, Target
 from monitor.core.results import Outcome
 from monitor.demo.schema import SEED_TABLES
-from monitor.demo.store import MemorySettingsStore, MissingRelationError, PgSettingsStore, ensure_schema
+from monitor.demo.store import (
+    DemoDatabaseError,
+    MemorySettingsStore,
+    MissingRelationError,
+    PgSettingsStore,
+    ensure_schema,
+)
 from probes.deps import Deps
-from tests.support.postgres import SeededDb
+from tests.support.postgres import SeededDb, dsn_param, dsn_with
 from tests.support.targets import run_probe
 
 
 @pytest.fixture
 async def store(seeded_db: SeededDb) -> AsyncIterator[PgSettingsStore]:
+    await ensure_schema(seeded_db.dsn)
     store = PgSettingsStore(seeded_db.dsn)
     try:
         yield store
@@ -40,9 +53,13 @@ async def probe_outcome(dsn: str) -> tuple[Outcome, dict[str, bool]]:
 
 
 async def test_memory_store_raises_while_dropped() -> None:
-    """The default store raises MissingRelationError(table) from get and put until restore()."""
+    """The default store merges puts, raises MissingRelationError(table) from get and put until restore(), and
+    refuses database faults (it has no database)."""
     store = MemorySettingsStore()
     await store.put("u", {"a": 1})
+    assert {"a": 1, "b": 2} == await store.put("u", {"b": 2})
+    with pytest.raises(DemoDatabaseError, match="runs without one"):
+        await store.apply_fault("revoke_grants")
     await store.drop_table()
     with pytest.raises(MissingRelationError) as caught:
         await store.get("u")
@@ -56,13 +73,14 @@ async def test_memory_store_raises_while_dropped() -> None:
 # ---------------------------------------------------------------------------------------------- PostgreSQL
 
 
-async def test_put_then_get_round_trips_and_updates(store: PgSettingsStore, seeded_db: SeededDb) -> None:
-    """put stores the settings (insert, then replace), get returns them; an unknown user is None."""
+async def test_put_then_get_round_trips_and_merges(store: PgSettingsStore, seeded_db: SeededDb) -> None:
+    """put stores the settings (insert, then merge), get returns them; an unknown user is None."""
     assert None is await store.get("u1")
     assert {"voice_enabled": False, "language": "de"} == await store.put(
         "u1", {"voice_enabled": False, "language": "de"})
-    assert {"voice_enabled": True, "theme": "dark"} == await store.put("u1", {"voice_enabled": True, "theme": "dark"})
-    assert {"voice_enabled": True, "theme": "dark"} == await store.get("u1")
+    merged = {"voice_enabled": True, "language": "de", "theme": "dark"}
+    assert merged == await store.put("u1", {"voice_enabled": True, "theme": "dark"})
+    assert merged == await store.get("u1")
     with seeded_db.connect() as conn:
         assert (True,) == conn.execute("SELECT voice_enabled FROM user_settings WHERE user_id = 'u1'").fetchone()
 
@@ -112,3 +130,67 @@ async def test_ensure_schema_is_idempotent(seeded_db: SeededDb) -> None:
         rows = conn.execute("SELECT relname, relrowsecurity FROM pg_class WHERE relname = ANY(%s) ORDER BY relname",
                             (list(SEED_TABLES),)).fetchall()
     assert sorted((t, True) for t in SEED_TABLES) == rows
+
+
+# ---------------------------------------------------------------------------------------------- as the app's users
+
+
+def as_user(dsn: str, sub: str, table: str = "user_settings") -> list[tuple[Any, ...]] | str:
+    """Read `table` the way PostgREST does for a signed-in user: role authenticated, request.jwt.claims set.
+    Returns the rows, or the SQLSTATE of the error."""
+    with psycopg.connect(dsn) as conn:
+        try:
+            conn.execute("SET LOCAL ROLE authenticated")
+            conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps({"sub": sub}),))
+            return conn.execute(sql.SQL("SELECT * FROM public.{}").format(sql.Identifier(table))).fetchall()
+        except psycopg.Error as exc:
+            return exc.sqlstate or "?"
+        finally:
+            conn.rollback()
+
+
+async def test_authenticated_sees_only_its_own_rows(store: PgSettingsStore, seeded_db: SeededDb) -> None:
+    """ensure_schema makes role `authenticated` able to read the seed tables through owner policies on the JWT's
+    sub: each user sees their own settings row, never another's; every seed table is readable."""
+    await store.put("u1", {"a": 1})
+    await store.put("u2", {"b": 2})
+    mine = as_user(seeded_db.dsn, "u1")
+    assert (1, "u1") == (len(mine), mine[0][0])
+    for table in SEED_TABLES:
+        assert [] == as_user(seeded_db.dsn, "nobody", table)
+
+
+@pytest.mark.parametrize(("fault", "sqlstate"), [("revoke_grants", "42501"), ("rls_recursion", "42P17")])
+async def test_database_faults_break_the_users_reads_until_restore(
+        store: PgSettingsStore, seeded_db: SeededDb, fault: str, sqlstate: str) -> None:
+    """revoke_grants makes the users' read of user_settings fail with 42501, rls_recursion with 42P17; the store's
+    own connection still works (the backend is fine); restore() undoes both, and applying twice is harmless."""
+    await store.put("u1", {"a": 1})
+    await store.apply_fault(fault)
+    await store.apply_fault(fault)
+    assert sqlstate == as_user(seeded_db.dsn, "u1")
+    assert {"a": 1} == await store.get("u1")
+    await store.restore()
+    assert 1 == len(as_user(seeded_db.dsn, "u1"))
+
+
+@pytest.fixture
+def plain_user(seeded_db: SeededDb) -> Iterator[str]:
+    """A DSN for a fresh login role that owns nothing, is no superuser and is not a member of authenticated."""
+    role = f"pamtest_demo_{uuid.uuid4().hex[:10]}"
+    seeded_db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        yield dsn_with(seeded_db.dsn, user=role)
+    finally:
+        seeded_db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        seeded_db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+async def test_ensure_schema_says_what_a_plain_user_needs(seeded_db: SeededDb, plain_user: str) -> None:
+    """A DATABASE_URL whose user may not create or join `authenticated` gets one message naming the statements an
+    administrator must run (and no traceback-worthy psycopg error)."""
+    await ensure_schema(seeded_db.dsn)  # the role exists now, cluster-wide
+    with pytest.raises(DemoDatabaseError) as refused:
+        await ensure_schema(plain_user)
+    role = dsn_param(plain_user, "user")
+    assert f'GRANT authenticated TO "{role}"' in str(refused.value)

@@ -1,4 +1,4 @@
-"""The demo's HS256 tokens: Supabase-shaped claims, and every kind of bad token refused without naming the secret."""
+"""The demo's tokens: Supabase-shaped HS256 claims, bad tokens refused without the secret, the forged fallback, CSRF."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from monitor.demo.tokens import AUDIENCE, TokenError, demo_token, verify_token
+from monitor.demo.tokens import AUDIENCE, TokenError, csrf_valid, demo_token, new_csrf_token, verify_token
 
 SECRET = "demo-secret-that-is-long-enough-for-hs256-and-hs384"
 OTHER = "another-secret-that-is-long-enough-too"
@@ -59,3 +59,39 @@ def test_audience_may_be_a_list_naming_authenticated() -> None:
     """A token whose aud is a list containing 'authenticated' is accepted, as RFC 7519 allows."""
     token = jwt.encode(claims(aud=["other", AUDIENCE]), SECRET, algorithm="HS256")
     assert "u1" == verify_token(token, SECRET)["sub"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode(claims(sub="u2"), OTHER, algorithm="HS256"),
+        jwt.encode(claims(sub="u2"), None, algorithm="none"),
+        jwt.encode(claims(sub="u2", exp=int(time.time()) - 60), OTHER, algorithm="HS256"),
+    ],
+    ids=["wrong-secret", "alg-none", "expired-wrong-secret"],
+)
+def test_accept_forged_decodes_what_fails_verification(token: str) -> None:
+    """With accept_forged (the accept_forged_tokens fault) a token that fails verification is decoded anyway."""
+    with pytest.raises(TokenError):
+        verify_token(token, SECRET)
+    assert "u2" == verify_token(token, SECRET, accept_forged=True)["sub"]
+
+
+def test_accept_forged_still_refuses_what_is_not_a_jwt() -> None:
+    """Even the accept_forged fallback refuses a token it cannot decode at all."""
+    with pytest.raises(TokenError):
+        verify_token("not-a-jwt.at-all", SECRET, accept_forged=True)
+
+
+def test_csrf_tokens_are_signed_double_submit_tokens() -> None:
+    """csrf_valid holds only when cookie == header and the token was signed with this secret."""
+    token = new_csrf_token(SECRET)
+    assert (True, False, False, False, False) == (
+        csrf_valid(token, token, SECRET),
+        csrf_valid(token, new_csrf_token(SECRET), SECRET),
+        csrf_valid(token, None, SECRET),
+        csrf_valid(None, token, SECRET),
+        csrf_valid(token, token, OTHER),
+    )
+    nonce, _, _ = token.partition(".")
+    assert False is csrf_valid(f"{nonce}.{'0' * 32}", f"{nonce}.{'0' * 32}", SECRET)

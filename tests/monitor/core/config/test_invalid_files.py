@@ -29,7 +29,8 @@ INVALID: list[tuple[str, str, list[str]]] = [
     (
         "unknown_kind",
         BASE + "checks:\n  - {name: a, kind: htp, target: backend}\n",
-        ["{f}:5: checks[0] (a): unknown kind 'htp'; allowed: 'http', 'auth_contract', 'voice', 'db', 'postgrest'"],
+        ["{f}:5: checks[0] (a): unknown kind 'htp'; allowed: 'http', 'auth_contract', 'voice', 'db', 'postgrest', "
+         "'journey', 'tenant_isolation'"],
     ),
     (
         "status_out_of_range",
@@ -122,7 +123,7 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "unknown_top_level_key",
         "servce: x\n",
         ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, defaults, http, "
-         "listen, log_level, service, shutdown_timeout, state_dir, targets"],
+         "identities, listen, log_level, service, shutdown_timeout, state_dir, targets"],
     ),
     (
         "bad_time_zone",

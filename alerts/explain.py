@@ -1,0 +1,106 @@
+"""What /status and the status page say about an active alert: when it started, since when it is in its state, and
+why it is held, if it is, with the earliest moment the hold can end.
+
+One entry per pending or firing alert (`AlertEngine.active_alerts`), then the MonitorWatchdog while it is up:
+- `since`: when the alert started (its first bad result: pending, then firing), exactly the `startsAt` every sink
+  receives for it (same clock, same RFC 3339 rounding); `state_since`: when it entered its current state.
+- `flapping`: it changed state too often and is held firing until its check is steady (alerts.machine);
+- `held_reason` / `held_until`: every hold in words, joined by "; ", and when the last of them can end at the
+  earliest (null when one of them waits for something not known yet, or when nothing holds it).
+Holds: flapping; a check it depends on failing, or not seen since, so PagerDuty, Slack and webhooks are not told
+(alerts.hold); a maintenance window silencing its notifications. Pure: the engine hands in what it knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from alerts.hold import Seen, Verdict, verdict
+from alerts.machine import AlertState, Hold, Policy, Status, flap_hold
+from alerts.maintenance import active_window, window_end
+from alerts.model import Notification
+from alerts.plan import Plan
+from monitor.core.clock import iso
+from monitor.core.config import Config, Maintenance
+
+DIRECT = "PagerDuty, Slack and webhooks"
+"""The sinks a dependent's alert is held back from (Alertmanager gets it and inhibits it itself)."""
+
+
+def entry(state: AlertState, holds: Sequence[Hold] = ()) -> dict[str, Any]:
+    """The /status entry of one pending or firing alert (labels only: they never hold secrets)."""
+    until = [h.until for h in holds if h.until is not None]
+    return {
+        "alertname": state.alertname,
+        "state": state.status.value,
+        "labels": dict(state.labels),
+        "since": iso(state.started_at if state.started_at is not None else state.since),
+        "state_since": iso(state.since),
+        "flapping": state.flapping,
+        "held_until": iso(max(until)) if holds and len(until) == len(holds) else None,
+        "held_reason": "; ".join(h.reason for h in holds) or None,
+    }
+
+
+def watchdog_entry(watchdog: Notification) -> dict[str, Any]:
+    """The MonitorWatchdog's /status entry, from the notification Alertmanager gets (since: the daemon's start)."""
+    return {
+        "alertname": watchdog.alertname, "state": "firing", "labels": dict(watchdog.labels),
+        "since": iso(watchdog.starts_at), "state_since": iso(watchdog.starts_at),
+        "flapping": False, "held_until": None, "held_reason": None,
+    }
+
+
+def holds(state: AlertState, plan: Plan | None, config: Config, now: float, *,
+          root_seen: Callable[[str], Seen | None], own: Seen | None) -> list[Hold]:
+    """Every hold on a firing alert (none on a pending one). `plan` is its check's (None for a daemon-level alert),
+    `root_seen` what the engine knows of a root check, `own` what it knows of the alert's check."""
+    if state.status is not Status.FIRING:
+        return []
+    found: list[Hold] = []
+    policy = plan.policy if plan is not None else Policy(
+        flap_window=config.alerts.flapping.window, flap_max=config.alerts.flapping.max_transitions)
+    flapping = flap_hold(state, policy)
+    if flapping is not None:
+        found.append(flapping)
+    if state.held and plan is not None and plan.roots:
+        found.append(dependency_hold({r: root_seen(r) for r in plan.roots}, own, now=now, release_at=state.release_at))
+    windows = plan.windows if plan is not None else tuple(config.alerts.maintenance)
+    window = active_window(windows, now) if windows else None
+    if window is not None:
+        found.append(maintenance_hold(window, now))
+    return found
+
+
+def dependency_hold(roots: Mapping[str, Seen | None], own: Seen | None, *, now: float,
+                    release_at: float | None) -> Hold:
+    """Why a dependent's firing is held back from the direct sinks (the same verdict as alerts.hold.verdict)."""
+    decided = verdict(own, list(roots.values()), now=now, release_at=release_at)
+    failing = [name for name, seen in roots.items() if seen is not None and seen.failing]
+    if failing:
+        return Hold(None, f"depends on {_names(failing)}, which {'is' if len(failing) == 1 else 'are'} failing: "
+                          f"not sent to {DIRECT} until {'it recovers' if len(failing) == 1 else 'they recover'} "
+                          "(listed on its alert)")
+    everyone = _names(list(roots))
+    if decided is Verdict.SEND:
+        return Hold(now, f"depends on {everyone}, which is fine again: sent to {DIRECT} within a second")
+    if own is None or not own.failing:
+        return Hold(None, f"depends on {everyone}: not sent to {DIRECT} until this check's next result")
+    if decided is Verdict.WAIT:
+        unseen = [name for name, seen in roots.items() if seen is None or seen.at < own.since]
+        return Hold(release_at, f"depends on {_names(unseen)}, not seen since this check began to fail: not sent to "
+                                f"{DIRECT} until its next result, or once it has had the time to run")
+    recovered = [name for name, seen in roots.items() if seen is not None and own.at < seen.since]
+    return Hold(None, f"depends on {_names(recovered)}, which recovered since: not sent to {DIRECT} until this "
+                      "check's next result (still failing then, it is its own problem)")
+
+
+def maintenance_hold(window: Maintenance, now: float) -> Hold:
+    """A maintenance window silences the alert's notifications until it ends."""
+    named = f" ({window.reason})" if window.reason else ""
+    return Hold(window_end(window, now), f"maintenance window{named}: notifications silenced until it ends")
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names)

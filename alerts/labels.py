@@ -1,0 +1,76 @@
+"""What an alert instance is called and what it carries: its key, its labels and its annotations."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.core.config import Config
+from monitor.core.results import Result
+
+ANNOTATION_LIMIT = 1000
+_LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+def alert_key(alertname: str, check: str, table: str = "", step: str = "") -> str:
+    """The identity of one alert instance: alertname/check[/step=<step>][/table] (check, step and table names hold
+    no '/', and table names no '=')."""
+    key = f"{alertname}/{check}/step={step}" if step else f"{alertname}/{check}"
+    return f"{key}/{table}" if table else key
+
+
+def identity_labels(
+    config: Config, check: Any, alertname: str, severity: str, extra: Mapping[str, str]
+) -> dict[str, str]:
+    """External labels, then the check's labels, then the built-in identity labels (which win): alertname, check,
+    kind, severity, service, target, and `extra` (the engine's `depends_on`)."""
+    labels: dict[str, str] = {}
+    for more in (config.alerts.external_labels, check.labels):
+        for name, value in more.items():
+            labels[label_name(name)] = str(value)
+    labels.update(
+        alertname=alertname, check=check.name, kind=check.kind, severity=severity, service=config.service,
+        target=check.target,
+    )
+    labels.update(extra)
+    return labels
+
+
+def watchdog_labels(config: Config, severity: str) -> dict[str, str]:
+    """The MonitorWatchdog's labels: one per service (identical on every replica, so they dedupe)."""
+    labels = {label_name(k): str(v) for k, v in config.alerts.external_labels.items()}
+    labels.update(alertname="MonitorWatchdog", severity=severity, service=config.service)
+    return labels
+
+
+def build_annotations(result: Result, runbook: str, table: str = "", step: str = "") -> dict[str, str]:
+    """Summary (the result sentence), observed values and a runbook hint."""
+    notes = {
+        "summary": result.message[:ANNOTATION_LIMIT],
+        "description": f"{result.check} ({result.kind}): " + (f"step {step}, " if step else "")
+        + f"outcome {result.outcome.value}"
+        + (f", HTTP {result.status_code}" if result.status_code is not None else "")
+        + f", {result.duration_s:.3f} s" + (f"; table {table}" if table else ""),
+        "outcome": result.outcome.value,
+        "duration_s": f"{result.duration_s:.3f}",
+        "runbook": runbook,
+    }
+    if result.status_code is not None:
+        notes["status_code"] = str(result.status_code)
+    if result.details:
+        notes["observed"] = compact(result.details)
+    return notes
+
+
+def label_name(name: str) -> str:
+    """A valid Prometheus label name made from any string."""
+    clean = _LABEL_NAME.sub("_", name)
+    return clean if clean and not clean[0].isdigit() else f"_{clean}"
+
+
+def compact(details: Mapping[str, Any]) -> str:
+    """Observed values as compact JSON, cut to the annotation limit."""
+    text = json.dumps(dict(details), default=str, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= ANNOTATION_LIMIT else text[: ANNOTATION_LIMIT - 3] + "..."
