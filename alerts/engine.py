@@ -18,6 +18,7 @@ import httpx
 import prometheus_client
 import structlog
 
+from alerts import saturated
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery
 from alerts.gauges import FiringGauge
 from alerts.machine import Action, AlertState, Policy, Status, step
@@ -110,6 +111,7 @@ class AlertEngine:
         # The same states by check then key, so a result touches only its own check's states.
         self._by_check: dict[str, dict[str, AlertState]] = {}
         self._memory: dict[str, CheckMemory] = {}
+        self._skips_seen = 0
         self._plans = _plans_for(config, rules_by_kind)
         self._gauge = FiringGauge(config, registry=registry, clock=clock)
         self._delivery = Delivery(
@@ -225,6 +227,49 @@ class AlertEngine:
         if changed or deleted:
             self._gauge.publish()
 
+    saturation_every: float = saturated.EVERY
+    """How often the daemon should call `saturation` (the thresholds of MonitorSaturated count evaluations)."""
+
+    def saturation(self, skipped_total: int) -> None:
+        """Judge MonitorSaturated (alerts/saturated.py) from the daemon's skipped runs since start, every reason.
+
+        The daemon calls it every `saturated.EVERY` seconds; runs skipped since the previous call make one BAD
+        evaluation. Synchronous and short, like `observe`.
+        """
+        skipped, self._skips_seen = max(0, skipped_total - self._skips_seen), max(skipped_total, self._skips_seen)
+        store = self._store
+        if store is None or not saturated.enabled(self._config):
+            return
+        now = self._clock.time()
+        obs = saturated.observe(self._config, skipped)
+        stored = self._states.get(obs.key)
+        if stored is None and obs.signal is Signal.GOOD:
+            return
+        window = active_window(self._config.alerts.maintenance, now) if self._config.alerts.maintenance else None
+        state = stored or AlertState(obs.key, obs.alertname, obs.check)
+        new, actions = step(state, obs, now, saturated.policy(self._config, silenced=window is not None))
+        if new.status is Status.PENDING and state.status is Status.INACTIVE:
+            log.info("alert.pending", alert=obs.alertname, skipped=skipped)
+        rows: list[tuple[str, Notification]] = []
+        for action in actions:
+            rows.extend(self._act(action, None, window_reason=window.reason if window else None))
+        if new == state and not rows:
+            return
+        deleted: list[str] = []
+        changed: list[AlertState] = []
+        if new.disposable:
+            if stored is not None:
+                self._drop_state(obs.key)
+                deleted.append(obs.key)
+        else:
+            self._put_state(new)
+            changed.append(new)
+        store.commit(states=changed, delete_states=deleted, enqueue=rows, now=now)
+        self._gauge.moved(stored, new)
+        if rows:
+            self._delivery.enqueued(rows)
+        self._gauge.publish()
+
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts for /status and the HTML page (labels only: they never hold secrets)."""
         active = sorted((s for s in self._states.values() if s.active),
@@ -276,6 +321,8 @@ class AlertEngine:
             plan = live.get(s.check)
             if plan is not None and s.alertname in plan.rules:
                 continue
+            if s.alertname == saturated.SATURATED and saturated.enabled(self._config):
+                continue  # a daemon-level alert: no check to lose
             if s.status is Status.FIRING and s.notified:
                 resolved = dataclasses.replace(s, status=Status.INACTIVE, since=now)
                 rows.extend(self._act(Action(Event.RESOLVED, resolved, now), None, window_reason=None))

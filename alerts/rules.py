@@ -97,12 +97,17 @@ def base_labels(config: Config, check: Any, alertname: str) -> dict[str, str]:
     return labels
 
 
+def daemon_labels(config: Config, alertname: str) -> dict[str, str]:
+    """The labels of a daemon-level alert (MonitorWatchdog, MonitorSaturated): external labels, alertname, severity
+    and service; no check (identical on every replica of a service, so they dedupe)."""
+    labels = {_label_name(k): str(v) for k, v in config.alerts.external_labels.items()}
+    labels.update(alertname=alertname, severity=severity_of(config, alertname), service=config.service)
+    return labels
+
+
 def watchdog_labels(config: Config) -> dict[str, str]:
     """The MonitorWatchdog's labels: one per service (identical on every replica, so they dedupe)."""
-    labels = {_label_name(k): str(v) for k, v in config.alerts.external_labels.items()}
-    labels.update(alertname="MonitorWatchdog", severity=severity_of(config, "MonitorWatchdog"),
-                  service=config.service)
-    return labels
+    return daemon_labels(config, "MonitorWatchdog")
 
 
 def evaluate(
@@ -270,7 +275,8 @@ def _tables(alertname: str, facts: Facts) -> list[Observation]:
 
 
 def _not_from_results(alertname: str, facts: Facts) -> list[Observation]:
-    """The watchdog is not judged from results: the engine sends it while results keep arriving."""
+    """Daemon-level alerts are not judged from results: the engine sends the watchdog while results keep
+    arriving, and judges MonitorSaturated from the skipped-run count (alerts/saturated.py)."""
     return []
 
 
@@ -303,6 +309,12 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "The database round trip fails: check PostgreSQL availability, connection limits, credentials and "
          "network.",
          _one_per_check(_database_down)),
+    Rule("MonitorSaturated", "warning",
+         "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
+         "target's max_rate): the checks it still reports are honest, but fewer. Give it more CPU, fewer checks, "
+         "longer intervals or more http.max_in_flight; see pam_monitor_scheduler_skipped_runs_total and "
+         "pam_monitor_event_loop_lag_seconds.",
+         _not_from_results),
     Rule("MonitorWatchdog", "none",
          "Always firing while pam-monitor runs; route it to a dead man's switch. If it stops, pam-monitor itself "
          "is down.",

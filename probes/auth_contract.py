@@ -121,6 +121,11 @@ def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed]) -> Pro
     return result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s)")
 
 
+def requests(check: AuthContractCheck) -> int:
+    """One request without credentials plus one per distinct forged token, all sent at once."""
+    return 1 + len(dict.fromkeys(check.forged))
+
+
 KIND = Kind(
     name="auth_contract",
     model=AuthContractCheck,
@@ -134,4 +139,5 @@ KIND = Kind(
         Outcome.INVALID_RESPONSE,
     ),
     alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown"),
+    requests=requests,
 )

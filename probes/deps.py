@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import http.cookiejar
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -43,6 +44,97 @@ class _NoCookies(http.cookiejar.CookiePolicy):
         return False
 
 
+class Slots:
+    """One target's request slots: at most `capacity` requests admitted at once, first come, first served.
+
+    The runner admits a run by taking as many slots as the run sends requests (`Kind.requests`, at most all of
+    them) and starts the run's deadline only then, so time spent waiting here is never counted as a target's
+    timeout. A waiter that needs more slots than are free holds the line: nobody overtakes it, so a run of an
+    `auth_contract` check (five requests) is not starved by a stream of one-request runs.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        # (slots wanted, future); a waiter that gave up leaves its future cancelled here and is dropped when it
+        # reaches the head, so giving up is O(1) even with thousands waiting.
+        self._line: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._waiting = 0
+
+    @property
+    def free(self) -> int:
+        """Slots not held by anyone right now."""
+        return self._free
+
+    @property
+    def waiting(self) -> int:
+        """Runs waiting in line for slots."""
+        return self._waiting
+
+    async def acquire(self, wanted: int = 1, *, deadline: float | None = None) -> bool:
+        """Take `wanted` slots (at most `capacity`), waiting in line until `deadline` (event-loop time; None: as
+        long as it takes). True: the slots are held, give them back with `release`; False: the deadline came
+        first and nothing is held."""
+        wanted = max(1, min(wanted, self.capacity))
+        if self._waiting == 0 and self._free >= wanted:
+            self._free -= wanted
+            return True
+        loop = asyncio.get_running_loop()
+        if deadline is not None and loop.time() >= deadline:
+            return False
+        future: asyncio.Future[None] = loop.create_future()
+        self._line.append((wanted, future))
+        self._waiting += 1
+        try:
+            if deadline is None:
+                await future
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await future
+        except TimeoutError:
+            if _granted(future):  # handed over in the same instant the deadline passed: it is ours
+                return True
+            self._give_up(future)
+            return False
+        except BaseException:
+            if _granted(future):
+                self.release(wanted)
+            else:
+                self._give_up(future)
+            raise
+        return True
+
+    def release(self, count: int) -> None:
+        """Give back slots taken with `acquire` (the same count it was asked for, capped at capacity)."""
+        self._free = min(self.capacity, self._free + max(1, min(count, self.capacity)))
+        self._serve()
+
+    def _give_up(self, future: asyncio.Future[None]) -> None:
+        """A waiter that was not granted leaves (its future may already be cancelled with its task)."""
+        if not future.done():
+            future.cancel()
+        self._waiting -= 1
+        self._serve()  # it may have been the head that held the line
+
+    def _serve(self) -> None:
+        line = self._line
+        while line:
+            wanted, future = line[0]
+            if future.done():  # gave up earlier
+                line.popleft()
+                continue
+            if wanted > self._free:
+                return
+            line.popleft()
+            self._free -= wanted
+            self._waiting -= 1
+            future.set_result(None)
+
+
+def _granted(future: asyncio.Future[None]) -> bool:
+    return future.done() and not future.cancelled()
+
+
 @dataclass
 class Deps:
     """Shared resources for probes. One instance per loaded config; `aclose()` releases it."""
@@ -50,10 +142,10 @@ class Deps:
     targets: Mapping[str, Target]
     body_limit: int
     user_agent: str
-    # Requests in flight at once per target (http.max_in_flight); see limiter_for.
+    # Requests admitted at once per target (http.max_in_flight); see slots_for.
     max_in_flight: int = 16
     clock: Clock = field(default_factory=SystemClock)
-    _limiters: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _slots: dict[str, Slots] = field(default_factory=dict)
     _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
     # Long-lived resources owned by probe modules (the db probe's pools), keyed by check name.
     resources: dict[str, object] = field(default_factory=dict)
@@ -78,16 +170,17 @@ class Deps:
             self._clients[key] = client
         return client
 
-    def limiter_for(self, target_name: str) -> asyncio.Semaphore:
-        """The semaphore capping requests in flight to one target (`max_in_flight` slots), made on first use.
+    def slots_for(self, target_name: str) -> Slots:
+        """The request slots of one target (`max_in_flight` of them), made on first use.
 
-        One per target, not one for all: a hanging target then holds only its own slots until its timeouts,
-        and checks of healthy targets never wait behind it (they would report `timeout` for a healthy target).
+        One set per target, not one for all: a hanging target then holds only its own slots until its timeouts,
+        and checks of healthy targets never wait behind it. The runner takes them before a run's deadline starts
+        (admission); probes and `_http.fetch` never wait for a slot themselves.
         """
-        limiter = self._limiters.get(target_name)
-        if limiter is None:
-            limiter = self._limiters[target_name] = asyncio.Semaphore(self.max_in_flight)
-        return limiter
+        slots = self._slots.get(target_name)
+        if slots is None:
+            slots = self._slots[target_name] = Slots(self.max_in_flight)
+        return slots
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register a coroutine to run when these deps are closed (pools, sessions)."""

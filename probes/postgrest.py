@@ -183,6 +183,11 @@ def tables(check: PostgrestCheck) -> tuple[str, ...]:
     return tuple(check.required_tables)
 
 
+def requests(check: PostgrestCheck) -> int:
+    """One request per required table, sent at once."""
+    return len(check.required_tables)
+
+
 KIND = Kind(
     name="postgrest",
     model=PostgrestCheck,
@@ -198,4 +203,5 @@ KIND = Kind(
     ),
     alerts=("ContractRegression", "TableMissing", "EndpointDown"),
     tables=tables,
+    requests=requests,
 )

@@ -107,6 +107,11 @@ def phases(check: VoiceCheck) -> tuple[str, ...]:
     return ("health", "synthesis") if check.synthesize is not None else ("health",)
 
 
+def requests(check: VoiceCheck) -> int:
+    """The health request, then the synthesis request when configured."""
+    return 2 if check.synthesize is not None else 1
+
+
 KIND = Kind(
     name="voice",
     model=VoiceCheck,
@@ -114,4 +119,5 @@ KIND = Kind(
     outcomes=http.KIND.outcomes,
     alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded"),
     phases=phases,
+    requests=requests,
 )

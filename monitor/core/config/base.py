@@ -34,6 +34,7 @@ AlertName = Literal[
     "EndpointDown",
     "VoiceDegraded",
     "DatabaseDown",
+    "MonitorSaturated",
     "MonitorWatchdog",
 ]
 
