@@ -61,9 +61,10 @@ def _skipped(runner: Runner, reason: str = "saturated") -> float:
 
 
 def test_thresholds_are_what_the_module_states() -> None:
-    """Untrusted lag is 5 % of the timeout, at least 25 ms; extra runs are shed at half; the admission window is
+    """Untrusted lag is 5 % of the timeout, at least 5 ms; extra runs are shed at half; the admission window is
     80 % of what the interval leaves after the timeout and the hard stop, at least 10 % of interval - timeout."""
-    assert (0.025, 0.05, 0.25) == (untrusted_lag(0.1), untrusted_lag(1.0), untrusted_lag(5.0))
+    assert pytest.approx((0.005, 0.005, 0.05, 0.25)) == (
+        untrusted_lag(0.05), untrusted_lag(0.1), untrusted_lag(1.0), untrusted_lag(5.0))
     assert (0.05, 0.025) == (shed_lag(1.0, extra=False), shed_lag(1.0, extra=True))
     assert 0.6 == pytest.approx(admission_window(2.0, 1.0))
     assert 19.8 == pytest.approx(admission_window(30.0, 5.0))
