@@ -24,10 +24,10 @@ from monitor.core.durations import format_duration
 from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
 from monitor.pacing import Pacing
-from monitor.saturation import Saturation, admission_window, hard_stop_margin, shed_lag, untrusted_lag
+from monitor.saturation import Saturation, admission_window, hard_stop_margin, shed_lag, untrusted
 from monitor.schedule import MonotonicScheduler
 from monitor.state import State
-from probes.deps import Deps
+from probes.deps import Deps, watch_wire
 from probes.kind import Kind
 
 log = structlog.get_logger("pam_monitor.runner")
@@ -130,9 +130,9 @@ class Runner:
         """Run one check and record it; None when the run was skipped as saturated. Never raises.
 
         The run first takes its target's request slots, waiting until `admit_by` (event-loop time; None: as long
-        as it takes); its deadline starts once it holds them. A `timeout` or `slow` verdict reached while the
-        event loop lagged past `untrusted_lag(timeout)` is discarded: it may be the monitor's, not the target's
-        (with `must_trust=False` it is reported instead, saying so).
+        as it takes); its deadline starts once it holds them. A `timeout` or `slow` verdict that the monitor's own
+        saturation may have caused (`saturation.untrusted`: a request that reached the wire late, or event-loop
+        lag) is discarded; with `must_trust=False` it is reported instead, saying so.
         """
         loop = asyncio.get_running_loop()
         slots = self.deps.slots_for(check.target)
@@ -148,7 +148,8 @@ class Runner:
             started_at = self.deps.clock.time()
             admitted = loop.time()
             deadline, hard_stop = run_deadlines(check.timeout, admitted)
-            observed, cut = await self._probe(check, deadline, hard_stop)
+            with watch_wire() as wire:
+                observed, cut = await self._probe(check, deadline, hard_stop)
             ended = loop.time()
         finally:
             slots.release(wanted)
@@ -156,14 +157,13 @@ class Runner:
             # How late the deadline was noticed is the lag at the moment that mattered most.
             noticed = ended - (hard_stop if cut else deadline) if observed.outcome is Outcome.TIMEOUT else 0.0
             lag = max(self.saturation.lag.max_since(admitted), noticed)
-            if lag >= untrusted_lag(check.timeout):
+            why = untrusted(observed.outcome, check.timeout, wire_lost=wire.lost, lag=lag)
+            if why is not None:
                 if must_trust:
-                    self.saturation.skipped(check.name, f"{observed.outcome.value} verdict while the event loop "
-                                                        f"lagged {lag * 1000:.0f} ms")
+                    self.saturation.skipped(check.name, why)
                     return None
                 observed = dataclasses.replace(observed, message=(
-                    f"{observed.message} (pam-monitor's own event loop lagged {lag * 1000:.0f} ms meanwhile: "
-                    "this verdict may be the monitor's, not the target's)"))
+                    f"{observed.message} (pam-monitor itself was too busy to be sure: {why})"))
         if self.redact is not None:
             observed = _redacted(observed, self.redact)
         result = Result(

@@ -16,7 +16,7 @@ import httpx
 
 from monitor.core.config import RequestSpec, Target
 from monitor.core.results import Outcome
-from probes.deps import Deps
+from probes.deps import Deps, current_wire
 
 EXCERPT_CHARS = 200
 # Scanning more than this for a relation name buys nothing: error bodies are short.
@@ -136,6 +136,9 @@ async def fetch(
     client = deps.client_for(target)
     sent_at: float | None = None
     status: int | None = None
+    started = loop.time()
+    wire = current_wire()
+    on_wire: list[float] = []
     try:
         sending = dict(headers) if headers is not None else request_headers(target, spec)
         _check_headers(sending)
@@ -150,6 +153,8 @@ async def fetch(
                 content=spec.body.encode() if spec.body is not None else None,
                 timeout=httpx.Timeout(remaining),
             )
+            if wire is not None:
+                request.extensions["trace"] = _wire_trace(on_wire, loop)
             sent_at = deps.clock.monotonic()
             response = await client.send(request, stream=True)
             try:
@@ -170,8 +175,26 @@ async def fetch(
     except _UnsendableHeader as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"could not encode the request: {exc}", 0.0)
     except (TimeoutError, httpx.TransportError, httpx.DecodingError, OSError) as exc:
+        if wire is not None and isinstance(exc, TimeoutError | httpx.TimeoutException):
+            wire.timed_out(started, on_wire[0] if on_wire else None, deadline)
         return classify_failure(exc, httpx.URL(target.base_url or "http://unknown").host, status,
                                 _since(deps, sent_at))
+
+
+# The first httpcore trace events that mean the request left pam-monitor: a TCP connect (the target's to answer)
+# or, on a pooled connection, the request headers going out.
+_ON_WIRE = frozenset({"connection.connect_tcp.started", "connection.connect_unix_socket.started",
+                      "http11.send_request_headers.started", "http2.send_request_headers.started"})
+
+
+def _wire_trace(on_wire: list[float], loop: asyncio.AbstractEventLoop) -> Any:
+    """An httpcore trace callback noting when the request first reached the wire."""
+
+    async def trace(name: str, info: Any) -> None:
+        if not on_wire and name in _ON_WIRE:
+            on_wire.append(loop.time())
+
+    return trace
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
