@@ -151,8 +151,10 @@ class Runner:
             with watch_wire() as wire:
                 observed, cut = await self._probe(check, deadline, hard_stop)
             ended = loop.time()
-        finally:
+            slots.release(wanted, held=ended - admitted)
+        except BaseException:
             slots.release(wanted)
+            raise
         if observed.outcome in _TIMED:
             # How late the deadline was noticed is the lag at the moment that mattered most.
             noticed = ended - (hard_stop if cut else deadline) if observed.outcome is Outcome.TIMEOUT else 0.0

@@ -61,6 +61,8 @@ class Slots:
         # reaches the head, so giving up is O(1) even with thousands waiting.
         self._line: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._waiting = 0
+        self._queued = 0  # slots wanted by the live waiters
+        self._hold = 0.0  # how long a run holds its slots, smoothed (0: not known yet)
 
     @property
     def free(self) -> int:
@@ -75,17 +77,22 @@ class Slots:
     async def acquire(self, wanted: int = 1, *, deadline: float | None = None) -> bool:
         """Take `wanted` slots (at most `capacity`), waiting in line until `deadline` (event-loop time; None: as
         long as it takes). True: the slots are held, give them back with `release`; False: the deadline came
-        first and nothing is held."""
+        first, or the line ahead cannot drain before it at the measured pace, and nothing is held."""
         wanted = max(1, min(wanted, self.capacity))
         if self._waiting == 0 and self._free >= wanted:
             self._free -= wanted
             return True
         loop = asyncio.get_running_loop()
-        if deadline is not None and loop.time() >= deadline:
-            return False
+        if deadline is not None:
+            # Under overload a waiter that cannot make it is refused at once rather than after a futile wait:
+            # the line ahead drains at capacity slots per hold time.
+            drain = (self._queued + wanted) / self.capacity * self._hold
+            if loop.time() + drain >= deadline:
+                return False
         future: asyncio.Future[None] = loop.create_future()
         self._line.append((wanted, future))
         self._waiting += 1
+        self._queued += wanted
         try:
             if deadline is None:
                 await future
@@ -95,26 +102,30 @@ class Slots:
         except TimeoutError:
             if _granted(future):  # handed over in the same instant the deadline passed: it is ours
                 return True
-            self._give_up(future)
+            self._give_up(future, wanted)
             return False
         except BaseException:
             if _granted(future):
                 self.release(wanted)
             else:
-                self._give_up(future)
+                self._give_up(future, wanted)
             raise
         return True
 
-    def release(self, count: int) -> None:
-        """Give back slots taken with `acquire` (the same count it was asked for, capped at capacity)."""
+    def release(self, count: int, held: float | None = None) -> None:
+        """Give back slots taken with `acquire` (the same count it was asked for, capped at capacity); `held`:
+        how long they were held, which paces the refusal of hopeless waiters (smoothed, 1/8 per run)."""
         self._free = min(self.capacity, self._free + max(1, min(count, self.capacity)))
+        if held is not None and held >= 0:
+            self._hold = held if self._hold == 0 else self._hold + (held - self._hold) / 8
         self._serve()
 
-    def _give_up(self, future: asyncio.Future[None]) -> None:
+    def _give_up(self, future: asyncio.Future[None], wanted: int) -> None:
         """A waiter that was not granted leaves (its future may already be cancelled with its task)."""
         if not future.done():
             future.cancel()
         self._waiting -= 1
+        self._queued -= wanted
         self._serve()  # it may have been the head that held the line
 
     def _serve(self) -> None:
@@ -129,6 +140,7 @@ class Slots:
             line.popleft()
             self._free -= wanted
             self._waiting -= 1
+            self._queued -= wanted
             future.set_result(None)
 
 

@@ -118,3 +118,25 @@ async def test_asking_for_more_than_capacity_takes_all_of_them() -> None:
     assert 0 == slots.free
     slots.release(5)
     assert 2 == slots.free
+
+
+async def test_a_waiter_that_cannot_make_it_at_the_measured_pace_is_refused_at_once() -> None:
+    """Runs have held their slot 1 s each; with one slot held and one run waiting, a newcomer whose window closes
+    in 0.5 s would wait about 2 s: refused at once (no futile wait), while one with a 5 s window waits in line."""
+    slots = Slots(1)
+    assert True is await slots.acquire()
+    slots.release(1, held=1.0)
+    assert True is await slots.acquire()
+    ahead = asyncio.create_task(slots.acquire(deadline=_in(10)))
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert False is await slots.acquire(deadline=_in(0.5))
+    assert loop.time() - started < 0.05
+    patient = asyncio.create_task(slots.acquire(deadline=_in(5)))
+    await asyncio.sleep(0)
+    assert 2 == slots.waiting
+    slots.release(1, held=1.0)
+    assert True is await ahead
+    slots.release(1)
+    assert True is await patient
