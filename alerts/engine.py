@@ -86,6 +86,9 @@ class AlertEngine:
     leaving the context waits for queued notifications (what is left stays in the outbox for the next start).
     """
 
+    saturation_every: float = saturated.EVERY
+    """How often the daemon should call `saturation` (the thresholds of MonitorSaturated count evaluations)."""
+
     def __init__(
         self,
         config: Config,
@@ -226,9 +229,6 @@ class AlertEngine:
             self._delivery.enqueued(rows)
         if changed or deleted:
             self._gauge.publish()
-
-    saturation_every: float = saturated.EVERY
-    """How often the daemon should call `saturation` (the thresholds of MonitorSaturated count evaluations)."""
 
     def saturation(self, skipped_total: int) -> None:
         """Judge MonitorSaturated (alerts/saturated.py) from the daemon's skipped runs since start, every reason.
