@@ -783,7 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     daemon_runs: list[Figures] = []
     blackbox_runs: list[Figures] = []
-    with workspace(args.keep) as workdir:
+    # A profile is only worth recording if it outlives the run: keep the workspace (decided before entering it).
+    with workspace(args.keep or args.profile) as workdir:
         children = Children(workdir)
         try:
             target = start_target(args.target, children, args.server_cpu)
@@ -794,8 +795,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.compare_blackbox:
                     print(f"run {run + 1}/{args.repeat}: blackbox_exporter via Prometheus", file=sys.stderr, flush=True)
                     blackbox_runs.append(measure_blackbox(args, children, target, run))
-            if args.profile:
-                args.keep = True
         finally:
             children.stop_all()
     daemon = median_figures(daemon_runs)
