@@ -16,7 +16,7 @@ import httpx
 
 from monitor.core.config import RequestSpec, Target
 from monitor.core.results import Outcome
-from probes.deps import Deps, current_wire
+from probes.deps import Deps, current_wire, wire_trace
 
 EXCERPT_CHARS = 200
 # Scanning more than this for a relation name buys nothing: error bodies are short.
@@ -154,7 +154,7 @@ async def fetch(
                 timeout=httpx.Timeout(remaining),
             )
             if wire is not None:
-                request.extensions["trace"] = _wire_trace(on_wire, loop)
+                request.extensions["trace"] = wire_trace(on_wire, loop)
             sent_at = deps.clock.monotonic()
             response = await client.send(request, stream=True)
             try:
@@ -179,22 +179,6 @@ async def fetch(
             wire.timed_out(started, on_wire[0] if on_wire else None, deadline)
         return classify_failure(exc, httpx.URL(target.base_url or "http://unknown").host, status,
                                 _since(deps, sent_at))
-
-
-# The first httpcore trace events that mean the request left pam-monitor: a TCP connect (the target's to answer)
-# or, on a pooled connection, the request headers going out.
-_ON_WIRE = frozenset({"connection.connect_tcp.started", "connection.connect_unix_socket.started",
-                      "http11.send_request_headers.started", "http2.send_request_headers.started"})
-
-
-def _wire_trace(on_wire: list[float], loop: asyncio.AbstractEventLoop) -> Any:
-    """An httpcore trace callback noting when the request first reached the wire."""
-
-    async def trace(name: str, info: Any) -> None:
-        if not on_wire and name in _ON_WIRE:
-            on_wire.append(loop.time())
-
-    return trace
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:

@@ -10,6 +10,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -187,6 +188,23 @@ def watch_wire() -> Iterator[Wire]:
 def current_wire() -> Wire | None:
     """The running run's Wire, or None outside a runner (a probe called directly)."""
     return _WIRE.get()
+
+
+# The first httpcore trace events that mean a request left pam-monitor: a TCP connect (the target's to answer)
+# or, on a kept-alive connection, the request headers going out.
+_ON_WIRE = frozenset({"connection.connect_tcp.started", "connection.connect_unix_socket.started",
+                      "http11.send_request_headers.started", "http2.send_request_headers.started"})
+
+
+def wire_trace(on_wire: list[float], loop: asyncio.AbstractEventLoop) -> Callable[[str, Any], Awaitable[None]]:
+    """An httpcore trace callback (`request.extensions["trace"]`) appending to `on_wire` the event-loop time at
+    which the request first reached the wire."""
+
+    async def trace(name: str, info: Any) -> None:
+        if not on_wire and name in _ON_WIRE:
+            on_wire.append(loop.time())
+
+    return trace
 
 
 @dataclass
