@@ -23,7 +23,7 @@ from monitor.core.results import Outcome
 from probes._failures import Failed as Failed
 from probes._failures import classify_failure as classify_failure
 from probes._failures import clean_text
-from probes.deps import Deps
+from probes.deps import Deps, current_wire, wire_trace
 
 EXCERPT_CHARS = 200
 # Scanning more than this for a relation name buys nothing: error bodies are short.
@@ -133,8 +133,9 @@ async def fetch(
 ) -> Fetched | Failed:
     """Send `spec` to the target named `target_name` and read at most `cap` bytes before `deadline`.
 
-    The request first takes one of the target's slots (`deps.limiter_for`, http.max_in_flight per target).
-    `deadline` is event-loop time (the runner's, see `probes.kind.Prober`); `cap` defaults to deps.body_limit.
+    The request goes out at once: the runner admitted the run (it holds the target's slots, `deps.slots_for`)
+    before its deadline started, so the deadline counts only time on the wire. `deadline` is event-loop time
+    (the runner's, see `probes.kind.Prober`); `cap` defaults to deps.body_limit.
     A body longer than the cap is not read further: the response is closed and `truncated` is set. Every
     transport failure comes back as `Failed` with its outcome; nothing a broken target does raises.
     """
@@ -142,57 +143,51 @@ async def fetch(
     limit = deps.body_limit if cap is None else cap
     loop = asyncio.get_running_loop()
     client = deps.client_for(target)
-    waiting_since = deps.clock.monotonic()
     sent_at: float | None = None
     status: int | None = None
+    started = loop.time()
+    wire = current_wire()
+    on_wire: list[float] = []
     try:
         sending = dict(headers) if headers is not None else request_headers(target, spec)
         _check_headers(sending)
         async with asyncio.timeout_at(deadline):
-            async with deps.limiter_for(target_name):
-                remaining = max(deadline - loop.time(), 0.001)
-                request = client.build_request(
-                    spec.method,
-                    build_url(target, spec),
-                    params=spec.query or None,
-                    headers=sending,
-                    json=spec.json_body,
-                    content=spec.body.encode() if spec.body is not None else None,
-                    timeout=httpx.Timeout(remaining),
-                )
-                sent_at = deps.clock.monotonic()
-                response = await client.send(request, stream=True)
-                try:
-                    status = response.status_code
-                    body, truncated = await _read_capped(response, limit)
-                finally:
-                    await response.aclose()
-                wait = response.headers.get("retry-after")
-                return Fetched(
-                    status=status,
-                    headers=response.headers,
-                    body=body,
-                    truncated=truncated,
-                    elapsed=deps.clock.monotonic() - sent_at,
-                    cap=limit,
-                    retry_after=retry_after_seconds(wait, deps.clock.time()) if wait is not None else None,
-                )
+            remaining = max(deadline - loop.time(), 0.001)
+            request = client.build_request(
+                spec.method,
+                build_url(target, spec),
+                params=spec.query or None,
+                headers=sending,
+                json=spec.json_body,
+                content=spec.body.encode() if spec.body is not None else None,
+                timeout=httpx.Timeout(remaining),
+            )
+            if wire is not None:
+                request.extensions["trace"] = wire_trace(on_wire, loop)
+            sent_at = deps.clock.monotonic()
+            response = await client.send(request, stream=True)
+            try:
+                status = response.status_code
+                body, truncated = await _read_capped(response, limit)
+            finally:
+                await response.aclose()
+            wait = response.headers.get("retry-after")
+            return Fetched(
+                status=status,
+                headers=response.headers,
+                body=body,
+                truncated=truncated,
+                elapsed=deps.clock.monotonic() - sent_at,
+                cap=limit,
+                retry_after=retry_after_seconds(wait, deps.clock.time()) if wait is not None else None,
+            )
     except httpx.InvalidURL as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
     except _UnsendableHeader as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"could not encode the request: {exc}", 0.0)
     except (TimeoutError, httpx.TransportError, httpx.DecodingError, OSError) as exc:
-        if sent_at is None and isinstance(exc, TimeoutError):
-            # Never sent: every slot for this target was taken the whole time. That is pam-monitor's own limit,
-            # so say so; the target may be slow (its earlier requests hold the slots) or fine (too many checks).
-            elapsed = deps.clock.monotonic() - waiting_since
-            return Failed(
-                Outcome.TIMEOUT,
-                f"timed out after {elapsed:.2f} s waiting for one of pam-monitor's own {deps.max_in_flight} "
-                f"request slots for target {target_name} (http.max_in_flight); the request was never sent: "
-                "the monitor is saturated, not necessarily the target",
-                elapsed,
-            )
+        if wire is not None and isinstance(exc, TimeoutError | httpx.TimeoutException):
+            wire.timed_out(started, on_wire[0] if on_wire else None, deadline)
         return classify_failure(exc, httpx.URL(target.base_url or "http://unknown").host, status,
                                 _since(deps, sent_at))
 
