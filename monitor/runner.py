@@ -19,7 +19,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED
 from apscheduler.triggers.interval import IntervalTrigger
 
 import probes
-from monitor.core.config import Check, Config
+from monitor.core.config import Check, Config, dependencies
 from monitor.core.durations import format_duration
 from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
@@ -59,24 +59,30 @@ def _redacted(observed: ProbeResult, redact: Callable[[str], str]) -> ProbeResul
     up in `body_excerpt`. /status, alert annotations and logs all read the result, so it is cleaned once here.
     """
     message = redact(observed.message)
-    details = {k: redact(v) if isinstance(v, str) else v for k, v in observed.details.items()}
+    details = _redact_values(observed.details, redact)
     if message == observed.message and details == observed.details:
         return observed
     return dataclasses.replace(observed, message=message, details=details)
 
 
+def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
+    """`value` with every string in it (at any depth of dicts, lists and tuples) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_values(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_values(v, redact) for v in value]
+    return value
+
+
 def _roots(config: Config, checks: Mapping[str, Check]) -> dict[str, tuple[str, ...]]:
-    """Each check's root checks: its `depends_on` plus its target's `health_check` (enabled ones only)."""
+    """Each enabled check's enabled root checks: its `depends_on` plus its target's `health_check`."""
     out: dict[str, tuple[str, ...]] = {}
-    for check in checks.values():
-        roots = set(check.depends_on)
-        target = config.targets.get(check.target)
-        if target is not None and target.health_check:
-            roots.add(target.health_check)
-        roots.discard(check.name)
-        found = tuple(sorted(r for r in roots if r in checks))
-        if found:
-            out[check.name] = found
+    for name, roots in dependencies(config).items():
+        found = tuple(r for r in roots if r in checks)
+        if name in checks and found:
+            out[name] = found
     return out
 
 

@@ -223,10 +223,12 @@ async def test_no_confirmation_when_disabled_or_not_sooner(confirm: str) -> None
 
 
 async def test_secrets_echoed_by_a_target_are_redacted_from_the_result() -> None:
-    """A secret in a probe's message or details (a target echoing a header) is replaced before anyone reads it."""
+    """A secret in a probe's message or details (a target echoing a header) is replaced before anyone reads it,
+    at any depth of the details (a voice part's summary, a journey step's list)."""
     async def echo(check: Any, deps: Deps, deadline: float) -> ProbeResult:
         return ProbeResult(Outcome.SERVER_ERROR, "expected 200, got 500: Bearer tok-SECRET-123",
-                           status_code=500, details={"body_excerpt": "auth=tok-SECRET-123", "bytes": 20})
+                           status_code=500, details={"body_excerpt": "auth=tok-SECRET-123", "bytes": 20,
+                                                     "health": {"said": ["x", "tok-SECRET-123"]}})
 
     from monitor.core.secrets import Redactor
 
@@ -238,7 +240,8 @@ async def test_secrets_echoed_by_a_target_are_redacted_from_the_result() -> None
                     registry=_with_probe(echo), redact=redactor.scrub)
     result = await runner.run_once(runner.checks["c0"])
     await deps.aclose()
-    assert ("expected 200, got 500: Bearer **********", {"body_excerpt": "auth=**********", "bytes": 20}) == (
+    assert ("expected 200, got 500: Bearer **********",
+            {"body_excerpt": "auth=**********", "bytes": 20, "health": {"said": ["x", "**********"]}}) == (
         result.message, dict(result.details))
 
 
