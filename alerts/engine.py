@@ -20,7 +20,7 @@ import httpx
 import prometheus_client
 import structlog
 
-from alerts import explain
+from alerts import explain, saturated
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery
 from alerts.gauges import FiringGauge
 from alerts.hold import Seen, Verdict, also_failing, seen_after, verdict
@@ -63,6 +63,9 @@ class AlertEngine:
     A dependent's firing is held back from direct sinks while a check it depends on fails (alerts.hold).
     """
 
+    saturation_every: float = saturated.EVERY
+    """How often the daemon should call `saturation` (the thresholds of MonitorSaturated count evaluations)."""
+
     def __init__(
         self,
         config: Config,
@@ -92,6 +95,7 @@ class AlertEngine:
         self._memory: dict[str, CheckMemory] = {}
         self._plans, self._graph = plans_for(config, rules_by_kind)
         self._timer: asyncio.Task[None] | None = None
+        self._skips_seen = 0
         self._gauge = FiringGauge(config, registry=registry, clock=clock)
         self._delivery = Delivery(
             config, registry=registry, clock=clock, resendable=self._resendable, sinks=sinks, http=http,
@@ -212,6 +216,37 @@ class AlertEngine:
             )
         if remembered:
             self._memory[check.name] = new_memory
+        self._delivery.enqueued(batch.rows)
+        if batch.changed or batch.deleted:
+            self._gauge.publish()
+
+    def saturation(self, skipped_total: int) -> None:
+        """Judge MonitorSaturated (alerts/saturated.py) from the daemon's skipped runs since start, every reason.
+
+        The daemon calls it every `saturated.EVERY` seconds; runs skipped since the previous call make one BAD
+        evaluation. Synchronous and short, like `observe`.
+        """
+        skipped, self._skips_seen = max(0, skipped_total - self._skips_seen), max(skipped_total, self._skips_seen)
+        store = self._store
+        if store is None or not saturated.enabled(self._config):
+            return
+        now = self._clock.time()
+        obs = saturated.observe(self._config, skipped)
+        stored = self._states.get(obs.key)
+        if stored is None and obs.signal is Signal.GOOD:
+            return
+        window = active_window(self._config.alerts.maintenance, now) if self._config.alerts.maintenance else None
+        state = stored or AlertState(obs.key, obs.alertname, obs.check)
+        new, actions = step(state, obs, now, saturated.policy(self._config, silenced=window is not None))
+        if new.status is Status.PENDING and state.status is Status.INACTIVE:
+            log.info("alert.pending", alert=obs.alertname, skipped=skipped)
+        batch = Batch()
+        for action in actions:
+            self._act(None, state, action, None, batch, window_reason=window.reason if window else None)
+        if new != state:
+            self._keep(stored, new, batch)
+        if batch.changed or batch.deleted or batch.rows:
+            store.commit(states=batch.changed.values(), delete_states=batch.deleted, enqueue=batch.rows, now=now)
         self._delivery.enqueued(batch.rows)
         if batch.changed or batch.deleted:
             self._gauge.publish()
@@ -346,6 +381,8 @@ class AlertEngine:
                 if s.held and reason == "restart" and plan.roots:
                     self._keep(s, dataclasses.replace(s, release_at=max(s.release_at or 0.0, now + plan.bound)), batch)
                 continue
+            if s.alertname == saturated.SATURATED and saturated.enabled(self._config):
+                continue  # a daemon-level alert: no check to lose
             if s.status is Status.FIRING and s.notified:
                 resolved = dataclasses.replace(s, status=Status.INACTIVE, since=now)
                 self._act(None, s, Action(Event.RESOLVED, resolved, now), None, batch, window_reason=None)

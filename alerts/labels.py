@@ -38,10 +38,11 @@ def identity_labels(
     return labels
 
 
-def watchdog_labels(config: Config, severity: str) -> dict[str, str]:
-    """The MonitorWatchdog's labels: one per service (identical on every replica, so they dedupe)."""
+def daemon_labels(config: Config, alertname: str, severity: str) -> dict[str, str]:
+    """The labels of a daemon-level alert (MonitorWatchdog, MonitorSaturated): external labels, alertname,
+    severity and service; no check (identical on every replica of a service, so they dedupe)."""
     labels = {label_name(k): str(v) for k, v in config.alerts.external_labels.items()}
-    labels.update(alertname="MonitorWatchdog", severity=severity, service=config.service)
+    labels.update(alertname=alertname, severity=severity, service=config.service)
     return labels
 
 

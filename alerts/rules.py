@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, identity_labels
-from alerts.labels import watchdog_labels as _watchdog_labels
+from alerts.labels import daemon_labels as _daemon_labels
 from alerts.model import CheckMemory, Observation, Signal
 from alerts.steps import passed_steps, per_step
 from monitor.core.config import SIGN_IN_STEP, AlertName, Config
@@ -115,9 +115,14 @@ def remember(memory: CheckMemory, result: Result) -> CheckMemory:
     return memory
 
 
+def daemon_labels(config: Config, alertname: str) -> dict[str, str]:
+    """The labels of a daemon-level alert (MonitorWatchdog, MonitorSaturated), with its configured severity."""
+    return _daemon_labels(config, alertname, severity_of(config, alertname))
+
+
 def watchdog_labels(config: Config) -> dict[str, str]:
     """The MonitorWatchdog's labels, with its configured severity."""
-    return _watchdog_labels(config, severity_of(config, "MonitorWatchdog"))
+    return daemon_labels(config, "MonitorWatchdog")
 
 
 def base_labels(facts: Facts, alertname: str) -> dict[str, str]:
@@ -369,7 +374,8 @@ def _access_denied(alertname: str, facts: Facts) -> list[Observation]:
 
 
 def _not_from_results(alertname: str, facts: Facts) -> list[Observation]:
-    """The watchdog is not judged from results: the engine sends it while results keep arriving."""
+    """Daemon-level alerts are not judged from results: the engine sends the watchdog while results keep
+    arriving, and judges MonitorSaturated from the skipped-run count (alerts/saturated.py)."""
     return []
 
 
@@ -431,6 +437,14 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "The check failed in a way no more specific alert covers: read the summary (expected vs got) and the "
          "observed values; a rate-limited check needs a lower request rate (max_rate) or an allow-list entry.",
          _not_from_results, _always(*FAILING), fallback=True),
+    Rule("MonitorSaturated", "warning",
+         "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
+         "target's max_rate); it is the monitor, not the target",
+         "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
+         "target's max_rate): the checks it still reports are honest, but fewer. Give it more CPU, fewer checks, "
+         "longer intervals or more http.max_in_flight; see pam_monitor_scheduler_skipped_runs_total and "
+         "pam_monitor_event_loop_lag_seconds.",
+         _not_from_results, _always()),
     Rule("MonitorWatchdog", "none",
          "always, while the daemon runs (route it to a dead man's switch)",
          "Always firing while pam-monitor runs; route it to a dead man's switch. If it stops, pam-monitor itself "

@@ -326,7 +326,14 @@ class Figures:
     lateness_p99_ms: float | None = None
     lateness_over_20ms: int | None = None
     skipped_runs: float | None = None
+    skipped_saturated: float | None = None
     skipped_total: float | None = None
+    lag_p99_ms: float | None = None
+    target_alerts: int | None = None
+    monitor_saturated: float | None = None
+    scrapes_ok: int | None = None
+    scrapes_refused: int | None = None
+    scrape_errors: int | None = None
     metrics_ms: float | None = None
     metrics_kb: float | None = None
     sigterm_exit_s: float | None = None
@@ -384,7 +391,10 @@ DAEMON_FAMILIES = (
     "pam_monitor_check_results_total",
     "pam_monitor_scheduler_lateness_seconds",
     "pam_monitor_scheduler_skipped_runs_total",
+    "pam_monitor_event_loop_lag_seconds",
+    "pam_monitor_alerts_firing",
 )
+MONITOR_ALERTS = ("MonitorSaturated", "MonitorWatchdog")
 
 
 def measure_daemon(args: argparse.Namespace, children: Children, target: Target, run: int | str) -> Figures:
@@ -419,10 +429,13 @@ def measure_daemon(args: argparse.Namespace, children: Children, target: Target,
 
     _, body_a, _ = http_get(port, "/metrics")
     conns_a, reqs_a = target.counters()
+    scrapers = _start_scrapers(args, children, port, run)
     cpu_a, t_a = cpu_seconds(pid), time.monotonic()
     top = sample_window(pid, args.duration, lambda: proc.poll() is None)
     cpu_b, t_b = cpu_seconds(pid), time.monotonic()
     conns_b, reqs_b = target.counters()
+    if scrapers is not None:
+        _finish_scrapers(fig, children, scrapers, run)
     _, body_b, _ = http_get(port, "/metrics")
     if args.profile:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -448,6 +461,13 @@ def measure_daemon(args: argparse.Namespace, children: Children, target: Target,
     fig.skipped_runs = total(b, "pam_monitor_scheduler_skipped_runs_total") - total(
         a, "pam_monitor_scheduler_skipped_runs_total")
     fig.skipped_total = total(b, "pam_monitor_scheduler_skipped_runs_total")
+    fig.skipped_saturated = total(b, "pam_monitor_scheduler_skipped_runs_total", reason="saturated") - total(
+        a, "pam_monitor_scheduler_skipped_runs_total", reason="saturated")
+    lag_a = dict(histogram_buckets(a, "pam_monitor_event_loop_lag_seconds"))
+    lag = [(le, n - lag_a.get(le, 0.0)) for le, n in histogram_buckets(b, "pam_monitor_event_loop_lag_seconds")]
+    lag_p99 = histogram_quantile(0.99, lag)
+    fig.lag_p99_ms = None if lag_p99 is None else lag_p99 * 1000
+    fig.monitor_saturated = total(b, "pam_monitor_alerts_firing", alertname="MonitorSaturated")
 
     times, size = [], 0
     for _ in range(METRICS_SCRAPES):
@@ -467,12 +487,42 @@ def measure_daemon(args: argparse.Namespace, children: Children, target: Target,
     except subprocess.TimeoutExpired:
         fig.notes.append("did not exit within 30 s of SIGTERM; killed")
         children.stop(proc)
-    warnings = sum(1 for line in children.log_tail(name, 100000).splitlines() if '"level": "warning"' in line
-                   or '"level":"warning"' in line)
+    lines = children.log_tail(name, 1_000_000).splitlines()
+    warnings = sum(1 for line in lines if '"level": "warning"' in line or '"level":"warning"' in line)
+    fired = [json.loads(line) for line in lines if '"alert.fired"' in line or '"alert.flapping"' in line]
+    fig.target_alerts = sum(1 for event in fired if event.get("alert") not in MONITOR_ALERTS)
     if warnings:
         fig.notes.append(f"{warnings} warning log lines (see {children.workdir / (name + '.log')})")
     fig.finish()
     return fig
+
+
+def _start_scrapers(args: argparse.Namespace, children: Children, port: int,
+                    run: int | str) -> subprocess.Popen[bytes] | None:
+    """--scrapers N: N concurrent /metrics scrapers for the window, on the target's CPU (bench/scrapers.py)."""
+    if not args.scrapers:
+        return None
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return children.start(f"scrapers-{run}", [sys.executable, "-m", "bench.scrapers", "--url",
+                                              f"http://{HOST}:{port}/metrics", "--concurrency", str(args.scrapers),
+                                              "--duration", str(args.duration)], cpu=args.server_cpu, env=env)
+
+
+def _finish_scrapers(fig: Figures, children: Children, proc: subprocess.Popen[bytes],
+                     run: int | str) -> None:
+    """Wait for the scrapers (bounded) and read their counts."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        children.stop(proc)
+    lines = [line for line in children.log_tail(f"scrapers-{run}", 50).splitlines() if line.startswith("{")]
+    if not lines:
+        fig.notes.append(f"scrapers printed no result: {children.log_tail(f'scrapers-{run}', 5)}")
+        return
+    counts: dict[str, int] = json.loads(lines[-1])["scrapes"]
+    fig.scrapes_ok = counts.get("200", 0)
+    fig.scrapes_refused = counts.get("503", 0)
+    fig.scrape_errors = sum(n for code, n in counts.items() if code not in ("200", "503"))
 
 
 def _start_profile(children: Children, pid: int, args: argparse.Namespace, run: int | str
@@ -609,6 +659,13 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("lateness_p99_ms", "lateness p99 ms", "{:.2f}"),
     ("lateness_over_20ms", "runs >20 ms late", "{:,.0f}"),
     ("skipped_runs", "skipped", "{:,.0f}"),
+    ("skipped_saturated", "skipped (saturated)", "{:,.0f}"),
+    ("lag_p99_ms", "loop lag p99 ms", "{:.2f}"),
+    ("target_alerts", "target alerts fired", "{:,.0f}"),
+    ("monitor_saturated", "MonitorSaturated firing", "{:.0f}"),
+    ("scrapes_ok", "scrapes 200", "{:,.0f}"),
+    ("scrapes_refused", "scrapes 503", "{:,.0f}"),
+    ("scrape_errors", "scrape errors", "{:,.0f}"),
     ("metrics_ms", "/metrics ms", "{:.1f}"),
     ("metrics_kb", "/metrics KB", "{:,.0f}"),
     ("sigterm_exit_s", "SIGTERM exit s", "{:.2f}"),
@@ -668,7 +725,15 @@ def verdicts(daemon: Figures, blackbox: Figures | None) -> list[str]:
     p99 = daemon.lateness_p99_ms
     line(None if p99 is None else p99 <= GOAL_P99_MS,
          f"p99 scheduling lateness {'n/a' if p99 is None else f'{p99:.2f}'} ms (goal <= 20, bucket resolution)")
-    line(daemon.skipped_runs == 0, f"skipped runs in the window: {daemon.skipped_runs} (goal 0)")
+    line(daemon.failed_probes == 0, f"invented failures (runs not ok against a healthy target): "
+                                    f"{daemon.failed_probes} (goal 0)")
+    line(daemon.target_alerts == 0, f"target alerts fired: {daemon.target_alerts} (goal 0)")
+    if daemon.skipped_runs:
+        line(daemon.monitor_saturated == 1, f"skipped runs {daemon.skipped_runs:,.0f} in the window "
+             f"({daemon.skipped_saturated or 0:,.0f} saturated); MonitorSaturated firing at the end: "
+             f"{daemon.monitor_saturated:.0f} (goal 1 whenever runs are skipped; 0 skipped at 1,000 checks)")
+    else:
+        line(True, "skipped runs in the window: 0 (goal 0 at 1,000 checks)")
     line(daemon.rss_max_mb <= GOAL_RSS_MB, f"RSS max {daemon.rss_max_mb:.1f} MB (goal <= 60)")
     m = daemon.metrics_ms
     line(None if m is None else m <= GOAL_METRICS_MS, f"/metrics {'n/a' if m is None else f'{m:.1f}'} ms (goal <= 50)")
@@ -699,6 +764,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--variant", default=None,
                         help="run the daemon through bench.variants NAME (in-process experiments)")
     parser.add_argument("--profile", action="store_true", help="py-spy record the daemon during the window")
+    parser.add_argument("--scrapers", type=int, default=0,
+                        help="N concurrent /metrics scrapers during the window, on the target's CPU (default 0)")
     parser.add_argument("--client-cpu", type=int, default=0, help="CPU for the prober under test (default 0)")
     parser.add_argument("--server-cpu", type=int, default=1, help="CPU for the target and Prometheus (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, profiles)")
@@ -707,6 +774,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--checks must be between 1 and 20000")
     if not 1 <= args.repeat <= 10:
         parser.error("--repeat must be between 1 and 10")
+    if not 0 <= args.scrapers <= 1000:
+        parser.error("--scrapers must be between 0 and 1000")
     if args.duration > 3600 or args.interval > 600:
         parser.error("--duration at most 1h, --interval at most 10m")
     if args.compare_blackbox and not (Path(BLACKBOX).exists() and Path(PROMETHEUS).exists()):
@@ -735,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [False, True] if args.both_modes else [args.keep_alive]
     daemon_runs: dict[bool, list[Figures]] = {mode: [] for mode in modes}
     blackbox_runs: list[Figures] = []
+    # A profile is only worth recording if it outlives the run: keep the workspace (decided before entering it).
     with workspace(args.keep or args.profile) as workdir:
         children = Children(workdir)
         try:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import gc
 import signal
 from collections.abc import Callable
@@ -12,7 +10,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
@@ -23,7 +20,9 @@ from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
 from monitor.metrics import Metrics
 from monitor.runner import Runner
-from monitor.server import EmbeddedServer, bind_socket, build_server, create_app
+from monitor.saturation import Saturation
+from monitor.schedule import MonotonicScheduler, SchedulerClock
+from monitor.server import LoopCall, ServerThread, bind_socket, build_server, create_app
 from monitor.state import State
 from probes.deps import Deps, build_deps
 
@@ -47,6 +46,15 @@ class Engine(Protocol):
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts (and the watchdog while it is up) for /status, with holds explained."""
+        ...
+
+    @property
+    def saturation_every(self) -> float:
+        """Seconds between two calls of `saturation`."""
+        ...
+
+    def saturation(self, skipped_total: int) -> None:
+        """Judge MonitorSaturated from the runs skipped since start (every reason)."""
         ...
 
     async def reload(self, config: Config) -> None:
@@ -95,13 +103,14 @@ class Daemon:
         self.redactor = redactor or Redactor()
         self.metrics = Metrics()
         self.state = State(self.clock.monotonic)
+        self.saturation = Saturation(self.metrics)
         self.engine: Engine | None = (
             engine_factory(config, self.metrics.registry, self.clock) if engine_factory else None
         )
         self.deps: Deps | None = None
         self.runner: Runner | None = None
-        self.scheduler: AsyncIOScheduler | None = None
-        self.server: EmbeddedServer | None = None
+        self.scheduler: MonotonicScheduler | None = None
+        self.server: ServerThread | None = None
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -154,6 +163,7 @@ class Daemon:
         self.runner = Runner(
             config, self.deps, self.metrics, self.state,
             on_result=self.engine.observe if self.engine is not None else None, redact=self.redactor.scrub,
+            saturation=self.saturation,
         )
         self.runner.start(self.scheduler)
         _freeze_long_lived()
@@ -188,29 +198,45 @@ class Daemon:
         except OSError as exc:
             log.error("daemon.listen_failed", listen=self.config.listen, error=exc.strerror or str(exc),
                       hint="another process holds the port, or the address is not on this host; change --listen")
-            await self._shutdown(None)
+            await self._shutdown()
             return 1
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(self.clock.time())
-        self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        self.saturation.lag.start()
+        # The scheduler's "now" is the wall clock at start plus monotonic time since: an NTP step neither stops
+        # probing nor invents skipped runs (monitor/schedule.py).
+        self.scheduler = MonotonicScheduler(SchedulerClock(wall=self.clock.time))
+        alerts = None
         if self.engine is not None:
             await self.engine.start()
             self.state.alerts = self.engine.active_alerts
+            alerts = LoopCall(loop, self.engine.active_alerts)
+            self._spawn(self._judge_saturation(self.engine))
         self._adopt(self.config)
         self.scheduler.start()
-        self.server = build_server(
-            create_app(self.state, self.metrics, lambda: self.config.service, clock=self.clock.time), host, port
-        )
-        server_task = loop.create_task(self.server.serve(sockets=[sock]))
+        # Served from its own thread and event loop: a flood of scrapers never delays a probe.
+        app = create_app(self.state, self.metrics, lambda: self.config.service, alerts=alerts,
+                         clock=self.clock.time)
+        self.server = ServerThread(build_server(app, host, port), sock)
+        self.server.start()
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
                  checks=len(self.runner.checks) if self.runner else 0,
                  sinks=[s.display_name for s in self.config.alerts.sinks])
         await self._stop.wait()
-        await self._shutdown(server_task)
+        await self._shutdown()
         log.info("daemon.stopped")
         return 0
 
-    async def _shutdown(self, server_task: asyncio.Task[Any] | None) -> None:
+    async def _judge_saturation(self, engine: Engine) -> None:
+        """Hand the alert engine the skipped-run count at its cadence (MonitorSaturated), until cancelled."""
+        while True:
+            await asyncio.sleep(engine.saturation_every)
+            try:
+                engine.saturation(self.saturation.total)
+            except Exception as exc:
+                log.error("alerts.saturation_failed", error_type=type(exc).__name__, error=str(exc))
+
+    async def _shutdown(self) -> None:
         """Stop within shutdown_timeout: let in-flight runs finish, cancel the rest, flush alerts, close."""
         loop = asyncio.get_running_loop()
         budget = self.config.shutdown_timeout
@@ -230,12 +256,10 @@ class Daemon:
         if self.engine is not None:
             await self.engine.aclose(max(0.1, (deadline - loop.time()) * 0.7))
         if self.server is not None:
-            self.server.should_exit = True
-        if server_task is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(server_task, timeout=max(0.1, deadline - loop.time()))
+            await self.server.stop(deadline - loop.time())
         for task in list(self._background):
             task.cancel()
+        await self.saturation.lag.aclose()
         if self.deps is not None:
             await self.deps.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -26,7 +26,10 @@ from monitor.core.results import HTTP_PHASES, HttpFacts, Outcome, Result
 
 CHECK_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENESS_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
-SKIP_REASONS: tuple[str, ...] = ("max_instances", "misfire", "coalesced")
+SKIP_REASONS: tuple[str, ...] = ("max_instances", "misfire", "coalesced", "saturated")
+"""saturated: the monitor could not run it honestly (no request slot or start in time, or the event loop lagged
+so that its deadline could not be trusted); max_instances: the previous run was still going; coalesced: the
+scheduler stalled past whole intervals; misfire: kept for dashboards, no longer produced (see saturated)."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RENDER_BATCH = 64
 """Checks rendered at once (the histogram family is ~1 KB a check)."""
@@ -197,12 +200,19 @@ class Metrics:
         )
         self.skipped = Counter(
             "pam_monitor_scheduler_skipped_runs",
-            "Scheduled runs that did not happen (previous run still going, missed, or coalesced).",
+            "Scheduled runs that did not happen or were discarded, by reason (saturated: the monitor could not keep "
+            "up; max_instances: previous run still going; coalesced: the scheduler stalled past whole intervals).",
             ["reason"],
             registry=self.registry,
         )
         for reason in SKIP_REASONS:
             self.skipped.labels(reason)
+        self.loop_lag = Histogram(
+            "pam_monitor_event_loop_lag_seconds",
+            "How late the daemon's event loop woke a 50 ms timer: its own saturation, sampled 20 times a second.",
+            buckets=LATENESS_BUCKETS,
+            registry=self.registry,
+        )
         self.reload_ok = Gauge(
             "pam_monitor_config_last_reload_successful",
             "Whether the last configuration load or reload succeeded.",

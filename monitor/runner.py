@@ -1,44 +1,57 @@
-"""Runs checks: one APScheduler job per check, a hard deadline per run, shared metrics, logs and alert hooks."""
+"""Runs checks: one APScheduler job per check, admission to the target's slots, a deadline that starts only then,
+shared metrics, logs, alert hooks and the follow-up runs (confirmation, early runs of root checks, Retry-After).
+
+The monitor's own saturation never becomes a target's outcome: a run that cannot be admitted or trusted in time is
+a skipped run, counted and logged once per spell (monitor/saturation.py states the rules and thresholds).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dt
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED
 from apscheduler.triggers.interval import IntervalTrigger
 
 import probes
-from monitor.core.config import Check, Config
+from monitor.core.config import Check, Config, dependencies
 from monitor.core.durations import format_duration
 from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
+from monitor.pacing import Pacing
+from monitor.saturation import Saturation, admission_window, hard_stop_margin, shed_lag, untrusted
+from monitor.schedule import MonotonicScheduler
 from monitor.state import State
-from probes.deps import Deps
+from probes.deps import Deps, watch_wire
 from probes.kind import Kind
 
 log = structlog.get_logger("pam_monitor.runner")
 ResultHook = Callable[[Result], None]
 HEARTBEAT_JOB = "__heartbeat__"
 SPREAD_GRID_S = 0.02
+"""First runs start on a grid of this step (seconds), so runs due together share one scheduler wake-up."""
+RETRY_AFTER_MAX_INTERVALS = 10
+"""A Retry-After postpones a check's next run by at most this many of its intervals."""
+CHECK_ATTEMPTS = 3
+"""`pam-monitor check`: runs whose deadline could not be trusted (loop lag) are run again, at most this often."""
+_TIMED = frozenset({Outcome.TIMEOUT, Outcome.SLOW})  # verdicts about time: untrustworthy under loop lag
+CONFIRMATION, EARLY = "confirmation", "early"
 
 
 def run_deadlines(timeout: float, now: float) -> tuple[float, float]:
-    """(deadline, hard stop) of a run that starts at event-loop time `now`: the one formula for both.
+    """(deadline, hard stop) of a run admitted at event-loop time `now`: the one formula for both.
 
     The probe gets the whole configured timeout (`deadline`, passed in) and reports `timeout` itself, naming the
     phase that stalled. The hard stop comes slightly later, a quarter of the timeout and at most 0.25 s, so a
     probe finishing its own report is not cut; it only catches a probe that ignores its deadline (a bug).
     """
     deadline = now + timeout
-    return deadline, deadline + min(0.25, timeout / 4)
+    return deadline, deadline + hard_stop_margin(timeout)
 
 
 def _redacted(observed: ProbeResult, redact: Callable[[str], str]) -> ProbeResult:
@@ -48,14 +61,35 @@ def _redacted(observed: ProbeResult, redact: Callable[[str], str]) -> ProbeResul
     up in `body_excerpt`. /status, alert annotations and logs all read the result, so it is cleaned once here.
     """
     message = redact(observed.message)
-    details = {k: redact(v) if isinstance(v, str) else v for k, v in observed.details.items()}
+    details = _redact_values(observed.details, redact)
     if message == observed.message and details == observed.details:
         return observed
     return dataclasses.replace(observed, message=message, details=details)
 
 
+def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
+    """`value` with every string in it (at any depth of dicts, lists and tuples) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_values(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_values(v, redact) for v in value]
+    return value
+
+
+def _roots(config: Config, checks: Mapping[str, Check]) -> dict[str, tuple[str, ...]]:
+    """Each enabled check's enabled root checks: its `depends_on` plus its target's `health_check`."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, roots in dependencies(config).items():
+        found = tuple(r for r in roots if r in checks)
+        if name in checks and found:
+            out[name] = found
+    return out
+
+
 class Runner:
-    """Owns the deadline, the shared metrics and the bookkeeping of every run; probes only observe."""
+    """Owns admission, the deadline, the shared metrics and the bookkeeping of every run; probes only observe."""
 
     def __init__(
         self,
@@ -67,6 +101,7 @@ class Runner:
         on_result: ResultHook | None = None,
         registry: Mapping[str, Kind[Any]] | None = None,
         redact: Callable[[str], str] | None = None,
+        saturation: Saturation | None = None,
     ) -> None:
         self.config = config
         self.registry = probes.REGISTRY if registry is None else registry
@@ -75,12 +110,16 @@ class Runner:
         self.metrics = metrics
         self.state = state
         self.on_result = on_result
+        self.saturation = saturation or Saturation(metrics)
         self.checks: dict[str, Check] = {c.name: c for c in config.checks if c.enabled}
+        self.pacing = Pacing(self.checks.values(), config.targets, lambda c: self.registry[c.kind].requests(c))
+        self._roots = _roots(config, self.checks)
         self._scheduled_at: dict[str, float] = {}
         self._last_scheduled: dict[str, float] = {}
+        self._extra: dict[str, str] = {}  # check -> CONFIRMATION or EARLY, for its next run
+        self._postponed: set[str] = set()
         self.in_flight: set[asyncio.Task[Any]] = set()
-        self._scheduler: AsyncIOScheduler | None = None
-        self._confirming: set[str] = set()
+        self._scheduler: MonotonicScheduler | None = None
         self._announce()
 
     def _announce(self) -> None:
@@ -89,44 +128,81 @@ class Runner:
             kind = self.registry[c.kind]
             declared.append((c.name, c.kind, kind.outcomes, kind.tables(c), kind.phases(c)))
         self.metrics.set_checks(declared)
-        self.state.set_checks([(c.name, c.kind) for c in self.checks.values()],
-                              {c.name: c.interval for c in self.checks.values()})
+        self.state.set_checks([(c.name, c.kind) for c in self.checks.values()], dict(self.pacing.intervals))
+        self.pacing.announce()
 
     # -- one run -----------------------------------------------------------------------------------------
 
-    async def run_once(self, check: Check, *, confirmation: bool = False) -> Result:
-        """Run one check under its hard deadline, record everything, and return the result. Never raises."""
-        clock = self.deps.clock
-        started_at = clock.time()
-        t0 = clock.monotonic()
-        deadline, hard_stop = run_deadlines(check.timeout, asyncio.get_running_loop().time())
+    async def run_once(self, check: Check, *, confirmation: bool = False, admit_by: float | None = None,
+                       must_trust: bool = True) -> Result | None:
+        """Run one check and record it; None when the run was skipped as saturated. Never raises.
+
+        The run first takes its target's request slots, waiting until `admit_by` (event-loop time; None: as long
+        as it takes); its deadline starts once it holds them. A `timeout` or `slow` verdict that the monitor's own
+        saturation may have caused (`saturation.untrusted`: a request that reached the wire late, or event-loop
+        lag) is discarded; with `must_trust=False` it is reported instead, saying so.
+        """
+        loop = asyncio.get_running_loop()
+        slots = self.deps.slots_for(check.target)
+        wanted = self.pacing.requests(check.name)
+        if admit_by is None:
+            await self.pacing.wait_turn(check.name)
+        if not await slots.acquire(wanted, deadline=admit_by):
+            self.saturation.skipped(check.name, "no request slot in time")
+            return None
+        try:
+            if admit_by is not None:
+                self.pacing.charge(check.name)
+            started_at = self.deps.clock.time()
+            admitted = loop.time()
+            deadline, hard_stop = run_deadlines(check.timeout, admitted)
+            with watch_wire() as wire:
+                observed, cut = await self._probe(check, deadline, hard_stop)
+            ended = loop.time()
+            slots.release(wanted, held=ended - admitted)
+        except BaseException:
+            slots.release(wanted)
+            raise
+        if observed.outcome in _TIMED:
+            # How late the deadline was noticed is the lag at the moment that mattered most.
+            noticed = ended - (hard_stop if cut else deadline) if observed.outcome is Outcome.TIMEOUT else 0.0
+            lag = max(self.saturation.lag.max_since(admitted), noticed)
+            why = untrusted(observed.outcome, check.timeout, wire_lost=wire.lost, lag=lag)
+            if why is not None:
+                if must_trust:
+                    self.saturation.skipped(check.name, why)
+                    return None
+                observed = dataclasses.replace(observed, message=(
+                    f"{observed.message} (pam-monitor itself was too busy to be sure: {why})"))
+        if self.redact is not None:
+            observed = _redacted(observed, self.redact)
+        result = Result(
+            check.name, check.kind, observed, started_at=started_at, finished_at=self.deps.clock.time(),
+            duration_s=ended - admitted, confirmation=confirmation,
+        )
+        self.record(result)
+        return result
+
+    async def _probe(self, check: Check, deadline: float, hard_stop: float) -> tuple[ProbeResult, bool]:
+        """The probe's observation, and whether the hard stop had to cut it."""
         try:
             async with asyncio.timeout_at(hard_stop):
-                observed = await self.registry[check.kind].probe(check, self.deps, deadline)
+                return await self.registry[check.kind].probe(check, self.deps, deadline), False
         except TimeoutError:
-            observed = ProbeResult(
+            return ProbeResult(
                 Outcome.TIMEOUT, f"no complete answer within the {format_duration(check.timeout)} timeout"
-            )
+            ), True
         except Exception as exc:
             log.error(
                 "probe.crashed", check=check.name, kind=check.kind, error_type=type(exc).__name__,
                 traceback="".join(traceback.format_exception(exc)),
             )
-            observed = ProbeResult(
+            return ProbeResult(
                 Outcome.INTERNAL_ERROR, f"the {check.kind} prober failed with {type(exc).__name__}; see the daemon log"
-            )
-        duration = clock.monotonic() - t0
-        if self.redact is not None:
-            observed = _redacted(observed, self.redact)
-        result = Result(
-            check.name, check.kind, observed, started_at=started_at, finished_at=clock.time(),
-            duration_s=duration, confirmation=confirmation,
-        )
-        self.record(result)
-        return result
+            ), False
 
     def record(self, result: Result) -> None:
-        """Update state and metrics, log, hand the result to the alert engine, and ask for a confirmation run."""
+        """Update state and metrics, log, hand the result to the alert engine, and ask for follow-up runs."""
         previous = self.state.record(result)
         self.metrics.observe(result, previous)
         changed = previous is not None and previous != result.outcome
@@ -150,55 +226,94 @@ class Runner:
             except Exception as exc:
                 log.error("alerts.observe_failed", check=result.check, error_type=type(exc).__name__,
                           traceback="".join(traceback.format_exception(exc)))
-        if changed and not result.confirmation:
-            self._request_confirmation(result.check)
+        self._follow_up(result, previous)
 
-    def _request_confirmation(self, name: str) -> None:
-        # A change of outcome is confirmed a couple of seconds later instead of a whole interval later, so a real
-        # regression pages in about one interval plus seconds and a single blip does not page (DESIGN §4).
-        delay = self.config.alerts.confirm_delay
-        scheduler = self._scheduler
-        check = self.checks.get(name)
-        if delay <= 0 or scheduler is None or check is None or delay >= check.interval:
+    # -- follow-up runs ------------------------------------------------------------------------------------
+
+    def _follow_up(self, result: Result, previous: Outcome | None) -> None:
+        """Retry-After postpones the next run; a change of outcome or a bad first result is confirmed soon; a
+        check that turns bad has its root checks run early (DESIGN §3, §4)."""
+        if result.observed.retry_after is not None and result.observed.retry_after > 0:
+            self._postpone(result.check, result.observed.retry_after)
+            return
+        if result.outcome is Outcome.RATE_LIMITED:  # inconclusive: nothing to confirm
+            return
+        changed = previous is not None and previous != result.outcome
+        first_bad = previous is None and not result.success
+        if (changed or first_bad) and not result.confirmation:
+            self._pull_in(result.check, CONFIRMATION)
+        if not result.success and (previous is None or previous.success):
+            for root in self._roots.get(result.check, ()):
+                self._pull_in(root, EARLY)
+
+    def _pull_in(self, name: str, why: str) -> None:
+        """Move a check's next run to `confirm_delay` from now (a confirmation) or to now (an early run of a root
+        check), if that is sooner, the loop is not shedding extra runs, and the budgets allow it."""
+        scheduler, check = self._scheduler, self.checks.get(name)
+        if scheduler is None or check is None:
+            return
+        delay = self.config.alerts.confirm_delay if why == CONFIRMATION else 0.0
+        if (why == CONFIRMATION and delay <= 0) or delay >= self.pacing.interval(name):
             return
         job = scheduler.get_job(name)
         if job is None or job.next_run_time is None:
             return
-        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+        when = scheduler.clock.now() + dt.timedelta(seconds=delay)
         if job.next_run_time <= when:
             return
+        lag = self.saturation.lag.sustained()
+        if lag >= shed_lag(check.timeout, extra=True) or not self.pacing.allow_extra(name):
+            log.debug("check.extra_run_shed", check=name, why=why, lag_s=round(lag, 4))
+            return
         job.modify(next_run_time=when)
-        self._confirming.add(name)
-        log.debug("check.confirmation_scheduled", check=name, delay_s=delay)
+        self._extra[name] = why
+        log.debug("check.extra_run_scheduled", check=name, why=why, delay_s=delay)
+
+    def _postpone(self, name: str, retry_after: float) -> None:
+        """The target asked us to wait: no run of this check before now + Retry-After (bounded), no confirmation."""
+        scheduler = self._scheduler
+        self._extra.pop(name, None)
+        if scheduler is None or name not in self.checks:
+            return
+        delay = min(retry_after, RETRY_AFTER_MAX_INTERVALS * self.pacing.interval(name))
+        job = scheduler.get_job(name)
+        when = scheduler.clock.now() + dt.timedelta(seconds=delay)
+        if job is None or job.next_run_time is None or job.next_run_time >= when:
+            return
+        job.modify(next_run_time=when)
+        self._postponed.add(name)
+        log.info("check.postponed", check=name, retry_after_s=retry_after, delay_s=round(delay, 3))
 
     # -- scheduling ----------------------------------------------------------------------------------------
 
-    def start(self, scheduler: AsyncIOScheduler) -> None:
-        """Add one job per check, first runs spread across each interval, plus a heartbeat for /healthz."""
+    def start(self, scheduler: MonotonicScheduler) -> None:
+        """Add one job per check, first runs spread across each (effective) interval, and the heartbeat."""
         self._scheduler = scheduler
-        scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
-        now = dt.datetime.now(dt.UTC)
+        scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+        now = scheduler.clock.now()
         by_interval: dict[float, list[Check]] = {}
         for check in self.checks.values():
-            by_interval.setdefault(check.interval, []).append(check)
+            by_interval.setdefault(self.pacing.interval(check.name), []).append(check)
         for interval, group in by_interval.items():
             for i, check in enumerate(sorted(group, key=lambda c: c.name)):
                 # Evenly spread first runs: all-at-once costs ~30x the lateness (MEASURED.md). On a 20 ms grid,
                 # though: runs due at one grid point start in one scheduler wake-up, and each wake-up costs more
                 # CPU than the run it starts (bench/README.md, "Scheduler wake-ups").
                 offset = round(interval * (i + 0.5) / len(group) / SPREAD_GRID_S) * SPREAD_GRID_S
+                first = now + dt.timedelta(seconds=offset)
+                # misfire_grace_time=None: APScheduler's misfire check reads the wall clock; lateness is judged
+                # in _job on the scheduler's monotonic clock instead (admission window).
                 scheduler.add_job(
-                    self._job, IntervalTrigger(seconds=interval, start_date=now + dt.timedelta(seconds=offset)),
-                    args=[check.name], id=check.name, name=check.name, max_instances=1, coalesce=True,
-                    misfire_grace_time=max(1, int(interval)), replace_existing=True,
+                    self._job, IntervalTrigger(seconds=interval, start_date=first), args=[check.name],
+                    id=check.name, name=check.name, max_instances=1, coalesce=True, misfire_grace_time=None,
+                    replace_existing=True, next_run_time=first,
                 )
-        if scheduler.get_job(HEARTBEAT_JOB) is None:
-            scheduler.add_job(
-                self.state.tick, IntervalTrigger(seconds=1), id=HEARTBEAT_JOB, max_instances=1, coalesce=True,
-                next_run_time=now,
-            )
+        scheduler.add_job(
+            self._heartbeat, IntervalTrigger(seconds=1, start_date=now), id=HEARTBEAT_JOB, max_instances=1,
+            coalesce=True, misfire_grace_time=None, replace_existing=True, next_run_time=now,
+        )
 
-    def stop(self, scheduler: AsyncIOScheduler) -> None:
+    def stop(self, scheduler: MonotonicScheduler) -> None:
         """Remove this runner's jobs and listener (in-flight runs go on until they finish or are cancelled)."""
         scheduler.remove_listener(self._on_event)
         for name in self.checks:
@@ -206,41 +321,72 @@ class Runner:
                 scheduler.remove_job(name)
         self._scheduler = None
 
+    async def _heartbeat(self) -> None:
+        """Every second: /healthz's proof that the scheduler ticks, and the end of a saturation spell."""
+        self.state.tick()
+        self.saturation.tick()
+
     def _on_event(self, event: Any) -> None:
         if event.job_id == HEARTBEAT_JOB:
             return
         if event.code == EVENT_JOB_SUBMITTED:
             self._scheduled_at[event.job_id] = event.scheduled_run_times[-1].timestamp()
             return
-        reason = "max_instances" if event.code == EVENT_JOB_MAX_INSTANCES else "misfire"
-        self.metrics.skipped.labels(reason).inc()
-        log.warning("scheduler.run_skipped", check=event.job_id, reason=reason)
+        self.saturation.skipped(event.job_id, "the previous run was still going", reason="max_instances")
 
     async def _job(self, name: str) -> None:
-        check = self.checks.get(name)
-        if check is None:
+        check, scheduler = self.checks.get(name), self._scheduler
+        if check is None or scheduler is None:
             return
-        scheduled = self._scheduled_at.pop(name, None)
-        confirmation = name in self._confirming
-        self._confirming.discard(name)
-        if scheduled is not None:
-            self.metrics.lateness.observe(max(0.0, time.time() - scheduled))
-            last = self._last_scheduled.get(name)
-            self._last_scheduled[name] = scheduled
-            if last is not None and not confirmation:
-                missed = round((scheduled - last) / check.interval) - 1
-                if missed > 0:
-                    self.metrics.skipped.labels("coalesced").inc(missed)
+        loop = asyncio.get_running_loop()
+        now = scheduler.clock.timestamp()
+        scheduled = self._scheduled_at.pop(name, now)
+        extra = self._extra.pop(name, None)
+        late = max(0.0, now - scheduled)
+        self.metrics.lateness.observe(late)
+        self._count_coalesced(name, scheduled, extra)
+        admit_by = loop.time() - late + admission_window(self.pacing.interval(name), check.timeout)
+        if loop.time() > admit_by:
+            self.saturation.skipped(name, f"started {late * 1000:.0f} ms late")
+            return
+        lag = self.saturation.lag.sustained()
+        if lag >= shed_lag(check.timeout, extra=extra is not None):
+            self.saturation.skipped(name, f"shed while the event loop lags {lag * 1000:.0f} ms")
+            return
         task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
         try:
-            await self.run_once(check, confirmation=confirmation)
+            await self.run_once(check, confirmation=extra == CONFIRMATION, admit_by=admit_by)
         finally:
             if task is not None:
                 self.in_flight.discard(task)
 
+    def _count_coalesced(self, name: str, scheduled: float, extra: str | None) -> None:
+        """Whole intervals the scheduler skipped over (it stalled), on the scheduler's monotonic clock."""
+        last = self._last_scheduled.get(name)
+        self._last_scheduled[name] = scheduled
+        postponed = name in self._postponed
+        self._postponed.discard(name)
+        if last is None or extra is not None or postponed:
+            return
+        missed = round((scheduled - last) / self.pacing.interval(name)) - 1
+        self.saturation.skipped(name, "the scheduler stalled past whole intervals", reason="coalesced", count=missed)
+
     async def run_all(self, names: Sequence[str] | None = None) -> list[Result]:
-        """Run every enabled check once, concurrently, in config order (the `check` command)."""
+        """Run every enabled check once, concurrently, in config order (the `check` command).
+
+        Runs wait their turn for their target's slots (and max_rate) with no clock running; a run whose verdict
+        could not be trusted (event-loop lag) is run again, up to CHECK_ATTEMPTS times.
+        """
         chosen = [self.checks[n] for n in (names or list(self.checks))]
-        return list(await asyncio.gather(*(self.run_once(c) for c in chosen)))
+        return list(await asyncio.gather(*(self._one_round(c) for c in chosen)))
+
+    async def _one_round(self, check: Check) -> Result:
+        for _ in range(CHECK_ATTEMPTS - 1):
+            result = await self.run_once(check)
+            if result is not None:
+                return result
+        last = await self.run_once(check, must_trust=False)
+        assert last is not None  # with no admission deadline and must_trust=False, a run always records
+        return last

@@ -1,37 +1,124 @@
-"""The daemon's own HTTP endpoints: /metrics, /healthz, /readyz, /status and the status page at / (page.py)."""
+"""The daemon's own HTTP endpoints: /metrics, /healthz, /readyz, /status and the status page at / (page.py).
+
+Probing never waits on serving:
+- The endpoints run on their own thread and event loop (`ServerThread`): a flood of scrapers queues there, never
+  in front of a probe's callbacks (measured in bench/README.md: 200 concurrent scrapers against 20 checks).
+- /metrics is rendered at most once per `METRICS_TTL`; its pieces (~128 KB each, monitor/metrics.py) are
+  streamed to every scraper in that window, then let go, so no rendered scrape stays resident between scrapes.
+- At most `MAX_HEAVY` /metrics, /status and / responses are in progress at once; the others get 503 with
+  `Retry-After: 1` at once. /healthz and /readyz are never refused (they are cheap and orchestrators need them).
+- The alert engine lives on the daemon's loop: /status asks it through `LoopCall`, at most once per `ALERTS_TTL`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.page import render_page
 from monitor.state import State
 
+log = structlog.get_logger("pam_monitor.server")
+
 HEALTH_MAX_SILENCE_S = 30.0
+METRICS_TTL = 0.5
+"""Seconds a rendered /metrics body is served again to later scrapers (Prometheus scrapes every 15 s or so)."""
+MAX_HEAVY = 8
+"""Concurrent /metrics, /status and / responses in progress; beyond that, 503 with Retry-After: 1."""
+ALERTS_TTL = 0.5
+ALERTS_TIMEOUT = 1.0
+HEAVY_PATHS = frozenset({"/metrics", "/status", "/"})
+
+AlertsSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+"""Where /status and / read the active alerts from (an async call, so it can hop to the daemon's loop)."""
+
+
+class _Shared:
+    """Pieces rendered at most once per `ttl` seconds, shared by every caller in between, then let go."""
+
+    def __init__(self, render: Callable[[], Iterable[bytes]], ttl: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._render = render
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._value: tuple[bytes, ...] | None = None
+        self._at = 0.0
+
+    def get(self) -> tuple[bytes, ...]:
+        """The cached pieces, rendered again when older than the TTL (call it on an event loop: the pieces are
+        dropped `ttl` seconds after rendering, so a scrape's text does not outlive its window)."""
+        now = self._monotonic()
+        if self._value is None or now - self._at >= self._ttl:
+            self._value, self._at = tuple(self._render()), now
+            asyncio.get_running_loop().call_later(self._ttl, self._drop, now)
+        return self._value
+
+    def _drop(self, rendered_at: float) -> None:
+        if self._at == rendered_at:
+            self._value = None
+
+
+class _Busy:
+    """ASGI middleware: at most `limit` responses on `paths` in progress; the rest get 503 + Retry-After at once."""
+
+    def __init__(self, app: ASGIApp, limit: int, paths: frozenset[str]) -> None:
+        self.app = app
+        self.limit = limit
+        self.paths = paths
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve, or refuse quickly when too many heavy responses are in progress."""
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            refusal = PlainTextResponse("busy: too many concurrent requests; retry in a second\n", status_code=503,
+                                        headers={"Retry-After": "1"})
+            await refusal(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 def create_app(
-    state: State, metrics: Metrics, service: Callable[[], str], clock: Callable[[], float] = time.time
+    state: State, metrics: Metrics, service: Callable[[], str], clock: Callable[[], float] = time.time, *,
+    alerts: AlertsSource | None = None, metrics_ttl: float = METRICS_TTL, max_heavy: int = MAX_HEAVY,
 ) -> Starlette:
     """Build the ASGI app; it reads the live State and Metrics, so it survives config reloads.
 
-    `clock` (epoch seconds) is what the page counts relative times ("3 min ago") from.
+    `clock` (epoch seconds) is what the page counts relative times ("3 min ago") from. `alerts` (default: the
+    state's own provider, called in place) gives the active alerts for /status and the page.
     """
+    scrape = _Shared(metrics.render_chunks, metrics_ttl)
+
+    async def active_alerts() -> list[dict[str, Any]] | None:
+        return await alerts() if alerts is not None else None
 
     async def metrics_endpoint(request: Request) -> Response:
+        pieces = scrape.get()
+
         async def body() -> AsyncIterator[bytes]:
-            for chunk in metrics.render_chunks():
-                yield chunk
+            for piece in pieces:
+                yield piece
 
         return StreamingResponse(body(), media_type=CONTENT_TYPE)
 
@@ -44,10 +131,11 @@ def create_app(
         return PlainTextResponse(reason + "\n", status_code=200 if ok else 503)
 
     async def status(request: Request) -> Response:
-        return JSONResponse(state.status())
+        return JSONResponse(state.status(await active_alerts()))
 
     async def index(request: Request) -> Response:
-        return HTMLResponse(render_page(state.status(), service(), state.ready()[1], now=clock()))
+        doc = state.status(await active_alerts())
+        return HTMLResponse(render_page(doc, service(), state.ready()[1], now=clock()))
 
     return Starlette(
         routes=[
@@ -56,17 +144,86 @@ def create_app(
             Route("/readyz", readyz),
             Route("/status", status),
             Route("/", index),
-        ]
+        ],
+        middleware=[Middleware(_Busy, limit=max_heavy, paths=HEAVY_PATHS)],
     )
 
 
+class LoopCall:
+    """Call `fn` on the daemon's event loop from another thread's loop, reusing the answer for `ttl` seconds.
+
+    The alert engine is not thread-safe; asking it on its own loop keeps it that way, and the TTL bounds what a
+    flood of /status requests costs the probing loop. When that loop does not answer within `timeout`, the last
+    answer is returned (an empty list before the first).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], list[dict[str, Any]]], *,
+                 ttl: float = ALERTS_TTL, timeout: float = ALERTS_TIMEOUT) -> None:
+        self._loop = loop
+        self._fn = fn
+        self._ttl = ttl
+        self._timeout = timeout
+        self._value: list[dict[str, Any]] | None = None
+        self._at = 0.0
+        self._pending: asyncio.Future[list[dict[str, Any]]] | None = None
+
+    async def __call__(self) -> list[dict[str, Any]]:
+        """The answer, fresh within the TTL."""
+        if self._value is not None and time.monotonic() - self._at < self._ttl:
+            return self._value
+        if self._pending is None or self._pending.done():
+            try:
+                future = asyncio.run_coroutine_threadsafe(self._ask(), self._loop)
+            except RuntimeError:  # the daemon's loop is closed (shutting down)
+                return self._value or []
+            self._pending = asyncio.wrap_future(future)
+        try:
+            value = await asyncio.wait_for(asyncio.shield(self._pending), self._timeout)
+        except Exception:  # a stalled or stopped loop, or the engine failing: keep the last answer
+            return self._value or []
+        self._value, self._at = value, time.monotonic()
+        return value
+
+    async def _ask(self) -> list[dict[str, Any]]:
+        return self._fn()
+
+
 class EmbeddedServer(uvicorn.Server):
-    """uvicorn serving inside the daemon's event loop; the daemon, not uvicorn, owns the signals."""
+    """uvicorn serving inside the daemon; the daemon, not uvicorn, owns the signals."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         """Install no signal handlers."""
         yield
+
+
+class ServerThread:
+    """An EmbeddedServer on its own thread and event loop, so that serving never delays a probe."""
+
+    def __init__(self, server: EmbeddedServer, sock: socket.socket) -> None:
+        self.server = server
+        self._sock = sock
+        self._thread = threading.Thread(target=self._run, name="pam-monitor-http", daemon=True)
+
+    def start(self) -> None:
+        """Start serving on the bound socket."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self._sock]))
+        except Exception as exc:
+            log.error("server.crashed", error_type=type(exc).__name__, error=str(exc))
+
+    @property
+    def alive(self) -> bool:
+        """Whether the server thread is still running."""
+        return self._thread.is_alive()
+
+    async def stop(self, timeout: float) -> None:
+        """Ask uvicorn to finish (open responses get a second) and wait up to `timeout` for the thread."""
+        self.server.should_exit = True
+        await asyncio.to_thread(self._thread.join, max(0.1, timeout))
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -93,4 +250,4 @@ def build_server(app: Starlette, host: str, port: int) -> EmbeddedServer:
     return EmbeddedServer(config)
 
 
-__all__ = ["EmbeddedServer", "bind_socket", "build_server", "create_app", "render_page"]
+__all__ = ["EmbeddedServer", "LoopCall", "ServerThread", "bind_socket", "build_server", "create_app", "render_page"]

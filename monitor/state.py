@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -52,10 +53,15 @@ class History:
 
 
 class State:
-    """Last results per check plus the facts /healthz and /readyz report. Mutated only on the event loop."""
+    """Last results per check plus the facts /healthz and /readyz report.
+
+    Mutated on the event loop, read by the HTTP server's own thread: writers and readers take a lock only long
+    enough to copy references, never while building a document.
+    """
 
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
+        self._lock = threading.Lock()
         self.results: dict[str, Result] = {}
         self.kinds: dict[str, str] = {}
         self.intervals: dict[str, float] = {}
@@ -69,26 +75,28 @@ class State:
         """Declare the running checks (name, kind) and their intervals in seconds; results and history of checks
         that remain (same name, same kind) are kept."""
         pairs = list(checks)
-        self.order = [name for name, _ in pairs]
-        self.kinds = dict(pairs)
-        self.intervals = {name: float(intervals[name]) for name in self.order if intervals and name in intervals}
-        self.results = {
-            name: result for name, result in self.results.items()
-            if name in self.kinds and self.kinds[name] == result.kind
-        }
-        old = self.history
-        self.history = {name: old[name] if name in old else History() for name in self.order}
-        for name in self.order:
-            if name not in self.results:
-                self.history[name].clear()
-        self.config_loaded = True
+        with self._lock:
+            self.order = [name for name, _ in pairs]
+            self.kinds = dict(pairs)
+            self.intervals = {name: float(intervals[name]) for name in self.order if intervals and name in intervals}
+            self.results = {
+                name: result for name, result in self.results.items()
+                if name in self.kinds and self.kinds[name] == result.kind
+            }
+            old = self.history
+            self.history = {name: old[name] if name in old else History() for name in self.order}
+            for name in self.order:
+                if name not in self.results:
+                    self.history[name].clear()
+            self.config_loaded = True
 
     def record(self, result: Result) -> Outcome | None:
         """Store a result; return the outcome it replaces (None for a check's first run)."""
-        previous = self.results.get(result.check)
-        if result.check in self.kinds:
-            self.results[result.check] = result
-            self.history[result.check].append(result.outcome, result.finished_at)
+        with self._lock:
+            previous = self.results.get(result.check)
+            if result.check in self.kinds:
+                self.results[result.check] = result
+                self.history[result.check].append(result.outcome, result.finished_at)
         return previous.outcome if previous is not None else None
 
     def tick(self) -> None:
@@ -106,30 +114,37 @@ class State:
 
     def ready(self) -> tuple[bool, str]:
         """Ready means a config is loaded and every check has finished at least one run."""
-        if not self.config_loaded:
+        with self._lock:
+            loaded, order, done = self.config_loaded, self.order, set(self.results)
+        if not loaded:
             return False, "no configuration loaded"
-        waiting = [name for name in self.order if name not in self.results]
+        waiting = [name for name in order if name not in done]
         if waiting:
-            return False, f"{len(waiting)} of {len(self.order)} checks have not run yet"
+            return False, f"{len(waiting)} of {len(order)} checks have not run yet"
         return True, "ok"
 
-    def status(self) -> dict[str, Any]:
-        """The /status document (DESIGN §7) plus, per check, `interval_s` and `history` (the last
-        HISTORY_LENGTH `{outcome, finished_at}`, oldest first). Holds no secret: the runner redacts results."""
+    def status(self, alerts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The /status document (DESIGN §7) plus, per check, `interval_s` (the interval it really runs at: its
+        own, or stretched to keep its target's max_rate) and `history` (the last HISTORY_LENGTH
+        `{outcome, finished_at}`, oldest first). `alerts` defaults to the `alerts` provider's. Holds no secret:
+        the runner redacts results."""
+        with self._lock:
+            order, kinds, intervals = self.order, self.kinds, self.intervals
+            results = dict(self.results)
+            history = {name: tuple(self.history.get(name, ())) for name in order}
         checks: list[dict[str, Any]] = []
-        for name in self.order:
-            result = self.results.get(name)
+        for name in order:
+            result = results.get(name)
             if result is None:
                 entry: dict[str, Any] = {
-                    "name": name, "kind": self.kinds[name], "outcome": None, "success": None,
+                    "name": name, "kind": kinds.get(name), "outcome": None, "success": None,
                     "status_code": None, "duration_s": None, "message": "not run yet", "finished_at": None,
                 }
             else:
                 entry = result.to_status()
-            entry["interval_s"] = self.intervals.get(name)
+            entry["interval_s"] = intervals.get(name)
             entry["history"] = [
-                {"outcome": outcome.value, "finished_at": iso(finished_at)}
-                for outcome, finished_at in self.history.get(name, ())
+                {"outcome": outcome.value, "finished_at": iso(finished_at)} for outcome, finished_at in history[name]
             ]
             checks.append(entry)
-        return {"checks": checks, "alerts": self.alerts()}
+        return {"checks": checks, "alerts": self.alerts() if alerts is None else alerts}

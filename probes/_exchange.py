@@ -32,6 +32,12 @@ class Trace:
     Pass one in `request.extensions["trace"]` to read it after a failure too. `resolve`, `connect` and `tls`
     stay 0 for a reused connection; `tls` is the handshake alone. `processing` runs from the connection being
     ready to the first byte of the answer, `transfer` from there to the end of the body.
+
+    `wire_at` (time.perf_counter; 0: not yet) is when the request first reached the network, the moment that
+    splits a timeout into pam-monitor's part and the target's (probes.deps.Wire): a resolver thread starting the
+    name's lookup, or for an IP address the TCP connect starting, or on a reused connection the request being
+    handed to the socket. Waiting for a free resolver thread is pam-monitor's; the lookup, the connect, the TLS
+    handshake and the answer are the target's (or its network's).
     """
 
     phase: str = "resolving the host name"
@@ -45,6 +51,7 @@ class Trace:
     # Of the answer, once its head arrived: HTTP version (1.1) and announced Content-Length (-1: none).
     version: float = 0.0
     content_length: int = 0
+    wire_at: float = 0.0
     _ready_at: float = 0.0
     _first_byte_at: float = 0.0
 

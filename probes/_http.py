@@ -13,6 +13,7 @@ import email.utils
 import json
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from monitor.core.results import Outcome, ProbeResult
 from probes._failures import Failed as Failed
 from probes._failures import classify_failure as classify_failure
 from probes._failures import clean_text
-from probes.deps import Deps
+from probes.deps import Deps, current_wire
 from probes.kind import C, Prober
 from probes.wire import BodyStream, Exchange, Prepared, Trace, prepare
 
@@ -146,16 +147,18 @@ async def fetch(
 ) -> Fetched | Failed:
     """Send `spec` to the target named `target_name` and read at most `cap` bytes before `deadline`.
 
-    The request first takes one of the target's slots (`deps.limiter_for`, http.max_in_flight per target).
-    `deadline` is event-loop time (the runner's, see `probes.kind.Prober`); `cap` defaults to deps.body_limit.
+    The request goes out at once: the runner admitted the run (it holds the target's slots, `deps.slots_for`)
+    before its deadline started, so the deadline counts only time on the wire. `deadline` is event-loop time
+    (the runner's, see `probes.kind.Prober`); `cap` defaults to deps.body_limit.
     A body longer than the cap is not read further: the response is closed and `truncated` is set. Every
-    transport failure comes back as `Failed` with its outcome; nothing a broken target does raises.
+    transport failure comes back as `Failed` with its outcome; nothing a broken target does raises. A request
+    that times out tells the run's `Wire` (probes.deps) when it reached the network (`Trace.wire_at`).
     """
     target = deps.targets[target_name]
     limit = deps.body_limit if cap is None else cap
     transport = deps.transport_for(target)
     clock = deps.clock
-    waiting_since = clock.monotonic()
+    loop = asyncio.get_running_loop()
     sent_at: float | None = None
     status: int | None = None
     trace = Trace()
@@ -163,48 +166,42 @@ async def fetch(
     if first is not None and not first:
         first.append(trace)
     budget = 0.0
+    wire = current_wire()
+    started, started_perf = loop.time(), time.perf_counter()
     try:
         sending = dict(headers) if headers is not None else request_headers(target, spec)
         prepared = _prepared(deps, target_name, target, spec, sending)
         async with asyncio.timeout_at(deadline):
-            async with deps.limiter_for(target_name):
-                sent_at = clock.monotonic()
-                budget = deadline - asyncio.get_running_loop().time()
-                exchange = await transport.send(prepared, trace)
-                try:
-                    status = exchange.status
-                    body, truncated = await _read_capped(exchange, limit)
-                finally:
-                    transport.release(exchange)
-                wait = _header(exchange.headers, b"retry-after")
-                return Fetched(
-                    status=status,
-                    raw_headers=exchange.headers,
-                    body=body,
-                    truncated=truncated,
-                    elapsed=clock.monotonic() - sent_at,
-                    cap=limit,
-                    http_version=exchange.http_version,
-                    content_length=exchange.content_length,
-                    trace=trace,
-                    retry_after=retry_after_seconds(wait, clock.time()) if wait is not None else None,
-                )
+            sent_at = clock.monotonic()
+            budget = deadline - loop.time()
+            exchange = await transport.send(prepared, trace)
+            try:
+                status = exchange.status
+                body, truncated = await _read_capped(exchange, limit)
+            finally:
+                transport.release(exchange)
+            wait = _header(exchange.headers, b"retry-after")
+            return Fetched(
+                status=status,
+                raw_headers=exchange.headers,
+                body=body,
+                truncated=truncated,
+                elapsed=clock.monotonic() - sent_at,
+                cap=limit,
+                http_version=exchange.http_version,
+                content_length=exchange.content_length,
+                trace=trace,
+                retry_after=retry_after_seconds(wait, clock.time()) if wait is not None else None,
+            )
     except httpx.InvalidURL as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
     except _UnsendableHeader as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"could not encode the request: {exc}", 0.0)
     except (TimeoutError, httpx.TransportError, httpx.DecodingError, OSError) as exc:
-        if sent_at is None and isinstance(exc, TimeoutError):
-            # Never sent: every slot for this target was taken the whole time. That is pam-monitor's own limit,
-            # so say so; the target may be slow (its earlier requests hold the slots) or fine (too many checks).
-            elapsed = clock.monotonic() - waiting_since
-            return Failed(
-                Outcome.TIMEOUT,
-                f"timed out after {elapsed:.2f} s waiting for one of pam-monitor's own {deps.max_in_flight} "
-                f"request slots for target {target_name} (http.max_in_flight); the request was never sent: "
-                "the monitor is saturated, not necessarily the target",
-                elapsed,
-            )
+        if wire is not None and isinstance(exc, TimeoutError | httpx.TimeoutException):
+            # The trace's clock is perf_counter, the deadline's the loop's: the wire moment is placed by offset.
+            on_wire = started + (trace.wire_at - started_perf) if trace.wire_at else None
+            wire.timed_out(started, on_wire, deadline)
         elapsed = _since(deps, sent_at)
         if isinstance(exc, TimeoutError):  # our deadline: we waited the budget; the rest is delivering the news
             elapsed = min(elapsed, budget)

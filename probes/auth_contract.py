@@ -321,6 +321,11 @@ def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed]) -> Pro
     return _all_refused(run)
 
 
+def requests(check: AuthContractCheck) -> int:
+    """One request without credentials plus one per distinct forged token, all sent at once."""
+    return 1 + len(dict.fromkeys(check.forged))
+
+
 KIND = Kind(
     name="auth_contract",
     model=AuthContractCheck,
@@ -335,4 +340,5 @@ KIND = Kind(
         Outcome.INVALID_RESPONSE,
     ),
     alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown", "CheckFailed"),
+    requests=requests,
 )

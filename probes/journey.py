@@ -258,4 +258,6 @@ KIND = Kind(
     ),
     alerts=("ContractRegression", "TableMissing", "CheckFailed"),
     phases=phases,
+    # One request per step (for pacing under a target's max_rate), sent one after the other.
+    requests=lambda check: len(check.steps),
 )

@@ -27,6 +27,11 @@ def no_names(check: Any) -> tuple[str, ...]:
     return ()
 
 
+def one_request(check: Any) -> int:
+    """For a kind whose run sends one request (or one database round trip)."""
+    return 1
+
+
 @dataclass(frozen=True, slots=True)
 class Kind(Generic[C]):
     """One check kind, all in one place; `probes.REGISTRY` maps each config `kind:` to its record.
@@ -34,7 +39,8 @@ class Kind(Generic[C]):
     `model` is the config model (its `target_type` says which target the kind needs); `outcomes` are the
     outcomes its runs can produce (their metric series exist at 0 from start-up); `alerts` are the built-in
     alert rules evaluated for its checks; `phases(check)` and `tables(check)` name the phase durations and the
-    tables whose presence a check of this kind reports.
+    tables whose presence a check of this kind reports; `requests(check)` is how many requests one run sends at
+    most (the runner admits a run with that many of its target's slots and paces a target's `max_rate` by it).
     """
 
     name: str
@@ -44,6 +50,7 @@ class Kind(Generic[C]):
     alerts: tuple[AlertName, ...]
     phases: Callable[[C], tuple[str, ...]] = no_names
     tables: Callable[[C], tuple[str, ...]] = no_names
+    requests: Callable[[C], int] = one_request
 
     def __post_init__(self) -> None:
         declared = typing.get_args(self.model.model_fields["kind"].annotation)

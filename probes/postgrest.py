@@ -181,6 +181,11 @@ def tables(check: PostgrestCheck) -> tuple[str, ...]:
     return tuple(check.required_tables)
 
 
+def requests(check: PostgrestCheck) -> int:
+    """One request per required table, sent at once."""
+    return len(check.required_tables)
+
+
 KIND = Kind(
     name="postgrest",
     model=PostgrestCheck,
@@ -197,4 +202,5 @@ KIND = Kind(
     ),
     alerts=("ContractRegression", "TableMissing", "EndpointDown", "CheckFailed"),
     tables=tables,
+    requests=requests,
 )

@@ -133,6 +133,11 @@ def phases(check: VoiceCheck) -> tuple[str, ...]:
     return ("health", "synthesis") if check.synthesize is not None else ("health",)
 
 
+def requests(check: VoiceCheck) -> int:
+    """The health request, then the synthesis request when configured."""
+    return 2 if check.synthesize is not None else 1
+
+
 KIND = Kind(
     name="voice",
     model=VoiceCheck,
@@ -140,4 +145,5 @@ KIND = Kind(
     outcomes=http.KIND.outcomes,
     alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded", "CheckFailed"),
     phases=phases,
+    requests=requests,
 )

@@ -144,6 +144,8 @@ class WireTransport(httpx.AsyncBaseTransport):
         try:
             trace.phase = "sending the request"
             assert connection.transport is not None
+            if not trace.wire_at:  # a reused connection: this write is the request's first act on the network
+                trace.wire_at = time.perf_counter()
             connection.transport.write(
                 prepared.head + (b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
                 + prepared.body)
@@ -179,13 +181,15 @@ class WireTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         trace.phase = "resolving the host name"
-        addresses = await _resolve(loop, host, port)
+        addresses = await _resolve(loop, host, port, trace)
         resolved = time.perf_counter()
         trace.resolve = resolved - started
         trace.phase = "connecting"
         connection = Exchange(loop, key, self._open)
         last: OSError | None = None
         for family, address in addresses:
+            if not trace.wire_at:  # an IP address: no lookup, the connect is the first act on the network
+                trace.wire_at = time.perf_counter()
             try:
                 sock = await _socket.connect(loop, family, address)
                 break
@@ -238,14 +242,25 @@ class WireTransport(httpx.AsyncBaseTransport):
         await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
 
 
-async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[tuple[int, Any]]:
-    """(family, sockaddr) to try, in the resolver's order; an IP literal is used as it is."""
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int, trace: Trace) -> list[tuple[int, Any]]:
+    """(family, sockaddr) to try, in the resolver's order; an IP literal is used as it is.
+
+    The lookup runs on the loop's default executor, as `loop.getaddrinfo` does; the worker thread notes in
+    `trace.wire_at` when it starts it, so time queued behind other lookups is not counted as the target's.
+    """
     for family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             socket.inet_pton(family, host)
             return [(family, (host, port))]
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await loop.run_in_executor(None, _lookup, host, port, trace)
     except socket.gaierror as exc:
         raise httpx.ConnectError(f"DNS lookup failed for {host}: {exc.strerror}") from exc
     return [(family, address) for family, _, _, _, address in infos]
+
+
+def _lookup(host: str, port: int, trace: Trace) -> list[tuple[Any, ...]]:
+    """socket.getaddrinfo on a worker thread, noting when the lookup left the queue for the resolver."""
+    if not trace.wire_at:
+        trace.wire_at = time.perf_counter()
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

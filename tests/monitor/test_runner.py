@@ -10,7 +10,6 @@ import itertools
 from typing import Any
 
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from structlog.testing import capture_logs
 
 import probes
@@ -18,6 +17,7 @@ from monitor.core.config import Config
 from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
 from monitor.runner import Runner, run_deadlines
+from monitor.schedule import MonotonicScheduler
 from monitor.state import State
 from probes.deps import Deps, build_deps
 from tests.support.poll import until_async
@@ -160,7 +160,7 @@ async def test_first_runs_are_spread_across_the_interval() -> None:
         return ProbeResult(Outcome.OK, "fine")
 
     runner, deps = _runner(_config(n=10), ok)
-    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    scheduler = MonotonicScheduler()
     runner.start(scheduler)
     scheduler.start(paused=True)
     try:
@@ -182,14 +182,14 @@ async def test_change_of_outcome_triggers_a_confirmation_run() -> None:
         return ProbeResult(next(outcomes), "x")
 
     runner, deps = _runner(_config(interval="30s", confirm="300ms"), flip, on_result=seen.append)
-    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    scheduler = MonotonicScheduler()
     runner.start(scheduler)
     scheduler.start()
     try:
         await runner.run_once(runner.checks["c0"])
         await runner.run_once(runner.checks["c0"])
         job = scheduler.get_job("c0")
-        assert job.next_run_time - dt.datetime.now(dt.UTC) < dt.timedelta(seconds=1)
+        assert job.next_run_time - scheduler.clock.now() < dt.timedelta(seconds=1)
         await until_async(lambda: len(seen) == 3, timeout=5)
     finally:
         scheduler.shutdown(wait=False)
@@ -209,7 +209,7 @@ async def test_no_confirmation_when_disabled_or_not_sooner(confirm: str) -> None
 
     config = _config(interval="50s", confirm=confirm)
     runner, deps = _runner(config, flip)
-    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    scheduler = MonotonicScheduler()
     runner.start(scheduler)
     scheduler.start(paused=True)
     try:
@@ -223,10 +223,12 @@ async def test_no_confirmation_when_disabled_or_not_sooner(confirm: str) -> None
 
 
 async def test_secrets_echoed_by_a_target_are_redacted_from_the_result() -> None:
-    """A secret in a probe's message or details (a target echoing a header) is replaced before anyone reads it."""
+    """A secret in a probe's message or details (a target echoing a header) is replaced before anyone reads it,
+    at any depth of the details (a voice part's summary, a journey step's list)."""
     async def echo(check: Any, deps: Deps, deadline: float) -> ProbeResult:
         return ProbeResult(Outcome.SERVER_ERROR, "expected 200, got 500: Bearer tok-SECRET-123",
-                           status_code=500, details={"body_excerpt": "auth=tok-SECRET-123", "bytes": 20})
+                           status_code=500, details={"body_excerpt": "auth=tok-SECRET-123", "bytes": 20,
+                                                     "health": {"said": ["x", "tok-SECRET-123"]}})
 
     from monitor.core.secrets import Redactor
 
@@ -238,7 +240,8 @@ async def test_secrets_echoed_by_a_target_are_redacted_from_the_result() -> None
                     registry=_with_probe(echo), redact=redactor.scrub)
     result = await runner.run_once(runner.checks["c0"])
     await deps.aclose()
-    assert ("expected 200, got 500: Bearer **********", {"body_excerpt": "auth=**********", "bytes": 20}) == (
+    assert ("expected 200, got 500: Bearer **********",
+            {"body_excerpt": "auth=**********", "bytes": 20, "health": {"said": ["x", "**********"]}}) == (
         result.message, dict(result.details))
 
 

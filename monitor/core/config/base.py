@@ -36,6 +36,7 @@ AlertName = Literal[
     "DatabaseDown",
     "CheckFailed",
     "AccessDenied",
+    "MonitorSaturated",
     "MonitorWatchdog",
 ]
 

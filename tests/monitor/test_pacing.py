@@ -1,0 +1,126 @@
+"""Tests for monitor/pacing.py: max_rate is kept by stretching intervals, extra runs spend from token buckets."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+import probes
+from monitor.core.config import Config
+from monitor.metrics import Metrics
+from monitor.pacing import Pacing, TokenBucket
+from monitor.runner import Runner
+from monitor.state import State
+from probes.deps import build_deps
+
+
+def _generated(checks: int, *, max_rate: str | None, interval: str = "30s") -> Config:
+    """Like `discover` output: many auth_contract checks (1 + 4 forged tokens = 5 requests a run) on one target."""
+    target: dict[str, object] = {"base_url": "http://127.0.0.1:9"}
+    if max_rate is not None:
+        target["max_rate"] = max_rate
+    return Config.model_validate({
+        "targets": {"backend": target, "other": {"base_url": "http://127.0.0.1:10", "max_rate": "600/m"}},
+        "defaults": {"interval": interval, "timeout": "5s"},
+        "checks": [{"name": f"op{i:03d}", "kind": "auth_contract", "target": "backend", "path": f"/api/{i}"}
+                   for i in range(checks)]
+        + [{"name": "health", "kind": "http", "target": "other", "path": "/health"}],
+    })
+
+
+def _pacing(config: Config, now: list[float]) -> Pacing:
+    return Pacing(config.checks, config.targets,
+                  lambda c: probes.REGISTRY[c.kind].requests(c), monotonic=lambda: now[0])
+
+
+def test_requests_per_run_come_from_the_kind_records() -> None:
+    """http 1; auth_contract 1 + one per forged token; voice 1 or 2 with synthesis; postgrest one per table."""
+    config = Config.model_validate({
+        "targets": {"t": {"base_url": "http://127.0.0.1:9"}},
+        "checks": [
+            {"name": "h", "kind": "http", "target": "t"},
+            {"name": "a", "kind": "auth_contract", "target": "t", "forged": ["garbage", "expired", "garbage"]},
+            {"name": "v", "kind": "voice", "target": "t", "synthesize": {"path": "/tts"}},
+            {"name": "p", "kind": "postgrest", "target": "t", "required_tables": ["a", "b", "c"]},
+        ],
+    })
+    assert [1, 3, 2, 3] == [probes.REGISTRY[c.kind].requests(c) for c in config.checks]
+
+
+def test_a_target_over_its_max_rate_has_every_interval_stretched_by_one_factor() -> None:
+    """193 checks x 5 requests every 30 s is 1,930 requests a minute; with max_rate 50/m and 90 % kept for
+    scheduled runs, every interval on that target is stretched x42.9; the other target is untouched."""
+    config = _generated(193, max_rate="50/m")
+    pacing = _pacing(config, [0.0])
+    stretch = 1930 / 45
+    assert 30 * stretch == pytest.approx(pacing.interval("op000"))
+    assert 30 * stretch == pytest.approx(pacing.interval("op192"))
+    assert 30.0 == pacing.interval("health")
+    assert 1 == len(pacing.paced)
+    assert ("target backend: 193 checks would send 1,930 req/min; max_rate 50/m (90% kept for scheduled runs): "
+            "intervals stretched x42.9") == pacing.paced[0].summary()
+    scheduled_per_min = sum(5 * 60 / pacing.interval(f"op{i:03d}") for i in range(193))
+    assert scheduled_per_min == pytest.approx(45.0)
+
+
+def test_a_target_within_its_max_rate_is_not_stretched() -> None:
+    """Ten checks sending 100 requests a minute stay at their interval under max_rate 200/m."""
+    pacing = _pacing(_generated(10, max_rate="200/m"), [0.0])
+    assert [] == pacing.paced
+    assert 30.0 == pacing.interval("op000")
+
+
+async def test_the_runner_logs_pacing_once_and_status_shows_the_effective_interval() -> None:
+    """The runner logs `target.paced` once per load with the summary, and /status interval_s is the stretched
+    interval people will actually see between runs."""
+    config = _generated(193, max_rate="50/m")
+    deps = build_deps(config)
+    state = State(deps.clock.monotonic)
+    with capture_logs() as logs:
+        Runner(config, deps, Metrics(process_metrics=False), state)
+    await deps.aclose()
+    paced = [e for e in logs if e["event"] == "target.paced"]
+    assert 1 == len(paced)
+    assert ("backend", 193, 1930.0, 50.0) == (
+        paced[0]["target"], paced[0]["checks"], paced[0]["requests_per_min"], paced[0]["max_rate_per_min"])
+    intervals = {c["name"]: c["interval_s"] for c in state.status()["checks"]}
+    assert 30 * 1930 / 45 == pytest.approx(intervals["op000"])
+    assert 30.0 == intervals["health"]
+
+
+def test_extra_runs_have_a_daemon_wide_budget() -> None:
+    """Ten checks at 10 s run once a second; extra runs get max(1/s, 10 % of that) with a burst of 10: the
+    eleventh in a row is refused, and one more is allowed a second later."""
+    config = Config.model_validate({
+        "targets": {"t": {"base_url": "http://127.0.0.1:9"}},
+        "defaults": {"interval": "10s", "timeout": "1s"},
+        "checks": [{"name": f"c{i}", "kind": "http", "target": "t"} for i in range(10)],
+    })
+    now = [0.0]
+    pacing = _pacing(config, now)
+    assert [True] * 10 + [False] == [pacing.allow_extra("c0") for _ in range(11)]
+    now[0] += 1.0
+    assert [True, False] == [pacing.allow_extra("c0"), pacing.allow_extra("c0")]
+
+
+def test_a_paced_target_refuses_extra_runs_its_scheduled_runs_have_used_up() -> None:
+    """Scheduled runs are charged to the target's bucket (never refused); an extra run is allowed only when the
+    bucket still holds its requests. 5 requests a run, max_rate 50/m: a burst of 6 s holds 5 tokens."""
+    now = [0.0]
+    pacing = _pacing(_generated(193, max_rate="50/m"), now)
+    assert True is pacing.allow_extra("op001")
+    pacing.charge("op001")  # the extra run was admitted
+    assert False is pacing.allow_extra("op002")
+    now[0] += 6.0  # 50/m for 6 s: 5 tokens back
+    assert True is pacing.allow_extra("op002")
+
+
+def test_token_bucket_refills_caps_and_goes_into_bounded_debt() -> None:
+    """A bucket refills at its rate up to its capacity; charging past zero is debt, bounded at -capacity."""
+    bucket = TokenBucket(rate=2.0, capacity=4.0, now=0.0)
+    assert True is bucket.try_take(4, 0.0)
+    assert False is bucket.try_take(1, 0.0)
+    assert 1.0 == bucket.wait_s(2, 0.0)
+    bucket.charge(100, 0.0)
+    assert -4.0 == bucket.tokens(0.0)
+    assert 4.0 == bucket.tokens(100.0)

@@ -1,0 +1,117 @@
+"""Tests for monitor/schedule.py: the scheduler's now follows monotonic time, so wall-clock steps neither stop probing
+nor invent skipped runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from typing import Any
+
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers import base as aps_base
+
+import probes
+from monitor.core.config import Config
+from monitor.core.results import Outcome, ProbeResult, Result
+from monitor.metrics import SKIP_REASONS, Metrics
+from monitor.runner import Runner
+from monitor.schedule import MonotonicScheduler, SchedulerClock
+from monitor.state import State
+from probes.deps import Deps, build_deps
+from tests.support.poll import until_async
+
+
+class SteppingWall:
+    """A wall clock the test steps like NTP does; monotonic time is the real one."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def time(self) -> float:
+        """Real time plus the current offset."""
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        """The real monotonic clock (the event loop's)."""
+        return time.monotonic()
+
+
+class RecordingStore(MemoryJobStore):  # type: ignore[misc]
+    """APScheduler's memory job store, noting the "now" the scheduler asks it for due jobs with."""
+
+    def __init__(self, clock: SchedulerClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.asked: list[tuple[float, float]] = []
+
+    def get_due_jobs(self, now: dt.datetime) -> Any:
+        """Record (now the scheduler used, the scheduler clock's now), then answer as usual."""
+        self.asked.append((now.timestamp(), self.clock.timestamp()))
+        return super().get_due_jobs(now)
+
+
+def test_scheduler_clock_reads_the_wall_once_and_then_follows_monotonic_time() -> None:
+    """timestamp() = wall at construction + monotonic elapsed; stepping the wall afterwards changes nothing."""
+    wall, mono = [1_000_000.0], [50.0]
+    clock = SchedulerClock(wall=lambda: wall[0], monotonic=lambda: mono[0])
+    wall[0] -= 3600
+    mono[0] += 2.5
+    assert 1_000_002.5 == clock.timestamp()
+    wall[0] += 7200
+    assert dt.datetime.fromtimestamp(1_000_002.5, dt.UTC) == clock.now()
+
+
+def test_apscheduler_reads_the_real_clock_outside_a_monotonic_scheduler_call() -> None:
+    """The shim is installed in APScheduler's scheduler module, and outside a MonotonicScheduler call its now() is
+    the real wall clock (other schedulers in the process are unaffected)."""
+    MonotonicScheduler(SchedulerClock(wall=lambda: 0.0))
+    assert aps_base.datetime is not dt.datetime
+    assert abs(aps_base.datetime.now(dt.UTC).timestamp() - time.time()) < 1.0
+
+
+async def test_wall_clock_steps_neither_stop_probing_nor_invent_skipped_runs() -> None:
+    """Five checks at 200 ms, with a wall clock an hour off real time from the start, stepped back an hour and
+    then forward two: in every phase probing goes on at about 25 runs a second and no run is skipped for any
+    reason. (Had APScheduler or the runner read the real or the stepped clock for scheduling, every run would
+    look an hour early, so none would run, or an hour late, so all would be skipped.)"""
+    wall = SteppingWall(offset=-3600.0)
+    config = Config.model_validate({
+        "targets": {"t": {"base_url": "http://127.0.0.1:9"}},
+        "defaults": {"interval": "200ms", "timeout": "100ms"},
+        "checks": [{"name": f"c{i}", "kind": "http", "target": "t"} for i in range(5)],
+    })
+    seen: list[float] = []
+
+    async def ok(check: Any, deps: Deps, deadline: float) -> ProbeResult:
+        return ProbeResult(Outcome.OK, "fine")
+
+    def on_result(result: Result) -> None:
+        seen.append(time.monotonic())
+
+    metrics = Metrics(process_metrics=False)
+    deps = build_deps(config, clock=wall)
+    runner = Runner(config, deps, metrics, State(wall.monotonic), on_result=on_result,
+                    registry={"http": dataclasses.replace(probes.REGISTRY["http"], probe=ok)})
+    clock = SchedulerClock(wall=wall.time)
+    store = RecordingStore(clock)
+    scheduler = MonotonicScheduler(clock, jobstores={"default": store})
+    runner.start(scheduler)
+    scheduler.start()
+    rates = []
+    try:
+        for step in (0.0, -3600.0, 7200.0):
+            wall.offset += step
+            begun, count = time.monotonic(), len(seen)
+            await until_async(lambda: len(seen) - count >= 20, timeout=10, what="20 more runs")  # noqa: B023
+            rates.append(20 / (time.monotonic() - begun))
+    finally:
+        scheduler.shutdown(wait=False)
+        await deps.aclose()
+    # APScheduler's own due-job scan ran on the scheduler clock (an hour behind the real one), every time.
+    assert store.asked
+    assert [] == [(used, ours) for used, ours in store.asked if abs(used - ours) > 0.5]
+    skipped = {r: metrics.skipped.labels(r)._value.get() for r in SKIP_REASONS}
+    assert dict.fromkeys(SKIP_REASONS, 0.0) == skipped
+    for rate in rates:
+        assert 12 <= rate <= 60, rates
