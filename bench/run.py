@@ -37,6 +37,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 PROMETHEUS = "/usr/bin/prometheus"
 METRICS_SCRAPES = 7
+SCRAPE_GAP_S = 0.6
+"""Pause before each of those GETs: longer than the daemon's METRICS_TTL (monitor/server.py), so each one is a lone
+scrape that renders its body, not one served from a render shared with the GET before it."""
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
@@ -471,6 +474,7 @@ def measure_daemon(args: argparse.Namespace, children: Children, target: Target,
 
     times, size = [], 0
     for _ in range(METRICS_SCRAPES):
+        time.sleep(SCRAPE_GAP_S)
         status, body, seconds = http_get(port, "/metrics")
         if status != 200:
             raise RuntimeError(f"/metrics answered {status}")

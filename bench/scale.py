@@ -41,7 +41,7 @@ def _args(base: argparse.Namespace, checks: int, interval: float) -> argparse.Na
     """The bench.run options measure_daemon reads, for one row."""
     return argparse.Namespace(
         checks=checks, interval=interval, duration=max(base.min_window, 2 * interval), keep_alive=base.keep_alive,
-        variant=None, profile=False, max_in_flight=None, client_cpu=0, server_cpu=1,
+        variant=None, profile=False, max_in_flight=None, client_cpu=0, server_cpu=1, scrapers=0,
     )
 
 

@@ -3,8 +3,8 @@
 Probing never waits on serving:
 - The endpoints run on their own thread and event loop (`ServerThread`): a flood of scrapers queues there, never
   in front of a probe's callbacks (measured in bench/README.md: 200 concurrent scrapers against 20 checks).
-- /metrics is rendered at most once per `METRICS_TTL`; its pieces (~128 KB each, monitor/metrics.py) are
-  streamed to every scraper in that window, then let go, so no rendered scrape stays resident between scrapes.
+- /metrics is streamed in pieces of ~128 KB (monitor/metrics.py), nothing of a lone scrape kept; scrapes that
+  come within `METRICS_TTL` of the one before share one render, kept for that long: at most two renders per TTL.
 - At most `MAX_HEAVY` /metrics, /status and / responses are in progress at once; the others get 503 with
   `Retry-After: 1` at once. /healthz and /readyz are never refused (they are cheap and orchestrators need them).
 - The alert engine lives on the daemon's loop: /status asks it through `LoopCall`, at most once per `ALERTS_TTL`.
@@ -49,7 +49,13 @@ AlertsSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 class _Shared:
-    """Pieces rendered at most once per `ttl` seconds, shared by every caller in between, then let go."""
+    """/metrics pieces, rendered once for all the scrapes that come within `ttl` seconds of the one before them.
+
+    A lone scrape (none in the `ttl` before it: Prometheus every 15 s) streams a render of its own, piece by
+    piece, and nothing of it is kept, so the allocator never holds a whole scrape (4 KB a check). Scrapes that
+    come closer together (a flood, several Prometheus replicas) share one render, kept for `ttl` seconds and then
+    let go: however many scrapers, at most two renders per `ttl`.
+    """
 
     def __init__(self, render: Callable[[], Iterable[bytes]], ttl: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -58,18 +64,24 @@ class _Shared:
         self._monotonic = monotonic
         self._value: tuple[bytes, ...] | None = None
         self._at = 0.0
+        self._last: float | None = None
 
-    def get(self) -> tuple[bytes, ...]:
-        """The cached pieces, rendered again when older than the TTL (call it on an event loop: the pieces are
-        dropped `ttl` seconds after rendering, so a scrape's text does not outlive its window)."""
+    def get(self) -> Iterable[bytes]:
+        """The pieces of one scrape: the shared render while it is fresh, else a new one (call it on an event
+        loop: a shared render is dropped `ttl` seconds after it was made)."""
         now = self._monotonic()
-        if self._value is None or now - self._at >= self._ttl:
-            self._value, self._at = tuple(self._render()), now
-            asyncio.get_running_loop().call_later(self._ttl, self._drop, now)
+        previous, self._last = self._last, now
+        if self._value is not None and now - self._at < self._ttl:
+            return self._value
+        self._value = None
+        if previous is None or now - previous >= self._ttl:
+            return self._render()
+        self._value, self._at = tuple(self._render()), now
+        asyncio.get_running_loop().call_later(self._ttl, self._drop, now)
         return self._value
 
     def _drop(self, rendered_at: float) -> None:
-        if self._at == rendered_at:
+        if self._value is not None and self._at == rendered_at:
             self._value = None
 
 

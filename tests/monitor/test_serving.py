@@ -1,5 +1,6 @@
-"""Tests for the serving path (monitor/server.py): /metrics shared within its TTL, heavy requests capped with
-Retry-After while health checks pass, alerts fetched from the daemon's loop, the server on its own thread."""
+"""Tests for the serving path (monitor/server.py): /metrics streamed, one render shared by scrapes close together,
+heavy requests capped with Retry-After while health checks pass, alerts fetched from the daemon's loop, the server
+on its own thread."""
 
 from __future__ import annotations
 
@@ -33,19 +34,41 @@ def _state_and_metrics() -> tuple[State, Metrics]:
     return state, metrics
 
 
-def test_metrics_body_is_shared_within_its_ttl_and_fresh_after() -> None:
-    """Two scrapes inside the TTL get the very same body even though a result came in between; with a zero TTL
-    every scrape is rendered afresh."""
-    state, metrics = _state_and_metrics()
+class CountingMetrics(Metrics):
+    """Metrics that count how many times a scrape was rendered."""
+
+    renders = 0
+
+    def render_chunks(self) -> Iterator[bytes]:
+        """The usual pieces, counted once per render."""
+        self.renders += 1
+        yield from super().render_chunks()
+
+
+def test_scrapes_close_together_share_one_render_and_a_lone_scrape_keeps_nothing() -> None:
+    """A lone scrape renders its own body and keeps none of it (the next scrape shows a result that came in
+    between); scrapes within the TTL of the one before share one render (the very same body, although another
+    result came in); with a zero TTL every scrape is rendered afresh."""
+    state = State(lambda: 0.0)
+    metrics = CountingMetrics(process_metrics=False)
+    state.set_checks([("a", "http")], {"a": 1.0})
+    metrics.set_checks([("a", "http", [Outcome.OK, Outcome.SERVER_ERROR], (), ())])
     cached = create_app(state, metrics, lambda: "svc", metrics_ttl=3600)
     fresh = create_app(state, metrics, lambda: "svc", metrics_ttl=0)
-    line = 'pam_monitor_check_results_total{check="a",kind="http",outcome="ok"} 1'
+    line = 'pam_monitor_check_results_total{check="a",kind="http",outcome="ok"} %d\n'
     with serve_asgi(cached) as one, serve_asgi(fresh) as two:
-        first = httpx.get(f"{one}/metrics").text
+        lone = httpx.get(f"{one}/metrics").text
         metrics.observe(_result(Outcome.OK), None)
-        assert first == httpx.get(f"{one}/metrics").text
-        assert line not in first
-        assert line in httpx.get(f"{two}/metrics").text
+        shared = httpx.get(f"{one}/metrics").text
+        metrics.observe(_result(Outcome.OK), None)
+        again = [httpx.get(f"{one}/metrics").text for _ in range(3)]
+        assert 2 == metrics.renders
+        afresh = [httpx.get(f"{two}/metrics").text for _ in range(2)]
+    assert line % 0 in lone
+    assert line % 1 in shared
+    assert [shared] * 3 == again
+    assert 4 == metrics.renders
+    assert [True, True] == [line % 2 in text for text in afresh]
 
 
 class Gate:
