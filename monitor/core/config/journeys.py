@@ -1,4 +1,4 @@
-"""Signed-in checks (DESIGN §11): the `journey` and `tenant_isolation` kinds and the `{placeholder}` templates.
+"""Signed-in checks: the `journey` and `tenant_isolation` kinds and the `{placeholder}` templates.
 
 A placeholder is `{name}` with `name` an identifier; any other text in braces (a regex's `{3}`, JSON text) is kept
 as written. Known names: `sub` (the identity's user id), `run_id` (fresh each run), the check's `params`, and
