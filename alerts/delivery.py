@@ -164,9 +164,6 @@ class Delivery:
         """Deliver from this outbox: one task per lane (they run once the caller yields to the event loop)."""
         self._store = store
         self._stopping = False
-        if self._http is None:
-            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                           headers={"User-Agent": self._config.http.user_agent})
         for lane in self._lanes.values():
             self._start_lane(lane)
 
@@ -227,6 +224,14 @@ class Delivery:
 
     # ------------------------------------------------------------------------------------------ lanes
 
+    def _client(self) -> httpx.AsyncClient:
+        """The sinks' HTTP client, made at the first send: building one loads the CA bundle (~3 MB resident),
+        which a daemon without sinks never needs."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False,
+                                           headers={"User-Agent": self._config.http.user_agent})
+        return self._http
+
     def _start_lane(self, lane: _Lane) -> None:
         if lane.task is None:
             lane.task = asyncio.get_running_loop().create_task(self._run_lane(lane), name=f"alerts:{lane.id}")
@@ -275,10 +280,9 @@ class Delivery:
         return max(0.01, wait)
 
     async def _deliver(self, lane: _Lane, rows: Sequence[OutboxRow]) -> None:
-        assert self._http is not None
         notes = [r.notification for r in rows]
         now = self._clock.time()
-        result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        result = await lane.spec.send(self._client(), lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
         store = self._store
         if store is None:  # closed while the request was in flight: the rows stay for next start
             return
@@ -315,12 +319,11 @@ class Delivery:
 
     async def _resend(self, lane: _Lane, now: float) -> None:
         """Re-post what is firing, so a sink that keeps alerts only for a while (Alertmanager) keeps them."""
-        assert self._http is not None
         lane.next_resend = now + self._config.alerts.resend_interval
         notes = [n for n in self._resendable(now) if lane.spec.accepts(n)]
         if not notes:
             return
-        result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        result = await lane.spec.send(self._client(), lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
         fields = {"sink": lane.name, "host": lane.host, "count": len(notes), "status_code": result.status_code}
         if result.verdict == "accepted":
             if lane.resend_failing:
