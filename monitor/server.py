@@ -17,7 +17,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import structlog
@@ -25,12 +25,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.metrics import CONTENT_TYPE, Metrics
-from monitor.page import render_page
 from monitor.state import State
 
 log = structlog.get_logger("pam_monitor.server")
@@ -85,6 +84,31 @@ class _Shared:
             self._value = None
 
 
+class _Pieces(Response):
+    """A streamed 200 response of ready pieces (the /metrics body), sent straight through the ASGI `send`.
+
+    Starlette's StreamingResponse runs each response in an anyio task group that also listens for the client's
+    disconnect; that costs a task per scrape and, on the first one, importing anyio's asyncio backend (1.2 MB
+    resident). Here a client that went away costs at most the rest of a render: uvicorn drops what is sent to a
+    closed connection.
+    """
+
+    media_type = CONTENT_TYPE
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces = pieces
+        self.status_code = 200
+        self.background = None
+        self.init_headers()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the head, each piece as it comes, then the end of the body."""
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        for piece in self._pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class _Busy:
     """ASGI middleware: at most `limit` responses on `paths` in progress; the rest get 503 + Retry-After at once."""
 
@@ -126,13 +150,7 @@ def create_app(
         return await alerts() if alerts is not None else None
 
     async def metrics_endpoint(request: Request) -> Response:
-        pieces = scrape.get()
-
-        async def body() -> AsyncIterator[bytes]:
-            for piece in pieces:
-                yield piece
-
-        return StreamingResponse(body(), media_type=CONTENT_TYPE)
+        return _Pieces(scrape.get())
 
     async def healthz(request: Request) -> Response:
         ok, reason = state.healthy(HEALTH_MAX_SILENCE_S)
@@ -146,6 +164,8 @@ def create_app(
         return JSONResponse(state.status(await active_alerts()))
 
     async def index(request: Request) -> Response:
+        from monitor.page import render_page  # on the first visit: a daemon nobody looks at never loads it
+
         doc = state.status(await active_alerts())
         return HTMLResponse(render_page(doc, service(), state.ready()[1], now=clock()))
 
@@ -257,9 +277,9 @@ def build_server(app: Starlette, host: str, port: int) -> EmbeddedServer:
     """A uvicorn server for `app` whose logs go through our logging pipeline."""
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-        timeout_graceful_shutdown=1, server_header=False,
+        timeout_graceful_shutdown=1, server_header=False, ws="none",
     )
     return EmbeddedServer(config)
 
 
-__all__ = ["EmbeddedServer", "LoopCall", "ServerThread", "bind_socket", "build_server", "create_app", "render_page"]
+__all__ = ["EmbeddedServer", "LoopCall", "ServerThread", "bind_socket", "build_server", "create_app"]
