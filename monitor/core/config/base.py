@@ -44,7 +44,7 @@ AlertName = Literal[
 class Strict(BaseModel):
     """Base for every config model: unknown keys are errors, values are immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _upper(value: object) -> object:
