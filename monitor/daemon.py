@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 from monitor import __version__
 from monitor.core.clock import Clock, SystemClock
@@ -79,6 +80,28 @@ def _freeze_long_lived() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def _share_field_sets(config: Config) -> None:
+    """Let equal `__pydantic_fields_set__` sets of the config's models be one object.
+
+    pydantic keeps, in every model instance, the set of field names that were given: 1,000 checks of one shape
+    hold 2,000 equal sets (about 0.95 KB a check). The models are frozen, so nothing adds to a set in place
+    (model_copy copies it before updating), and sharing one changes nothing a caller can see.
+    """
+    shared: dict[frozenset[str], set[str]] = {}
+    stack: list[Any] = [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, BaseModel):
+            if value.model_config.get("frozen"):
+                fields = value.__pydantic_fields_set__
+                object.__setattr__(value, "__pydantic_fields_set__", shared.setdefault(frozenset(fields), fields))
+            stack.extend(value.__dict__.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
 
 
 class Daemon:
@@ -156,6 +179,7 @@ class Daemon:
         assert self.scheduler is not None
         old_runner, old_deps = self.runner, self.deps
         self.config = config
+        _share_field_sets(config)
         self.redactor.update(collect_secrets(config))
         self.deps = build_deps(config, self.clock)
         if old_runner is not None:

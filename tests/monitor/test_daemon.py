@@ -157,3 +157,35 @@ def test_no_secret_reaches_status_metrics_or_logs(tmp_path: Path) -> None:
     assert "**********" in status
     for where in (status, metrics, page, daemon.raw_logs()):
         assert token not in where
+
+
+def test_equal_field_sets_of_config_models_are_shared_and_copies_stay_apart(tmp_path: Path) -> None:
+    """After _share_field_sets, two checks given the same keys hold one fields-set object (so do their expect
+    blocks), each still reports exactly the fields it was given, and a model_copy with an update changes only the
+    copy's set."""
+    from monitor.core.config import load_config
+    from monitor.daemon import _share_field_sets
+
+    path = tmp_path / "pam-monitor.yaml"
+    path.write_text(textwrap.dedent("""\
+        targets: {api: {base_url: "http://127.0.0.1:9"}}
+        checks:
+          - {name: a, kind: http, target: api, path: /health, expect: {status: [200]}}
+          - {name: b, kind: http, target: api, path: /health, expect: {status: [200]}}
+          - {name: c, kind: http, target: api, path: /health, interval: 30s}
+        """))
+    config = load_config(path)
+    a, b, c = config.checks
+    before = [set(check.model_fields_set) for check in (a, b, c)]
+    assert a.__pydantic_fields_set__ is not b.__pydantic_fields_set__
+
+    _share_field_sets(config)
+
+    assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
+    assert a.expect.__pydantic_fields_set__ is b.expect.__pydantic_fields_set__
+    assert c.__pydantic_fields_set__ is not a.__pydantic_fields_set__
+    assert before == [set(check.model_fields_set) for check in (a, b, c)]
+    copy = a.model_copy(update={"enabled": False})
+    assert "enabled" in copy.model_fields_set
+    assert "enabled" not in a.model_fields_set
+    assert "enabled" not in b.model_fields_set
