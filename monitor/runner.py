@@ -294,7 +294,12 @@ class Runner:
         by_interval: dict[float, list[Check]] = {}
         for check in self.checks.values():
             by_interval.setdefault(self.pacing.interval(check.name), []).append(check)
+        # One trigger per interval and one bound method for every job (1,000 checks: ~0.2 MB less). Sharing a
+        # trigger changes no run time: a job's next run is its previous one plus the interval, and the first
+        # run is given explicitly (next_run_time); the trigger's start_date is read only for a job without either.
+        job = self._job
         for interval, group in by_interval.items():
+            trigger = IntervalTrigger(seconds=interval, start_date=now)
             for i, check in enumerate(sorted(group, key=lambda c: c.name)):
                 # Evenly spread first runs: all-at-once costs ~30x the lateness. On a 20 ms grid,
                 # though: runs due at one grid point start in one scheduler wake-up, and each wake-up costs more
@@ -304,7 +309,7 @@ class Runner:
                 # misfire_grace_time=None: APScheduler's misfire check reads the wall clock; lateness is judged
                 # in _job on the scheduler's monotonic clock instead (admission window).
                 scheduler.add_job(
-                    self._job, IntervalTrigger(seconds=interval, start_date=first), args=[check.name],
+                    job, trigger, args=(check.name,),
                     id=check.name, name=check.name, max_instances=1, coalesce=True, misfire_grace_time=None,
                     replace_existing=True, next_run_time=first,
                 )
