@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,21 +83,34 @@ def _freeze_long_lived() -> None:
     gc.freeze()
 
 
-def _share_field_sets(config: Config) -> None:
-    """Let equal `__pydantic_fields_set__` sets of the config's models be one object.
+def _share_equal_parts(config: Config) -> None:
+    """Let equal parts of the config's frozen models be one object: their fields-set sets, empty dicts and lists,
+    and strings (interned).
 
-    pydantic keeps, in every model instance, the set of field names that were given: 1,000 checks of one shape
-    hold 2,000 equal sets (about 0.95 KB a check). The models are frozen, so nothing adds to a set in place
-    (model_copy copies it before updating), and sharing one changes nothing a caller can see.
+    1,000 checks of one shape hold 2,000 equal `__pydantic_fields_set__` sets (pydantic's record of the fields
+    that were given, ~0.95 KB a check), eight empty containers each (~0.5 KB) and their own copies of the same
+    target, path and kind strings. The models are frozen and nothing changes a config's containers in place
+    (model_copy copies the fields set before updating it, and already shares containers between copies), so
+    sharing changes nothing a caller can see.
     """
-    shared: dict[frozenset[str], set[str]] = {}
+    sets: dict[frozenset[str], set[str]] = {}
+    empty_dict: dict[Any, Any] = {}
+    empty_list: list[Any] = []
     stack: list[Any] = [config]
     while stack:
         value = stack.pop()
         if isinstance(value, BaseModel):
             if value.model_config.get("frozen"):
                 fields = value.__pydantic_fields_set__
-                object.__setattr__(value, "__pydantic_fields_set__", shared.setdefault(frozenset(fields), fields))
+                object.__setattr__(value, "__pydantic_fields_set__", sets.setdefault(frozenset(fields), fields))
+                attrs = value.__dict__
+                for name, item in attrs.items():
+                    if type(item) is str:
+                        attrs[name] = sys.intern(item)
+                    elif type(item) is dict and not item:
+                        attrs[name] = empty_dict
+                    elif type(item) is list and not item:
+                        attrs[name] = empty_list
             stack.extend(value.__dict__.values())
         elif isinstance(value, list | tuple):
             stack.extend(value)
@@ -179,7 +193,7 @@ class Daemon:
         assert self.scheduler is not None
         old_runner, old_deps = self.runner, self.deps
         self.config = config
-        _share_field_sets(config)
+        _share_equal_parts(config)
         self.redactor.update(collect_secrets(config))
         self.deps = build_deps(config, self.clock)
         if old_runner is not None:

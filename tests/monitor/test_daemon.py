@@ -159,12 +159,13 @@ def test_no_secret_reaches_status_metrics_or_logs(tmp_path: Path) -> None:
         assert token not in where
 
 
-def test_equal_field_sets_of_config_models_are_shared_and_copies_stay_apart(tmp_path: Path) -> None:
-    """After _share_field_sets, two checks given the same keys hold one fields-set object (so do their expect
-    blocks), each still reports exactly the fields it was given, and a model_copy with an update changes only the
-    copy's set."""
+def test_equal_parts_of_config_models_are_shared_and_copies_stay_apart(tmp_path: Path) -> None:
+    """After _share_equal_parts, two checks given the same keys hold one fields-set object (so do their expect
+    blocks), one empty headers dict, one empty depends_on list and one target string; each check still reports
+    exactly the fields it was given and compares equal to a fresh load; a model_copy with an update changes only
+    the copy's set."""
     from monitor.core.config import load_config
-    from monitor.daemon import _share_field_sets
+    from monitor.daemon import _share_equal_parts
 
     path = tmp_path / "pam-monitor.yaml"
     path.write_text(textwrap.dedent("""\
@@ -178,13 +179,18 @@ def test_equal_field_sets_of_config_models_are_shared_and_copies_stay_apart(tmp_
     a, b, c = config.checks
     before = [set(check.model_fields_set) for check in (a, b, c)]
     assert a.__pydantic_fields_set__ is not b.__pydantic_fields_set__
+    assert a.headers is not b.headers
 
-    _share_field_sets(config)
+    _share_equal_parts(config)
 
     assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
     assert a.expect.__pydantic_fields_set__ is b.expect.__pydantic_fields_set__
     assert c.__pydantic_fields_set__ is not a.__pydantic_fields_set__
+    assert a.headers is b.headers is c.headers
+    assert a.depends_on is b.depends_on
+    assert a.target is b.target is c.target
     assert before == [set(check.model_fields_set) for check in (a, b, c)]
+    assert load_config(path) == config
     copy = a.model_copy(update={"enabled": False})
     assert "enabled" in copy.model_fields_set
     assert "enabled" not in a.model_fields_set
