@@ -21,10 +21,11 @@ import httpx
 import prometheus_client
 import structlog
 
+from alerts.journal import Journal
 from alerts.model import Notification, SinkContext
 from alerts.registry import SINKS
 from alerts.sink import SinkSpec
-from alerts.store import OutboxRow, Store
+from alerts.stored import OutboxRow
 from monitor.core.clock import Clock
 from monitor.core.config import Config
 
@@ -75,6 +76,7 @@ class _Lane:
     task: asyncio.Task[None] | None = None
     next_resend: float = 0.0
     resend_failing: bool = False  # the last re-post failed (only the first failure of a spell is a warning)
+    isolate: bool = False  # a batch raised: send one row at a time until the row that raises is quarantined
 
     @property
     def name(self) -> str:
@@ -105,7 +107,7 @@ class Delivery:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._rng = rng or random.Random()  # noqa: S311 - jitter only
-        self._store: Store | None = None
+        self._store: Journal | None = None
         self._lanes: dict[str, _Lane] = {}
         self._queued = 0  # outbox rows; read from SQLite at start, then counted on enqueue and delete
         self._stopping = False
@@ -160,7 +162,7 @@ class Delivery:
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
-    def start(self, store: Store) -> None:
+    def start(self, store: Journal) -> None:
         """Deliver from this outbox: one task per lane (they run once the caller yields to the event loop)."""
         self._store = store
         self._stopping = False
@@ -211,7 +213,7 @@ class Delivery:
             lane.wake.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
-        while store.depth() > 0 and loop.time() < deadline:  # noqa: ASYNC110 - the depth lives in SQLite
+        while store.depth() > 0 and loop.time() < deadline:  # noqa: ASYNC110 - the lanes empty it
             await asyncio.sleep(0.02)
         self._stopping = True
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
@@ -254,7 +256,9 @@ class Delivery:
         if store is None:
             return _POLL
         now = self._clock.time()
-        rows = store.head(lane.id, lane.spec.batch_size)
+        rows = store.head(lane.id, 1 if lane.isolate else lane.spec.batch_size)
+        if not rows:
+            lane.isolate = False
         due = []
         for row in rows:
             if row.next_attempt_at > now:
@@ -278,7 +282,11 @@ class Delivery:
         assert self._http is not None
         notes = [r.notification for r in rows]
         now = self._clock.time()
-        result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        try:
+            result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        except Exception as exc:  # a row the sink's code cannot turn into a request: it must not block the lane
+            self._poisoned(lane, rows, exc)
+            return
         store = self._store
         if store is None:  # closed while the request was in flight: the rows stay for next start
             return
@@ -311,6 +319,23 @@ class Delivery:
                 self._notifications.labels(lane.name, "retried").inc(len(rows))
                 log.warning("notification.retry", **fields, attempts=attempts, error=result.error,
                             retry_in_s=round(delay, 3))
+        self._depth.set(self._queued)
+
+    def _poisoned(self, lane: _Lane, rows: Sequence[OutboxRow], exc: Exception) -> None:
+        """Sending raised: with one row, that row is quarantined and the lane goes on; with a batch, the lane sends
+        one row at a time until it finds the one that raises."""
+        store = self._store
+        if store is None:
+            return
+        if len(rows) > 1:
+            lane.isolate = True
+            log.warning("notification.batch_error", sink=lane.name, host=lane.host, count=len(rows),
+                        error_type=type(exc).__name__, hint="sending one at a time to find the row that fails")
+            return
+        # The exception's text is not kept: a sink's error may quote its URL, which can hold a token.
+        if store.quarantine(rows[0], f"{lane.name} could not send it: {type(exc).__name__}"):
+            self._queued -= 1
+        lane.isolate = False
         self._depth.set(self._queued)
 
     async def _resend(self, lane: _Lane, now: float) -> None:
