@@ -263,6 +263,44 @@ class _Tx:
                 self._db.execute("ROLLBACK")
 
 
+def inspect(state_dir: Path) -> list[str]:
+    """What would stop the daemon from using `state_dir`, one sentence each (with the fix); creates nothing.
+
+    It must exist (or its nearest existing parent be a writable directory, so that it can be created) and be a
+    writable directory; a database already in it must be readable, intact and of a schema this version knows.
+    """
+    state_dir = Path(state_dir)
+    fix = "create it writable by the user that runs pam-monitor, or set state_dir to a directory that user can write"
+    if not state_dir.exists():
+        parent = next((p for p in state_dir.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return [f"{state_dir} does not exist and cannot be created ({parent} is not a writable directory); {fix}"]
+        return []
+    if not state_dir.is_dir():
+        return [f"{state_dir} is not a directory; {fix}"]
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        return [f"{state_dir} is not writable by this user (or is on a read-only filesystem); {fix}"]
+    db = state_dir / FILENAME
+    if not db.exists():
+        return []
+    if not os.access(db, os.R_OK | os.W_OK):
+        return [f"{db} is not readable and writable by this user; chown it to the user that runs pam-monitor"]
+    try:
+        conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            if str(conn.execute("PRAGMA quick_check(1)").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [f"the alert state database {db} is unusable ({exc}); {_MOVE_ASIDE.format(file=db)}"]
+    if version > _VERSION:
+        return [f"the alert state database {db} was written by a newer pam-monitor (schema {version}); run that "
+                f"version, or {_MOVE_ASIDE.format(file=db)}"]
+    return []
+
+
 def _apply(db: sqlite3.Connection, table: str, key: str, values: Mapping[str, str | None]) -> None:
     upserts = [(k, v) for k, v in values.items() if v is not None]
     deletes = [(k,) for k, v in values.items() if v is None]
