@@ -87,6 +87,7 @@ class Store:
                                      f"or {_MOVE_ASIDE.format(file=path)}")
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                self._check_schema(missing_ok=True)
                 self._db.executescript(_SCHEMA)
                 self._check_schema()
                 self._migrate(version)
@@ -229,10 +230,10 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot {doing} the alert state database {self.path}: {exc}") from exc
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, *, missing_ok: bool = False) -> None:
         for table, wanted in _TABLES.items():
             have = tuple(r[1] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall())
-            if have != wanted:
+            if have != wanted and (have or not missing_ok):
                 raise sqlite3.DatabaseError(f"table {table} has columns {', '.join(have)}, not {', '.join(wanted)}")
 
     def _migrate(self, version: int) -> None:
@@ -291,6 +292,10 @@ def inspect(state_dir: Path) -> list[str]:
             if str(conn.execute("PRAGMA quick_check(1)").fetchone()[0]) != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for table, wanted in _TABLES.items():
+                have = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall())
+                if have and have != wanted:
+                    raise sqlite3.DatabaseError(f"table {table} has columns {', '.join(have)}")
         finally:
             conn.close()
     except sqlite3.Error as exc:

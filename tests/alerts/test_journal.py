@@ -99,7 +99,9 @@ async def test_full_disk_while_firing_pages_at_once_and_saves_when_space_returns
                                   what="several retries")
                 assert 0.0 == metric(registry, "pam_monitor_state_healthy")
                 problem = e.state_problem()
-                assert problem is not None and "not being saved" in problem and "disk is full" in problem
+                assert problem is not None
+                assert "not being saved" in problem
+                assert "disk is full" in problem
                 await until_async(lambda: any("not being saved" in a["annotations"].get("alert_state", "")
                                               for body in rec.bodies("/am/api/v2/alerts") for a in body
                                               if a["labels"]["alertname"] == "MonitorWatchdog"),
