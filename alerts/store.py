@@ -350,8 +350,10 @@ def _opening(path: Path) -> Iterator[None]:
         yield
     except sqlite3.OperationalError as exc:
         text = str(exc)
-        if "full" in text:
-            fix = f"free space on the filesystem that holds {path.parent}, then start again"
+        if "full" in text or _nearly_full(path.parent):
+            fix = f"free space on the filesystem that holds {path.parent} (it is full), then start again"
+        elif "I/O error" in text:
+            fix = f"the filesystem that holds {path.parent} failed a read or write (see dmesg); fix it and start again"
         elif "locked" in text or "busy" in text:
             fix = "another process holds it (is another pam-monitor running with this state_dir?)"
         elif "readonly" in text or "read-only" in text:
@@ -364,5 +366,14 @@ def _opening(path: Path) -> Iterator[None]:
         raise StoreError(f"the alert state database {path} is corrupt ({exc}); "
                          f"{_MOVE_ASIDE.format(file=path)}") from None
     except OSError as exc:
-        raise StoreError(f"cannot use the alert state database {path}: {exc.strerror or exc}; "
-                         f"{_MOVE_ASIDE.format(file=path)}") from None
+        raise StoreError(f"cannot use the alert state database {path}: {exc.strerror or exc}; fix the filesystem "
+                         f"that holds {path.parent}, then start again") from None
+
+
+def _nearly_full(directory: Path) -> bool:
+    """Less than 64 KiB free for this user where the database lives (SQLite may call that an I/O error)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
