@@ -57,7 +57,7 @@ class EngineStats:
 
 
 class AlertEngine:
-    """Turns results into alerts and notifications (DESIGN §4, §5). One per daemon.
+    """Turns results into alerts and notifications. One per daemon.
 
     `rules_by_kind` maps a check kind to the alertnames its results can raise (the probes declare it).
     Use it as an async context manager, or call `start()` and `aclose(timeout)`; `flush_timeout` is how long
@@ -325,14 +325,9 @@ class AlertEngine:
         """The notification of an alert; a root's firing lists its dependents' active alerts (`also_failing`)."""
         annotations = dict(s.annotations)
         below = self._graph.below.get(s.check) if event is not Event.RESOLVED else None
-        if below:
-            by_check = self._index.by_check
-            text = also_failing(
-                (self._plans[name].check.target, name, d.alertname)
-                for name in below if name in self._plans for d in by_check.get(name, {}).values() if d.active
-            )
-            if text:
-                annotations["also_failing"] = text
+        text = also_failing(self._index.active_in(below, self._plans)) if below else None
+        if text:
+            annotations["also_failing"] = text
         return Notification(key=s.key, event=event, labels=dict(s.labels), annotations=annotations,
                             starts_at=s.started_at if s.started_at is not None else at, at=at, ends_at=ends_at)
 

@@ -112,8 +112,10 @@ class Journal:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.pending:
-            self._flush()
+        if self.pending and not self._flush():
+            log.error("alerts.state_unsaved_at_exit", path=str(self._state_dir), error=self._error,
+                      hint="changes since the write failures began are lost; the next start reads the database as "
+                           "it was last written")
         if self._store is not None:
             with contextlib.suppress(StoreError):
                 self._store.close()

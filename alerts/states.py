@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from alerts.machine import AlertState
-from alerts.plan import Batch
+from alerts.plan import Batch, Plan
 
 
 class StateIndex:
@@ -51,3 +51,10 @@ class StateIndex:
         else:
             self.put(new)
             batch.changed[new.key] = new
+
+    def active_in(self, checks: Iterable[str], plans: Mapping[str, Plan]) -> Iterator[tuple[str, str, str]]:
+        """(target, check, alertname) of every active alert of these checks (those still configured)."""
+        for name in checks:
+            if name in plans:
+                target = plans[name].check.target
+                yield from ((target, name, d.alertname) for d in self.by_check.get(name, {}).values() if d.active)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import prometheus_client
 import structlog
 
 from alerts import AlertEngine
+from alerts.model import Notification, SinkContext
+from alerts.sink import SendResult, SinkSpec, host_of, post_json
 from alerts.store import FILENAME, Store
+from monitor.core.config import WebhookSink
 from tests.support.alerting import Recorder, make_config, make_engine, result, sent
 from tests.support.poll import until_async
 
@@ -246,3 +251,62 @@ async def test_state_dir_deleted_then_written_recreates_at_that_write(
         fire(e)
         assert {KEY: "firing"} == on_disk(state)[0]
         await until_async(lambda: hook_events(rec) == ["firing"])
+
+
+class ChokingHook:
+    """A webhook spec, batches of three, whose code raises on any EndpointDown notification (a row it cannot
+    turn into a request)."""
+
+    kind = "webhook"
+    batch_size = 3
+    resends = False
+    honours_inhibition = False
+
+    def lanes(self, sink: WebhookSink) -> Sequence[str]:
+        """One lane."""
+        return [host_of(sink.url.get_secret_value())]
+
+    def accepts(self, notification: Notification) -> bool:
+        """Everything but the watchdog."""
+        return notification.alertname != "MonitorWatchdog"
+
+    def build_payload(self, sink: WebhookSink, notifications: Sequence[Notification], *, ctx: SinkContext,
+                      now: float) -> Any:
+        """The alertnames of the batch; raises on EndpointDown."""
+        if any(n.alertname == "EndpointDown" for n in notifications):
+            raise ValueError("cannot render this one")
+        return [n.alertname for n in notifications]
+
+    async def send(self, client: httpx.AsyncClient, sink: WebhookSink, notifications: Sequence[Notification], *,
+                   ctx: SinkContext, now: float, lane: int) -> SendResult:
+        """Post the payload."""
+        return await post_json(client, sink.url.get_secret_value(), self.build_payload(sink, notifications, ctx=ctx,
+                                                                                        now=now))
+
+
+async def test_a_row_the_sink_cannot_send_is_quarantined_and_the_others_go(
+        recorder: tuple[Recorder, str], tmp_path: Path) -> None:
+    """A batch whose sending raises is split; the one row that raises on its own is quarantined (logged with its
+    alert and sink, counted, kept in the quarantine table) and the rows around it are delivered."""
+    spec: SinkSpec[WebhookSink] = ChokingHook()
+    rec, url = recorder
+    registry = prometheus_client.CollectorRegistry()
+    config = make_config(tmp_path / "state", sinks=[{"kind": "webhook", "url": url + "/hook"}])
+    with structlog.testing.capture_logs() as logs:
+        async with make_engine(config, registry, sinks={"webhook": spec}, backoff_base=0.02, backoff_cap=0.1,
+                               flush_timeout=1.0) as e:
+            e.observe(result("backend_health", "ok", status=200))
+            e.observe(result("backend_health", "server_error", status=500))
+            e.observe(result("backend_health", "server_error", status=500))  # ContractRegression and EndpointDown
+            await until_async(lambda: sent(registry, "webhook") == 1.0
+                              and metric(registry, "pam_monitor_outbox_quarantined_total") == 1.0)
+            assert 0 == e.stats().queued
+    assert [["ContractRegression"]] == rec.bodies("/hook")
+    quarantined = [entry for entry in logs if entry["event"] == "outbox.quarantined"]
+    assert [("EndpointDown", "webhook", "error")] == [(q["alert"], q["sink"], q["log_level"]) for q in quarantined]
+    db = sqlite3.connect(tmp_path / "state" / FILENAME)
+    try:
+        assert [("outbox", "webhook could not send it: ValueError")] == db.execute(
+            "SELECT source, reason FROM quarantine").fetchall()
+    finally:
+        db.close()
