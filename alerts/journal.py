@@ -86,8 +86,13 @@ class Journal:
 
     def open(self) -> None:
         """Open the database and read it into memory, quarantining unreadable rows; raises StoreError."""
-        store = self._store = self._factory(self._state_dir)
-        contents = store.load()
+        store = self._factory(self._state_dir)
+        try:
+            contents = store.load()
+        except StoreError:
+            store.close()
+            raise
+        self._store = store
         self.states, self.memory, self._last_id = contents.states, contents.memory, contents.last_id
         for row in contents.outbox:
             self._put_row(row)
