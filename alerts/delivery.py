@@ -37,6 +37,8 @@ NOTIFICATION_RESULTS: tuple[str, ...] = ("sent", "retried", "rejected", "failed"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 _POLL = 1.0  # a lane re-reads the clock at least this often (an injected clock may jump)
+POISON_AFTER = 3
+"""A row whose sending raises this many times (not an HTTP failure: the sink's code cannot send it) is quarantined."""
 
 Resendable = Callable[[float], Sequence[Notification]]
 """`resendable(now)`: what a re-posting sink should hold as firing right now (the alerts and the watchdog)."""
@@ -109,7 +111,7 @@ class Delivery:
         self._rng = rng or random.Random()  # noqa: S311 - jitter only
         self._store: Journal | None = None
         self._lanes: dict[str, _Lane] = {}
-        self._queued = 0  # outbox rows; read from SQLite at start, then counted on enqueue and delete
+        self._queued = 0  # outbox rows; read from the outbox at start, then counted on enqueue and delete
         self._stopping = False
         self._notifications = prometheus_client.Counter(
             "pam_monitor_notifications", "Notification delivery attempts by sink and result "
@@ -322,18 +324,26 @@ class Delivery:
         self._depth.set(self._queued)
 
     def _poisoned(self, lane: _Lane, rows: Sequence[OutboxRow], exc: Exception) -> None:
-        """Sending raised: with one row, that row is quarantined and the lane goes on; with a batch, the lane sends
-        one row at a time until it finds the one that raises."""
+        """Sending raised: with a batch, the lane sends one row at a time until it finds the one that raises; a
+        single row is retried with backoff, then quarantined after POISON_AFTER attempts, and the lane goes on."""
         store = self._store
         if store is None:
             return
+        # The exception's text is never logged or kept: a sink's error may quote its URL, which can hold a token.
+        fields = {"sink": lane.name, "host": lane.host, "error_type": type(exc).__name__}
         if len(rows) > 1:
             lane.isolate = True
-            log.warning("notification.batch_error", sink=lane.name, host=lane.host, count=len(rows),
-                        error_type=type(exc).__name__, hint="sending one at a time to find the row that fails")
+            log.warning("notification.batch_error", **fields, count=len(rows),
+                        hint="sending one at a time to find the row that fails")
             return
-        # The exception's text is not kept: a sink's error may quote its URL, which can hold a token.
-        if store.quarantine(rows[0], f"{lane.name} could not send it: {type(exc).__name__}"):
+        row = rows[0]
+        attempts = row.attempts + 1
+        if attempts < POISON_AFTER:
+            delay = backoff(attempts, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng)
+            store.reschedule([row.id], attempts=attempts, next_attempt_at=self._clock.time() + delay)
+            log.warning("notification.send_error", **fields, alerts=[row.notification.alertname], attempts=attempts)
+            return
+        if store.quarantine(row, f"{lane.name} could not send it: {type(exc).__name__}"):
             self._queued -= 1
         lane.isolate = False
         self._depth.set(self._queued)

@@ -90,7 +90,8 @@ class Journal:
         try:
             contents = store.load()
         except StoreError:
-            store.close()
+            with contextlib.suppress(StoreError):
+                store.close()
             raise
         self._store = store
         self.states, self.memory, self._last_id = contents.states, contents.memory, contents.last_id
@@ -100,7 +101,8 @@ class Journal:
             try:
                 store.quarantine(contents.unreadable, self._clock())
             except StoreError:
-                store.close()
+                with contextlib.suppress(StoreError):
+                    store.close()
                 raise
             for bad in contents.unreadable:
                 self._report_quarantine(bad)

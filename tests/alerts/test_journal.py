@@ -286,8 +286,9 @@ class ChokingHook:
 
 async def test_a_row_the_sink_cannot_send_is_quarantined_and_the_others_go(
         recorder: tuple[Recorder, str], tmp_path: Path) -> None:
-    """A batch whose sending raises is split; the one row that raises on its own is quarantined (logged with its
-    alert and sink, counted, kept in the quarantine table) and the rows around it are delivered."""
+    """A batch whose sending raises is split; the one row that raises on its own is retried, then quarantined
+    after three attempts (logged with its alert and sink, counted, kept in the quarantine table), and the row
+    beside it is delivered."""
     spec: SinkSpec[WebhookSink] = ChokingHook()
     rec, url = recorder
     registry = prometheus_client.CollectorRegistry()
@@ -302,6 +303,7 @@ async def test_a_row_the_sink_cannot_send_is_quarantined_and_the_others_go(
                               and metric(registry, "pam_monitor_outbox_quarantined_total") == 1.0)
             assert 0 == e.stats().queued
     assert [["ContractRegression"]] == rec.bodies("/hook")
+    assert 2 == sum(1 for entry in logs if entry["event"] == "notification.send_error")
     quarantined = [entry for entry in logs if entry["event"] == "outbox.quarantined"]
     assert [("EndpointDown", "webhook", "error")] == [(q["alert"], q["sink"], q["log_level"]) for q in quarantined]
     db = sqlite3.connect(tmp_path / "state" / FILENAME)
