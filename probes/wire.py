@@ -46,15 +46,43 @@ _SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName":
           "localityName": "L", "stateOrProvinceName": "ST", "domainComponent": "DC"}
 
 
+def _expiry(info: Any) -> float | None:
+    not_after = info.get("notAfter") if isinstance(info, dict) else None
+    return ssl.cert_time_to_seconds(not_after) if not_after else None
+
+
+def _chain(ssl_object: ssl.SSLObject, verified: bool) -> list[dict[str, Any]]:
+    """The decoded certificates of the presented chain (leaf first), or of the chain OpenSSL verified.
+
+    The ssl module decodes a peer certificate only once verified (`getpeercert()` is {} with verify_tls: false);
+    the chain accessors decode every certificate either way. They are public from Python 3.13 and exist, unnamed
+    in the docs, on the C object since 3.10; without them only the verified leaf is known.
+    """
+    sslobj = getattr(ssl_object, "_sslobj", None)
+    getter = getattr(sslobj, "get_verified_chain" if verified else "get_unverified_chain", None)
+    if getter is None:
+        leaf = ssl_object.getpeercert()
+        return [dict(leaf)] if leaf else []
+    try:
+        return [cert.get_info() for cert in getter() or ()]
+    except (ssl.SSLError, ValueError, AttributeError):
+        return []
+
+
 def tls_facts(transport: asyncio.BaseTransport) -> TlsFacts | None:
-    """The negotiated version and the peer certificate's notAfter/subject/issuer of a TLS connection."""
+    """The negotiated version, the leaf certificate's notAfter/subject/issuer, and the earliest notAfter of the
+    presented chain and of the verified chain (blackbox_exporter's two expiries), of a TLS connection."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return None
-    cert = ssl_object.getpeercert() or {}  # {} when the certificate was not verified (verify_tls: false)
-    not_after = cert.get("notAfter")
-    return TlsFacts(ssl_object.version(), ssl.cert_time_to_seconds(not_after) if not_after else None,
-                    _name(cert.get("subject")), _name(cert.get("issuer")))
+    presented = _chain(ssl_object, verified=False)
+    leaf = presented[0] if presented else {}
+    expiries = [e for e in map(_expiry, presented) if e is not None]
+    verified = [e for e in map(_expiry, _chain(ssl_object, verified=True)) if e is not None] \
+        if ssl_object.context.verify_mode != ssl.CERT_NONE else []
+    return TlsFacts(ssl_object.version(), _expiry(leaf), _name(leaf.get("subject")), _name(leaf.get("issuer")),
+                    earliest_expiry=min(expiries) if expiries else None,
+                    chain_expiry=min(verified) if verified else None)
 
 
 __all__ = ["BodyStream", "Exchange", "Prepared", "Trace", "WireTransport", "prepare", "tls_facts"]
