@@ -140,11 +140,16 @@ class Alerts(Strict):
                 f"cert_critical ({self.cert_critical / 86400:g}d) must be above 0 and below cert_warning "
                 f"({self.cert_warning / 86400:g}d); e.g. cert_warning: 14d, cert_critical: 3d"
             )
-        override = self.rules.get("CertificateExpiring")
+        return self
+
+    @field_validator("rules")
+    @classmethod
+    def _certificate_severity(cls, value: dict[AlertName, RuleOverride]) -> dict[AlertName, RuleOverride]:
+        override = value.get("CertificateExpiring")
         if override is not None and override.severity is not None:
             raise ValueError(
-                "rules.CertificateExpiring.severity cannot be set: its severity is warning under cert_warning and "
-                "critical under cert_critical; change those durations instead (or set enabled: false)"
+                "CertificateExpiring.severity cannot be set: its severity is warning under alerts.cert_warning and "
+                "critical under alerts.cert_critical; change those durations instead (or set enabled: false)"
             )
-        return self
+        return value
 
