@@ -75,7 +75,7 @@ class Rule:
 
 
 def severity_of(config: Config, alertname: str) -> str:
-    """The configured severity of an alertname (DESIGN default unless alerts.rules overrides it)."""
+    """The configured severity of an alertname (built-in default unless alerts.rules overrides it)."""
     override = config.alerts.rules.get(alertname)  # type: ignore[call-overload]
     if override is not None and override.severity is not None:
         return str(override.severity)

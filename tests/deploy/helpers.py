@@ -21,8 +21,8 @@ DEPLOY = ROOT / "deploy"
 EXAMPLE = ROOT / "examples" / "pam-monitor.yaml"
 INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager"
 
-# DESIGN §6, exactly. Histograms also expose _bucket/_sum/_count.
-DESIGN_METRICS = frozenset({
+# The documented metric names, exactly. Histograms also expose _bucket/_sum/_count.
+DOCUMENTED_METRICS = frozenset({
     "probe_success",
     "probe_duration_seconds",
     "probe_http_status_code",
@@ -53,7 +53,7 @@ BLACKBOX_METRICS = frozenset({
     "probe_tls_version_info",
 })
 HISTOGRAMS = ("pam_monitor_check_duration_seconds", "pam_monitor_scheduler_lateness_seconds")
-SERIES_NAMES = DESIGN_METRICS | BLACKBOX_METRICS | {
+SERIES_NAMES = DOCUMENTED_METRICS | BLACKBOX_METRICS | {
     f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")
 }
 # Labels the daemon puts on its series, plus what Prometheus adds (job, instance, the `service` target label).
