@@ -95,12 +95,16 @@ def load_config(
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark is not None else label
-            problem = getattr(exc, "problem", None) or str(exc)
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever the kind
             raise ConfigError([f"{where}: not valid YAML: {problem}"]) from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError([f"{label}: the top level must be a mapping of keys (service:, targets:, checks:, ...)"])
+        odd = [key for key in raw if not isinstance(key, str)]
+        if odd:  # `? ` or `1:` at the top: no field is named so, and keyword arguments must be text
+            raise ConfigError([f"{label}: top-level key {_short(odd[0])} is not a name; the top level takes keys "
+                               "such as service:, targets:, checks:"])
     expanded_paths: set[tuple[str | int, ...]] = set()
     failed: list[tuple[tuple[str | int, ...], str]] = []
     revealed: list[str] = []
@@ -221,6 +225,11 @@ def _reference(
     failed.append((path, f"environment variable {name} is not set; "
                          f"export {name}=... or write ${{{name}:-default}}"))
     return ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _url_passwords(value: Any) -> list[str]:

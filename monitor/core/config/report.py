@@ -132,7 +132,8 @@ class Report:
                 if i == 1 and parts[0] == "checks" and part in self.names:
                     out += f" ({self.names[part]})"
             else:
-                out += f".{part}" if out else str(part)
+                shown = part if part.isprintable() else repr(part)  # a key with a newline keeps the line one line
+                out += f".{shown}" if out else shown
         return out
 
     def _line_of(self, loc: Loc) -> int | None:
