@@ -1,4 +1,4 @@
-"""Alerting: built-in rules, a persistent alert state machine, and notification sinks (DESIGN §4, §5).
+"""Alerting: built-in rules, a persistent alert state machine, and notification sinks.
 
 The daemon uses `AlertEngine` (`async with AlertEngine(config, rules_by_kind=..., registry=..., clock=...)`, then
 `observe(result)`). The pure pieces are public too: the rules (`RULES`, `evaluate`, `rules_for`), the state
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from alerts.delivery import NOTIFICATION_RESULTS
 from alerts.engine import AlertEngine, EngineStats
+from alerts.evaluate import evaluate
 from alerts.machine import Action, AlertState, Policy, Status, step
 from alerts.model import Event, Notification, Observation, Signal
 from alerts.registry import SINKS
-from alerts.rules import ALERTNAMES, RULES, SEVERITIES, Rule, evaluate, rules_for
+from alerts.rules import ALERTNAMES, RULES, SEVERITIES, Rule, rules_for
 from alerts.sink import SendResult, SinkSpec
 
 __all__ = [
