@@ -154,3 +154,25 @@ async def test_the_child_loader_keeps_to_its_budgets(tmp_path: Path) -> None:
         await load_in_child(path, listen=None, shard=None, timeout=0.05)
     with pytest.raises(ConfigError, match=r"memory budget"):
         await load_in_child(path, listen=None, shard=None, memory=64 << 20)
+
+
+def test_a_failed_reload_never_quotes_a_secret_file(tmp_path: Path) -> None:
+    """A reload whose new file puts a fake /etc/shadow (read through ${file:}) where a duration, a URL and a
+    name belong: config.reload_failed lists those problems, and no piece of the file appears in the log."""
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:$6$Rld0adSALT$HashyReloadHash0123456789abcdefXYZ:19000:0:99999:7:::\n")
+    with serve_asgi(_healthy()) as base:
+        config = _write(tmp_path, base)
+        with run_daemon(config, free_port(), tmp_path) as daemon:
+            daemon.wait_for(lambda: daemon.get("/readyz").status_code == 200, what="readiness")
+            ref = f"${{file:{shadow}}}"
+            config.write_text(config.read_text().replace("interval: 500ms", f'interval: "{ref}"')
+                              .replace(f'base_url: "{base}"', f'base_url: "{ref}"')
+                              .replace("name: health", f'name: "{ref}"'))
+            daemon.signal(signal.SIGHUP)
+            daemon.wait_for(lambda: _events(daemon, "config.reload_failed"), what="the failed reload")
+            failed = next(e for e in daemon.logs() if e["event"] == "config.reload_failed")
+            assert len(failed["problems"]) >= 3, failed["problems"]
+            pieces = [p for p in [*shadow.read_text().strip().split(":"), "Rld0adSALT"] if len(p) >= 6]
+            logs = daemon.raw_logs()
+            assert [] == [p for p in pieces if p in logs or p.lower() in logs.lower()]
