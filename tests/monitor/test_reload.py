@@ -152,8 +152,10 @@ async def test_the_child_loader_keeps_to_its_budgets(tmp_path: Path) -> None:
     assert ["health", "c0"] == [c.name for c in config.checks[:2]]
     with pytest.raises(ConfigError, match=r"took longer than 0.05 s and was abandoned"):
         await load_in_child(path, listen=None, shard=None, timeout=0.05)
+    # 20,000 checks need a few hundred MB to load; 64 MiB barely holds the interpreter and its imports.
+    big = _write(tmp_path, "http://127.0.0.1:1", extra_checks=20_000)
     with pytest.raises(ConfigError, match=r"memory budget"):
-        await load_in_child(path, listen=None, shard=None, memory=64 << 20)
+        await load_in_child(big, listen=None, shard=None, memory=64 << 20)
 
 
 def test_a_failed_reload_never_quotes_a_secret_file(tmp_path: Path) -> None:
