@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 import textwrap
 import time
@@ -16,7 +17,14 @@ from typing import Any, TextIO
 import structlog
 
 from monitor import __version__
-from monitor.core.config import Config, load_config, parse_shard
+from monitor.core.config import (
+    DEFAULT_REPLICAS,
+    Config,
+    load_config,
+    parse_listen,
+    parse_shard,
+    shard_from_ordinal,
+)
 from monitor.core.errors import ConfigError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
@@ -27,6 +35,7 @@ from monitor.state import State
 from probes.deps import build_deps
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+SHARD_ENV = "PAM_MONITOR_SHARD"
 log = structlog.get_logger("pam_monitor.cli")
 
 
@@ -131,6 +140,18 @@ def _add_config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
                                 else ", unset)"))
 
 
+def _add_shard_options(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--shard", default=None, metavar="I/N",
+                       help=f"{what} shard I of N (0 <= I < N), by a consistent hash of the check name; I-of-N is "
+                            "the same (default: $PAM_MONITOR_SHARD, else every check)")
+    group.add_argument("--shards", type=int, default=None, metavar="N",
+                       help=f"{what} this pod's shard of N: the pod name ($POD_NAME, else the hostname) ends in "
+                            "-<k>, its StatefulSet ordinal, and pods 2s and 2s+1 run shard s (default: off)")
+    parser.add_argument("--replicas-per-shard", type=int, default=DEFAULT_REPLICAS, metavar="R",
+                        help=f"with --shards: pods R*s .. R*s+R-1 run shard s (default: {DEFAULT_REPLICAS})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (its help texts are the CLI's reference)."""
     parser = argparse.ArgumentParser(
@@ -154,16 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verb("run")
     _add_config_option(run, top=False)
-    run.add_argument("--shard", default=None, metavar="I/N",
-                     help="run only the checks of shard I of N, by a stable hash of the check name (default: all)")
+    _add_shard_options(run, "run only the checks of")
     run.add_argument("--listen", default=None, metavar="HOST:PORT",
                      help="where to serve /metrics, /status, ... (default: listen from the file, else 127.0.0.1:9108)")
+    run.add_argument("--listen-base-port", type=int, default=None, metavar="PORT",
+                     help="listen on PORT plus the shard's index, on the host of --listen (or of listen in the "
+                          "file): several shards on one machine, such as the pam-monitor@.service template "
+                          "(default: off)")
     _add_log_options(run, top=False, level_default="log_level from the file, else info")
 
     check = verb("check")
     _add_config_option(check, top=False)
-    check.add_argument("--shard", default=None, metavar="I/N",
-                       help="run only the checks of shard I of N (default: all)")
+    _add_shard_options(check, "run only the checks of")
     check.add_argument("--only", action="append", default=None, metavar="NAME",
                        help="run only this check; repeat for several (default: every enabled check)")
     check.add_argument("--format", choices=["table", "json"], default="table",
@@ -172,8 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = verb("validate")
     _add_config_option(validate, top=False)
-    validate.add_argument("--shard", default=None, metavar="I/N",
-                          help="count only the checks of shard I of N in the summary (default: all)")
+    _add_shard_options(validate, "count only the checks of")
 
     notify = verb("notify")
     _add_config_option(notify, top=False)
@@ -248,9 +270,16 @@ def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True)
               "(see examples/pam-monitor.yaml)", file=err)
         return None
     try:
-        shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-        return load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
-                           require_checks=require_checks)
+        # Only run, check and validate take a shard; notify sends to the sinks whatever the shard.
+        shard = args.resolved_shard = resolve_shard(args) if hasattr(args, "replicas_per_shard") else None
+        config = load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
+                             require_checks=require_checks)
+        base = getattr(args, "listen_base_port", None)
+        if base is not None:
+            # The per-shard address becomes the --listen of this process, so a reload keeps it.
+            args.listen = shard_listen(config.listen, base, shard)
+            config = config.model_copy(update={"listen": args.listen})
+        return config
     except ValueError as exc:
         print(f"pam-monitor: {exc}", file=err)
         return None
@@ -259,6 +288,36 @@ def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True)
             print(problem, file=err)
         print(f"pam-monitor: {len(exc.problems)} problem(s) in the configuration; nothing was started", file=err)
         return None
+
+
+def resolve_shard(args: argparse.Namespace, environ: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """The shard this process runs: --shard I/N, else --shards N with the pod's ordinal, else $PAM_MONITOR_SHARD,
+    else None (every check). Raise ValueError with one line naming the fix."""
+    env = os.environ if environ is None else environ
+    if getattr(args, "shard", None):
+        return parse_shard(args.shard)
+    count = getattr(args, "shards", None)
+    if count is not None:
+        pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+        return shard_from_ordinal(pod, count, args.replicas_per_shard)
+    if env.get(SHARD_ENV):
+        try:
+            return parse_shard(env[SHARD_ENV])
+        except ValueError:
+            raise ValueError(f"{SHARD_ENV} must be i/n (or i-of-n) with 0 <= i < n, such as 0/2, "
+                             f"got {env[SHARD_ENV]!r}") from None
+    return None
+
+
+def shard_listen(listen: str, base: int, shard: tuple[int, int] | None) -> str:
+    """`host:port` with port = base + the shard's index (--listen-base-port), on the host of `listen`."""
+    if shard is None:
+        raise ValueError("--listen-base-port needs a shard: pass --shard I/N or --shards N, or set PAM_MONITOR_SHARD")
+    port = base + shard[0]
+    if not (base > 0 and port <= 65535):
+        raise ValueError(f"--listen-base-port {base} plus shard {shard[0]} is not a port (1..65535)")
+    host = parse_listen(listen)[0]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _logging(args: argparse.Namespace, config: Config) -> Redactor:
@@ -272,7 +331,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     enabled = sum(1 for c in config.checks if c.enabled)
-    print(f"{args.config}: ok: {enabled} checks ({len(config.checks) - enabled} disabled), "
+    shard = f" in shard {args.resolved_shard[0]}/{args.resolved_shard[1]}" if args.resolved_shard else ""
+    print(f"{args.config}: ok: {enabled} checks{shard} ({len(config.checks) - enabled} disabled), "
           f"{len(config.targets)} targets, {len(config.alerts.sinks)} sinks")
     return EXIT_OK
 
@@ -286,7 +346,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     daemon = Daemon(
         config, config_path=args.config, listen_override=args.listen,
-        shard=parse_shard(args.shard) if args.shard else None, engine_factory=_engine_factory(),
+        shard=args.resolved_shard, engine_factory=_engine_factory(),
         redactor=redactor,
     )
     return asyncio.run(daemon.run())

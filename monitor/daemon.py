@@ -221,6 +221,7 @@ class Daemon:
         self.server.start()
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
                  checks=len(self.runner.checks) if self.runner else 0,
+                 shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
                  sinks=[s.display_name for s in self.config.alerts.sinks])
         await self._stop.wait()
         await self._shutdown()
