@@ -31,9 +31,11 @@ def shard_of(name: str, count: int) -> int:
 
 
 def apply_shard(config: Config, index: int, count: int) -> Config:
-    """Keep the checks that belong to shard `index` of `count` (`shard_of`)."""
+    """Keep the checks that belong to shard `index` of `count` (`shard_of`); the others are `elsewhere`."""
     kept = [c for c in config.checks if shard_of(c.name, count) == index]
-    return config.model_copy(update={"checks": kept})
+    sharded = config.model_copy(update={"checks": kept})
+    sharded._elsewhere = frozenset(c.name for c in config.checks if shard_of(c.name, count) != index)
+    return sharded
 
 
 def parse_shard(text: str) -> tuple[int, int]:
