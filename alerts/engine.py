@@ -22,6 +22,7 @@ import structlog
 
 from alerts import explain, saturated
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery, sink_of
+from alerts.evaluate import evaluate, quiet, remember
 from alerts.gauges import FiringGauge
 from alerts.hold import Seen, Verdict, also_failing, seen_after, verdict
 from alerts.machine import Action, AlertState, Status, step
@@ -29,7 +30,6 @@ from alerts.maintenance import active_window
 from alerts.model import CheckMemory, Event, Notification, Signal
 from alerts.plan import Batch, Plan, plans_for
 from alerts.registry import SINKS
-from alerts.rules import evaluate, quiet, remember
 from alerts.sink import SinkSpec
 from alerts.store import Store
 from monitor.core.clock import Clock
@@ -184,7 +184,7 @@ class AlertEngine:
         policy = plan.policy if window is None else plan.silenced
         batch = Batch()
         # A passing result on a check with no alert state can only say GOOD about alerts that do not exist.
-        observations = () if not mine and quiet(result) else evaluate(
+        observations = () if not mine and quiet(self._config, result) else evaluate(
             self._config, check, result, memory, known, rules=plan.rules, kind_rules=plan.kind_rules,
             extra_labels=plan.labels)
         for obs in observations:
