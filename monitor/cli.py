@@ -51,7 +51,8 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "file keeps the running configuration); SIGTERM or Ctrl-C stops within shutdown_timeout.",
         "0  stopped by SIGTERM or Ctrl-C\n"
         "1  could not start: the listen address is taken or not on this host\n"
-        "2  bad configuration, no config file, or bad usage",
+        "2  bad configuration, no config file, bad usage, or state_dir cannot be created or written\n"
+        "3  the alert state database is unusable: corrupt, from a newer version, on a full disk, or in use",
         "pam-monitor run --config pam-monitor.yaml\n"
         "pam-monitor --log-format console run -c pam-monitor.yaml --listen 127.0.0.1:9200",
     ),
@@ -69,9 +70,11 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "check a config file without running anything; one line per problem",
         "Read a config file and report every problem in one run, one line each: file:line: field (with the "
         "check's name): what is wrong, what was given (never a secret or a ${VAR} value), what is allowed. "
-        "Nothing is probed.",
+        "Nothing is probed; state_dir is checked (it exists or can be created, is writable, and its database is "
+        "readable), never created.",
         "0  the file is valid\n"
-        "2  the file has problems (listed on stderr), has no checks, does not exist, or bad usage",
+        "2  the file has problems (listed on stderr), has no checks, does not exist, state_dir is unusable, or bad "
+        "usage",
         "pam-monitor validate --config pam-monitor.yaml\n"
         "PAM_MONITOR_CONFIG=pam-monitor.yaml pam-monitor validate",
     ),
@@ -160,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "With no verb, runs the built-in demo.",
         epilog="--log-format, --log-level and --config work before or after the verb.\n"
                "exit codes: 0 ok; 1 a check failed, the daemon could not start or a sink failed its test;\n"
-               "2 bad configuration or usage.\n"
+               "2 bad configuration or usage (state_dir not writable included); 3 the alert state database is\n"
+               "unusable (run: corrupt, from a newer version, full disk).\n"
                "Run `pam-monitor VERB --help` for a verb's options, defaults, exit codes and examples.",
     )
     parser.add_argument("--version", action="version", version=f"pam-monitor {__version__}")
@@ -330,11 +334,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args, sys.stderr)
     if config is None:
         return EXIT_CONFIG
+    from alerts.store import inspect
+
+    problems = inspect(config.state_dir)
+    if problems:
+        where = _key_line(args.config, "state_dir")
+        for problem in problems:
+            print(f"{where}: state_dir: {problem}", file=sys.stderr)
+        print(f"pam-monitor: {len(problems)} problem(s) in the configuration; nothing was started", file=sys.stderr)
+        return EXIT_CONFIG
     enabled = sum(1 for c in config.checks if c.enabled)
     shard = f" in shard {args.resolved_shard[0]}/{args.resolved_shard[1]}" if args.resolved_shard else ""
     print(f"{args.config}: ok: {enabled} checks{shard} ({len(config.checks) - enabled} disabled), "
           f"{len(config.targets)} targets, {len(config.alerts.sinks)} sinks")
     return EXIT_OK
+
+
+def _key_line(path: Path, key: str) -> str:
+    """`file:line` of a top-level key of the config file, or just `file` when the key is not written in it."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    number = next((i for i, line in enumerate(lines, 1) if line.startswith(f"{key}:")), None)
+    return f"{path}:{number}" if number is not None else str(path)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
