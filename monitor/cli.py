@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 import textwrap
 import time
@@ -16,7 +17,14 @@ from typing import Any, TextIO
 import structlog
 
 from monitor import __version__
-from monitor.core.config import Config, load_config, parse_shard
+from monitor.core.config import (
+    DEFAULT_REPLICAS,
+    Config,
+    load_config,
+    parse_listen,
+    parse_shard,
+    shard_from_ordinal,
+)
 from monitor.core.errors import ConfigError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
@@ -27,6 +35,7 @@ from monitor.state import State
 from probes.deps import build_deps
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+SHARD_ENV = "PAM_MONITOR_SHARD"
 log = structlog.get_logger("pam_monitor.cli")
 
 
@@ -42,7 +51,8 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "file keeps the running configuration); SIGTERM or Ctrl-C stops within shutdown_timeout.",
         "0  stopped by SIGTERM or Ctrl-C\n"
         "1  could not start: the listen address is taken or not on this host\n"
-        "2  bad configuration, no config file, or bad usage",
+        "2  bad configuration, no config file, bad usage, or state_dir cannot be created or written\n"
+        "3  the alert state database is unusable: corrupt, from a newer version, on a full disk, or in use",
         "pam-monitor run --config pam-monitor.yaml\n"
         "pam-monitor --log-format console run -c pam-monitor.yaml --listen 127.0.0.1:9200",
     ),
@@ -60,9 +70,11 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "check a config file without running anything; one line per problem",
         "Read a config file and report every problem in one run, one line each: file:line: field (with the "
         "check's name): what is wrong, what was given (never a secret or a ${VAR} value), what is allowed. "
-        "Nothing is probed.",
+        "Nothing is probed; state_dir is checked (it exists or can be created, is writable, and its database is "
+        "readable), never created.",
         "0  the file is valid\n"
-        "2  the file has problems (listed on stderr), has no checks, does not exist, or bad usage",
+        "2  the file has problems (listed on stderr), has no checks, does not exist, state_dir is unusable, or bad "
+        "usage",
         "pam-monitor validate --config pam-monitor.yaml\n"
         "PAM_MONITOR_CONFIG=pam-monitor.yaml pam-monitor validate",
     ),
@@ -131,6 +143,18 @@ def _add_config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
                                 else ", unset)"))
 
 
+def _add_shard_options(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--shard", default=None, metavar="I/N",
+                       help=f"{what} shard I of N (0 <= I < N), by a consistent hash of the check name; I-of-N is "
+                            "the same (default: $PAM_MONITOR_SHARD, else every check)")
+    group.add_argument("--shards", type=int, default=None, metavar="N",
+                       help=f"{what} this pod's shard of N: the pod name ($POD_NAME, else the hostname) ends in "
+                            "-<k>, its StatefulSet ordinal, and pods 2s and 2s+1 run shard s (default: off)")
+    parser.add_argument("--replicas-per-shard", type=int, default=DEFAULT_REPLICAS, metavar="R",
+                        help=f"with --shards: pods R*s .. R*s+R-1 run shard s (default: {DEFAULT_REPLICAS})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (its help texts are the CLI's reference)."""
     parser = argparse.ArgumentParser(
@@ -139,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "With no verb, runs the built-in demo.",
         epilog="--log-format, --log-level and --config work before or after the verb.\n"
                "exit codes: 0 ok; 1 a check failed, the daemon could not start or a sink failed its test;\n"
-               "2 bad configuration or usage.\n"
+               "2 bad configuration or usage (state_dir not writable included); 3 the alert state database is\n"
+               "unusable (run: corrupt, from a newer version, full disk).\n"
                "Run `pam-monitor VERB --help` for a verb's options, defaults, exit codes and examples.",
     )
     parser.add_argument("--version", action="version", version=f"pam-monitor {__version__}")
@@ -154,16 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verb("run")
     _add_config_option(run, top=False)
-    run.add_argument("--shard", default=None, metavar="I/N",
-                     help="run only the checks of shard I of N, by a stable hash of the check name (default: all)")
+    _add_shard_options(run, "run only the checks of")
     run.add_argument("--listen", default=None, metavar="HOST:PORT",
                      help="where to serve /metrics, /status, ... (default: listen from the file, else 127.0.0.1:9108)")
+    run.add_argument("--listen-base-port", type=int, default=None, metavar="PORT",
+                     help="listen on PORT plus the shard's index, on the host of --listen (or of listen in the "
+                          "file): several shards on one machine, such as the pam-monitor@.service template "
+                          "(default: off)")
     _add_log_options(run, top=False, level_default="log_level from the file, else info")
 
     check = verb("check")
     _add_config_option(check, top=False)
-    check.add_argument("--shard", default=None, metavar="I/N",
-                       help="run only the checks of shard I of N (default: all)")
+    _add_shard_options(check, "run only the checks of")
     check.add_argument("--only", action="append", default=None, metavar="NAME",
                        help="run only this check; repeat for several (default: every enabled check)")
     check.add_argument("--format", choices=["table", "json"], default="table",
@@ -172,8 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = verb("validate")
     _add_config_option(validate, top=False)
-    validate.add_argument("--shard", default=None, metavar="I/N",
-                          help="count only the checks of shard I of N in the summary (default: all)")
+    _add_shard_options(validate, "count only the checks of")
 
     notify = verb("notify")
     _add_config_option(notify, top=False)
@@ -248,9 +274,16 @@ def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True)
               "(see examples/pam-monitor.yaml)", file=err)
         return None
     try:
-        shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-        return load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
-                           require_checks=require_checks)
+        # Only run, check and validate take a shard; notify sends to the sinks whatever the shard.
+        shard = args.resolved_shard = resolve_shard(args) if hasattr(args, "replicas_per_shard") else None
+        config = load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
+                             require_checks=require_checks)
+        base = getattr(args, "listen_base_port", None)
+        if base is not None:
+            # The per-shard address becomes the --listen of this process, so a reload keeps it.
+            args.listen = shard_listen(config.listen, base, shard)
+            config = config.model_copy(update={"listen": args.listen})
+        return config
     except ValueError as exc:
         print(f"pam-monitor: {exc}", file=err)
         return None
@@ -259,6 +292,36 @@ def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True)
             print(problem, file=err)
         print(f"pam-monitor: {len(exc.problems)} problem(s) in the configuration; nothing was started", file=err)
         return None
+
+
+def resolve_shard(args: argparse.Namespace, environ: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """The shard this process runs: --shard I/N, else --shards N with the pod's ordinal, else $PAM_MONITOR_SHARD,
+    else None (every check). Raise ValueError with one line naming the fix."""
+    env = os.environ if environ is None else environ
+    if getattr(args, "shard", None):
+        return parse_shard(args.shard)
+    count = getattr(args, "shards", None)
+    if count is not None:
+        pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+        return shard_from_ordinal(pod, count, args.replicas_per_shard)
+    if env.get(SHARD_ENV):
+        try:
+            return parse_shard(env[SHARD_ENV])
+        except ValueError:
+            raise ValueError(f"{SHARD_ENV} must be i/n (or i-of-n) with 0 <= i < n, such as 0/2, "
+                             f"got {env[SHARD_ENV]!r}") from None
+    return None
+
+
+def shard_listen(listen: str, base: int, shard: tuple[int, int] | None) -> str:
+    """`host:port` with port = base + the shard's index (--listen-base-port), on the host of `listen`."""
+    if shard is None:
+        raise ValueError("--listen-base-port needs a shard: pass --shard I/N or --shards N, or set PAM_MONITOR_SHARD")
+    port = base + shard[0]
+    if not (base > 0 and port <= 65535):
+        raise ValueError(f"--listen-base-port {base} plus shard {shard[0]} is not a port (1..65535)")
+    host = parse_listen(listen)[0]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _logging(args: argparse.Namespace, config: Config) -> Redactor:
@@ -271,10 +334,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args, sys.stderr)
     if config is None:
         return EXIT_CONFIG
+    from alerts.store import inspect
+
+    problems = inspect(config.state_dir)
+    if problems:
+        where = _key_line(args.config, "state_dir")
+        for problem in problems:
+            print(f"{where}: state_dir: {problem}", file=sys.stderr)
+        print(f"pam-monitor: {len(problems)} problem(s) in the configuration; nothing was started", file=sys.stderr)
+        return EXIT_CONFIG
     enabled = sum(1 for c in config.checks if c.enabled)
-    print(f"{args.config}: ok: {enabled} checks ({len(config.checks) - enabled} disabled), "
+    shard = f" in shard {args.resolved_shard[0]}/{args.resolved_shard[1]}" if args.resolved_shard else ""
+    print(f"{args.config}: ok: {enabled} checks{shard} ({len(config.checks) - enabled} disabled), "
           f"{len(config.targets)} targets, {len(config.alerts.sinks)} sinks")
     return EXIT_OK
+
+
+def _key_line(path: Path, key: str) -> str:
+    """`file:line` of a top-level key of the config file, or just `file` when the key is not written in it."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    number = next((i for i, line in enumerate(lines, 1) if line.startswith(f"{key}:")), None)
+    return f"{path}:{number}" if number is not None else str(path)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -286,7 +369,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     daemon = Daemon(
         config, config_path=args.config, listen_override=args.listen,
-        shard=parse_shard(args.shard) if args.shard else None, engine_factory=_engine_factory(),
+        shard=args.resolved_shard, engine_factory=_engine_factory(),
         redactor=redactor,
     )
     return asyncio.run(daemon.run())

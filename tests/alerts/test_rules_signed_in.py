@@ -165,12 +165,12 @@ def test_step_memory_survives_a_restart(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     try:
         remembered = CheckMemory(last_good_status=200, last_good_outcome="ok", steps={"csrf": 200, "write": 204})
-        store.commit(memory=[(JOURNEY, remembered)])
+        store.write(memory={JOURNEY: remembered})
     finally:
         store.close()
     store = Store.open(tmp_path)
     try:
-        assert {"csrf": 200, "write": 204} == dict(store.load_memory()[JOURNEY].steps)
+        assert {"csrf": 200, "write": 204} == dict(store.load().memory[JOURNEY].steps)
     finally:
         store.close()
 
