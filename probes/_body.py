@@ -17,6 +17,7 @@ import httpx
 
 EXCERPT_CHARS = 200
 INFLATABLE = frozenset({"gzip", "x-gzip", "deflate"})
+_STEP = 64 * 1024  # inflated bytes per zlib call: the temporary copy beside the buffer stays this small
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -87,7 +88,8 @@ class _Inflater:
             self._z = zlib.decompressobj(15 if wrapped else -15)
         z = self._z
         while data and not self._done and len(buf) <= cap:
-            buf += z.decompress(data, cap + 1 - len(buf))  # never 0 here, which zlib would read as "no limit"
+            # At most 64 KiB a step, and never past cap + 1 (never 0 either, which zlib would read as "no limit").
+            buf += z.decompress(data, min(cap + 1 - len(buf), _STEP))
             data = z.unconsumed_tail
             if z.eof:
                 data = z.unused_data
