@@ -158,6 +158,11 @@ class Delivery:
             if (inhibiting if lane.spec.honours_inhibition else direct) and lane.spec.accepts(note)
         ]
 
+    def renews(self, lane: str) -> bool:
+        """Whether a lane's sink re-posts firing alerts, which then end on their own when nobody renews them."""
+        found = self._lanes.get(lane)
+        return found is not None and found.spec.resends
+
     def sink_names(self) -> list[str]:
         """The configured sinks, by display name."""
         return sorted({lane.name for lane in self._lanes.values()})

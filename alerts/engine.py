@@ -21,7 +21,7 @@ import prometheus_client
 import structlog
 
 from alerts import explain, saturated
-from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery
+from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery, sink_of
 from alerts.evaluate import evaluate, quiet, remember
 from alerts.gauges import FiringGauge
 from alerts.hold import Seen, Verdict, also_failing, seen_after, verdict
@@ -368,7 +368,9 @@ class AlertEngine:
                 continue
             if s.alertname == saturated.SATURATED and saturated.enabled(self._config):
                 continue  # a daemon-level alert: no check to lose
-            if s.status is Status.FIRING and s.notified:
+            if s.status is Status.FIRING and s.notified and s.check in self._config.elsewhere:
+                self._hand_over(s, now, batch)
+            elif s.status is Status.FIRING and s.notified:
                 resolved = dataclasses.replace(s, status=Status.INACTIVE, since=now)
                 self._act(None, s, Action(Event.RESOLVED, resolved, now), None, batch, window_reason=None)
                 log.info("alert.orphan_resolved", alert=s.alertname, check=s.check, reason=reason)
@@ -379,6 +381,17 @@ class AlertEngine:
         self._write(self._store, batch, now)
         self._store.forget_checks([name for name in self._store.memory if name not in live])
         self._delivery.drop_unplanned()
+
+    def _hand_over(self, s: AlertState, now: float, batch: Batch) -> None:
+        """A firing alert whose check moved to another shard: the sinks that re-post (Alertmanager) are told nothing,
+        so the alert stays open there until its endsAt and the new owner, confirming the failure, renews it under
+        the same labels (one alert, never resolved in between); the others, which would keep an incident open
+        forever, get the resolution (the new owner fires again if the check still fails)."""
+        note = self._notification(s, Event.RESOLVED, now, ends_at=now)
+        rows = [row for row in self._delivery.route(note, direct=not s.held) if not self._delivery.renews(row[0])]
+        batch.rows.extend(rows)
+        log.info("alert.handed_over", alert=s.alertname, check=s.check, key=s.key,
+                 resolved_at=sorted({sink_of(lane) for lane, _ in rows}))
 
     def _resendable(self, now: float) -> list[Notification]:
         """Every firing alert that was notified (held or not), and the watchdog, for sinks that want them re-posted."""
