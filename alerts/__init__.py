@@ -1,4 +1,4 @@
-"""Alerting: built-in rules, a persistent alert state machine, and notification sinks (DESIGN §4, §5).
+"""Alerting: built-in rules, a persistent alert state machine, and notification sinks.
 
 The daemon uses `AlertEngine` (`async with AlertEngine(config, rules_by_kind=..., registry=..., clock=...)`, then
 `observe(result)`). The pure pieces are public too: the rules (`RULES`, `evaluate`, `rules_for`), the state

@@ -55,7 +55,7 @@ class EngineStats:
 
 
 class AlertEngine:
-    """Turns results into alerts and notifications (DESIGN §4, §5). One per daemon.
+    """Turns results into alerts and notifications. One per daemon.
 
     `rules_by_kind` maps a check kind to the alertnames its results can raise (the probes declare it).
     Use it as an async context manager, or call `start()` and `aclose(timeout)`; `flush_timeout` is how long

@@ -1,4 +1,4 @@
-"""The built-in alert rules of DESIGN §4, one record each: which results are bad or good for which alert, with labels.
+"""The built-in alert rules, one record each: which results are bad or good for which alert, with labels.
 
 Adding a rule is one `Rule` record in `RULES` plus its name in the `AlertName` literal (monitor/core/config/base.py);
 which check kinds raise it is declared on the probes side (`rules_by_kind`, handed to the engine).
@@ -76,7 +76,7 @@ class Rule:
 
 
 def severity_of(config: Config, alertname: str) -> str:
-    """The configured severity of an alertname (DESIGN default unless alerts.rules overrides it)."""
+    """The configured severity of an alertname (built-in default unless alerts.rules overrides it)."""
     override = config.alerts.rules.get(alertname)  # type: ignore[call-overload]
     if override is not None and override.severity is not None:
         return str(override.severity)

@@ -714,7 +714,7 @@ GOAL_P99_MS, GOAL_RSS_MB, GOAL_METRICS_MS, GOAL_CPU_RATIO = 20.0, 60.0, 50.0, 0.
 
 
 def verdicts(daemon: Figures, blackbox: Figures | None) -> list[str]:
-    """One line per part of THE PERFORMANCE GOAL (MEASURED.md), met or missed, with the figure."""
+    """One line per part of the performance goal, met or missed, with the figure."""
     out = []
 
     def line(ok: bool | None, text: str) -> None:
@@ -850,7 +850,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nLateness is interpolated within the daemon's histogram buckets (1, 5, 10, 20, 50 ms ...): "
           "bucket resolution, not exact.")
     for daemon in daemons:
-        print(f"\nGoal (MEASURED.md), {daemon.prober}:")
+        print(f"\nGoal, {daemon.prober}:")
         print("\n".join(verdicts(daemon, blackbox)))
     for row in rows:
         for note in row.notes:

@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §6): a client registry for daemon-wide series, a fast renderer for per-check ones.
+"""Prometheus metrics: a client registry for daemon-wide series, a fast renderer for per-check ones.
 
 Per-check series are many (about 40 a check, 40,000 at 1,000 checks) and prometheus_client spends ~5 µs a sample
 rendering them, which would put a scrape past 150 ms. So per-check families are kept as plain numbers here and each

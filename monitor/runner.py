@@ -232,7 +232,7 @@ class Runner:
 
     def _follow_up(self, result: Result, previous: Outcome | None) -> None:
         """Retry-After postpones the next run; a change of outcome or a bad first result is confirmed soon; a
-        check that turns bad has its root checks run early (DESIGN §3, §4)."""
+        check that turns bad has its root checks run early."""
         if result.observed.retry_after is not None and result.observed.retry_after > 0:
             self._postpone(result.check, result.observed.retry_after)
             return
@@ -296,7 +296,7 @@ class Runner:
             by_interval.setdefault(self.pacing.interval(check.name), []).append(check)
         for interval, group in by_interval.items():
             for i, check in enumerate(sorted(group, key=lambda c: c.name)):
-                # Evenly spread first runs: all-at-once costs ~30x the lateness (MEASURED.md). On a 20 ms grid,
+                # Evenly spread first runs: all-at-once costs ~30x the lateness. On a 20 ms grid,
                 # though: runs due at one grid point start in one scheduler wake-up, and each wake-up costs more
                 # CPU than the run it starts (bench/README.md, "Scheduler wake-ups").
                 offset = round(interval * (i + 0.5) / len(group) / SPREAD_GRID_S) * SPREAD_GRID_S

@@ -1,6 +1,6 @@
 """The daemon's own saturation: event-loop lag, the rules that keep it out of targets' results, skipped-run counts.
 
-The monitor's saturation is never a target's outcome (DESIGN §3). The rules, with their thresholds:
+The monitor's saturation is never a target's outcome. The rules, with their thresholds:
 
 - Admission. A run starts its deadline only once it holds its target's request slots. It may wait for them
   until `admission_window` after its scheduled time: 80 % of what the interval leaves after the timeout and the

@@ -124,7 +124,7 @@ class State:
         return True, "ok"
 
     def status(self, alerts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The /status document (DESIGN §7) plus, per check, `interval_s` (the interval it really runs at: its
+        """The /status document plus, per check, `interval_s` (the interval it really runs at: its
         own, or stretched to keep its target's max_rate) and `history` (the last HISTORY_LENGTH
         `{outcome, finished_at}`, oldest first). `alerts` defaults to the `alerts` provider's. Holds no secret:
         the runner redacts results."""

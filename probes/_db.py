@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import math
 import secrets as _secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +22,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from monitor.core.config import DbCheck, split_table
 from monitor.core.results import Outcome, ProbeResult
-from monitor.core.secrets import Redactor
 from probes import _db_role, _pg
+from probes._db_report import Run, failure, ok, schema_failure
 from probes.deps import Deps
 from probes.identity import SignInFailed, credential_for
 
@@ -36,27 +35,6 @@ APPLICATION_NAME = "pam-monitor"
 def _statement_timeout_ms(remaining: float) -> str:
     # The server cancels the statement slightly before the client-side deadline, leaving the connection usable.
     return str(max(1, int((remaining - min(0.1, remaining * 0.05)) * 1000)))
-
-
-@dataclass
-class _Run:
-    """What one run has observed so far; whatever fails later, these go into the result."""
-
-    loop: asyncio.AbstractEventLoop
-    deadline: float
-    phase: str = "connect"
-    phases: dict[str, float] = field(default_factory=dict)
-    tables: dict[str, bool] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    touching: str | None = None
-    claims: Mapping[str, Any] | None = None  # request.jwt.claims for as_role (the identity's, else {role})
-    hidden: Redactor = field(default_factory=Redactor)
-
-    def remaining(self) -> float:
-        left = self.deadline - self.loop.time()
-        if left <= 0:
-            raise TimeoutError
-        return left
 
 
 @dataclass
@@ -95,7 +73,7 @@ async def probe(check: DbCheck, deps: Deps, deadline: float) -> ProbeResult:
             "the target's DSN is not a valid PostgreSQL connection string (libpq rejected it)",
             details={"phase": "connect", "sqlstate": None},
         )
-    run = _Run(loop=asyncio.get_running_loop(), deadline=deadline, hidden=hidden)
+    run = Run(loop=asyncio.get_running_loop(), deadline=deadline, hidden=hidden)
     if check.as_role is not None:
         run.claims = {"role": check.as_role}
         if check.identity is not None:
@@ -117,10 +95,10 @@ async def probe(check: DbCheck, deps: Deps, deadline: float) -> ProbeResult:
         classified = _pg.classify(exc)
         if classified is None:
             raise
-        return _failure(check, run, exc, classified, hidden, deps.clock.monotonic() - started)
+        return failure(check, run, exc, classified, hidden, deps.clock.monotonic() - started)
 
 
-async def _connect(dsn: str, run: _Run, deps: Deps) -> psycopg.AsyncConnection[Any]:
+async def _connect(dsn: str, run: Run, deps: Deps) -> psycopg.AsyncConnection[Any]:
     run.phase = "connect"
     remaining = run.remaining()
     started = deps.clock.monotonic()
@@ -137,7 +115,7 @@ async def _connect(dsn: str, run: _Run, deps: Deps) -> psycopg.AsyncConnection[A
     return conn
 
 
-async def _pooled_run(check: DbCheck, deps: Deps, dsn: str, run: _Run) -> ProbeResult:
+async def _pooled_run(check: DbCheck, deps: Deps, dsn: str, run: Run) -> ProbeResult:
     holder = deps.resources.get(check.name)
     if not isinstance(holder, _Pooled):
         holder = _Pooled()
@@ -177,7 +155,7 @@ async def _pooled_run(check: DbCheck, deps: Deps, dsn: str, run: _Run) -> ProbeR
 
 
 async def _round_trip(
-    conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run, deps: Deps
+    conn: psycopg.AsyncConnection[Any], check: DbCheck, run: Run, deps: Deps
 ) -> ProbeResult:
     names = check.all_tables()
     split = [split_table(name) for name in names]
@@ -235,7 +213,7 @@ async def _round_trip(
     run.phases["query"] = deps.clock.monotonic() - started
 
     if missing_tables or missing_columns or rls_off:
-        return _schema_failure(names, missing_tables, missing_columns, rls_off, run)
+        return schema_failure(names, missing_tables, missing_columns, rls_off, run)
     if check.as_role is not None and run.claims is not None:
         refused = await _as_role(conn, check, run, deps, names)
         if refused is not None:
@@ -243,7 +221,7 @@ async def _round_trip(
 
     if run.details["read_only"] and (not check.canary or check.expect_read_only):
         run.details["canary"] = "skipped (read-only)" if check.canary else "off"
-        return _ok(names, run, "read-only" + (" (hot standby)" if run.details["in_recovery"] else ""))
+        return ok(names, run, "read-only" + (" (hot standby)" if run.details["in_recovery"] else ""))
     if check.canary:
         problem = await _canary(conn, check, run, deps)
         if problem is not None:
@@ -251,10 +229,10 @@ async def _round_trip(
             return ProbeResult(Outcome.DB_ERROR, f"canary failed: {problem}", details=dict(run.details),
                                tables=dict(run.tables), phases=dict(run.phases))
         run.details["canary"] = "ok"
-    return _ok(names, run, None)
+    return ok(names, run, None)
 
 
-async def _canary(conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run, deps: Deps) -> str | None:
+async def _canary(conn: psycopg.AsyncConnection[Any], check: DbCheck, run: Run, deps: Deps) -> str | None:
     """Write, read back and delete a random row in one transaction; return what went wrong, if anything."""
     run.phase = "canary"
     started = deps.clock.monotonic()
@@ -283,7 +261,7 @@ async def _canary(conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run,
 
 
 async def _as_role(
-    conn: psycopg.AsyncConnection[Any], check: DbCheck, run: _Run, deps: Deps, names: list[str]
+    conn: psycopg.AsyncConnection[Any], check: DbCheck, run: Run, deps: Deps, names: list[str]
 ) -> ProbeResult | None:
     """Read every required table as the application's role; the failure result when it cannot."""
     assert check.as_role is not None
@@ -306,97 +284,3 @@ async def _as_role(
     log.debug("db.as_role_refused", check=check.name, outcome=outcome.value, tables=list(report.denied))
     return ProbeResult(outcome, message, details={**run.details, **details}, tables=dict(run.tables),
                        phases=dict(run.phases))
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def _phase_summary(phases: Mapping[str, float]) -> str:
-    return ", ".join(f"{name} {_ms(value)}" for name, value in phases.items())
-
-
-def _ok(names: list[str], run: _Run, note: str | None) -> ProbeResult:
-    version = str(run.details.get("server_version", "?")).split(" ")[0]
-    parts = [f"PostgreSQL {version} answered"]
-    if names:
-        parts.append(f"{len(names)}/{len(names)} required tables present")
-    if run.details.get("canary") == "ok":
-        parts.append("canary written and read back")
-    if "readable_as_role" in run.details:
-        parts.append(f"{run.details['readable_as_role']}/{len(names)} readable as role {run.details['as_role']}")
-    if note:
-        parts.append(note)
-    message = "; ".join(parts) + f" ({_phase_summary(run.phases)})"
-    return ProbeResult(Outcome.OK, message, details=dict(run.details), tables=dict(run.tables),
-                       phases=dict(run.phases))
-
-
-def _schema_failure(
-    names: list[str], missing_tables: list[str], missing_columns: list[str], rls_off: list[str], run: _Run
-) -> ProbeResult:
-    details = dict(run.details)
-    if missing_tables:
-        details["missing_tables"] = missing_tables
-    if missing_columns:
-        details["missing_columns"] = missing_columns
-    if rls_off:
-        details["rls_disabled"] = rls_off
-    problems: list[str] = []
-    if missing_tables:
-        problems.append(
-            f"required table{'s' if len(missing_tables) > 1 else ''} missing: {', '.join(missing_tables)} "
-            f"({len(names) - len(missing_tables)} of {len(names)} present)"
-        )
-    if missing_columns:
-        problems.append(f"required column{'s' if len(missing_columns) > 1 else ''} missing: "
-                        f"{', '.join(missing_columns)}")
-    if rls_off:
-        problems.append(f"row-level security is off on: {', '.join(rls_off)}")
-    # Precedence: a missing table explains a missing column, and both outrank a policy setting.
-    outcome = (Outcome.TABLE_MISSING if missing_tables
-               else Outcome.COLUMN_MISSING if missing_columns else Outcome.RLS_DISABLED)
-    return ProbeResult(outcome, "; ".join(problems), details=details, tables=dict(run.tables),
-                       phases=dict(run.phases))
-
-
-def _failure(
-    check: DbCheck,
-    run: _Run,
-    exc: BaseException,
-    classified: _pg.ErrorClass,
-    hidden: Redactor,
-    elapsed: float,
-) -> ProbeResult:
-    text = _pg.error_text(exc, hidden) if not isinstance(exc, TimeoutError) else ""
-    details = dict(run.details)
-    details.update(phase=run.phase, sqlstate=classified.sqlstate)
-    if text:
-        details["error"] = text
-    tables = dict(run.tables)
-    outcome = classified.outcome
-    after = f"after {elapsed:.2f} s"
-    if outcome is Outcome.TIMEOUT:
-        what = text or f"no answer within the {check.timeout:g} s timeout"
-        message = f"timed out during {run.phase} {after}: {what}"
-    elif outcome is Outcome.TABLE_MISSING:
-        missing = run.touching or _pg.relation_in(text) or "?"
-        if missing in tables:
-            tables[missing] = False
-        details["missing_tables"] = [missing]
-        message = f"required table missing: {missing} ({text}, SQLSTATE 42P01, during {run.phase})"
-    elif outcome in (Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR):
-        table = run.touching or _pg.denied_table(text)
-        if table is not None:
-            details["table"] = table
-        message = f"{classified.cause} {classified.sqlstate} during {run.phase}: {text}"
-    elif outcome in (Outcome.CONNECTION_ERROR, Outcome.DNS_ERROR, Outcome.TLS_ERROR):
-        message = f"{classified.cause} during {run.phase} {after}: {text}"
-    else:
-        state = classified.sqlstate or "unknown SQLSTATE"
-        if classified.sqlstate == "25006":
-            details["canary"] = "refused (read-only)"
-        message = f"{classified.cause} {state} during {run.phase}: {text}"
-    log.debug("db.failed", check=check.name, outcome=outcome.value, phase=run.phase, sqlstate=classified.sqlstate)
-    return ProbeResult(outcome, message, details=details, tables=tables, phases=dict(run.phases))
-

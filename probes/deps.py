@@ -216,7 +216,7 @@ class Deps:
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def transport_for(self, target: Target) -> WireTransport:
-        """The shared transport for a target's scheme and TLS settings (never one per probe: MEASURED.md).
+        """The shared transport for a target's scheme and TLS settings (never one per probe).
 
         Plain-HTTP targets share one transport without a TLS context (building one reads the CA bundle).
         Nothing in them keeps cookies, follows redirects or reads proxy variables: every probe starts bare.
@@ -232,7 +232,7 @@ class Deps:
 
     def client_for(self, target: Target) -> httpx.AsyncClient:
         """An httpx client for a target's TLS settings, for identity sign-ins (probes/identity.py); probes' own
-        requests go through `transport_for`. Made on first use, never one per request (MEASURED.md)."""
+        requests go through `transport_for`. Made on first use, never one per request."""
         key = (target.verify_tls, str(target.ca_file) if target.ca_file else None)
         client = self._clients.get(key)
         if client is None:

@@ -1,4 +1,4 @@
-"""The closed outcome enum and the result of one run of a check (DESIGN §1, §3)."""
+"""The closed outcome enum and the result of one run of a check."""
 
 from __future__ import annotations
 
@@ -203,7 +203,7 @@ class Result:
         return self.outcome.success
 
     def to_status(self) -> dict[str, Any]:
-        """The JSON shape shared by /status and `check --format json` (DESIGN §7)."""
+        """The JSON shape shared by /status and `check --format json`."""
         out: dict[str, Any] = {
             "name": self.check,
             "kind": self.kind,

@@ -1,4 +1,4 @@
-"""The config `pam-monitor demo` writes and runs: the README's checks plus the signed-in journeys of DESIGN §11."""
+"""The config `pam-monitor demo` writes and runs: the README's checks plus the signed-in journeys."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ CSRF_VAR = "PAM_DEMO_CSRF_TOKEN"
 header and cookie) so that its answer comes from the auth layer, not from the CSRF check in front of the write."""
 
 MONITOR_USER = "7c0f3a8e-0000-4000-8000-000000000001"
-"""The demo's dedicated monitoring user (the `sub` of identity monitor_user, as in DESIGN §11)."""
+"""The demo's dedicated monitoring user (the `sub` of identity monitor_user, as in the README)."""
 
 OTHER_USER = "00000000-0000-4000-8000-000000000002"
 """Another user, whose settings the monitoring user must not be able to read (settings_isolation)."""

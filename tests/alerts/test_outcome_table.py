@@ -118,5 +118,8 @@ def _rewrite(path: Path, generated: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    _rewrite(README, blocks(RULES_BY_KIND))
+    from monitor.demo.faults import markdown_table
+
+    _rewrite(README, {**blocks(RULES_BY_KIND),
+                      "demo-faults": markdown_table({name: rule.severity for name, rule in RULES.items()})})
     print(f"rewrote the generated blocks of {README}")

@@ -1,4 +1,4 @@
-"""Rules: which results are bad for which alert, and the labels each alert carries (DESIGN §4)."""
+"""Rules: which results are bad for which alert, and the labels each alert carries."""
 
 from __future__ import annotations
 

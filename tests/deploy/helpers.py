@@ -21,8 +21,8 @@ DEPLOY = ROOT / "deploy"
 EXAMPLE = ROOT / "examples" / "pam-monitor.yaml"
 INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager"
 
-# DESIGN §6, exactly. Histograms also expose _bucket/_sum/_count.
-DESIGN_METRICS = frozenset({
+# The documented metric names, exactly. Histograms also expose _bucket/_sum/_count.
+DOCUMENTED_METRICS = frozenset({
     "probe_success",
     "probe_duration_seconds",
     "probe_http_status_code",
@@ -42,7 +42,7 @@ DESIGN_METRICS = frozenset({
     "pam_monitor_build_info",
 })
 HISTOGRAMS = ("pam_monitor_check_duration_seconds", "pam_monitor_scheduler_lateness_seconds")
-SERIES_NAMES = DESIGN_METRICS | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+SERIES_NAMES = DOCUMENTED_METRICS | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
 # Labels the daemon puts on its series, plus what Prometheus adds (job, instance, the `service` target label).
 KNOWN_LABELS = frozenset({
     "check", "kind", "outcome", "from", "to", "table", "phase", "alertname", "severity", "sink", "result",

@@ -39,7 +39,7 @@ from tests.deploy.helpers import (
 from tests.support.poll import until
 from tests.support.servers import free_port, serve_asgi
 
-TARGET_RSS_MB = 60  # DESIGN goal for one daemon (MEASURED.md); the request must cover it
+TARGET_RSS_MB = 60  # the memory goal for one daemon; the request must cover it
 
 
 def mebibytes(quantity: str) -> float:

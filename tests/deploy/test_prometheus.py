@@ -14,7 +14,7 @@ from monitor.core.results import Outcome
 from monitor.metrics import SKIP_REASONS
 from tests.deploy.helpers import (
     DEPLOY,
-    DESIGN_METRICS,
+    DOCUMENTED_METRICS,
     EXAMPLE,
     KNOWN_LABELS,
     SERIES_NAMES,
@@ -76,7 +76,7 @@ def test_every_daemon_alert_has_a_rule_with_bounded_static_labels() -> None:
 
 
 def test_rules_use_only_design_metric_names_labels_and_values() -> None:
-    """Rule expressions name only DESIGN §6 series or recorded ones, known labels, real outcomes and kinds:
+    """Rule expressions name only documented series or recorded ones, known labels, real outcomes and kinds:
     a typo there is an alert that can never fire."""
     recorded = recorded_names()
     used: set[str] = set()
@@ -101,7 +101,7 @@ def test_recording_rules_follow_level_metric_operation_naming() -> None:
         level, metric, operation = name.split(":")
         assert level, name
         assert operation, name
-        assert metric.removesuffix("_total") in {n.removesuffix("_total") for n in DESIGN_METRICS}, name
+        assert metric.removesuffix("_total") in {n.removesuffix("_total") for n in DOCUMENTED_METRICS}, name
 
 
 def test_promtool_check_config_passes_and_scrapes_what_the_rules_watch() -> None:

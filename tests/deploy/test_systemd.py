@@ -14,7 +14,7 @@ from monitor.core.config import Config
 from tests.deploy.helpers import DEPLOY, EXAMPLE, installed_binary, load_as_deployed, run, tool
 
 UNIT = DEPLOY / "systemd" / "pam-monitor.service"
-BAD_CONFIG_EXIT = 2  # DESIGN §8: `pam-monitor` exits 2 on a bad config
+BAD_CONFIG_EXIT = 2  # `pam-monitor` exits 2 on a bad config
 SYSTEM_STATE_ROOT = "/var/lib"  # what %S expands to in a system unit
 
 

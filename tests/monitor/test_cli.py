@@ -220,7 +220,7 @@ def test_taken_listen_port_is_one_line_and_exit_one(tmp_path: Path) -> None:
 
 
 def test_check_exit_codes_and_json_shape(tmp_path: Path) -> None:
-    """check exits 0 when all pass, 1 when one fails; JSON has exactly the DESIGN §7 keys and no alerts."""
+    """check exits 0 when all pass, 1 when one fails; JSON has exactly the documented keys and no alerts."""
     with serve_asgi(_app()) as base:
         ok = _run("check", "--config", str(_config(tmp_path, base, broken=False)), "--format", "json", cwd=tmp_path)
         failing = _run("check", "--config", str(_config(tmp_path, base, broken=True)), "--format", "json",

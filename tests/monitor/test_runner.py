@@ -52,22 +52,26 @@ def test_deadline_is_the_timeout_and_the_hard_stop_slightly_after() -> None:
 
 async def test_the_probe_gets_the_run_deadline_and_reports_its_own_timeout() -> None:
     """The runner passes the probe a deadline `timeout` ahead; a probe that stops at it and reports is recorded
-    as it reported (the phase that stalled), not replaced by the runner's blind timeout."""
+    as it reported (the phase that stalled), not replaced by the runner's blind timeout.
+
+    The probe gives up 0.1 s before its deadline, as a prober noticing it first would: a probe that sleeps to the
+    very deadline is noticed late on a busy machine, and the runner then rightly distrusts the verdict."""
     given: list[float] = []
 
     async def stops_at_deadline(check: Any, deps: Deps, deadline: float) -> ProbeResult:
         loop = asyncio.get_running_loop()
         given.append(deadline - loop.time())
-        await asyncio.sleep(max(deadline - loop.time(), 0))
+        await asyncio.sleep(max(deadline - loop.time() - 0.1, 0))
         return ProbeResult(Outcome.TIMEOUT, "timed out waiting for the response")
 
-    runner, deps = _runner(_config(timeout="300ms"), stops_at_deadline)
+    runner, deps = _runner(_config(timeout="1s"), stops_at_deadline)
     result = await runner.run_once(runner.checks["c0"])
     await deps.aclose()
     assert 1 == len(given)
-    assert 0.25 < given[0] <= 0.3
+    assert 0.95 < given[0] <= 1.0
+    assert result is not None, "the verdict was distrusted: the probe was noticed more than 50 ms late"
     assert (Outcome.TIMEOUT, "timed out waiting for the response") == (result.outcome, result.message)
-    assert 0.3 <= result.duration_s < 0.3 + 0.25
+    assert 0.9 - 0.05 <= result.duration_s < 1.0 + 0.25
 
 
 async def test_hard_stop_turns_a_hang_into_timeout() -> None:

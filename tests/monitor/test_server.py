@@ -18,7 +18,7 @@ def _result(check: str, outcome: Outcome, message: str = "fine") -> Result:
 
 
 def test_health_ready_status_and_page() -> None:
-    """/healthz follows the scheduler heartbeat, /readyz the first round, /status the DESIGN §7 shape."""
+    """/healthz follows the scheduler heartbeat, /readyz the first round, /status the documented shape."""
     clock = FakeClock()
     state = State(clock.monotonic)
     metrics = Metrics(process_metrics=False)

@@ -1,4 +1,4 @@
-"""Builders for the signed-in probe tests: the §11 example, journeys, identities, Deps (fixtures: conftest.py)."""
+"""Builders for the signed-in probe tests: the signed-in example, journeys, identities, Deps (fixtures: conftest.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ STEPS: list[dict[str, Any]] = [
     {"name": "read_back", "method": "GET", "path": SETTINGS,
      "expect": {"status": [200], "json": {"monitor_nonce": "{run_id}"}}},
 ]
-"""The §11 journey's steps, as data a test can vary."""
+"""The example journey's steps, as data a test can vary."""
 
 
 def example_config(dsn: str = "postgresql://monitor@127.0.0.1:1/postgres") -> Config:

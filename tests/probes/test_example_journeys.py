@@ -1,4 +1,4 @@
-"""examples/journeys.yaml end to end: `pam-monitor check` and the daemon run the DESIGN §11 checks as they stand
+"""examples/journeys.yaml end to end: `pam-monitor check` and the daemon run the signed-in checks as they stand
 against a signed-in backend stand-in and a real PostgreSQL (only the backend URL and the role name substituted),
 catch the seed incident's faults, and show no secret in stdout, /status, /metrics or the logs."""
 

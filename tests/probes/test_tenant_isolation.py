@@ -24,7 +24,7 @@ def isolation(**fields: Any) -> TenantIsolationCheck:
     return TenantIsolationCheck.model_validate(raw)
 
 
-async def test_design_example_passes_when_the_owner_check_refuses(backend: Server, made: Made) -> None:
+async def test_example_passes_when_the_owner_check_refuses(backend: Server, made: Made) -> None:
     """examples/journeys.yaml's settings_isolation against a backend with an owner check: 403 is ok."""
     state, url = backend
     config = example_config()

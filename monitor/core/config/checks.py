@@ -7,6 +7,7 @@ import string
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -69,10 +70,9 @@ class CheckBase(Strict):
         return self
 
 
-class HttpExpect(Strict):
-    """What an HTTP response must look like."""
+class BodyExpect(Strict):
+    """What a response body must hold: JSON fields (values or matchers) and a regular expression."""
 
-    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=lambda: [200], min_length=1)
     json_fields: dict[str, Any] = Field(
         default_factory=dict,
         alias="json",
@@ -80,7 +80,6 @@ class HttpExpect(Strict):
         "e.g. {status: healthy, 'checks.db': {one_of: [good, optimal]}} (monitor/core/config/matchers.py)",
     )
     body_regex: str | None = None
-    max_latency: Duration | None = Field(default=None, description="slower than this is outcome `slow`")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -96,6 +95,13 @@ class HttpExpect(Strict):
         return value
 
 
+class HttpExpect(BodyExpect):
+    """What an HTTP response must look like: status, body, latency."""
+
+    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=lambda: [200], min_length=1)
+    max_latency: Duration | None = Field(default=None, description="slower than this is outcome `slow`")
+
+
 def valid_regex(value: str | None) -> str | None:
     """`value` unchanged when it is None or a regular expression that compiles; ValueError saying why otherwise."""
     if value is not None:
@@ -106,11 +112,22 @@ def valid_regex(value: str | None) -> str | None:
     return value
 
 
+def absolute_path(value: str) -> str:
+    """`value` unchanged when it starts with '/'; ValueError saying so otherwise."""
+    if not value.startswith("/"):
+        raise ValueError(f"must start with '/', got {value!r}")
+    return value
+
+
+UrlPath = Annotated[str, AfterValidator(absolute_path)]
+"""A request path relative to the target's base_url."""
+
+
 class RequestSpec(Strict):
     """An HTTP request relative to the target's base_url; `{name}` in path is filled from params."""
 
     method: Method = "GET"
-    path: str = "/"
+    path: UrlPath = "/"
     params: dict[str, str] = Field(default_factory=dict, description="fills {placeholders} in path")
     query: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
@@ -118,13 +135,6 @@ class RequestSpec(Strict):
     body: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"must start with '/', got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _fill(self) -> RequestSpec:
@@ -164,7 +174,7 @@ class HttpCheck(CheckBase, RequestSpec):
     expect: HttpExpect = Field(default_factory=HttpExpect)
 
 
-class AuthExpect(Strict):
+class AuthExpect(BodyExpect):
     """What a protected endpoint must answer to a caller without valid credentials.
 
     `status` are the refusal statuses; `body_regex` and `json` (the same matchers as http's `expect.json`), when
@@ -173,12 +183,6 @@ class AuthExpect(Strict):
     """
 
     status: list[Annotated[int, Field(ge=400, le=499)]] = Field(default_factory=lambda: [401, 403], min_length=1)
-    body_regex: str | None = None
-    json_fields: dict[str, Any] = Field(
-        default_factory=dict, alias="json", description="dotted path -> value or matcher every refusal body holds"
-    )
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("status")
     @classmethod
@@ -188,17 +192,6 @@ class AuthExpect(Strict):
                 "must not include 429: a rate limiter's answer says nothing about auth (it is outcome "
                 "rate_limited, inconclusive)"
             )
-        return value
-
-    @field_validator("body_regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        return valid_regex(value)
-
-    @field_validator("json_fields")
-    @classmethod
-    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_json_expectations(value)
         return value
 
 

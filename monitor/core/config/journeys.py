@@ -1,4 +1,4 @@
-"""Signed-in checks (DESIGN §11): the `journey` and `tenant_isolation` kinds and the `{placeholder}` templates.
+"""Signed-in checks: the `journey` and `tenant_isolation` kinds and the `{placeholder}` templates.
 
 A placeholder is `{name}` with `name` an identifier; any other text in braces (a regex's `{3}`, JSON text) is kept
 as written. Known names: `sub` (the identity's user id), `run_id` (fresh each run), the check's `params`, and
@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.core.config.base import NAME_PATTERN, Method, Strict
-from monitor.core.config.checks import CheckBase, HttpExpect, RequestSpec
+from monitor.core.config.checks import CheckBase, HttpExpect, RequestSpec, UrlPath
 
 SUB = "sub"
 RUN_ID = "run_id"
@@ -72,7 +72,7 @@ class JourneyStep(Strict):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     method: Method = "GET"
-    path: str
+    path: UrlPath
     query: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     json_body: Any = Field(default=None, alias="json")
@@ -90,13 +90,6 @@ class JourneyStep(Strict):
     def _name(cls, value: str) -> str:
         if value == SIGN_IN_STEP:
             raise ValueError(f"{SIGN_IN_STEP!r} is reserved: a failed sign-in is reported as step {SIGN_IN_STEP!r}")
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"must start with '/', got {value!r}")
         return value
 
     @field_validator("capture")

@@ -136,7 +136,7 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
 def dependencies(config: Config) -> dict[str, tuple[str, ...]]:
     """Each check's roots, sorted: the checks named in its `depends_on` plus its target's `health_check` (never
     itself). A check with no root is left out. While a root fails, the alerts of the checks that depend on it are
-    held back from direct sinks (DESIGN §4)."""
+    held back from direct sinks."""
     edges = dependency_edges(
         [CheckRef(i, c.name, c.kind, c.target, None, tuple(c.depends_on)) for i, c in enumerate(config.checks)],
         {name: target.health_check for name, target in config.targets.items() if target.health_check},

@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests of monitor.core: the DESIGN §9 example file and the variables it needs."""
+"""Fixtures shared by the tests of monitor.core: the shipped example file and the variables it needs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def example_path() -> Path:
-    """examples/pam-monitor.yaml: the DESIGN §9 example, copied verbatim."""
+    """examples/pam-monitor.yaml: the shipped example, copied verbatim."""
     return ROOT / "examples" / "pam-monitor.yaml"
 
 

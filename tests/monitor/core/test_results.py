@@ -6,7 +6,7 @@ from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult, Resul
 
 
 def test_outcome_names_success_and_unreachable() -> None:
-    """The DESIGN §3 names are outcomes; only `ok` is a success; unreachable is the transport four."""
+    """The documented names are outcomes; only `ok` is a success; unreachable is the transport four."""
     assert {
         "ok", "slow", "unexpected_status", "server_error", "auth_bypass", "timeout", "connection_error",
         "tls_error", "dns_error", "invalid_response", "table_missing", "column_missing", "rls_disabled",
@@ -34,7 +34,7 @@ def test_result_stamps_identity_and_timing_and_keeps_observations() -> None:
 
 
 def test_to_status_has_exactly_the_design_keys_and_adds_observations_only_when_present() -> None:
-    """The DESIGN §7 keys always; `details` and `tables` only when the probe reported some; time as RFC 3339."""
+    """The documented keys always; `details` and `tables` only when the probe reported some; time as RFC 3339."""
     bare = Result(check="a", kind="http", outcome=Outcome.OK, message="fine", duration_s=0.1234567,
                   started_at=0.0, finished_at=1_795_000_000.125)
     assert {"name": "a", "kind": "http", "outcome": "ok", "success": True, "status_code": None,

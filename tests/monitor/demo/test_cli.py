@@ -67,7 +67,7 @@ def test_demo_config_with_db_adds_the_db_checks_on_the_seed_tables(tmp_path: Pat
 
 
 def test_demo_config_has_the_design_journeys(tmp_path: Path) -> None:
-    """The journey, isolation check and identity are DESIGN §11's: monitor_user minted with the demo's secret,
+    """The journey, isolation check and identity are the documented ones: monitor_user minted with the demo's secret,
     four steps csrf/read/write/read_back, another user's settings for isolation. Secrets appear only as ${VAR}."""
     path = write_config(tmp_path, with_db=True)
     document = yaml.safe_load(path.read_text())

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+from alerts.rules import RULES
+from alerts.table import extract
 from monitor.demo.faults import (
     BY_NAME,
     FAULT_NAMES,
@@ -78,3 +81,11 @@ def test_module_prints_the_table_with_severities() -> None:
                           check=True)
     assert "AuthBypass (critical)" in done.stdout
     assert len(FAULTS) + 2 == len(done.stdout.splitlines())
+
+
+def test_readme_holds_the_faults_table() -> None:
+    """README.md's demo-faults block is exactly what markdown_table() renders with the built-in severities."""
+    readme = Path(__file__).resolve().parents[3] / "README.md"
+    expected = markdown_table({name: rule.severity for name, rule in RULES.items()})
+    assert expected == extract(readme.read_text(encoding="utf-8"), "demo-faults"), (
+        "README.md is stale: run `.venv/bin/python -m tests.alerts.test_outcome_table`")

@@ -1,4 +1,4 @@
-"""monitor.core.config loading good files: the DESIGN example, ${VAR} rules, environment overrides, defaults, shards."""
+"""monitor.core.config loading good files: the shipped example, ${VAR}, environment overrides, defaults, shards."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ targets:
 
 
 def test_example_from_design_validates_with_its_variables_set(example_path: Path, example_env: dict[str, str]) -> None:
-    """The DESIGN §9 example, copied verbatim into examples/, loads with its two variables exported."""
+    """The shipped example, copied verbatim into examples/, loads with its two variables exported."""
     config = load_config(example_path, environ=example_env)
     assert ["backend_health", "voice_health", "settings_get_unauth", "settings_put_unauth", "db_roundtrip"] == [
         c.name for c in config.checks

@@ -1,4 +1,4 @@
-"""Config of signed-in checks (DESIGN §11): the example validates as it stands; identities, journeys, tenant
+"""Config of signed-in checks: the example validates as it stands; identities, journeys, tenant
 isolation and db as_role refuse bad files with exact messages, and never echo a secret."""
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def test_invalid_signed_in_config_gives_exact_message(
     assert not any(SECRET in line for line in problems)
 
 
-def test_design_example_validates_as_it_stands() -> None:
-    """examples/journeys.yaml (DESIGN §11 plus targets) loads with its two variables; the identity is minted."""
+def test_example_validates_as_it_stands() -> None:
+    """examples/journeys.yaml (signed-in checks and targets) loads with its two variables; the identity is minted."""
     config = load_config(EXAMPLE, environ={"SUPABASE_JWT_SECRET": SECRET, "DATABASE_URL": "postgresql://a@h/d"})
     assert [("settings_journey", "journey"), ("settings_isolation", "tenant_isolation"), ("db_as_user", "db")] == [
         (c.name, c.kind) for c in config.checks]
