@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from alerts.delivery import NOTIFICATION_RESULTS
 from alerts.engine import AlertEngine, EngineStats
+from alerts.evaluate import evaluate
 from alerts.machine import Action, AlertState, Policy, Status, step
 from alerts.model import Event, Notification, Observation, Signal
 from alerts.registry import SINKS
-from alerts.rules import ALERTNAMES, RULES, SEVERITIES, Rule, evaluate, rules_for
+from alerts.rules import ALERTNAMES, RULES, SEVERITIES, Rule, rules_for
 from alerts.sink import SendResult, SinkSpec
 
 __all__ = [

@@ -21,10 +21,11 @@ import httpx
 import prometheus_client
 import structlog
 
+from alerts.journal import Journal
 from alerts.model import Notification, SinkContext
 from alerts.registry import SINKS
 from alerts.sink import SinkSpec
-from alerts.store import OutboxRow, Store
+from alerts.stored import OutboxRow
 from monitor.core.clock import Clock
 from monitor.core.config import Config
 
@@ -36,6 +37,8 @@ NOTIFICATION_RESULTS: tuple[str, ...] = ("sent", "retried", "rejected", "failed"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 _POLL = 1.0  # a lane re-reads the clock at least this often (an injected clock may jump)
+POISON_AFTER = 3
+"""A row whose sending raises this many times (not an HTTP failure: the sink's code cannot send it) is quarantined."""
 
 Resendable = Callable[[float], Sequence[Notification]]
 """`resendable(now)`: what a re-posting sink should hold as firing right now (the alerts and the watchdog)."""
@@ -75,6 +78,7 @@ class _Lane:
     task: asyncio.Task[None] | None = None
     next_resend: float = 0.0
     resend_failing: bool = False  # the last re-post failed (only the first failure of a spell is a warning)
+    isolate: bool = False  # a batch raised: send one row at a time until the row that raises is quarantined
 
     @property
     def name(self) -> str:
@@ -105,9 +109,9 @@ class Delivery:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._rng = rng or random.Random()  # noqa: S311 - jitter only
-        self._store: Store | None = None
+        self._store: Journal | None = None
         self._lanes: dict[str, _Lane] = {}
-        self._queued = 0  # outbox rows; read from SQLite at start, then counted on enqueue and delete
+        self._queued = 0  # outbox rows; read from the outbox at start, then counted on enqueue and delete
         self._stopping = False
         self._notifications = prometheus_client.Counter(
             "pam_monitor_notifications", "Notification delivery attempts by sink and result "
@@ -154,13 +158,18 @@ class Delivery:
             if (inhibiting if lane.spec.honours_inhibition else direct) and lane.spec.accepts(note)
         ]
 
+    def renews(self, lane: str) -> bool:
+        """Whether a lane's sink re-posts firing alerts, which then end on their own when nobody renews them."""
+        found = self._lanes.get(lane)
+        return found is not None and found.spec.resends
+
     def sink_names(self) -> list[str]:
         """The configured sinks, by display name."""
         return sorted({lane.name for lane in self._lanes.values()})
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
-    def start(self, store: Store) -> None:
+    def start(self, store: Journal) -> None:
         """Deliver from this outbox: one task per lane (they run once the caller yields to the event loop)."""
         self._store = store
         self._stopping = False
@@ -211,7 +220,7 @@ class Delivery:
             lane.wake.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
-        while store.depth() > 0 and loop.time() < deadline:  # noqa: ASYNC110 - the depth lives in SQLite
+        while store.depth() > 0 and loop.time() < deadline:  # noqa: ASYNC110 - the lanes empty it
             await asyncio.sleep(0.02)
         self._stopping = True
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
@@ -254,7 +263,9 @@ class Delivery:
         if store is None:
             return _POLL
         now = self._clock.time()
-        rows = store.head(lane.id, lane.spec.batch_size)
+        rows = store.head(lane.id, 1 if lane.isolate else lane.spec.batch_size)
+        if not rows:
+            lane.isolate = False
         due = []
         for row in rows:
             if row.next_attempt_at > now:
@@ -278,7 +289,11 @@ class Delivery:
         assert self._http is not None
         notes = [r.notification for r in rows]
         now = self._clock.time()
-        result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        try:
+            result = await lane.spec.send(self._http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        except Exception as exc:  # a row the sink's code cannot turn into a request: it must not block the lane
+            self._poisoned(lane, rows, exc)
+            return
         store = self._store
         if store is None:  # closed while the request was in flight: the rows stay for next start
             return
@@ -311,6 +326,31 @@ class Delivery:
                 self._notifications.labels(lane.name, "retried").inc(len(rows))
                 log.warning("notification.retry", **fields, attempts=attempts, error=result.error,
                             retry_in_s=round(delay, 3))
+        self._depth.set(self._queued)
+
+    def _poisoned(self, lane: _Lane, rows: Sequence[OutboxRow], exc: Exception) -> None:
+        """Sending raised: with a batch, the lane sends one row at a time until it finds the one that raises; a
+        single row is retried with backoff, then quarantined after POISON_AFTER attempts, and the lane goes on."""
+        store = self._store
+        if store is None:
+            return
+        # The exception's text is never logged or kept: a sink's error may quote its URL, which can hold a token.
+        fields = {"sink": lane.name, "host": lane.host, "error_type": type(exc).__name__}
+        if len(rows) > 1:
+            lane.isolate = True
+            log.warning("notification.batch_error", **fields, count=len(rows),
+                        hint="sending one at a time to find the row that fails")
+            return
+        row = rows[0]
+        attempts = row.attempts + 1
+        if attempts < POISON_AFTER:
+            delay = backoff(attempts, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng)
+            store.reschedule([row.id], attempts=attempts, next_attempt_at=self._clock.time() + delay)
+            log.warning("notification.send_error", **fields, alerts=[row.notification.alertname], attempts=attempts)
+            return
+        if store.quarantine(row, f"{lane.name} could not send it: {type(exc).__name__}"):
+            self._queued -= 1
+        lane.isolate = False
         self._depth.set(self._queued)
 
     async def _resend(self, lane: _Lane, now: float) -> None:

@@ -21,16 +21,18 @@ import prometheus_client
 import structlog
 
 from alerts import explain, saturated
-from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery
+from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery, sink_of
+from alerts.evaluate import evaluate, quiet, remember
 from alerts.gauges import FiringGauge
 from alerts.hold import Seen, Verdict, also_failing, seen_after, verdict
+from alerts.journal import CHECK_EVERY, RETRY_BASE, Journal
 from alerts.machine import Action, AlertState, Status, step
 from alerts.maintenance import active_window
 from alerts.model import CheckMemory, Event, Notification, Signal
 from alerts.plan import Batch, Plan, plans_for
 from alerts.registry import SINKS
-from alerts.rules import evaluate, quiet, remember
 from alerts.sink import SinkSpec
+from alerts.states import StateIndex
 from alerts.store import Store
 from monitor.core.clock import Clock
 from monitor.core.config import Config
@@ -80,23 +82,22 @@ class AlertEngine:
         backoff_cap: float = BACKOFF_CAP,
         rng: random.Random | None = None,
         flush_timeout: float = 0.0,
+        retry_base: float = RETRY_BASE,
+        check_every: float = CHECK_EVERY,
     ) -> None:
         self._config = config
         self._rules_by_kind = rules_by_kind
         self._clock = clock
-        self._store_factory = store_factory
         self._flush_timeout = flush_timeout
-        self._store: Store | None = None
-        self._states: dict[str, AlertState] = {}
-        # The same states by check then key, so a result touches only its own check's states.
-        self._by_check: dict[str, dict[str, AlertState]] = {}
-        self._held: set[str] = set()  # keys of firing alerts the direct sinks have not been told about
+        self._journal = Journal(config.state_dir, store_factory=store_factory, registry=registry, clock=clock.time,
+                                retry_base=retry_base, check_every=check_every)
+        self._store: Journal | None = None  # the journal, once open
+        self._index = StateIndex()
         self._seen: dict[str, Seen] = {}  # roots' and dependents' latest conclusive results (not persisted)
-        self._memory: dict[str, CheckMemory] = {}
         self._plans, self._graph = plans_for(config, rules_by_kind)
         self._timer: asyncio.Task[None] | None = None
         self._skips_seen = 0
-        self._gauge = FiringGauge(config, registry=registry, clock=clock)
+        self._gauge = FiringGauge(config, registry=registry, clock=clock, problem=lambda: self._journal.problem)
         self._delivery = Delivery(
             config, registry=registry, clock=clock, resendable=self._resendable, sinks=sinks, http=http,
             backoff_base=backoff_base, backoff_cap=backoff_cap, rng=rng,
@@ -114,22 +115,27 @@ class AlertEngine:
         await self.aclose(self._flush_timeout)
 
     async def start(self) -> None:
-        """Open the state database, reconcile persisted state with the config, start delivery."""
+        """Open the state database, reconcile persisted state with the config, start delivery.
+
+        Raises StoreError (StateDirError when state_dir cannot be created or written) when the state cannot be
+        used; once started, a failing write is kept in memory, retried and reported (alerts.journal)."""
         if self._store is not None:
             return
-        store = self._store = self._store_factory(self._config.state_dir)
-        self._set_states(store.load_states())
-        self._memory = store.load_memory()
+        store = self._journal
+        store.open()
+        self._store = store
+        store.start()
+        self._index.reset(dict(store.states))
         now = self._clock.time()
         self._gauge.started(now)
         self._delivery.start(store)
         self._reconcile(now, reason="restart")
         self._delivery.recount()
         self._timer = asyncio.get_running_loop().create_task(self._hold_timer(), name="alerts:hold")
-        log.info("alerts.started", states=len(self._states),
-                 active=sum(1 for s in self._states.values() if s.active), held=len(self._held),
+        log.info("alerts.started", states=len(self._index.states),
+                 active=sum(1 for s in self._index.states.values() if s.active), held=len(self._index.held),
                  queued=self._delivery.queued, sinks=self._delivery.sink_names())
-        self._gauge.recount(self._states.values())
+        self._gauge.recount(self._index.states.values())
 
     async def reload(self, config: Config) -> None:
         """Adopt a new config: keep the state of checks that still exist, resolve the rest, re-plan sinks."""
@@ -142,7 +148,7 @@ class AlertEngine:
             return
         self._reconcile(self._clock.time(), reason="reload")
         self._delivery.recount()
-        self._gauge.recount(self._states.values())
+        self._gauge.recount(self._index.states.values())
 
     async def aclose(self, timeout: float) -> None:
         """Try to deliver what is queued within `timeout` seconds, then stop; state and outbox persist."""
@@ -156,7 +162,7 @@ class AlertEngine:
             self._timer = None
         await self._delivery.aclose(timeout)
         log.info("alerts.stopped", queued=store.depth())
-        store.close()
+        await store.aclose()
         self._store = None
 
     # ------------------------------------------------------------------------------------------ results
@@ -177,14 +183,14 @@ class AlertEngine:
             seen = seen_after(self._seen.get(check.name), result)
             if seen is not None:
                 self._seen[check.name] = seen
-        memory = self._memory.get(check.name, _NO_MEMORY)
-        mine = self._by_check.get(check.name)
+        memory = store.memory.get(check.name, _NO_MEMORY)
+        mine = self._index.by_check.get(check.name)
         known = [k for k, s in mine.items() if s.active or s.flapping] if mine else []
         window = active_window(plan.windows, now) if plan.windows else None
         policy = plan.policy if window is None else plan.silenced
         batch = Batch()
         # A passing result on a check with no alert state can only say GOOD about alerts that do not exist.
-        observations = () if not mine and quiet(result) else evaluate(
+        observations = () if not mine and quiet(self._config, result) else evaluate(
             self._config, check, result, memory, known, rules=plan.rules, kind_rules=plan.kind_rules,
             extra_labels=plan.labels)
         for obs in observations:
@@ -205,20 +211,10 @@ class AlertEngine:
                 new = dataclasses.replace(new, held=False, release_at=None)
             if new != state:
                 self._keep(stored, new, batch)
-        if self._held and self._graph.tracked(check.name):
+        if self._index.held and self._graph.tracked(check.name):
             self._release({check.name, *self._graph.dependents.get(check.name, ())}, now, batch)
         new_memory = remember(memory, result)
-        remembered = new_memory != memory
-        if batch.changed or batch.deleted or batch.rows or remembered:  # a healthy result on a quiet check: none
-            store.commit(
-                states=batch.changed.values(), delete_states=batch.deleted,
-                memory=[(check.name, new_memory)] if remembered else [], enqueue=batch.rows, now=now,
-            )
-        if remembered:
-            self._memory[check.name] = new_memory
-        self._delivery.enqueued(batch.rows)
-        if batch.changed or batch.deleted:
-            self._gauge.publish()
+        self._write(store, batch, now, memory=[(check.name, new_memory)] if new_memory != memory else [])
 
     def saturation(self, skipped_total: int) -> None:
         """Judge MonitorSaturated (alerts/saturated.py) from the daemon's skipped runs since start, every reason.
@@ -232,7 +228,7 @@ class AlertEngine:
             return
         now = self._clock.time()
         obs = saturated.observe(self._config, skipped)
-        stored = self._states.get(obs.key)
+        stored = self._index.states.get(obs.key)
         if stored is None and obs.signal is Signal.GOOD:
             return
         window = active_window(self._config.alerts.maintenance, now) if self._config.alerts.maintenance else None
@@ -245,25 +241,18 @@ class AlertEngine:
             self._act(None, state, action, None, batch, window_reason=window.reason if window else None)
         if new != state:
             self._keep(stored, new, batch)
-        if batch.changed or batch.deleted or batch.rows:
-            store.commit(states=batch.changed.values(), delete_states=batch.deleted, enqueue=batch.rows, now=now)
-        self._delivery.enqueued(batch.rows)
-        if batch.changed or batch.deleted:
-            self._gauge.publish()
+        self._write(store, batch, now)
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts, then the MonitorWatchdog while it is up: what /status and the page show, each
         with `since` (= the sinks' startsAt), `state_since`, `flapping`, `held_until` and `held_reason`."""
         now = self._clock.time()
-        active = sorted((s for s in self._states.values() if s.active),
-                        key=lambda s: (s.status is not Status.FIRING, s.alertname, s.key))
-        entries = [
-            explain.entry(s, explain.holds(s, self._plans.get(s.check), self._config, now, root_seen=self._root_seen,
-                                           own=self._seen.get(s.check)))
-            for s in active
-        ]
-        watchdog = self._gauge.watchdog(now)
-        return [*entries, explain.watchdog_entry(watchdog)] if watchdog is not None else entries
+        return explain.active(self._index.states.values(), self._plans, self._config, now, root_seen=self._root_seen,
+                              seen=self._seen, watchdog=self._gauge.watchdog(now))
+
+    def state_problem(self) -> str | None:
+        """None while alert state is being saved; otherwise what /readyz says (alerts.journal)."""
+        return self._journal.problem
 
     def stats(self) -> EngineStats:
         """What the engine has done so far (SQLite counters read 0 before start)."""
@@ -307,7 +296,7 @@ class AlertEngine:
 
     def _root_seen(self, name: str) -> Seen | None:
         seen = self._seen.get(name)
-        if seen is not None and seen.failing and not any(s.active for s in self._by_check.get(name, {}).values()):
+        if seen is not None and seen.failing and not any(s.active for s in self._index.by_check.get(name, {}).values()):
             # Failing with no alert of its own (its rules disabled): it pages nothing, so it holds nothing back.
             return Seen(seen.at, False, float("-inf"))
         return seen
@@ -316,7 +305,7 @@ class AlertEngine:
         """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold)."""
         released = 0
         for name in checks:
-            plan, mine = self._plans.get(name), self._by_check.get(name)
+            plan, mine = self._plans.get(name), self._index.by_check.get(name)
             if plan is None or not mine:
                 continue
             for s in [s for s in mine.values() if s.held and s.status is Status.FIRING]:
@@ -328,7 +317,7 @@ class AlertEngine:
                 log.warning("alert.released", alert=s.alertname, check=s.check, key=s.key, roots=list(plan.roots))
                 event = Event.FLAPPING if s.flapping else Event.FIRING
                 batch.rows.extend(self._delivery.route(self._notification(s, event, now), inhibiting=False))
-                self._keep(self._states.get(s.key), s, batch)
+                self._keep(self._index.states.get(s.key), s, batch)
                 released += 1
         return released
 
@@ -336,13 +325,9 @@ class AlertEngine:
         """The notification of an alert; a root's firing lists its dependents' active alerts (`also_failing`)."""
         annotations = dict(s.annotations)
         below = self._graph.below.get(s.check) if event is not Event.RESOLVED else None
-        if below:
-            text = also_failing(
-                (self._plans[name].check.target, name, d.alertname)
-                for name in below if name in self._plans for d in self._by_check.get(name, {}).values() if d.active
-            )
-            if text:
-                annotations["also_failing"] = text
+        text = also_failing(self._index.active_in(below, self._plans)) if below else None
+        if text:
+            annotations["also_failing"] = text
         return Notification(key=s.key, event=event, labels=dict(s.labels), annotations=annotations,
                             starts_at=s.started_at if s.started_at is not None else at, at=at, ends_at=ends_at)
 
@@ -350,15 +335,15 @@ class AlertEngine:
         """Release the held firing alerts whose wait for news of their roots is over (alerts.hold); the engine's
         hold timer calls it every second. Returns how many went to the direct sinks."""
         store, now = self._store, self._clock.time()
-        if store is None or not self._held:
+        if store is None or not self._index.held:
             return 0
-        due = {s.check for k in self._held if (s := self._states[k]).release_at is not None and s.release_at <= now}
+        states = self._index.states
+        due = {s.check for k in self._index.held if (s := states[k]).release_at is not None and s.release_at <= now}
         if not due:
             return 0
         batch = Batch()
         released = self._release(due, now, batch)
-        store.commit(states=batch.changed.values(), enqueue=batch.rows, now=now)
-        self._delivery.enqueued(batch.rows)
+        self._write(store, batch, now)
         return released
 
     async def _hold_timer(self) -> None:
@@ -375,7 +360,7 @@ class AlertEngine:
         assert self._store is not None
         live = self._plans
         batch = Batch()
-        for key, s in list(self._states.items()):
+        for key, s in list(self._index.states.items()):
             plan = live.get(s.check)
             if plan is not None and s.alertname in plan.rules:
                 if s.held and reason == "restart" and plan.roots:
@@ -383,65 +368,52 @@ class AlertEngine:
                 continue
             if s.alertname == saturated.SATURATED and saturated.enabled(self._config):
                 continue  # a daemon-level alert: no check to lose
-            if s.status is Status.FIRING and s.notified:
+            if s.status is Status.FIRING and s.notified and s.check in self._config.elsewhere:
+                self._hand_over(s, now, batch)
+            elif s.status is Status.FIRING and s.notified:
                 resolved = dataclasses.replace(s, status=Status.INACTIVE, since=now)
                 self._act(None, s, Action(Event.RESOLVED, resolved, now), None, batch, window_reason=None)
                 log.info("alert.orphan_resolved", alert=s.alertname, check=s.check, reason=reason)
             batch.deleted.append(key)
-            self._drop_state(key)
-        self._release({self._states[k].check for k in self._held if not live[self._states[k].check].roots}, now,
-                      batch)
-        gone = [name for name in self._memory if name not in live]
-        for name in gone:
-            self._memory.pop(name)
-        self._store.commit(states=batch.changed.values(), delete_states=batch.deleted, enqueue=batch.rows, now=now)
-        self._store.forget_checks(gone)
+            self._index.drop(key)
+        checks = {self._index.states[k].check for k in self._index.held}
+        self._release({name for name in checks if not live[name].roots}, now, batch)
+        self._write(self._store, batch, now)
+        self._store.forget_checks([name for name in self._store.memory if name not in live])
         self._delivery.drop_unplanned()
-        self._delivery.enqueued(batch.rows)
+
+    def _hand_over(self, s: AlertState, now: float, batch: Batch) -> None:
+        """A firing alert whose check moved to another shard: the sinks that re-post (Alertmanager) are told nothing,
+        so the alert stays open there until its endsAt and the new owner, confirming the failure, renews it under
+        the same labels (one alert, never resolved in between); the others, which would keep an incident open
+        forever, get the resolution (the new owner fires again if the check still fails)."""
+        note = self._notification(s, Event.RESOLVED, now, ends_at=now)
+        rows = [row for row in self._delivery.route(note, direct=not s.held) if not self._delivery.renews(row[0])]
+        batch.rows.extend(rows)
+        log.info("alert.handed_over", alert=s.alertname, check=s.check, key=s.key,
+                 resolved_at=sorted({sink_of(lane) for lane, _ in rows}))
 
     def _resendable(self, now: float) -> list[Notification]:
         """Every firing alert that was notified (held or not), and the watchdog, for sinks that want them re-posted."""
-        self._gauge.recount(self._states.values())
+        self._gauge.recount(self._index.states.values())
         notes = [
             self._notification(s, Event.FLAPPING if s.flapping else Event.FIRING, now)
-            for s in self._states.values() if s.status is Status.FIRING and s.notified
+            for s in self._index.states.values() if s.status is Status.FIRING and s.notified
         ]
         watchdog = self._gauge.watchdog(now)
         if watchdog is not None:
             notes.append(watchdog)
         return notes
 
+    def _write(self, store: Journal, batch: Batch, now: float, memory: Sequence[tuple[str, CheckMemory]] = ()) -> None:
+        """Commit a batch (nothing when it is empty: a healthy result on a quiet check), wake the lanes, publish."""
+        if batch.changed or batch.deleted or batch.rows or memory:
+            store.commit(states=batch.changed.values(), delete_states=batch.deleted, memory=memory,
+                         enqueue=batch.rows, now=now)
+        self._delivery.enqueued(batch.rows)
+        if batch.changed or batch.deleted:
+            self._gauge.publish()
+
     def _keep(self, stored: AlertState | None, new: AlertState, batch: Batch) -> None:
-        """Record a changed state (or drop one with nothing worth keeping) in memory and in the batch."""
-        if new.disposable:
-            if stored is not None:
-                self._drop_state(new.key)
-                batch.deleted.append(new.key)
-                batch.changed.pop(new.key, None)
-        else:
-            self._put_state(new)
-            batch.changed[new.key] = new
+        self._index.keep(stored, new, batch)
         self._gauge.moved(stored, new)
-
-    def _set_states(self, states: dict[str, AlertState]) -> None:
-        self._states = {}
-        self._by_check = {}
-        self._held = set()
-        for state in states.values():
-            self._put_state(state)
-
-    def _put_state(self, state: AlertState) -> None:
-        self._states[state.key] = state
-        self._by_check.setdefault(state.check, {})[state.key] = state
-        if state.held:
-            self._held.add(state.key)
-        else:
-            self._held.discard(state.key)
-
-    def _drop_state(self, key: str) -> None:
-        state = self._states.pop(key)
-        self._held.discard(key)
-        mine = self._by_check[state.check]
-        del mine[key]
-        if not mine:
-            del self._by_check[state.check]

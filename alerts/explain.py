@@ -13,7 +13,7 @@ Holds: flapping; a check it depends on failing, or not seen since, so PagerDuty,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from alerts.hold import Seen, Verdict, verdict
@@ -41,6 +41,17 @@ def entry(state: AlertState, holds: Sequence[Hold] = ()) -> dict[str, Any]:
         "held_until": iso(max(until)) if holds and len(until) == len(holds) else None,
         "held_reason": "; ".join(h.reason for h in holds) or None,
     }
+
+
+def active(states: Iterable[AlertState], plans: Mapping[str, Plan], config: Config, now: float, *,
+           root_seen: Callable[[str], Seen | None], seen: Mapping[str, Seen],
+           watchdog: Notification | None) -> list[dict[str, Any]]:
+    """Pending and firing alerts (firing first, then by alertname and key), then the MonitorWatchdog while it is
+    up: the /status entries with their holds explained."""
+    ordered = sorted((s for s in states if s.active), key=lambda s: (s.status is not Status.FIRING, s.alertname, s.key))
+    entries = [entry(s, holds(s, plans.get(s.check), config, now, root_seen=root_seen, own=seen.get(s.check)))
+               for s in ordered]
+    return [*entries, watchdog_entry(watchdog)] if watchdog is not None else entries
 
 
 def watchdog_entry(watchdog: Notification) -> dict[str, Any]:

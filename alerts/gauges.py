@@ -7,7 +7,7 @@ severity keeps its labels until it resolves), so the family has one series per a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import prometheus_client
 
@@ -39,8 +39,10 @@ def watchdog_grace(config: Config) -> float | None:
 class FiringGauge:
     """Keeps pam_monitor_alerts_firing equal to the firing alerts, series by series, plus the watchdog."""
 
-    def __init__(self, config: Config, *, registry: prometheus_client.CollectorRegistry, clock: Clock) -> None:
+    def __init__(self, config: Config, *, registry: prometheus_client.CollectorRegistry, clock: Clock,
+                 problem: Callable[[], str | None] = lambda: None) -> None:
         self._clock = clock
+        self._problem = problem  # what the watchdog's `alert_state` annotation says (None: state is being saved)
         self._gauge = prometheus_client.Gauge(
             "pam_monitor_alerts_firing", "Alerts currently firing, by alertname and severity.",
             ["alertname", "severity"], registry=registry,
@@ -123,13 +125,17 @@ class FiringGauge:
         return now - last <= self._grace
 
     def watchdog(self, now: float) -> Notification | None:
-        """The MonitorWatchdog notification, when the watchdog is on and healthy."""
+        """The MonitorWatchdog notification, when the watchdog is on and healthy; while alert state is not being
+        saved, its `alert_state` annotation says so."""
         if not self._config.alerts.watchdog or not self.healthy(now):
             return None
+        annotations = {"summary": f"pam-monitor for {self._config.service} is running",
+                       "runbook": "Route to a dead man's switch; silence means pam-monitor is down."}
+        problem = self._problem()
+        if problem is not None:
+            annotations["alert_state"] = problem
         return Notification(
-            key=WATCHDOG, event=Event.FIRING, labels=watchdog_labels(self._config),
-            annotations={"summary": f"pam-monitor for {self._config.service} is running",
-                         "runbook": "Route to a dead man's switch; silence means pam-monitor is down."},
+            key=WATCHDOG, event=Event.FIRING, labels=watchdog_labels(self._config), annotations=annotations,
             starts_at=self._started_at, at=now,
         )
 

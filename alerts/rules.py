@@ -1,13 +1,11 @@
 """The built-in alert rules, one record each: which results are bad or good for which alert, with labels.
 
 Adding a rule is one `Rule` record in `RULES` plus its name in the `AlertName` literal (monitor/core/config/base.py);
-which check kinds raise it is declared on the probes side (`rules_by_kind`, handed to the engine).
-A record says what turns it BAD twice: `evaluate` judges a real result (status code, tables, what the check
-remembers) and `fires_on` declares it per kind for people (alerts.table writes the README's tables from it);
-tests/alerts/test_outcome_table.py holds the two equal. `CheckFailed` is the fallback: BAD for any failing outcome
-that no other rule of the check's kind turns BAD, so no failure is silent.
-A `rate_limited` result is inconclusive: no rule sees it, until the check has been rate-limited for
-`alerts.rate_limited_after`; then it is a `CheckFailed` (pam-monitor cannot see the endpoint).
+which check kinds raise it is declared on the probes side (`rules_by_kind`, handed to the engine); alerts.evaluate
+runs them on a result. A record says what turns it BAD twice: `evaluate` judges a real result (status code, tables,
+what the check remembers, the certificate) and `fires_on` declares it per kind for people (alerts.table writes the
+README's tables from it); tests/alerts/test_outcome_table.py holds the two equal. `CheckFailed` is the fallback:
+BAD for any failing outcome that no other rule of the check's kind turns BAD, so no failure is silent.
 A journey's alerts are per step (alerts/steps.py): every rule judges the failing step with what is remembered about
 that step, and builds its instances' keys and `step` label from `Facts.step`. A check whose identity could not sign
 in (step `sign_in`) never reached its target: it raises CheckFailed, not ContractRegression, EndpointDown or
@@ -16,16 +14,15 @@ DatabaseDown.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, identity_labels
+from alerts import certs
+from alerts.labels import alert_key, build_annotations, identity_labels
 from alerts.labels import daemon_labels as _daemon_labels
 from alerts.model import CheckMemory, Observation, Signal
-from alerts.steps import passed_steps, per_step
 from monitor.core.config import SIGN_IN_STEP, AlertName, Config
 from monitor.core.results import Outcome, Result
 
@@ -63,7 +60,8 @@ FiresOn = Callable[[str], frozenset[Outcome]]
 class Rule:
     """One built-in alert: its name, default severity, when it fires (one line), runbook hint, how a result is
     judged (`evaluate`) and the same declared per kind (`fires_on`; `after_good`: only once the check has answered
-    as expected; `fallback`: the outcomes no other rule of the kind covers)."""
+    as expected; `fallback`: the outcomes no other rule of the kind covers; `covers`: whether its BAD accounts for
+    a failing outcome, so that no CheckFailed is raised for it)."""
 
     name: AlertName
     severity: Severity
@@ -73,6 +71,7 @@ class Rule:
     fires_on: FiresOn
     after_good: bool = False
     fallback: bool = False
+    covers: bool = True
 
 
 def severity_of(config: Config, alertname: str) -> str:
@@ -96,25 +95,6 @@ def rules_for(config: Config, check: Any, rules_by_kind: Mapping[str, Sequence[s
     return tuple(out)
 
 
-def remember(memory: CheckMemory, result: Result) -> CheckMemory:
-    """Update the memory with a result: a good one becomes the `from` side of a later regression, and so does each
-    journey step that passed (its status, by step name), even in a run that failed at a later step; a rate-limited
-    result starts (or continues) a rate-limited spell, which any other result ends."""
-    steps = passed_steps(result)
-    if steps and {**memory.steps, **steps} != memory.steps:
-        memory = dataclasses.replace(memory, steps={**memory.steps, **steps})
-    if result.outcome is Outcome.RATE_LIMITED:
-        if memory.rate_limited_since is not None:
-            return memory
-        return dataclasses.replace(memory, rate_limited_since=result.started_at)
-    if result.outcome in _GOOD:
-        return CheckMemory(last_good_status=result.status_code, last_good_outcome=result.outcome.value,
-                           steps=memory.steps)
-    if memory.rate_limited_since is not None:
-        return dataclasses.replace(memory, rate_limited_since=None)
-    return memory
-
-
 def daemon_labels(config: Config, alertname: str) -> dict[str, str]:
     """The labels of a daemon-level alert (MonitorWatchdog, MonitorSaturated), with its configured severity."""
     return _daemon_labels(config, alertname, severity_of(config, alertname))
@@ -134,54 +114,6 @@ def base_labels(facts: Facts, alertname: str) -> dict[str, str]:
     return labels
 
 
-def evaluate(
-    config: Config, check: Any, result: Result, memory: CheckMemory, known: Collection[str] = (),
-    *, rules: Collection[str], kind_rules: Collection[str] | None = None, extra_labels: Mapping[str, str] = _NONE,
-) -> list[Observation]:
-    """Every alert instance this result says something about; instances it says nothing about are left out.
-
-    `rules` is `rules_for(config, check, rules_by_kind)` (the engine works it out once per config, not per result);
-    `kind_rules` are all the rules of the check's kind (default: `rules`): a failure that a rule disabled by
-    configuration covers is not turned into a CheckFailed. `known` holds the keys of this check's alert instances
-    that are active, so a table that stopped being reported missing on a passing run is seen as GOOD.
-    `extra_labels` go on every alert (the engine adds `depends_on`).
-    """
-    facts = Facts(config, check, result, memory, known, extra_labels)
-    if result.outcome is Outcome.RATE_LIMITED:
-        return _rate_limited(facts) if CHECK_FAILED in rules else []
-    if check.kind == "journey":
-        return per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
-    return _judge(facts, rules, kind_rules)
-
-
-def _judge(facts: Facts, rules: Collection[str], kind_rules: Collection[str] | None) -> list[Observation]:
-    """Every rule on the facts; CheckFailed last, BAD only when no other rule of the kind turned BAD."""
-    out: list[Observation] = []
-    failing, covered = facts.result.outcome is not Outcome.OK, False
-    for alertname in rules if kind_rules is None else kind_rules:
-        rule = RULES[alertname]
-        if rule.fallback:
-            continue
-        found = rule.evaluate(alertname, facts)
-        if failing and not covered:
-            for o in found:
-                if o.signal is Signal.BAD:
-                    covered = True
-                    break
-        if kind_rules is None or alertname in rules:
-            out.extend(found)
-    if CHECK_FAILED in rules:
-        out.extend(_check_failed(facts, covered))
-    return out
-
-
-def quiet(result: Result) -> bool:
-    """Whether a result can turn no alert BAD: an ok answer that reports no table missing. The engine does not
-    evaluate it for a check with no alert state (every observation would be a GOOD about nothing)."""
-    return (result.outcome is Outcome.OK and all(result.tables.values())
-            and not result.details.get("tables_missing"))
-
-
 def missing_tables(result: Result) -> list[str]:
     """Tables this result reports missing: `tables` entries False, details tables_missing/table."""
     names: dict[str, None] = {name: None for name, present in result.tables.items() if not present}
@@ -194,11 +126,6 @@ def missing_tables(result: Result) -> list[str]:
     if not names and result.outcome is Outcome.TABLE_MISSING:
         names["unknown"] = None
     return list(names)
-
-
-def spell(seconds: float) -> str:
-    """A rate-limited spell as people say it: `10 min`, `45 s`."""
-    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 # ---------------------------------------------------------------------------------------------- how rules judge
@@ -320,31 +247,6 @@ def _tables(alertname: str, facts: Facts) -> list[Observation]:
     return out
 
 
-def _check_failed(facts: Facts, covered: bool) -> list[Observation]:
-    """GOOD on ok or when another alert of the check covers the failure; BAD on any other failing outcome."""
-    check, result = facts.check, facts.result
-    key = alert_key(CHECK_FAILED, check.name, step=facts.step)
-    if result.outcome is Outcome.OK or covered:
-        return [Observation(key, CHECK_FAILED, check.name, Signal.GOOD)]
-    notes = build_annotations(result, RULES[CHECK_FAILED].runbook, step=facts.step)
-    return [Observation(key, CHECK_FAILED, check.name, Signal.BAD, base_labels(facts, CHECK_FAILED), notes)]
-
-
-def _rate_limited(facts: Facts) -> list[Observation]:
-    """Nothing while the rate-limited spell is shorter than `alerts.rate_limited_after`; then CheckFailed BAD,
-    confirmed (the spell is proof enough: it fires on the first result past the limit)."""
-    result, since = facts.result, facts.memory.rate_limited_since
-    length = result.finished_at - (result.started_at if since is None else since)
-    if length < facts.config.alerts.rate_limited_after:
-        return []
-    notes = build_annotations(result, RULES[CHECK_FAILED].runbook)
-    notes["summary"] = (f"pam-monitor cannot see this endpoint: rate-limited for {spell(length)} "
-                        f"({result.message})")[:ANNOTATION_LIMIT]
-    check = facts.check
-    return [Observation(alert_key(CHECK_FAILED, check.name), CHECK_FAILED, check.name, Signal.BAD,
-                        base_labels(facts, CHECK_FAILED), notes, confirmed=True)]
-
-
 _ACCESS = frozenset({Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR})
 
 
@@ -430,6 +332,12 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "authenticated) or a row-level security policy that recurses (42P17: a policy that queries its own "
          "table; move the lookup into a SECURITY DEFINER function). Check the latest migration.",
          _access_denied, _always(Outcome.PERMISSION_DENIED, Outcome.POLICY_ERROR)),
+    Rule(certs.NAME, "warning",
+         "the earliest notAfter of the certificates an `https` check's server presents is under "
+         "`alerts.cert_warning` (14d; severity warning) or `alerts.cert_critical` (3d; severity critical), whatever "
+         "the run's outcome; also with `verify_tls: false`. An expired or untrusted certificate that fails "
+         "verification is `tls_error` (EndpointDown)",
+         certs.RUNBOOK, certs.certificate_expiring, _always(), covers=False),
     Rule("CheckFailed", "warning",
          "any other failure: an unexpected status, a body or JSON expectation, a permission or policy error, a "
          "probe bug, `slow` where nothing else covers it; or a check rate-limited for `alerts.rate_limited_after` "

@@ -1,22 +1,34 @@
 """Durable alert state and the notification outbox, in SQLite (WAL) under `state_dir`.
 
-Every public method raises `StoreError` (never a bare sqlite3 or OS error) when the database cannot be used.
+Every public method raises `StoreError` (never a bare sqlite3 or OS error) when the database cannot be used; at
+open, the error says what is wrong, with which path, and the fix, in one line (`StateDirError` when `state_dir`
+itself cannot be created or written: a configuration problem). Rows that cannot be read back are not errors: they
+come back as `Unreadable` and `quarantine` moves them aside.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from alerts import stored
 from alerts.machine import AlertState
-from alerts.model import CheckMemory, Notification
-from monitor.core.errors import StoreError
+from alerts.model import CheckMemory
+from alerts.stored import OutboxRow, Unreadable
+from monitor.core.errors import StateDirError, StoreError, StoreVanishedError
 
 FILENAME = "alerts.sqlite3"
+_TABLES = {
+    "alert_state": ("key", "body"),
+    "check_memory": ("check_name", "body"),
+    "outbox": ("id", "lane", "body", "attempts", "next_attempt_at", "created_at"),
+    "quarantine": ("id", "source", "ref", "body", "reason", "quarantined_at"),
+}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS check_memory (check_name TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -29,24 +41,29 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (lane, id);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, ref TEXT NOT NULL, body TEXT,
+    reason TEXT NOT NULL, quarantined_at REAL NOT NULL
+);
 """
 _VERSION = 1
 _MIGRATIONS = {
     # Version 1 names every lane `<sink>#<index>`; before it, single-URL sinks' lanes were just `<sink>`.
     1: "UPDATE outbox SET lane = lane || '#0' WHERE instr(lane, '#') = 0",
 }
+_MOVE_ASIDE = ("move {file} aside to start with empty alert state (firing alerts and queued notifications in it "
+               "are forgotten), or restore it from a backup")
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One undelivered notification for one delivery lane (one URL of a sink: `<sink>#<index>`)."""
+@dataclass(slots=True)
+class Contents:
+    """Everything a database holds that can be read back, and what cannot."""
 
-    id: int
-    lane: str
-    notification: Notification
-    attempts: int
-    next_attempt_at: float
-    created_at: float
+    states: dict[str, AlertState]
+    memory: dict[str, CheckMemory]
+    outbox: list[OutboxRow]
+    unreadable: list[Unreadable]
+    last_id: int
 
 
 class Store:
@@ -55,16 +72,33 @@ class Store:
     def __init__(self, path: Path, *, trace: Callable[[str], object] | None = None) -> None:
         self.path = path
         self._writes = 0
-        with self._failing("open"):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        _check_dir(path.parent)
+        with _opening(path):
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._migrate()
-            if trace is not None:
-                self._db.set_trace_callback(trace)
+        try:
+            with _opening(path):
+                self._db.execute("PRAGMA busy_timeout=5000")
+                if str(self._db.execute("PRAGMA quick_check(1)").fetchone()[0]) != "ok":
+                    raise sqlite3.DatabaseError("database disk image is malformed (quick_check)")
+                version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+                if version > _VERSION:
+                    raise StoreError(f"cannot use the alert state database {path}: it was written by a newer "
+                                     f"pam-monitor (schema {version}, this one knows {_VERSION}); run that version, "
+                                     f"or {_MOVE_ASIDE.format(file=path)}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._check_schema(missing_ok=True)
+                self._db.executescript(_SCHEMA)
+                self._check_schema()
+                self._migrate(version)
+                with _Tx(self._db):  # a real write now: a full disk is found at start-up, not at the first alert
+                    self._db.execute(f"PRAGMA user_version = {_VERSION}")
+                self._identity = _identity(path)
+        except BaseException:
+            self._db.close()
+            raise
+        if trace is not None:
+            self._db.set_trace_callback(trace)
 
     @classmethod
     def open(cls, state_dir: Path, *, trace: Callable[[str], object] | None = None) -> Store:
@@ -81,111 +115,91 @@ class Store:
 
     # ------------------------------------------------------------------------------------------ reads
 
-    def load_states(self) -> dict[str, AlertState]:
-        """Every persisted alert state by key."""
+    def load(self) -> Contents:
+        """Every state, memory and outbox row (oldest first); rows that cannot be read back are listed apart."""
+        bad: list[Unreadable] = []
         with self._failing("read"):
-            rows = self._db.execute("SELECT key, body FROM alert_state").fetchall()
-        return {key: AlertState.from_dict(json.loads(body)) for key, body in rows}
+            state_rows = self._db.execute("SELECT key, body FROM alert_state").fetchall()
+            memory_rows = self._db.execute("SELECT check_name, body FROM check_memory").fetchall()
+            outbox_rows = self._db.execute(
+                "SELECT id, lane, body, attempts, next_attempt_at, created_at FROM outbox ORDER BY id").fetchall()
+            seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        states = dict(stored.parsed("alert_state", state_rows, stored.state, bad))
+        memory = dict(stored.parsed("check_memory", memory_rows, stored.memory, bad))
+        outbox: list[OutboxRow] = []
+        for raw in outbox_rows:
+            try:
+                outbox.append(stored.outbox_row(raw))
+            except stored.PARSE_ERRORS as exc:
+                bad.append(Unreadable("outbox", str(raw[0]), stored.text(raw[2]), stored.why(exc),
+                                      raw[1] if isinstance(raw[1], str) else None))
+        last = max([int(seq[0]) if seq and isinstance(seq[0], int) else 0, *(r.id for r in outbox)])
+        return Contents(states, memory, outbox, bad, last)
 
-    def load_memory(self) -> dict[str, CheckMemory]:
-        """What the rules remember per check."""
-        with self._failing("read"):
-            rows = self._db.execute("SELECT check_name, body FROM check_memory").fetchall()
-        return {name: CheckMemory.from_json(body) for name, body in rows}
+    def load_states(self) -> dict[str, AlertState]:
+        """Every readable persisted alert state by key."""
+        return self.load().states
 
     def head(self, lane: str, limit: int = 1) -> list[OutboxRow]:
-        """The oldest `limit` rows of a lane, in order."""
-        with self._failing("read"):
-            rows = self._db.execute(
-                "SELECT id, lane, body, attempts, next_attempt_at, created_at FROM outbox WHERE lane = ? "
-                "ORDER BY id LIMIT ?", (lane, limit)
-            ).fetchall()
-        return [OutboxRow(r[0], r[1], Notification.from_json(r[2]), r[3], r[4], r[5]) for r in rows]
+        """The oldest `limit` readable rows of a lane, in order, as on disk now (for tools and tests)."""
+        return [row for row in self.load().outbox if row.lane == lane][:limit]
 
     def depth(self) -> int:
-        """How many notifications wait to be delivered, over all lanes."""
+        """How many rows the outbox table holds."""
         with self._failing("read"):
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def lanes(self) -> set[str]:
-        """Lanes that have rows waiting."""
-        with self._failing("read"):
-            return {r[0] for r in self._db.execute("SELECT DISTINCT lane FROM outbox").fetchall()}
-
     # ------------------------------------------------------------------------------------------ writes
 
-    def commit(
+    def write(
         self,
         *,
-        states: Iterable[AlertState] = (),
-        delete_states: Iterable[str] = (),
-        memory: Iterable[tuple[str, CheckMemory]] = (),
-        enqueue: Iterable[tuple[str, Notification]] = (),
-        now: float = 0.0,
+        states: Mapping[str, AlertState | None] = {},
+        memory: Mapping[str, CheckMemory | None] = {},
+        outbox: Mapping[int, OutboxRow | None] = {},
+        replace: bool = False,
     ) -> None:
-        """Write state changes and new outbox rows in one transaction (all or nothing); none if nothing to write."""
-        upserts = [(s.key, json.dumps(s.to_dict(), sort_keys=True)) for s in states]
-        deletes = [(k,) for k in delete_states]
-        memories = [(name, m.to_json()) for name, m in memory]
-        rows = [(lane, n.to_json(), now, now) for lane, n in enqueue]
-        if not (upserts or deletes or memories or rows):
+        """Bring rows in line with the given values in one transaction (all or nothing): None deletes the row.
+        `replace` empties the three tables first (re-persisting everything into a recreated database).
+
+        Raises `StoreVanishedError` when the database file is no longer the one opened (its directory was
+        deleted or replaced), before writing anything.
+        """
+        if not (states or memory or outbox or replace):
             return
+        self._still_there()
         with self._failing("write"), self._tx():
-            if upserts:
-                self._db.executemany(
-                    "INSERT INTO alert_state (key, body) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET body = excluded.body", upserts,
-                )
-            if deletes:
-                self._db.executemany("DELETE FROM alert_state WHERE key = ?", deletes)
-            if memories:
-                self._db.executemany(
-                    "INSERT INTO check_memory (check_name, body) VALUES (?, ?) "
-                    "ON CONFLICT (check_name) DO UPDATE SET body = excluded.body", memories,
-                )
+            if replace:
+                for table in ("alert_state", "check_memory", "outbox"):
+                    self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+            _apply(self._db, "alert_state", "key", {k: None if s is None else json.dumps(s.to_dict(), sort_keys=True)
+                                                    for k, s in states.items()})
+            _apply(self._db, "check_memory", "check_name", {k: None if m is None else m.to_json()
+                                                            for k, m in memory.items()})
+            gone = [(i,) for i, row in outbox.items() if row is None]
+            if gone:
+                self._db.executemany("DELETE FROM outbox WHERE id = ?", gone)
+            rows = [(r.id, r.lane, r.notification.to_json(), r.attempts, r.next_attempt_at, r.created_at)
+                    for r in outbox.values() if r is not None]
             if rows:
                 self._db.executemany(
-                    "INSERT INTO outbox (lane, body, attempts, next_attempt_at, created_at) "
-                    "VALUES (?, ?, 0, ?, ?)", rows,
+                    "INSERT INTO outbox (id, lane, body, attempts, next_attempt_at, created_at) VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts, "
+                    "next_attempt_at = excluded.next_attempt_at", rows,
                 )
 
-    def forget_checks(self, names: Iterable[str]) -> None:
-        """Drop the memory of checks that left the config."""
-        params = [(n,) for n in names]
-        if not params:
+    def quarantine(self, rows: Iterable[Unreadable], now: float) -> None:
+        """Move unreadable rows out of their tables into `quarantine` (kept for a person to look at)."""
+        items = list(rows)
+        if not items:
             return
+        self._still_there()
+        keys = {"alert_state": "key", "check_memory": "check_name", "outbox": "id"}
         with self._failing("write"), self._tx():
-            self._db.executemany("DELETE FROM check_memory WHERE check_name = ?", params)
-
-    def delete(self, ids: Sequence[int]) -> int:
-        """Remove delivered (or abandoned) rows; returns how many were there (the engine's depth counter)."""
-        if not ids:
-            return 0
-        with self._failing("write"), self._tx():
-            cur = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-        return max(0, cur.rowcount)
-
-    def reschedule(self, ids: Sequence[int], *, attempts: int, next_attempt_at: float) -> None:
-        """Record a failed attempt and when to try again."""
-        with self._failing("write"), self._tx():
-            self._db.executemany(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
-                [(attempts, next_attempt_at, i) for i in ids],
-            )
-
-    def hurry(self, now: float) -> None:
-        """Make every row due now (used when flushing at shutdown)."""
-        with self._failing("write"), self._tx():
-            self._db.execute("UPDATE outbox SET next_attempt_at = ? WHERE next_attempt_at > ?", (now, now))
-
-    def drop_lanes(self, keep: set[str]) -> dict[str, int]:
-        """Delete the rows of lanes no longer configured; returns how many per lane."""
-        dropped: dict[str, int] = {}
-        for lane in self.lanes() - keep:
-            with self._failing("write"), self._tx():
-                cur = self._db.execute("DELETE FROM outbox WHERE lane = ?", (lane,))
-            dropped[lane] = cur.rowcount
-        return dropped
+            for row in items:
+                self._db.execute("INSERT INTO quarantine (source, ref, body, reason, quarantined_at) "
+                                 "VALUES (?, ?, ?, ?, ?)", (row.source, row.ref, row.body, row.reason, now))
+                self._db.execute(f"DELETE FROM {row.source} WHERE {keys[row.source]} = ?", (row.ref,))  # noqa: S608
 
     @property
     def writes(self) -> int:
@@ -199,6 +213,15 @@ class Store:
         with self._failing("read"):
             return self._db.total_changes
 
+    def present(self) -> bool:
+        """Whether the database file is still the one opened (not deleted, nor replaced by another)."""
+        return _identity(self.path) == self._identity
+
+    def _still_there(self) -> None:
+        if not self.present():
+            raise StoreVanishedError(f"the alert state database {self.path} is gone (its directory was deleted or "
+                                     f"replaced while running)")
+
     @contextlib.contextmanager
     def _failing(self, doing: str) -> Iterator[None]:
         """Turn a sqlite3 or OS error into a StoreError naming the database and what was being done."""
@@ -207,8 +230,13 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot {doing} the alert state database {self.path}: {exc}") from exc
 
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+    def _check_schema(self, *, missing_ok: bool = False) -> None:
+        for table, wanted in _TABLES.items():
+            have = tuple(r[1] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall())
+            if have != wanted and (have or not missing_ok):
+                raise sqlite3.DatabaseError(f"table {table} has columns {', '.join(have)}, not {', '.join(wanted)}")
+
+    def _migrate(self, version: int) -> None:
         for target in range(version + 1, _VERSION + 1):
             with _Tx(self._db):  # set-up, not counted in `writes`
                 self._db.execute(_MIGRATIONS[target])
@@ -229,4 +257,123 @@ class _Tx:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the first error is the one worth reporting
+                self._db.execute("ROLLBACK")
+
+
+def inspect(state_dir: Path) -> list[str]:
+    """What would stop the daemon from using `state_dir`, one sentence each (with the fix); creates nothing.
+
+    It must exist (or its nearest existing parent be a writable directory, so that it can be created) and be a
+    writable directory; a database already in it must be readable, intact and of a schema this version knows.
+    """
+    state_dir = Path(state_dir)
+    fix = "create it writable by the user that runs pam-monitor, or set state_dir to a directory that user can write"
+    if not state_dir.exists():
+        parent = next((p for p in state_dir.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return [f"{state_dir} does not exist and cannot be created ({parent} is not a writable directory); {fix}"]
+        return []
+    if not state_dir.is_dir():
+        return [f"{state_dir} is not a directory; {fix}"]
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        return [f"{state_dir} is not writable by this user (or is on a read-only filesystem); {fix}"]
+    db = state_dir / FILENAME
+    if not db.exists():
+        return []
+    if not os.access(db, os.R_OK | os.W_OK):
+        return [f"{db} is not readable and writable by this user; chown it to the user that runs pam-monitor"]
+    try:
+        conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            if str(conn.execute("PRAGMA quick_check(1)").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for table, wanted in _TABLES.items():
+                have = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall())
+                if have and have != wanted:
+                    raise sqlite3.DatabaseError(f"table {table} has columns {', '.join(have)}")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [f"the alert state database {db} is unusable ({exc}); {_MOVE_ASIDE.format(file=db)}"]
+    if version > _VERSION:
+        return [f"the alert state database {db} was written by a newer pam-monitor (schema {version}); run that "
+                f"version, or {_MOVE_ASIDE.format(file=db)}"]
+    return []
+
+
+def _apply(db: sqlite3.Connection, table: str, key: str, values: Mapping[str, str | None]) -> None:
+    upserts = [(k, v) for k, v in values.items() if v is not None]
+    deletes = [(k,) for k, v in values.items() if v is None]
+    if upserts:
+        db.executemany(f"INSERT INTO {table} ({key}, body) VALUES (?, ?) "  # noqa: S608 - fixed names
+                       f"ON CONFLICT ({key}) DO UPDATE SET body = excluded.body", upserts)
+    if deletes:
+        db.executemany(f"DELETE FROM {table} WHERE {key} = ?", deletes)  # noqa: S608 - fixed names
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _check_dir(state_dir: Path) -> None:
+    """Create `state_dir` if needed; refuse (a configuration problem) when it cannot be created or written."""
+    fix = "create it writable by this user, or set state_dir to a directory this user can write"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StateDirError(f"state_dir {state_dir} is not a directory; {fix}") from None
+    except OSError as exc:
+        raise StateDirError(f"state_dir {state_dir} cannot be created ({exc.strerror or exc}); {fix}") from None
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise StateDirError(f"state_dir {state_dir} is not writable by this user (or is on a read-only "
+                            f"filesystem); {fix}")
+    db = state_dir / FILENAME
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise StateDirError(f"{path} is not readable and writable by this user; give it to the user that runs "
+                                f"pam-monitor (chown), or set state_dir elsewhere")
+
+
+@contextlib.contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """Turn what goes wrong while opening into one StoreError line: what, which path, the fix."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "full" in text or _nearly_full(path.parent):
+            fix = f"free space on the filesystem that holds {path.parent} (it is full), then start again"
+        elif "I/O error" in text:
+            fix = f"the filesystem that holds {path.parent} failed a read or write (see dmesg); fix it and start again"
+        elif "locked" in text or "busy" in text:
+            fix = "another process holds it (is another pam-monitor running with this state_dir?)"
+        elif "readonly" in text or "read-only" in text:
+            raise StateDirError(f"{path} cannot be written ({text}); make it and state_dir writable by this user, "
+                                f"or set state_dir elsewhere") from None
+        else:
+            fix = _MOVE_ASIDE.format(file=path)
+        raise StoreError(f"cannot use the alert state database {path}: {text}; {fix}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"the alert state database {path} is corrupt ({exc}); "
+                         f"{_MOVE_ASIDE.format(file=path)}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot use the alert state database {path}: {exc.strerror or exc}; fix the filesystem "
+                         f"that holds {path.parent}, then start again") from None
+
+
+def _nearly_full(directory: Path) -> bool:
+    """Less than 64 KiB free for this user where the database lives (SQLite may call that an I/O error)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +13,11 @@ from typing import Any, TextIO
 
 import structlog
 
-from monitor import __version__
-from monitor.core.config import Config, load_config, parse_shard
+from monitor.cli_args import CONFIG_VERBS, build_parser, env_path, resolve_shard, shard_listen
+from monitor.core.config import (
+    Config,
+    load_config,
+)
 from monitor.core.errors import ConfigError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
@@ -28,195 +29,6 @@ from probes.deps import build_deps
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 log = structlog.get_logger("pam_monitor.cli")
-
-
-_LOG_FORMAT_HELP = ("json: one JSON object per line; console: lines for people "
-                    "(default: console at a terminal, json otherwise)")
-_LEVELS = ["debug", "info", "warning", "error"]
-_VERBS: dict[str, tuple[str, str, str, str]] = {
-    # verb: (one line for `pam-monitor --help`, description, exit codes, examples)
-    "run": (
-        "run the daemon: checks on their intervals, alerts, /metrics, /status and the status page",
-        "Run the daemon: every enabled check on its interval, alerts to the configured sinks, and /metrics, "
-        "/status, /healthz, /readyz and a status page at / on the listen address. SIGHUP reloads the file (a bad "
-        "file keeps the running configuration); SIGTERM or Ctrl-C stops within shutdown_timeout.",
-        "0  stopped by SIGTERM or Ctrl-C\n"
-        "1  could not start: the listen address is taken or not on this host\n"
-        "2  bad configuration, no config file, or bad usage",
-        "pam-monitor run --config pam-monitor.yaml\n"
-        "pam-monitor --log-format console run -c pam-monitor.yaml --listen 127.0.0.1:9200",
-    ),
-    "check": (
-        "run every check once, print a table (or JSON) and exit 0 ok / 1 failed / 2 bad config",
-        "Run every enabled check once, print the results and exit: for CI, cron, and a first look at a new "
-        "config file. The table or JSON goes to stdout; logs go to stderr.",
-        "0  every check passed\n"
-        "1  at least one check failed (any outcome but ok, slow included)\n"
-        "2  bad configuration, no config file, an unknown name in --only, or bad usage",
-        "pam-monitor check --config pam-monitor.yaml\n"
-        "pam-monitor check -c pam-monitor.yaml --only backend_health --format json",
-    ),
-    "validate": (
-        "check a config file without running anything; one line per problem",
-        "Read a config file and report every problem in one run, one line each: file:line: field (with the "
-        "check's name): what is wrong, what was given (never a secret or a ${VAR} value), what is allowed. "
-        "Nothing is probed.",
-        "0  the file is valid\n"
-        "2  the file has problems (listed on stderr), has no checks, does not exist, or bad usage",
-        "pam-monitor validate --config pam-monitor.yaml\n"
-        "PAM_MONITOR_CONFIG=pam-monitor.yaml pam-monitor validate",
-    ),
-    "notify": (
-        "send a test notification to every configured sink (or one) and say what each answered",
-        "Send one clearly marked test notification to every sink in alerts.sinks, or to the one named by --sink, "
-        "straight through the sink's own code (not the outbox), and print what each answered: accepted, rejected "
-        "with its HTTP status, or unreachable with the error type (never a URL or a secret). The test alert is "
-        "PamMonitorTest, severity none, label test=\"true\", summary \"Test notification from pam-monitor (service "
-        "...): if you see this, the <sink> sink works\". Alertmanager gets endsAt 5 minutes ahead, so it clears "
-        "itself; PagerDuty opens an info-severity incident, to resolve by hand.",
-        "0  every chosen sink accepted the test notification\n"
-        "1  at least one chosen sink rejected it or could not be reached\n"
-        "2  bad configuration, no sink configured, an unknown --sink, or bad usage",
-        "pam-monitor notify --test --config pam-monitor.yaml\n"
-        "pam-monitor notify --test --sink oncall-slack -c pam-monitor.yaml",
-    ),
-    "demo": (
-        "start a demo backend and the daemon watching it (the default with no verb)",
-        "Start the built-in demo backend (and a throwaway PostgreSQL unless --no-db) and the daemon watching it. "
-        "Flip faults with POST /_faults/{name} on the demo backend to watch alerts fire, DELETE /_faults to heal.",
-        "0  stopped by SIGTERM or Ctrl-C\n"
-        "1  could not start: a port is taken\n"
-        "2  bad option value (--listen, --interval) or bad usage",
-        "pam-monitor demo\n"
-        "pam-monitor demo --no-db --interval 2s --listen 127.0.0.1:9200",
-    ),
-    "discover": (
-        "write a config with an auth_contract check for every secured operation of an OpenAPI document",
-        "Read an OpenAPI 3 document (URL, file, or a backend's base URL) and write a config file that validates "
-        "and runs as it stands: its target, and an auth_contract check for every operation that declares "
-        "security, with forged tokens impersonating the user in the path and minimal request bodies.",
-        "0  config written\n"
-        "2  the document cannot be read or is not OpenAPI 3, or bad usage",
-        "pam-monitor discover --openapi http://127.0.0.1:8000 -o pam-monitor.yaml\n"
-        "pam-monitor discover --openapi openapi.json --base-url https://api.example.com -o pam-monitor.yaml",
-    ),
-}
-_CONFIG_VERBS = ("run", "check", "validate", "notify")
-
-
-class _Help(argparse.RawDescriptionHelpFormatter):
-    """Keeps the epilog's line breaks (exit codes, examples) and wraps the rest."""
-
-
-def _verb_epilog(verb: str) -> str:
-    _, _, exits, examples = _VERBS[verb]
-    indent = "\n".join("  " + line for line in exits.splitlines())
-    example = "\n".join("  " + line for line in examples.splitlines())
-    return f"exit codes:\n{indent}\n\nexamples:\n{example}"
-
-
-def _add_log_options(parser: argparse.ArgumentParser, *, top: bool, level_default: str) -> None:
-    # On a verb the default is SUPPRESS, so that a value given before the verb is not overwritten by None.
-    default = None if top else argparse.SUPPRESS
-    parser.add_argument("--log-format", choices=["json", "console"], default=default, help=_LOG_FORMAT_HELP)
-    parser.add_argument("--log-level", choices=_LEVELS, default=default, metavar="LEVEL",
-                        help=f"{', '.join(_LEVELS)} (default: {level_default})")
-
-
-def _add_config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    parser.add_argument("--config", "-c", type=Path, metavar="FILE",
-                        default=_env_path("PAM_MONITOR_CONFIG") if top else argparse.SUPPRESS,
-                        help="YAML config file (default: $PAM_MONITOR_CONFIG"
-                             + (f", now {os.environ['PAM_MONITOR_CONFIG']})" if os.environ.get("PAM_MONITOR_CONFIG")
-                                else ", unset)"))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every verb (its help texts are the CLI's reference)."""
-    parser = argparse.ArgumentParser(
-        prog="pam-monitor", formatter_class=_Help,
-        description="Continuous health monitoring for the PAM backend, its voice system and its database.\n"
-                    "With no verb, runs the built-in demo.",
-        epilog="--log-format, --log-level and --config work before or after the verb.\n"
-               "exit codes: 0 ok; 1 a check failed, the daemon could not start or a sink failed its test;\n"
-               "2 bad configuration or usage.\n"
-               "Run `pam-monitor VERB --help` for a verb's options, defaults, exit codes and examples.",
-    )
-    parser.add_argument("--version", action="version", version=f"pam-monitor {__version__}")
-    _add_log_options(parser, top=True, level_default="depends on the verb")
-    _add_config_option(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="VERB", title="verbs")
-
-    def verb(name: str) -> argparse.ArgumentParser:
-        line, description, _, _ = _VERBS[name]
-        return sub.add_parser(name, help=line, description=textwrap.fill(description, 78),
-                              epilog=_verb_epilog(name), formatter_class=_Help)
-
-    run = verb("run")
-    _add_config_option(run, top=False)
-    run.add_argument("--shard", default=None, metavar="I/N",
-                     help="run only the checks of shard I of N, by a stable hash of the check name (default: all)")
-    run.add_argument("--listen", default=None, metavar="HOST:PORT",
-                     help="where to serve /metrics, /status, ... (default: listen from the file, else 127.0.0.1:9108)")
-    _add_log_options(run, top=False, level_default="log_level from the file, else info")
-
-    check = verb("check")
-    _add_config_option(check, top=False)
-    check.add_argument("--shard", default=None, metavar="I/N",
-                       help="run only the checks of shard I of N (default: all)")
-    check.add_argument("--only", action="append", default=None, metavar="NAME",
-                       help="run only this check; repeat for several (default: every enabled check)")
-    check.add_argument("--format", choices=["table", "json"], default="table",
-                       help="table: for people; json: the /status document's checks (default: table)")
-    _add_log_options(check, top=False, level_default="warning")
-
-    validate = verb("validate")
-    _add_config_option(validate, top=False)
-    validate.add_argument("--shard", default=None, metavar="I/N",
-                          help="count only the checks of shard I of N in the summary (default: all)")
-
-    notify = verb("notify")
-    _add_config_option(notify, top=False)
-    notify.add_argument("--test", action="store_true", required=True,
-                        help="send the test notification, the only thing notify does so far (required)")
-    notify.add_argument("--sink", default=None, metavar="NAME",
-                        help="only the sink with this name (its `name`, else its kind) (default: every sink)")
-    _add_log_options(notify, top=False, level_default="warning")
-
-    demo = verb("demo")
-    demo.add_argument("--listen", default="127.0.0.1:9108", metavar="HOST:PORT",
-                      help="where the daemon serves /metrics, /status and the page (default: 127.0.0.1:9108)")
-    demo.add_argument("--target-port", type=int, default=8000,
-                      help="port of the demo backend on 127.0.0.1 (default: 8000)")
-    demo.add_argument("--interval", default="5s", help="check interval in the demo (default: 5s)")
-    demo.add_argument("--no-db", action="store_true", help="do not start or use PostgreSQL (default: use it)")
-    demo.add_argument("--alertmanager", default=None, metavar="URL",
-                      help="also send the demo's alerts to this Alertmanager (default: none)")
-    _add_log_options(demo, top=False, level_default="info")
-
-    discover = verb("discover")
-    discover.add_argument("--openapi", required=True, metavar="URL_OR_FILE",
-                          help="URL or file of the OpenAPI (3.x) document, or the backend's base URL: "
-                               "/openapi.json, /docs/openapi.json, /api/openapi.json, /swagger.json are tried "
-                               "(required)")
-    discover.add_argument("--base-url", default=None, metavar="URL",
-                          help="the target's base_url (default: the document's servers, else the base URL given "
-                               "to --openapi, else ${BACKEND_URL})")
-    discover.add_argument("--target", default="backend",
-                          help="target name to use in the generated checks (default: backend)")
-    discover.add_argument("--journeys", action="store_true",
-                          help="also write a tenant_isolation check (as identity monitor_user) for every GET of a "
-                               "user's resource (a user-id path parameter), and the identities block to define "
-                               "(default: off)")
-    discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
-                          help="file to write (default: stdout)")
-    _add_log_options(discover, top=False, level_default="warning")
-    return parser
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
 
 
 def _log_format(args: argparse.Namespace, stream: TextIO) -> LogFormat:
@@ -232,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, "demo"])
-    if args.command not in _CONFIG_VERBS and args.config not in (None, _env_path("PAM_MONITOR_CONFIG")):
+    if args.command not in CONFIG_VERBS and args.config not in (None, env_path("PAM_MONITOR_CONFIG")):
         parser.error(f"--config does not apply to {args.command}")
     handlers = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "notify": _cmd_notify,
                 "demo": _cmd_demo, "discover": _cmd_discover}
@@ -248,9 +60,16 @@ def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True)
               "(see examples/pam-monitor.yaml)", file=err)
         return None
     try:
-        shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-        return load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
-                           require_checks=require_checks)
+        # Only run, check and validate take a shard; notify sends to the sinks whatever the shard.
+        shard = args.resolved_shard = resolve_shard(args) if hasattr(args, "replicas_per_shard") else None
+        config = load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
+                             require_checks=require_checks)
+        base = getattr(args, "listen_base_port", None)
+        if base is not None:
+            # The per-shard address becomes the --listen of this process, so a reload keeps it.
+            args.listen = shard_listen(config.listen, base, shard)
+            config = config.model_copy(update={"listen": args.listen})
+        return config
     except ValueError as exc:
         print(f"pam-monitor: {exc}", file=err)
         return None
@@ -271,10 +90,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args, sys.stderr)
     if config is None:
         return EXIT_CONFIG
+    from alerts.store import inspect
+
+    problems = inspect(config.state_dir)
+    if problems:
+        where = _key_line(args.config, "state_dir")
+        for problem in problems:
+            print(f"{where}: state_dir: {problem}", file=sys.stderr)
+        print(f"pam-monitor: {len(problems)} problem(s) in the configuration; nothing was started", file=sys.stderr)
+        return EXIT_CONFIG
     enabled = sum(1 for c in config.checks if c.enabled)
-    print(f"{args.config}: ok: {enabled} checks ({len(config.checks) - enabled} disabled), "
+    shard = f" in shard {args.resolved_shard[0]}/{args.resolved_shard[1]}" if args.resolved_shard else ""
+    print(f"{args.config}: ok: {enabled} checks{shard} ({len(config.checks) - enabled} disabled), "
           f"{len(config.targets)} targets, {len(config.alerts.sinks)} sinks")
     return EXIT_OK
+
+
+def _key_line(path: Path, key: str) -> str:
+    """`file:line` of a top-level key of the config file, or just `file` when the key is not written in it."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    number = next((i for i, line in enumerate(lines, 1) if line.startswith(f"{key}:")), None)
+    return f"{path}:{number}" if number is not None else str(path)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -286,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     daemon = Daemon(
         config, config_path=args.config, listen_override=args.listen,
-        shard=parse_shard(args.shard) if args.shard else None, engine_factory=_engine_factory(),
+        shard=args.resolved_shard, engine_factory=_engine_factory(),
         redactor=redactor,
     )
     return asyncio.run(daemon.run())

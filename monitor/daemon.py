@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config, load_config, parse_listen
-from monitor.core.errors import ConfigError
+from monitor.core.errors import ConfigError, StateDirError, StoreError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
 from monitor.metrics import Metrics
@@ -37,7 +38,8 @@ class Engine(Protocol):
     """
 
     async def start(self) -> None:
-        """Open persisted state and start delivery."""
+        """Open persisted state and start delivery; StoreError (StateDirError for a config problem) when the state
+        cannot be used."""
         ...
 
     def observe(self, result: Result) -> None:
@@ -46,6 +48,10 @@ class Engine(Protocol):
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts (and the watchdog while it is up) for /status, with holds explained."""
+        ...
+
+    def state_problem(self) -> str | None:
+        """None while alert state is being saved; otherwise why not (what /readyz says)."""
         ...
 
     @property
@@ -67,6 +73,9 @@ class Engine(Protocol):
 
 
 EngineFactory = Callable[[Config, CollectorRegistry, Clock], Engine]
+EXIT_STATE_CONFIG, EXIT_STATE_UNUSABLE = 2, 3
+"""Start-up exit codes: state_dir cannot be created or written (a configuration problem); the state database is
+unusable (corrupt, written by a newer version, on a full disk, held by another process)."""
 
 
 def _freeze_long_lived() -> None:
@@ -208,8 +217,18 @@ class Daemon:
         self.scheduler = MonotonicScheduler(SchedulerClock(wall=self.clock.time))
         alerts = None
         if self.engine is not None:
-            await self.engine.start()
+            try:
+                await self.engine.start()
+            except StoreError as exc:
+                # One line, no traceback: what is wrong, with which path, and the fix (alerts.store words it).
+                code = EXIT_STATE_CONFIG if isinstance(exc, StateDirError) else EXIT_STATE_UNUSABLE
+                log.error("daemon.state_unusable", error=str(exc), exit_code=code)
+                print(f"pam-monitor: {exc}", file=sys.stderr, flush=True)
+                sock.close()
+                await self._shutdown()
+                return code
             self.state.alerts = self.engine.active_alerts
+            self.state.persistence = self.engine.state_problem
             alerts = LoopCall(loop, self.engine.active_alerts)
             self._spawn(self._judge_saturation(self.engine))
         self._adopt(self.config)
@@ -221,6 +240,7 @@ class Daemon:
         self.server.start()
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
                  checks=len(self.runner.checks) if self.runner else 0,
+                 shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
                  sinks=[s.display_name for s in self.config.alerts.sinks])
         await self._stop.wait()
         await self._shutdown()

@@ -22,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from monitor import __version__
 from monitor.core.config import CHECK_MODELS
-from monitor.core.results import HTTP_PHASES, HttpFacts, Outcome, Result
+from monitor.core.results import HTTP_PHASES, HttpFacts, Outcome, Result, TlsFacts
 
 CHECK_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENESS_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
@@ -55,6 +55,12 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("probe_http_content_length", "gauge",
      "Content-Length of the last run's first response (-1: not announced; 0: no answer)."),
     ("probe_dns_lookup_time_seconds", "gauge", "Time the last run's first request took to resolve its host."),
+    ("probe_http_ssl", "gauge", "Whether the last run's first request went over TLS (1) or not (0)."),
+    ("probe_ssl_earliest_cert_expiry", "gauge",
+     "Earliest notAfter (Unix seconds) of the certificates the server presented at the last TLS handshake."),
+    ("probe_ssl_last_chain_expiry_timestamp_seconds", "gauge",
+     "Earliest notAfter (Unix seconds) of the chain verified at the last TLS handshake (not with verify_tls off)."),
+    ("probe_tls_version_info", "gauge", "The TLS version negotiated at the last TLS handshake (always 1)."),
 )
 _HEADERS: tuple[str, ...] = tuple(
     f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" for name, kind, help_text in _FAMILIES
@@ -107,6 +113,7 @@ class _CheckSeries:
     table_present: dict[str, float] | None = None
     phase_seconds: dict[str, float] | None = None
     http: HttpFacts | None = None  # None: not an HTTP kind (no probe_http_* series)
+    tls: TlsFacts | None = None  # the last handshake seen (probe_ssl_*, probe_tls_*), None: none yet or plain HTTP
 
 
 # Float values are finite clock readings and durations, so they are written with repr (C code, "0.0" for zero).
@@ -179,7 +186,19 @@ def _family_lines(i: int, series: list[_CheckSeries], templates: dict[tuple[str,
         return "".join([f"probe_http_version{{{lb}}} {f.version!r}\n" for lb, f in http])
     if i == 12:
         return "".join([f"probe_http_content_length{{{lb}}} {f.content_length}\n" for lb, f in http])
-    return "".join([f"probe_dns_lookup_time_seconds{{{lb}}} {f.dns_lookup_s!r}\n" for lb, f in http])
+    if i == 13:
+        return "".join([f"probe_dns_lookup_time_seconds{{{lb}}} {f.dns_lookup_s!r}\n" for lb, f in http])
+    if i == 14:
+        return "".join([f"probe_http_ssl{{{lb}}} {0 if f.tls is None else 1}\n" for lb, f in http])
+    # TLS series exist only once a handshake was seen: a 0 would read as a certificate that expired in 1970.
+    tls = [(s.labels, s.tls) for s in series if s.tls is not None]
+    if i == 15:
+        return "".join([f"probe_ssl_earliest_cert_expiry{{{lb}}} {_fmt(t.earliest_expiry)}\n"
+                        for lb, t in tls if t.earliest_expiry is not None])
+    if i == 16:
+        return "".join([f"probe_ssl_last_chain_expiry_timestamp_seconds{{{lb}}} {_fmt(t.chain_expiry)}\n"
+                        for lb, t in tls if t.chain_expiry is not None])
+    return "".join([f'probe_tls_version_info{{{lb},version="{t.version_label}"}} 1\n' for lb, t in tls])
 
 
 class Metrics:
@@ -268,7 +287,7 @@ class Metrics:
                             t: v for t, v in previous.table_present.items() if t in series.tables
                         }
                     series.phase_seconds = previous.phase_seconds
-                    series.http = previous.http
+                    series.http, series.tls = previous.http, previous.tls
                 new[name] = series
             self._series = new
             self.checks_configured.set(len(new))
@@ -326,6 +345,11 @@ class Metrics:
                 if facts.phases.keys() != _PHASE_SET:  # rendering reads all five
                     facts = dataclasses.replace(facts, phases={p: facts.phases.get(p, 0.0) for p in HTTP_PHASES})
                 series.http = facts
+                # A run whose first request got no handshake and no answer (refused, a failed handshake, a timeout
+                # before it) says nothing about the certificate: the last one seen stays. An answer over plain HTTP
+                # (the target moved off https) ends the TLS series.
+                if facts.tls is not None or facts.version:
+                    series.tls = facts.tls
 
     # -- exposition ---------------------------------------------------------------------------------------
 

@@ -70,6 +70,8 @@ class State:
         self.config_loaded = False
         self.last_tick: float | None = None
         self.alerts: AlertsProvider = list
+        self.persistence: Callable[[], str | None] = lambda: None
+        """None while alert state is being saved, else why not (the alert engine sets it)."""
 
     def set_checks(self, checks: Iterable[tuple[str, str]], intervals: Mapping[str, float] | None = None) -> None:
         """Declare the running checks (name, kind) and their intervals in seconds; results and history of checks
@@ -113,11 +115,15 @@ class State:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
-        """Ready means a config is loaded and every check has finished at least one run."""
+        """Ready means a config is loaded, alert state is being saved, and every check has finished at least one
+        run."""
         with self._lock:
             loaded, order, done = self.config_loaded, self.order, set(self.results)
         if not loaded:
             return False, "no configuration loaded"
+        problem = self.persistence()
+        if problem is not None:
+            return False, problem
         waiting = [name for name in order if name not in done]
         if waiting:
             return False, f"{len(waiting)} of {len(order)} checks have not run yet"

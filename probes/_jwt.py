@@ -57,7 +57,8 @@ def forged_token(
     if variant == "wrong_signature":
         return encode_hs256(fresh, secrets.token_bytes(32))
     if variant == "alg_none":
-        return jwt.encode(fresh, None, algorithm="none")
+        # PyJWT takes "" as "no key" for alg none; None is not in its key type once cryptography is installed.
+        return jwt.encode(fresh, "", algorithm="none")
     if variant == "expired":
         stale = shaped(moment - 7200, moment - 3600)
         return encode_hs256(stale, secret if secret is not None else secrets.token_bytes(32))

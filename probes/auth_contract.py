@@ -339,6 +339,6 @@ KIND = Kind(
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown", "CheckFailed"),
+    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown", "CertificateExpiring", "CheckFailed"),
     requests=requests,
 )

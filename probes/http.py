@@ -111,5 +111,5 @@ KIND = Kind(
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CheckFailed"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CertificateExpiring", "CheckFailed"),
 )

@@ -256,7 +256,7 @@ KIND = Kind(
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("ContractRegression", "TableMissing", "CheckFailed"),
+    alerts=("ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed"),
     phases=phases,
     # One request per step (for pacing under a target's max_rate), sent one after the other.
     requests=lambda check: len(check.steps),

@@ -200,7 +200,7 @@ KIND = Kind(
         Outcome.INVALID_RESPONSE,
         Outcome.RATE_LIMITED,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CheckFailed"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CertificateExpiring", "CheckFailed"),
     tables=tables,
     requests=requests,
 )

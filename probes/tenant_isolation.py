@@ -98,5 +98,5 @@ KIND = Kind(
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("AuthBypass", "ContractRegression", "TableMissing", "CheckFailed"),
+    alerts=("AuthBypass", "ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed"),
 )

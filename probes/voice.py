@@ -143,7 +143,8 @@ KIND = Kind(
     model=VoiceCheck,
     probe=probe,
     outcomes=http.KIND.outcomes,
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded", "CheckFailed"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded", "CertificateExpiring",
+            "CheckFailed"),
     phases=phases,
     requests=requests,
 )

@@ -46,15 +46,63 @@ _SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName":
           "localityName": "L", "stateOrProvinceName": "ST", "domainComponent": "DC"}
 
 
-def tls_facts(transport: asyncio.BaseTransport) -> TlsFacts | None:
-    """The negotiated version and the peer certificate's notAfter/subject/issuer of a TLS connection."""
+Decoded = tuple[float | None, str | None, str | None]
+"""One certificate's notAfter (Unix seconds), subject and issuer."""
+DECODED_MAX = 4096
+"""Certificates whose decoding a transport keeps (a target presents the same few on every handshake)."""
+
+
+def _decode(info: Any) -> Decoded:
+    not_after = info.get("notAfter") if isinstance(info, dict) else None
+    return (ssl.cert_time_to_seconds(not_after) if not_after else None, _name(info.get("subject")),
+            _name(info.get("issuer")))
+
+
+def _chain(ssl_object: ssl.SSLObject, verified: bool, cache: dict[Any, Decoded]) -> list[Decoded]:
+    """The presented chain (leaf first), or the chain OpenSSL verified, each certificate decoded.
+
+    The ssl module decodes a peer certificate only once verified (`getpeercert()` is {} with verify_tls: false);
+    the chain accessors return every certificate either way. They are public from Python 3.13 and exist, unnamed
+    in the docs, on the C object since 3.10; without them only the verified leaf is known. Decoding (the ssl
+    module's date parsing above all) costs ~10 us a certificate, so `cache` keeps it per certificate (equal
+    certificates compare equal, a renewed one does not).
+    """
+    sslobj = getattr(ssl_object, "_sslobj", None)
+    getter = getattr(sslobj, "get_verified_chain" if verified else "get_unverified_chain", None)
+    if getter is None:
+        leaf = ssl_object.getpeercert()
+        return [_decode(leaf)] if leaf else []
+    out = []
+    try:
+        for cert in getter() or ():
+            decoded = cache.get(cert)
+            if decoded is None:
+                if len(cache) >= DECODED_MAX:
+                    cache.clear()
+                decoded = cache[cert] = _decode(cert.get_info())
+            out.append(decoded)
+    except (ssl.SSLError, ValueError, AttributeError):
+        return []
+    return out
+
+
+def tls_facts(transport: asyncio.BaseTransport, cache: dict[Any, Decoded] | None = None) -> TlsFacts | None:
+    """The negotiated version, the leaf certificate's notAfter/subject/issuer, and the earliest notAfter of the
+    presented chain and of the verified chain (blackbox_exporter's two expiries), of a TLS connection.
+
+    `cache` keeps decoded certificates between calls (a WireTransport passes its own)."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return None
-    cert = ssl_object.getpeercert() or {}  # {} when the certificate was not verified (verify_tls: false)
-    not_after = cert.get("notAfter")
-    return TlsFacts(ssl_object.version(), ssl.cert_time_to_seconds(not_after) if not_after else None,
-                    _name(cert.get("subject")), _name(cert.get("issuer")))
+    cache = {} if cache is None else cache
+    presented = _chain(ssl_object, False, cache)
+    leaf = presented[0] if presented else (None, None, None)
+    expiries = [c[0] for c in presented if c[0] is not None]
+    verified = [c[0] for c in _chain(ssl_object, True, cache) if c[0] is not None] \
+        if ssl_object.context.verify_mode != ssl.CERT_NONE else []
+    return TlsFacts(ssl_object.version(), leaf[0], leaf[1], leaf[2],
+                    earliest_expiry=min(expiries) if expiries else None,
+                    chain_expiry=min(verified) if verified else None)
 
 
 __all__ = ["BodyStream", "Exchange", "Prepared", "Trace", "WireTransport", "prepare", "tls_facts"]
@@ -113,6 +161,7 @@ class WireTransport(httpx.AsyncBaseTransport):
     idle_limit: float = IDLE_LIMIT_S
     _idle: dict[tuple[str, str, int], list[Exchange]] = field(default_factory=dict)
     _open: set[Exchange] = field(default_factory=set)
+    _certificates: dict[Any, Decoded] = field(default_factory=dict)  # decoded peer certificates (tls_facts)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and return once the response head arrived; the body streams after."""
@@ -205,7 +254,7 @@ class WireTransport(httpx.AsyncBaseTransport):
                 await loop.create_connection(lambda: connection, sock=sock, ssl=self.ssl_context,
                                              server_hostname=host, ssl_handshake_timeout=None)
                 assert connection.transport is not None
-                connection.tls = tls_facts(connection.transport)
+                connection.tls = tls_facts(connection.transport, self._certificates)
                 trace.tls = time.perf_counter() - connected
             else:
                 _socket.SocketTransport(loop, sock, connection)

@@ -3,6 +3,8 @@
     PamMonitorError
     ├── ConfigError     the configuration file could not be turned into a valid Config (one line per problem)
     └── StoreError      the alert state database could not be opened, read or written
+        ├── StateDirError       state_dir itself cannot be created or written (a configuration problem)
+        └── StoreVanishedError  the database file was deleted or replaced while the daemon ran
 """
 
 from __future__ import annotations
@@ -23,4 +25,14 @@ class ConfigError(PamMonitorError):
 
 
 class StoreError(PamMonitorError):
-    """The SQLite state database could not be opened, read or written."""
+    """The SQLite state database could not be opened, read or written; at open, the message is one line saying
+    what is wrong, with which path, and the fix."""
+
+
+class StateDirError(StoreError):
+    """`state_dir` cannot be created, is not a directory, or is not writable by this user: fix the config or the
+    permissions."""
+
+
+class StoreVanishedError(StoreError):
+    """The database file is no longer the one that was opened (its directory was deleted or replaced)."""

@@ -62,19 +62,33 @@ HTTP_PHASES: tuple[str, ...] = ("resolve", "connect", "tls", "processing", "tran
 """blackbox_exporter's phases of an HTTP request, in order (the `phase` label of probe_http_duration_seconds)."""
 
 
+TLS_VERSIONS: dict[str, str] = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1", "TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}
+"""The ssl module's protocol names as blackbox_exporter writes them (the `version` label of probe_tls_version_info);
+any other reads "unknown", as there."""
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFacts:
-    """What a TLS handshake negotiated and what the peer certificate says.
+    """What a TLS handshake negotiated and what the peer's certificates say.
 
-    `version` is the protocol ('TLSv1.3'); `not_after` the certificate's expiry in Unix seconds; `subject` and
-    `issuer` are 'CN=...,O=...' strings. The certificate fields are None when it was not verified
-    (verify_tls: false), since the ssl module then does not decode it.
+    `version` is the protocol as the ssl module names it ('TLSv1.3'); `not_after` the leaf certificate's expiry
+    in Unix seconds; `subject` and `issuer` the leaf's 'CN=...,O=...' strings. `earliest_expiry` is the earliest
+    notAfter of every certificate the server presented (blackbox_exporter's probe_ssl_earliest_cert_expiry),
+    known with verify_tls: false too; `chain_expiry` the earliest notAfter of the chain that was verified up to a
+    trusted root (its probe_ssl_last_chain_expiry_timestamp_seconds), None when nothing was verified.
     """
 
     version: str | None
     not_after: float | None
     subject: str | None
     issuer: str | None
+    earliest_expiry: float | None = None
+    chain_expiry: float | None = None
+
+    @property
+    def version_label(self) -> str:
+        """The version as blackbox_exporter labels it ('TLS 1.3')."""
+        return TLS_VERSIONS.get(self.version or "", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,5 +232,23 @@ class Result:
             out["details"] = dict(self.details)
         if self.tables:
             out["tables"] = dict(self.tables)
+        tls = self.http.tls if self.http is not None else None
+        if tls is not None:
+            out["tls"] = tls_status(tls, self.finished_at)
         return out
+
+
+def tls_status(tls: TlsFacts, now: float) -> dict[str, Any]:
+    """A handshake's facts as /status shows them: version, the leaf's subject and issuer, expiries as ISO times,
+    and the days left until the earliest one (from `now`, the run's end)."""
+    earliest = tls.earliest_expiry if tls.earliest_expiry is not None else tls.not_after
+    return {
+        "version": tls.version_label,
+        "subject": tls.subject,
+        "issuer": tls.issuer,
+        "not_after": iso(tls.not_after) if tls.not_after is not None else None,
+        "earliest_expiry": iso(earliest) if earliest is not None else None,
+        "verified_chain_expiry": iso(tls.chain_expiry) if tls.chain_expiry is not None else None,
+        "days_left": round((earliest - now) / 86400, 2) if earliest is not None else None,
+    }
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from alerts.evaluate import evaluate
 from alerts.model import CheckMemory, Signal
-from alerts.rules import CHECK_FAILED, FAILING, RULES, evaluate, rules_for
+from alerts.rules import CHECK_FAILED, FAILING, RULES, rules_for
 from alerts.table import alerts_for, blocks, extract, outcome_table, splice
 from monitor.core.results import Outcome, Result
 from probes import REGISTRY, RULES_BY_KIND

@@ -6,8 +6,9 @@ import typing
 from collections.abc import Collection
 from typing import Any
 
+from alerts.evaluate import evaluate, quiet, remember
 from alerts.model import CheckMemory, Observation, Signal
-from alerts.rules import RULES, evaluate, quiet, remember, rules_for
+from alerts.rules import RULES, rules_for
 from monitor.core.config import AlertName, Config
 from monitor.core.results import Outcome, Result
 from probes import RULES_BY_KIND
@@ -164,9 +165,9 @@ def test_quiet_results_are_those_that_can_raise_nothing() -> None:
     factory check turns nothing BAD; an ok that still lists a missing table, and any failure, are not quiet."""
     for name in CHECKS:
         r = result(name, "ok", status=200, tables={"user_settings": True})
-        assert (True, {}) == (quiet(r), bad(r)), name
-    assert False is quiet(result("db_roundtrip", "ok", tables={"user_settings": False}))
-    assert False is quiet(result("db_roundtrip", "ok", details={"tables_missing": ["wishlists"]}))
+        assert (True, {}) == (quiet(CONFIG, r), bad(r)), name
+    assert False is quiet(CONFIG, result("db_roundtrip", "ok", tables={"user_settings": False}))
+    assert False is quiet(CONFIG, result("db_roundtrip", "ok", details={"tables_missing": ["wishlists"]}))
     assert {"TableMissing/db_roundtrip/wishlists"} == set(bad(result("db_roundtrip", "ok",
                                                                      details={"tables_missing": ["wishlists"]})))
-    assert [] == [o.value for o in Outcome if o is not Outcome.OK and quiet(result("backend_health", o))]
+    assert [] == [o.value for o in Outcome if o is not Outcome.OK and quiet(CONFIG, result("backend_health", o))]

@@ -9,8 +9,9 @@ from typing import Any
 
 import prometheus_client
 
+from alerts.evaluate import evaluate, remember
 from alerts.model import CheckMemory, Observation, Signal
-from alerts.rules import RULES, evaluate, remember, rules_for
+from alerts.rules import RULES, rules_for
 from alerts.store import Store
 from monitor.core.config import Config
 from monitor.core.results import Result
@@ -63,9 +64,11 @@ GOOD_RUN = remember(CheckMemory(), walk(None))
 
 
 def test_journey_and_tenant_isolation_rules() -> None:
-    """The kinds' rule lists (CheckFailed on every kind: no failure is silent) and AccessDenied for db."""
-    assert ("ContractRegression", "TableMissing", "CheckFailed") == RULES_BY_KIND["journey"]
-    assert ("AuthBypass", "ContractRegression", "TableMissing", "CheckFailed") == RULES_BY_KIND["tenant_isolation"]
+    """The kinds' rule lists (CheckFailed on every kind: no failure is silent, CertificateExpiring on every HTTP
+    kind) and AccessDenied for db."""
+    assert ("ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed") == RULES_BY_KIND["journey"]
+    assert ("AuthBypass", "ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed") == (
+        RULES_BY_KIND["tenant_isolation"])
     assert "AccessDenied" in RULES_BY_KIND["db"]
     assert "critical" == RULES["AccessDenied"].severity
 
@@ -162,12 +165,12 @@ def test_step_memory_survives_a_restart(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     try:
         remembered = CheckMemory(last_good_status=200, last_good_outcome="ok", steps={"csrf": 200, "write": 204})
-        store.commit(memory=[(JOURNEY, remembered)])
+        store.write(memory={JOURNEY: remembered})
     finally:
         store.close()
     store = Store.open(tmp_path)
     try:
-        assert {"csrf": 200, "write": 204} == dict(store.load_memory()[JOURNEY].steps)
+        assert {"csrf": 200, "write": 204} == dict(store.load().memory[JOURNEY].steps)
     finally:
         store.close()
 

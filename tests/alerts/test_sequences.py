@@ -9,9 +9,10 @@ from typing import Any
 
 import prometheus_client
 
+from alerts.evaluate import evaluate, remember
 from alerts.machine import AlertState, Policy, Status, step
 from alerts.model import CheckMemory
-from alerts.rules import evaluate, remember, rules_for
+from alerts.rules import rules_for
 from monitor.core.config import Config
 from probes import RULES_BY_KIND
 from tests.support.alerting import make_config, make_engine, result, target_alerts

@@ -17,7 +17,8 @@ import pytest
 from alerts.machine import AlertState, Status
 from alerts.model import CheckMemory, Event, Notification
 from alerts.store import FILENAME, Store
-from monitor.core.errors import StoreError
+from alerts.stored import OutboxRow, Unreadable
+from monitor.core.errors import StateDirError, StoreError
 from tests.support.alerting import Recorder, make_config, make_engine, queue_depth, result, sent
 from tests.support.poll import until_async
 from tests.support.servers import free_port, serve_asgi
@@ -53,13 +54,18 @@ asyncio.run(main())
 """
 
 
+def row(row_id: int, lane: str = "webhook#0", note: Notification = NOTE) -> OutboxRow:
+    """An outbox row as the journal writes it."""
+    return OutboxRow(row_id, lane, note, 0, 2.0, 2.0)
+
+
 def test_store_round_trip_after_unclean_close(tmp_path: Path) -> None:
     """Rows committed and never deleted are there after reopening without a clean shutdown."""
     store = Store.open(tmp_path / "state")
-    store.commit(enqueue=[("webhook#0", NOTE)], now=2.0)
+    store.write(outbox={1: row(1)})
     # No close(): the connection object is simply abandoned, as in a crash.
     again = Store.open(tmp_path / "state")
-    assert [NOTE] == [row.notification for row in again.head("webhook#0", 10)]
+    assert [NOTE] == [r.notification for r in again.head("webhook#0", 10)]
     again.close()
     store.close()
 
@@ -97,53 +103,46 @@ async def test_kill_9_while_firing_then_restart(tmp_path: Path) -> None:
 
 
 def test_nothing_to_write_opens_no_transaction(tmp_path: Path) -> None:
-    """commit() and forget_checks() with nothing in them leave the write counter alone; a real write moves it."""
+    """write() with nothing in it leaves the write counter alone; a real write moves it."""
     store = Store.open(tmp_path / "state")
     try:
-        store.commit(now=1.0)
-        store.commit(states=[], delete_states=[], memory=[], enqueue=[], now=1.0)
-        store.forget_checks([])
+        store.write()
+        store.write(states={}, memory={}, outbox={})
         assert (0, 0) == (store.writes, store.changes)
-        store.commit(enqueue=[("webhook#0", NOTE), ("slack#0", NOTE)], now=2.0)
+        store.write(outbox={1: row(1), 2: row(2, "slack#0")})
         assert (1, 2) == (store.writes, store.changes)
     finally:
         store.close()
 
 
-def test_delete_returns_the_rows_it_removed(tmp_path: Path) -> None:
-    """delete() counts only rows that were there (the engine's queue depth counts down by it)."""
+def test_write_deletes_what_is_none(tmp_path: Path) -> None:
+    """None in write() deletes the row (a missing one is no error); the other rows stay."""
     store = Store.open(tmp_path / "state")
     try:
-        store.commit(enqueue=[("webhook#0", NOTE), ("webhook#0", NOTE)], now=2.0)
-        ids = [row.id for row in store.head("webhook#0", 10)]
-        assert 2 == store.delete([*ids, 999])
-        assert (0, 0) == (store.delete(ids), store.depth())
-        assert 0 == store.delete([])
+        store.write(outbox={1: row(1), 2: row(2)}, states={"k": AlertState("k", "X", "c")})
+        store.write(outbox={1: None, 999: None}, states={"k": None})
+        assert ([2], {}) == ([r.id for r in store.head("webhook#0", 10)], store.load().states)
     finally:
         store.close()
 
 
 PUBLIC_CALLS: dict[str, Callable[[Store], Any]] = {
+    "load": lambda s: s.load(),
     "load_states": lambda s: s.load_states(),
-    "load_memory": lambda s: s.load_memory(),
     "head": lambda s: s.head("webhook#0"),
     "depth": lambda s: s.depth(),
-    "lanes": lambda s: s.lanes(),
-    "commit": lambda s: s.commit(states=[AlertState("k", "X", "c")], memory=[("c", CheckMemory())],
-                                 enqueue=[("webhook#0", NOTE)], delete_states=["j"], now=1.0),
-    "forget_checks": lambda s: s.forget_checks(["c"]),
-    "delete": lambda s: s.delete([1]),
-    "reschedule": lambda s: s.reschedule([1], attempts=1, next_attempt_at=2.0),
-    "hurry": lambda s: s.hurry(1.0),
-    "drop_lanes": lambda s: s.drop_lanes(set()),
+    "write": lambda s: s.write(states={"k": AlertState("k", "X", "c"), "j": None}, memory={"c": CheckMemory()},
+                               outbox={1: row(1)}),
+    "quarantine": lambda s: s.quarantine([Unreadable("outbox", "1", "{", "bad")], 1.0),
     "changes": lambda s: s.changes,
 }
 
 
 def test_every_public_method_is_in_the_table() -> None:
     """The table above names every public method and property of Store but `open` (tested below), `close`
-    (closing twice is allowed) and the plain attributes `path` and `writes`."""
-    public = {name for name in vars(Store) if not name.startswith("_")} - {"open", "close", "path", "writes"}
+    (closing twice is allowed), `present` (a stat of the file) and the plain attributes `path` and `writes`."""
+    public = {name for name in vars(Store) if not name.startswith("_")} - {"open", "close", "path", "writes",
+                                                                           "present"}
     assert public == set(PUBLIC_CALLS)
 
 
@@ -158,31 +157,36 @@ def test_every_public_method_raises_store_error(tmp_path: Path, name: str) -> No
     assert isinstance(raised.value.__cause__, sqlite3.Error)
 
 
-def test_open_fails_with_store_error(tmp_path: Path) -> None:
-    """A state_dir that cannot be created, or a file that is not a database, is a StoreError at open."""
+def test_open_fails_with_one_line(tmp_path: Path) -> None:
+    """A state_dir that is a file is a StateDirError; a file that is not a database a StoreError saying it is
+    corrupt and how to move it aside; each message is one line naming the path."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StateDirError, match="cannot be created") as raised:
         Store.open(blocker / "state")
+    assert "\n" not in str(raised.value)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / FILENAME).write_bytes(b"this is not a SQLite database, not even close" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match=r"is corrupt .* move .*alerts\.sqlite3 aside") as corrupt:
         Store.open(tmp_path / "bad")
+    assert not isinstance(corrupt.value, StateDirError)
+    assert "\n" not in str(corrupt.value)
 
 
 def test_outbox_rows_of_an_older_version_move_to_lane_zero(tmp_path: Path) -> None:
     """Rows queued by a version that named a single-URL sink's lane `<sink>` are delivered from `<sink>#0`; rows
     already named `<sink>#<index>` stay where they are."""
     store = Store.open(tmp_path / "state")
-    store.commit(enqueue=[("webhook", NOTE), ("am#1", NOTE)], now=1.0)
+    store.write(outbox={1: row(1, "webhook"), 2: row(2, "am#1")})
     store.close()
     old = sqlite3.connect(tmp_path / "state" / FILENAME)
     old.execute("PRAGMA user_version = 0")  # what a database from before the lane rename reads
+    old.commit()
     old.close()
     again = Store.open(tmp_path / "state")
     try:
-        assert {"webhook#0", "am#1"} == again.lanes()
-        assert [NOTE] == [row.notification for row in again.head("webhook#0", 10)]
+        assert {"webhook#0", "am#1"} == {r.lane for r in again.load().outbox}
+        assert [NOTE] == [r.notification for r in again.head("webhook#0", 10)]
         assert 0 == again.writes  # the set-up at open is not one of the engine's writes
     finally:
         again.close()

@@ -41,8 +41,21 @@ DOCUMENTED_METRICS = frozenset({
     "pam_monitor_config_last_reload_successful",
     "pam_monitor_build_info",
 })
+# blackbox_exporter's per-probe HTTP and TLS series, under its names and meanings (README, blackbox_exporter parity).
+BLACKBOX_METRICS = frozenset({
+    "probe_http_duration_seconds",
+    "probe_http_version",
+    "probe_http_content_length",
+    "probe_dns_lookup_time_seconds",
+    "probe_http_ssl",
+    "probe_ssl_earliest_cert_expiry",
+    "probe_ssl_last_chain_expiry_timestamp_seconds",
+    "probe_tls_version_info",
+})
 HISTOGRAMS = ("pam_monitor_check_duration_seconds", "pam_monitor_scheduler_lateness_seconds")
-SERIES_NAMES = DOCUMENTED_METRICS | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+SERIES_NAMES = DOCUMENTED_METRICS | BLACKBOX_METRICS | {
+    f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")
+}
 # Labels the daemon puts on its series, plus what Prometheus adds (job, instance, the `service` target label).
 KNOWN_LABELS = frozenset({
     "check", "kind", "outcome", "from", "to", "table", "phase", "alertname", "severity", "sink", "result",

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from tests.deploy.helpers import (
+    BLACKBOX_METRICS,
     DOCUMENTED_METRICS,
     KNOWN_LABELS,
     SERIES_NAMES,
@@ -62,7 +63,8 @@ def test_every_variable_a_query_uses_is_defined() -> None:
 
 
 def test_dashboard_queries_use_design_metrics_and_cover_all_of_them() -> None:
-    """Every query names only documented series (or recorded rules) and every documented metric has a panel."""
+    """Every query names only documented series (or recorded rules) and every documented metric has a panel: the
+    core set and blackbox_exporter's HTTP and TLS series (phases, versions, content length, certificate expiry)."""
     recorded = recorded_names()
     used: set[str] = set()
     for expr in dashboard_exprs():
@@ -71,7 +73,7 @@ def test_dashboard_queries_use_design_metrics_and_cover_all_of_them() -> None:
         assert set() == label_names(expr) - KNOWN_LABELS, expr
         assert 'job=~"$job"' in expr, expr
         used |= {n.removesuffix("_bucket") for n in names}
-    assert set() == DOCUMENTED_METRICS - used
+    assert set() == (DOCUMENTED_METRICS | BLACKBOX_METRICS) - used
     for variable in dashboard()["templating"]["list"]:
         if variable["type"] == "query":
             assert set() == metric_names(variable["query"]["query"]) - SERIES_NAMES, variable["name"]
@@ -79,7 +81,7 @@ def test_dashboard_queries_use_design_metrics_and_cover_all_of_them() -> None:
 
 def test_dashboard_per_check_queries_filter_by_the_check_variable() -> None:
     """Panels over per-check series honour the `check` variable."""
-    per_check = DOCUMENTED_METRICS - {
+    per_check = (DOCUMENTED_METRICS | BLACKBOX_METRICS) - {
         "pam_monitor_alerts_firing", "pam_monitor_notifications_total", "pam_monitor_notification_queue_depth",
         "pam_monitor_scheduler_lateness_seconds", "pam_monitor_scheduler_skipped_runs_total",
         "pam_monitor_config_last_reload_successful", "pam_monitor_build_info",

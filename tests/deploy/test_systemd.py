@@ -18,14 +18,14 @@ BAD_CONFIG_EXIT = 2  # `pam-monitor` exits 2 on a bad config
 SYSTEM_STATE_ROOT = "/var/lib"  # what %S expands to in a system unit
 
 
-def unit_directives() -> dict[str, dict[str, list[str]]]:
+def unit_directives(unit: Path = UNIT) -> dict[str, dict[str, list[str]]]:
     """section -> key -> values (systemd allows a key more than once, configparser alone does not)."""
     parser = configparser.ConfigParser(strict=False, interpolation=None, empty_lines_in_values=False,
                                        dict_type=dict)
     parser.optionxform = str  # type: ignore[assignment, method-assign]
     sections: dict[str, dict[str, list[str]]] = {}
     current = ""
-    for raw in UNIT.read_text().splitlines():
+    for raw in unit.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -35,14 +35,14 @@ def unit_directives() -> dict[str, dict[str, list[str]]]:
             continue
         key, _, value = line.partition("=")
         sections[current].setdefault(key.strip(), []).append(value.strip())
-    parser.read_string(UNIT.read_text())  # and it must parse as an INI file too
+    parser.read_string(unit.read_text())  # and it must parse as an INI file too
     assert set(sections) == set(parser.sections())
     return sections
 
 
-def service() -> dict[str, str]:
+def service(unit: Path = UNIT) -> dict[str, str]:
     """The [Service] section, last value of each key."""
-    return {k: v[-1] for k, v in unit_directives()["Service"].items()}
+    return {k: v[-1] for k, v in unit_directives(unit)["Service"].items()}
 
 
 def test_unit_runs_the_daemon_unprivileged_reloads_with_sighup_and_never_restarts_a_bad_config() -> None:

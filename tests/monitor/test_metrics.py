@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 
 import pytest
 
-from monitor.core.results import HttpFacts, Outcome, ProbeResult, Result
+from monitor.core.results import HttpFacts, Outcome, ProbeResult, Result, TlsFacts
 from monitor.metrics import Metrics
 
 FACTS = HttpFacts(phases={"resolve": 0.001, "connect": 0.002, "tls": 0.0, "processing": 0.03, "transfer": 0.004},
@@ -144,7 +145,8 @@ def test_partial_http_facts_render_every_phase() -> None:
 
 
 def test_promtool_accepts_the_exposition() -> None:
-    """`promtool check metrics` (Debian's prometheus package) finds no problem in a populated scrape."""
+    """`promtool check metrics` (Debian's prometheus package) finds no problem in a populated scrape, TLS series
+    included."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is missing: apt-get install prometheus (the CI script installs it)")
@@ -152,6 +154,8 @@ def test_promtool_accepts_the_exposition() -> None:
     _declared(m)
     m.observe(_result("health", Outcome.TIMEOUT), None)
     m.observe(_result("health", Outcome.OK), Outcome.TIMEOUT)
-    m.observe(_http_result("health", FACTS), Outcome.OK)
+    tls = TlsFacts("TLSv1.3", 1.8e9, "CN=a", "CN=b", earliest_expiry=1.7e9, chain_expiry=1.7e9)
+    m.observe(_http_result("health", dataclasses.replace(FACTS, tls=tls)), Outcome.OK)
+    assert b'probe_tls_version_info{check="health",kind="http",version="TLS 1.3"} 1' in m.render()
     done = subprocess.run([promtool, "check", "metrics"], input=m.render(), capture_output=True, timeout=60)
     assert (0, b"") == (done.returncode, done.stdout + done.stderr)

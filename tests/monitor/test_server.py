@@ -112,3 +112,18 @@ def test_reload_keeps_history_of_unchanged_checks_only() -> None:
     assert (1, 10.0) == (len(doc["keep"]["history"]), doc["keep"]["interval_s"])
     assert ([], 60.0) == (doc["change"]["history"], doc["change"]["interval_s"])
     assert {"keep", "change"} == set(state.history)
+
+
+def test_readyz_says_when_alert_state_is_not_being_saved() -> None:
+    """With every check run, /readyz is 503 with the persistence problem while there is one, and 200 after."""
+    state = State(FakeClock().monotonic)
+    state.set_checks([("a", "http")], {"a": 30.0})
+    state.record(_result("a", Outcome.OK))
+    problem: list[str | None] = ["alert state is not being saved since 2026-01-01T00:00:00.000Z: disk is full"]
+    state.persistence = lambda: problem[0]
+    app = create_app(state, Metrics(process_metrics=False), lambda: "pam-backend")
+    with serve_asgi(app) as base, httpx.Client(base_url=base) as client:
+        answer = client.get("/readyz")
+        assert (503, f"{problem[0]}\n") == (answer.status_code, answer.text)
+        problem[0] = None
+        assert (200, "ok\n") == (client.get("/readyz").status_code, client.get("/readyz").text)

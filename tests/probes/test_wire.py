@@ -193,7 +193,7 @@ async def test_http_facts_when_nothing_answers(make_deps: DepsFactory) -> None:
 
 async def test_tls_facts_of_a_verified_connection(tmp_path: Path, make_deps: DepsFactory) -> None:
     """An https answer carries the negotiated TLS version and the certificate's subject, issuer and notAfter;
-    with verification off only the version is known."""
+    with verification off the certificate is still read (its expiry is known), but no chain was verified."""
     cert, server_tls = self_signed_tls(tmp_path)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -215,4 +215,7 @@ async def test_tls_facts_of_a_verified_connection(tmp_path: Path, make_deps: Dep
     assert isinstance(unverified, Fetched)
     assert unverified.trace is not None
     assert unverified.trace.tls_facts is not None
-    assert ("TLSv1.3", None) == (unverified.trace.tls_facts.version, unverified.trace.tls_facts.not_after)
+    assert facts.not_after == facts.earliest_expiry == facts.chain_expiry  # self-signed: the chain is the leaf
+    seen = unverified.trace.tls_facts
+    assert ("TLSv1.3", facts.not_after, facts.not_after, None, "CN=pam-monitor test") == (
+        seen.version, seen.not_after, seen.earliest_expiry, seen.chain_expiry, seen.subject)

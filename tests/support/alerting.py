@@ -16,7 +16,7 @@ from starlette.routing import Route
 from alerts import AlertEngine
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config
-from monitor.core.results import Outcome, Result
+from monitor.core.results import HttpFacts, Outcome, ProbeResult, Result
 from probes import RULES_BY_KIND
 from tests.support.clock import T0
 
@@ -61,15 +61,13 @@ def make_config(state_dir: Path | None = None, *, sinks: list[dict[str, Any]] | 
 
 def result(check: str, outcome: Outcome | str, *, status: int | None = None, message: str | None = None,
            at: float = T0, confirmation: bool = False, tables: dict[str, bool] | None = None,
-           details: dict[str, Any] | None = None, kind: str | None = None) -> Result:
-    """A finished run of `check` with the given outcome."""
+           details: dict[str, Any] | None = None, kind: str | None = None, http: HttpFacts | None = None) -> Result:
+    """A finished run of `check` with the given outcome (and, for an HTTP kind, what its transport saw)."""
     outcome = Outcome(outcome)
-    return Result(
-        check=check, kind=kind or KINDS[check], outcome=outcome,
-        message=message or f"{check}: {outcome.value}" + (f", got {status}" if status else ""),
-        duration_s=0.012, started_at=at, finished_at=at, status_code=status,
-        details=details or {}, tables=tables or {}, confirmation=confirmation,
-    )
+    observed = ProbeResult(outcome, message or f"{check}: {outcome.value}" + (f", got {status}" if status else ""),
+                           status, details or {}, tables or {}, http=http)
+    return Result(check, kind or KINDS[check], observed, duration_s=0.012, started_at=at, finished_at=at,
+                  confirmation=confirmation)
 
 
 def make_engine(config: Config, registry: prometheus_client.CollectorRegistry | None = None,

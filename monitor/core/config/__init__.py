@@ -67,9 +67,10 @@ from monitor.core.config.journeys import (
     template_names,
 )
 from monitor.core.config.kinds import CHECK_KINDS, CHECK_MODELS, Check, identity_refs
-from monitor.core.config.loader import ENV_PREFIX, apply_shard, load_config, parse_shard
+from monitor.core.config.loader import ENV_PREFIX, load_config
 from monitor.core.config.matchers import MATCHER_KEYS, JsonMatcher, as_matcher
 from monitor.core.config.root import Config, Defaults, HttpSettings, cross_check, dependencies, parse_listen
+from monitor.core.config.shard import DEFAULT_REPLICAS, apply_shard, parse_shard, shard_from_ordinal, shard_of
 from monitor.core.config.targets import Target
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "ALL_FORGED",
     "CHECK_KINDS",
     "CHECK_MODELS",
+    "DEFAULT_REPLICAS",
     "ENV_PREFIX",
     "MATCHER_KEYS",
     "NAME_PATTERN",
@@ -135,6 +137,8 @@ __all__ = [
     "parse_shard",
     "path_placeholders",
     "require_timeout_below_interval",
+    "shard_from_ordinal",
+    "shard_of",
     "split_table",
     "template_names",
 ]

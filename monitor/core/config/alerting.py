@@ -126,4 +126,30 @@ class Alerts(Strict):
     external_labels: dict[str, str] = Field(default_factory=dict)
     rules: dict[AlertName, RuleOverride] = Field(default_factory=dict)
     watchdog: bool = True
+    cert_warning: Duration = Field(
+        default=14 * 86400.0, description="CertificateExpiring is a warning when a certificate expires sooner than this"
+    )
+    cert_critical: Duration = Field(
+        default=3 * 86400.0, description="CertificateExpiring is critical when a certificate expires sooner than this"
+    )
+
+    @model_validator(mode="after")
+    def _certificate_bands(self) -> Alerts:
+        if not 0 < self.cert_critical < self.cert_warning:
+            raise ValueError(
+                f"cert_critical ({self.cert_critical / 86400:g}d) must be above 0 and below cert_warning "
+                f"({self.cert_warning / 86400:g}d); e.g. cert_warning: 14d, cert_critical: 3d"
+            )
+        return self
+
+    @field_validator("rules")
+    @classmethod
+    def _certificate_severity(cls, value: dict[AlertName, RuleOverride]) -> dict[AlertName, RuleOverride]:
+        override = value.get("CertificateExpiring")
+        if override is not None and override.severity is not None:
+            raise ValueError(
+                "CertificateExpiring.severity cannot be set: its severity is warning under alerts.cert_warning and "
+                "critical under alerts.cert_critical; change those durations instead (or set enabled: false)"
+            )
+        return value
 

@@ -36,6 +36,7 @@ AlertName = Literal[
     "DatabaseDown",
     "CheckFailed",
     "AccessDenied",
+    "CertificateExpiring",
     "MonitorSaturated",
     "MonitorWatchdog",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic_settings import (
 
 from monitor.core.config.report import Report
 from monitor.core.config.root import Config, cross_check
+from monitor.core.config.shard import apply_shard
 from monitor.core.errors import ConfigError
 
 ENV_PREFIX = "PAM_MONITOR_"
@@ -59,8 +59,8 @@ def load_config(
     `path` None means no file: the built-in defaults plus environment overrides.
     `environ` (default os.environ) is where `${VAR}` references are looked up; PAM_MONITOR_* overrides are
     always read from the process environment by pydantic-settings.
-    `listen` (from --listen) wins over both. `shard` (i, n) keeps only the checks whose stable hash
-    falls in shard i of n. `require_checks` makes a file without any check a problem (the CLI's verbs).
+    `listen` (from --listen) wins over both. `shard` (i, n) keeps only the checks that shard i of n runs
+    (monitor.core.config.shard). `require_checks` makes a file without any check a problem (the CLI's verbs).
     Every problem is reported at once: the cross-section rules run on the raw document when the models do not
     validate.
     """
@@ -131,20 +131,6 @@ NO_CHECKS = (
     "the file has no checks, so there is nothing to watch; add a checks: list "
     "(start from examples/pam-monitor.yaml, or write one with pam-monitor discover --openapi URL)"
 )
-
-
-def apply_shard(config: Config, index: int, count: int) -> Config:
-    """Keep the checks that belong to shard `index` of `count` by a stable hash of the check name."""
-    kept = [c for c in config.checks if zlib.crc32(c.name.encode()) % count == index]
-    return config.model_copy(update={"checks": kept})
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse `i/n` (0 <= i < n)."""
-    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
-    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
-        raise ValueError(f"--shard must be i/n with 0 <= i < n, such as 0/2, got {text!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 # ---------------------------------------------------------------------------------------------- ${VAR}

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -68,6 +69,14 @@ class Config(Strict):
     )
     checks: list[Check] = Field(default_factory=list)
     alerts: Alerts = Field(default_factory=Alerts)
+    # Set by apply_shard, never from the file: the file's checks that other shards run.
+    _elsewhere: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @property
+    def elsewhere(self) -> frozenset[str]:
+        """Names of the file's checks that other shards run (empty without a shard): a check this process no longer
+        runs because it moved to another shard is handed over to it, not deleted."""
+        return self._elsewhere
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult, Result
+from monitor.core.results import TRANSPORT_OUTCOMES, HttpFacts, Outcome, ProbeResult, Result, TlsFacts
 
 
 def test_outcome_names_success_and_unreachable() -> None:
@@ -43,3 +43,20 @@ def test_to_status_has_exactly_the_design_keys_and_adds_observations_only_when_p
                   finished_at=0.0, details={"sqlstate": "42P01"}, tables={"t": False})
     doc = full.to_status()
     assert ({"sqlstate": "42P01"}, {"t": False}, False) == (doc["details"], doc["tables"], doc["success"])
+
+
+def test_to_status_shows_the_certificate_of_an_https_run() -> None:
+    """A run that saw a TLS handshake adds `tls`: blackbox_exporter's version name, the leaf's subject and issuer,
+    the expiries as RFC 3339 and the days left until the earliest, from the run's end; without a verified chain
+    (verify_tls: false) that expiry is null; a plain-HTTP run has no `tls`."""
+    end = 1_795_000_000.0
+    tls = TlsFacts("TLSv1.2", end + 30 * 86400, "CN=api,O=PAM", "CN=CA", earliest_expiry=end + 5 * 86400)
+    facts = HttpFacts(phases={}, version=1.1, tls=tls)
+    doc = Result("a", "http", ProbeResult(Outcome.OK, "m", 200, http=facts), duration_s=0.1, started_at=end,
+                 finished_at=end).to_status()
+    assert {"version": "TLS 1.2", "subject": "CN=api,O=PAM", "issuer": "CN=CA",
+            "not_after": "2026-12-18T11:06:40.000Z", "earliest_expiry": "2026-11-23T11:06:40.000Z",
+            "verified_chain_expiry": None, "days_left": 5.0} == doc["tls"]
+    plain = Result("a", "http", ProbeResult(Outcome.OK, "m", 200, http=HttpFacts(phases={}, version=1.1)),
+                   duration_s=0.1, started_at=end, finished_at=end)
+    assert "tls" not in plain.to_status()

@@ -120,6 +120,19 @@ INVALID: list[tuple[str, str, list[str]]] = [
         ["{f}:3: alerts.sinks[0]: missing key 'kind'; allowed: alertmanager, pagerduty, slack, webhook"],
     ),
     (
+        "certificate_bands_reversed",
+        "alerts:\n  cert_warning: 2d\n  cert_critical: 3d\n",
+        ["{f}:1: alerts: cert_critical (3d) must be above 0 and below cert_warning (2d); e.g. cert_warning: 14d, "
+         "cert_critical: 3d"],
+    ),
+    (
+        "certificate_alert_severity_overridden",
+        "alerts:\n  rules:\n    CertificateExpiring: {severity: critical}\n",
+        ["{f}:2: alerts.rules: CertificateExpiring.severity cannot be set: its severity is warning under "
+         "alerts.cert_warning and critical under alerts.cert_critical; change those durations instead (or set "
+         "enabled: false)"],
+    ),
+    (
         "unknown_top_level_key",
         "servce: x\n",
         ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, defaults, http, "
