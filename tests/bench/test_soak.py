@@ -1,5 +1,5 @@
-"""Tests for bench/soak.py and the blips of bench/target.py: the soak's verdict on pages, and a blip that fails
-paths for a while and then recovers by itself."""
+"""Tests for the soak (bench/soak.py, its verdict in bench/soak_report.py) and the blips of bench/target.py: the
+verdict on pages and drift, and a blip that fails paths for a while and then recovers by itself."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.soak import Blip, Page, judge_pages, slope_per_hour
+from bench.soak_report import Blip, Page, judge_pages, slope_per_hour
 from tests.support.poll import until
 from tests.support.servers import free_port
 
