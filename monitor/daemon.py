@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.core.clock import Clock, SystemClock
-from monitor.core.config import Config, load_config, parse_listen
+from monitor.core.config import Config, parse_listen
 from monitor.core.errors import ConfigError, StateDirError, StoreError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
 from monitor.metrics import Metrics
+from monitor.reload import RELOAD_TIMEOUT_S, load_in_child
 from monitor.runner import Runner
 from monitor.saturation import Saturation
 from monitor.schedule import MonotonicScheduler, SchedulerClock
@@ -121,7 +122,9 @@ class Daemon:
         self.scheduler: MonotonicScheduler | None = None
         self.server: ServerThread | None = None
         self._stop = asyncio.Event()
-        self._reloading: asyncio.Task[bool] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
+        self.reload_timeout = RELOAD_TIMEOUT_S
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- control -------------------------------------------------------------------------------------------
@@ -133,20 +136,32 @@ class Daemon:
             self._stop.set()
 
     def request_reload(self) -> None:
-        """Reload the config file (SIGHUP); a reload already under way is not doubled."""
+        """Reload the config file (SIGHUP). Signals that arrive during a reload coalesce into one more reload
+        after it (the file may have changed since it was read); a storm costs at most two loads."""
+        if self._stop.is_set():
+            return
         if self._reloading is None or self._reloading.done():
-            self._reloading = asyncio.get_running_loop().create_task(self.reload())
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_until_current())
+        else:
+            self._reload_again = True
+
+    async def _reload_until_current(self) -> None:
+        while True:
+            self._reload_again = False
+            await self.reload()
+            if not self._reload_again or self._stop.is_set():
+                return
 
     async def reload(self) -> bool:
-        """Load the file again; on any problem keep the running config and set the reload metric to 0."""
-        log.info("config.reload_started", path=str(self.config_path) if self.config_path else None)
+        """Load the file again in a child process (monitor/reload.py: time and memory budget, killed when the
+        daemon stops); on any problem keep the running config, set the reload metric to 0 and log one line."""
         try:
-            new = await asyncio.to_thread(
-                load_config, self.config_path, listen=self.listen_override, shard=self.shard
-            )
+            new = await load_in_child(self.config_path, listen=self.listen_override, shard=self.shard,
+                                      timeout=self.reload_timeout)
         except ConfigError as exc:
             self.metrics.reload_ok.set(0)
-            log.error("config.reload_failed", problems=exc.problems, kept="previous configuration")
+            log.error("config.reload_failed", path=str(self.config_path) if self.config_path else None,
+                      problems=exc.problems, kept="previous configuration")
             return False
         if new.listen != self.config.listen:
             log.warning("config.listen_change_ignored", running=self.config.listen, requested=new.listen,
@@ -261,6 +276,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         budget = self.config.shutdown_timeout
         deadline = loop.time() + budget
+        if self._reloading is not None and not self._reloading.done():
+            self._reloading.cancel()  # kills the reload's child process; the running config is the one to stop
+            await asyncio.wait([self._reloading], timeout=1.0)
+            log.info("config.reload_abandoned", reason="the daemon is stopping")
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()
         in_flight = set(self.runner.in_flight) if self.runner else set()

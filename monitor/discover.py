@@ -55,9 +55,13 @@ class DiscoverError(Exception):
 def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise DiscoverError(f"{source} is nested too deeply to be an OpenAPI document") from None
     except ValueError:
         try:
             doc = yaml.safe_load(text)
+        except RecursionError:
+            raise DiscoverError(f"{source} is nested too deeply to be an OpenAPI document") from None
         except yaml.YAMLError:
             raise DiscoverError(f"{source} is neither JSON nor YAML") from None
     if not isinstance(doc, dict) or "paths" not in doc:

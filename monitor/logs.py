@@ -26,11 +26,21 @@ def _scrub_processor(redactor: Redactor) -> Processor:
 
     def scrub(logger: Any, name: str, event_dict: EventDict) -> EventDict:
         for key, value in event_dict.items():
-            if isinstance(value, str):
-                event_dict[key] = redactor.scrub(value)
+            event_dict[key] = _scrub_value(value, redactor)
         return event_dict
 
     return scrub
+
+
+def _scrub_value(value: Any, redactor: Redactor) -> Any:
+    """A log field with the secrets out of every string in it, at any depth (a list of problems, a dict)."""
+    if isinstance(value, str):
+        return redactor.scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, redactor) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v, redactor) for v in value]
+    return value
 
 
 def _drop_color_message(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> EventDict:

@@ -1,7 +1,8 @@
-"""Shared helpers for the HTTP probers: capped streaming fetch, JSON expectations, missing tables, Retry-After.
+"""The HTTP probers' request: build it, send it on the shared transport, read a capped body; Retry-After.
 
-Why a request failed (the exception's cause chain -> outcome and sentence) is in probes/_failures.py; `Failed`
-and `classify_failure` are re-exported here.
+What a body is and how it is read (the cap, inflation, excerpts, missing tables) is in probes/_body.py; JSON
+(a nesting limit, dotted paths, `expect.json`) in probes/_json.py; why a request failed (the exception's cause
+chain -> outcome and sentence) in probes/_failures.py. Their names are re-exported here for the probers.
 """
 
 from __future__ import annotations
@@ -10,30 +11,36 @@ import asyncio
 import dataclasses
 import datetime as dt
 import email.utils
-import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from monitor.core.config import RequestSpec, Target, as_matcher
+from monitor.core.config import RequestSpec, Target
 from monitor.core.results import Outcome, ProbeResult
+from probes import _json
+from probes._body import EXCERPT_CHARS as EXCERPT_CHARS
+from probes._body import MissingRelation as MissingRelation
+from probes._body import body_excerpt as body_excerpt
+from probes._body import content_encoding, read_body, undecoded_phrase
+from probes._body import find_missing_relation as find_missing_relation
 from probes._failures import Failed as Failed
 from probes._failures import classify_failure as classify_failure
 from probes._failures import clean_text
+from probes._json import MISSING as MISSING
+from probes._json import json_field_problems as json_field_problems
+from probes._json import json_path as json_path
+from probes._json import same_json_value as same_json_value
+from probes._json import short_repr as short_repr
+from probes._json import status_list as status_list
 from probes.deps import Deps, current_wire
 from probes.kind import C, Prober
-from probes.wire import BodyStream, Exchange, Prepared, Trace, prepare
-
-EXCERPT_CHARS = 200
-# Scanning more than this for a relation name buys nothing: error bodies are short.
-_SCAN_CHARS = 64 * 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+from probes.wire import Prepared, Trace, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,10 @@ class Fetched:
     # The Content-Length the server announced; -1 when it sent none (chunked, or read until close).
     content_length: int = -1
     trace: Trace | None = None
+    # The Content-Encoding the body is still in ('' when decoded or never encoded): one pam-monitor cannot inflate.
+    undecoded: str = ""
+    # The redactor of the configured secrets (Deps.redact), applied to an excerpt before it is cut.
+    scrub: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def headers(self) -> httpx.Headers:
@@ -78,15 +89,10 @@ class Fetched:
         return self.body.decode("utf-8", errors="replace")
 
     def excerpt(self) -> str:
-        """At most 200 printable characters of the body, for details of a non-2xx response."""
-        return body_excerpt(self.body)
-
-
-
-def body_excerpt(body: bytes) -> str:
-    """Decode up to 200 characters of `body` leniently; control characters and runs of space become one space."""
-    text = body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-    return " ".join(_CONTROL.sub(" ", text).split())[:EXCERPT_CHARS]
+        """At most 200 printable characters of the body, for details of a non-2xx response (secrets removed)."""
+        if self.undecoded:
+            return f"({len(self.body)} bytes of {self.undecoded}-encoded body, not decoded)"
+        return body_excerpt(self.body, self.scrub)
 
 
 def build_url(target: Target, spec: RequestSpec) -> str:
@@ -177,15 +183,17 @@ async def fetch(
             exchange = await transport.send(prepared, trace)
             try:
                 status = exchange.status
-                body, truncated = await _read_capped(exchange, limit)
+                body = await read_body(exchange.body(), content_encoding(exchange.headers), limit)
             finally:
                 transport.release(exchange)
             wait = _header(exchange.headers, b"retry-after")
             return Fetched(
                 status=status,
                 raw_headers=exchange.headers,
-                body=body,
-                truncated=truncated,
+                body=body.data,
+                truncated=body.truncated,
+                undecoded=body.undecoded,
+                scrub=deps.redact,
                 elapsed=clock.monotonic() - sent_at,
                 cap=limit,
                 http_version=exchange.http_version,
@@ -270,172 +278,27 @@ def _host(target: Target) -> str:
     return httpx.URL(target.base_url or "http://unknown").host
 
 
-async def _read_capped(exchange: Exchange, cap: int) -> tuple[bytes, bool]:
-    """At most `cap` bytes of the body; decoded by httpx when the server sent a Content-Encoding anyway."""
-    chunks: AsyncIterator[bytes] = exchange.body()
-    if any(name.lower() == b"content-encoding" and value.strip().lower() not in (b"", b"identity")
-           for name, value in exchange.headers):
-        response = httpx.Response(exchange.status, headers=exchange.headers, stream=BodyStream(exchange))
-        chunks = response.aiter_bytes()
-    buf = bytearray()
-    async for chunk in chunks:
-        room = cap - len(buf)
-        if len(chunk) > room:
-            buf += chunk[:room]
-            return bytes(buf), True
-        buf += chunk
-    return bytes(buf), False
-
-
 def _since(deps: Deps, sent_at: float | None) -> float:
     return 0.0 if sent_at is None else deps.clock.monotonic() - sent_at
 
 
 
-# ---------------------------------------------------------------------------------------------- missing tables
-
-
-@dataclass(frozen=True, slots=True)
-class MissingRelation:
-    """A body's evidence that a table is gone: the table names (may be empty) and the error code seen."""
-
-    tables: tuple[str, ...]
-    code: str
-
-    def describe(self) -> str:
-        """'table user_settings does not exist (42P01)' or a code-only variant."""
-        if not self.tables:
-            return f"the body reports a missing relation ({self.code}) without naming it"
-        noun = "table" if len(self.tables) == 1 else "tables"
-        return f"{noun} {', '.join(self.tables)} does not exist ({self.code})"
-
-
-_IDENT = r"[A-Za-z0-9_$.\-]{1,128}"
-_PG_RELATION = re.compile(r'relation\s+"(' + _IDENT + r')"\s+does not exist', re.IGNORECASE)
-_PGRST_TABLE = re.compile(r"Could not find the table '(" + _IDENT + r")' in the schema cache", re.IGNORECASE)
-_CODE_42P01 = re.compile(r"\b42P01\b")
-_CODE_PGRST205 = re.compile(r"\bPGRST205\b")
-
-
-def find_missing_relation(body: bytes | str) -> MissingRelation | None:
-    """Spot an error body that names a missing relation; None when it does not.
-
-    Recognises PostgreSQL `relation "public.user_settings" does not exist`, SQLSTATE `42P01` and PostgREST
-    `PGRST205` ("Could not find the table 'public.x' in the schema cache"), also inside JSON strings.
-    A leading `public.` is dropped so the name matches the db probe's table names.
-    """
-    text = body[: _SCAN_CHARS].decode("utf-8", errors="replace") if isinstance(body, bytes) else body[:_SCAN_CHARS]
-    text = text.replace('\\"', '"')
-    names: dict[str, None] = {}
-    code: str | None = None
-    for pattern, found_code in ((_PG_RELATION, "42P01"), (_PGRST_TABLE, "PGRST205")):
-        for match in pattern.finditer(text):
-            names.setdefault(_normalise_table(match.group(1)))
-            code = code or found_code
-    if _CODE_PGRST205.search(text):
-        code = "PGRST205"
-    elif code is None and _CODE_42P01.search(text):
-        code = "42P01"
-    if code is None:
-        return None
-    return MissingRelation(tuple(list(names)[:5]), code)
-
-
-def _normalise_table(name: str) -> str:
-    return name[len("public."):] if name.startswith("public.") else name
-
-
-# ---------------------------------------------------------------------------------------------- JSON fields
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-MISSING: Any = _Missing()
-
-
-def json_path(document: Any, path: str) -> Any:
-    """The value at a dotted path (`checks.db`, `items.0.id`), or MISSING."""
-    current = document
-    for part in path.split("."):
-        if isinstance(current, dict):
-            if part not in current:
-                return MISSING
-            current = current[part]
-        elif isinstance(current, list) and re.fullmatch(r"\d+", part):
-            index = int(part)
-            if index >= len(current):
-                return MISSING
-            current = current[index]
-        else:
-            return MISSING
-    return current
-
-
-def same_json_value(expected: Any, actual: Any) -> bool:
-    """Equality that does not let True pass for 1 or '1' for 1."""
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return isinstance(expected, bool) and isinstance(actual, bool) and expected is actual
-    return bool(expected == actual)
-
-
-def json_field_problems(document: Any, fields: Mapping[str, Any]) -> list[str]:
-    """One sentence per `expect.json` entry that does not hold, with the actual value beside the expectation.
-
-    A value is compared for equality, or is a matcher (`one_of`, `exists`, `regex`: monitor/core/config/matchers.py,
-    validated when the config loads).
-    """
-    problems = []
-    for path, expected in fields.items():
-        problem = _field_problem(json_path(document, path), expected)
-        if problem is not None:
-            problems.append(f"json field {path}: {problem}")
-    return problems
-
-
-def _field_problem(actual: Any, expected: Any) -> str | None:
-    matcher = as_matcher(expected)
-    got = "but the field is missing" if actual is MISSING else f"got {short_repr(actual)}"
-    if matcher.op == "exists":
-        if matcher.arg == (actual is not MISSING):
-            return None
-        return "expected to exist, but the field is missing" if matcher.arg else f"expected to be absent, {got}"
-    if matcher.op == "one_of":
-        if actual is not MISSING and any(same_json_value(option, actual) for option in matcher.arg):
-            return None
-        options = ", ".join(short_repr(option, 40) for option in matcher.arg)
-        return f"expected one of {options if len(options) <= 160 else options[:157] + '...'}, {got}"
-    if matcher.op == "regex":
-        if isinstance(actual, str) and matcher.arg.search(actual) is not None:
-            return None
-        return f"expected a string matching regex {short_repr(matcher.arg.pattern)}, {got}"
-    if actual is not MISSING and same_json_value(matcher.arg, actual):
-        return None
-    return f"expected {short_repr(matcher.arg)}, {got}"
+# ---------------------------------------------------------------------------------------------- JSON
 
 
 def parse_json(fetched: Fetched) -> tuple[bool, Any, str]:
-    """(ok, document, why-not) for a response body."""
+    """(ok, document, why-not) for a response body; JSON nested too deep is refused (probes/_json.py)."""
+    if fetched.undecoded:
+        return False, None, undecoded_phrase(fetched.undecoded)
     if fetched.truncated:
         return False, None, f"the body is longer than the {fetched.cap}-byte read cap, so it cannot be parsed"
     try:
-        return True, json.loads(fetched.body), ""
+        return True, _json.loads(fetched.body), ""
+    except _json.JsonTooDeep as exc:
+        return False, None, str(exc)
     except (ValueError, UnicodeDecodeError):
         kind = fetched.content_type or "no content-type"
         return False, None, f"the body is not JSON ({kind}, {len(fetched.body)} bytes)"
-
-
-def short_repr(value: Any, limit: int = 80) -> str:
-    """repr() cut to `limit` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def status_list(statuses: Collection[int]) -> str:
-    """'401|403' for a set of expected statuses."""
-    return "|".join(str(s) for s in statuses)
 
 
 # ---------------------------------------------------------------------------------------------- Retry-After

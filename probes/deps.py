@@ -15,6 +15,7 @@ import httpx
 
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config, Identity, Target
+from monitor.core.secrets import Redactor, collect_secrets
 from probes.wire import Prepared, WireTransport
 
 
@@ -213,6 +214,8 @@ class Deps:
     # Long-lived resources owned by probe modules, keyed by check name (the db probe's pools) or
     # "identity/<name>" (an identity's token, probes/identity.py).
     resources: dict[str, object] = field(default_factory=dict)
+    # The configured secrets' redactor (monitor.core.secrets), for text cut from a body: it runs before the cut.
+    redact: Callable[[str], str] | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def transport_for(self, target: Target) -> WireTransport:
@@ -293,6 +296,7 @@ def build_deps(config: Config, clock: Clock | None = None) -> Deps:
         keep_alive=config.http.keep_alive,
         clock=clock or SystemClock(),
         identities=dict(config.identities),
+        redact=Redactor(collect_secrets(config)).scrub,
     )
 
 

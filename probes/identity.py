@@ -11,7 +11,6 @@ text a probe reports.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ import structlog
 from monitor.core.config import SIGN_IN_STEP, Identity, Mint, SignIn, Target
 from monitor.core.results import Outcome, ProbeResult
 from monitor.core.secrets import Redactor
+from probes import _json
+from probes._body import content_encoding, read_body
 from probes._http import body_excerpt, classify_failure
 from probes.deps import Deps
 
@@ -219,7 +220,7 @@ class Session:
                     body = await _read(response)
                 finally:
                     await response.aclose()
-        except (TimeoutError, httpx.TransportError, OSError) as exc:
+        except (TimeoutError, httpx.TransportError, httpx.DecodingError, OSError) as exc:
             failed = classify_failure(exc, httpx.URL(spec.url).host, status, self.deps.clock.monotonic() - started)
             return SignInFailed(failed.outcome, self.scrub(f"{what} failed: {failed.message}"), status)
         return self._judge(spec, what, status, response.headers, body)
@@ -228,7 +229,7 @@ class Session:
         self, spec: SignIn, what: str, status: int, headers: httpx.Headers, body: bytes
     ) -> Credential | SignInFailed:
         try:
-            document = json.loads(body) if body else None
+            document = _json.loads(body) if body else None
         except (ValueError, UnicodeDecodeError):
             document = None
         if status != 200:
@@ -257,12 +258,9 @@ class Session:
 
 
 async def _read(response: httpx.Response) -> bytes:
-    buf = bytearray()
-    async for chunk in response.aiter_bytes():
-        buf += chunk[: _BODY_CAP - len(buf)]
-        if len(buf) >= _BODY_CAP:
-            break
-    return bytes(buf)
+    """At most _BODY_CAP bytes of the answer, inflated step by step when it came compressed (never past the cap)."""
+    body = await read_body(response.aiter_raw(), content_encoding(response.headers.raw), _BODY_CAP)
+    return b"" if body.undecoded else body.data
 
 
 def _auth_error(document: Any) -> str:

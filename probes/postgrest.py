@@ -10,7 +10,6 @@ Supabase gateway's "No API key found in request" / "Invalid API key" is a creden
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +17,7 @@ from urllib.parse import quote
 from monitor.core.config import PostgrestCheck, RequestSpec, Target, split_table
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
-from probes import _http
+from probes import _http, _json
 from probes._verdict import worst
 from probes.deps import Deps
 from probes.kind import Kind
@@ -69,7 +68,7 @@ def _redactor(target: Target) -> Redactor:
 def _error_fields(body: bytes) -> tuple[str | None, str]:
     """(code, message) from a PostgREST / gateway JSON error body; (None, '') when it is not one."""
     try:
-        document = json.loads(body)
+        document = _json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None, ""
     if not isinstance(document, dict):

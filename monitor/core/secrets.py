@@ -5,6 +5,8 @@ One redactor serves logs, results (/status, alerts, `check --format json`) and p
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -31,32 +33,74 @@ class Redactor:
         self._secrets = tuple(sorted((s for s in found if len(s) >= _MIN_LEN), key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        """`text` with every secret replaced."""
+        """`text` with every secret replaced, and the start of one cut off where the text was cut (see
+        scrub_tails)."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        return self.scrub_tails(text) if self._secrets else text
+
+    def scrub_tails(self, text: str) -> str:
+        """`text` without the start of a secret (4 characters or more) left where it was cut short: at its end or
+        before an ellipsis ("..." or "…"), the marks an excerpt or a shortened value ends with."""
+        cuts = {len(text), *(m.start() for m in _ELLIPSIS.finditer(text))}
+        for cut in sorted(cuts, reverse=True):
+            for secret in self._secrets:
+                start = _cut_prefix(text, cut, secret)
+                if start is not None:
+                    text = text[:start] + REDACTED + text[cut:]
+                    break
         return text
 
     __call__ = scrub
 
 
+_ELLIPSIS = re.compile(r"\.\.\.|…")
 _AUTH_SCHEME = re.compile(r"^(?:Bearer|Basic|Token|Bot)\s+(\S+)$", re.IGNORECASE)
+_JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+
+
+def _cut_prefix(text: str, cut: int, secret: str) -> int | None:
+    """Where, before `cut`, text ends with the first 4 or more characters of `secret` (None: it does not)."""
+    head = secret[:_MIN_LEN]
+    at = text.find(head, max(0, cut - len(secret) + 1), cut)
+    while at != -1:
+        if secret.startswith(text[at:cut]):
+            return at
+        at = text.find(head, at + 1, cut)
+    return None
 
 
 def secret_parts(value: str) -> set[str]:
-    """A secret and the forms of it that can appear alone: the token of `Bearer <token>`, a URL's password,
-    each also percent-encoded."""
+    """A secret and the forms of it that can appear alone: the token of `Bearer <token>`, the user:password and
+    password inside `Basic <base64>`, the payload and signature of a JWT (a target may echo either alone), a URL's
+    password; each also percent-encoded."""
     parts = {value}
     stripped = value.strip()
     if stripped:
         parts.add(stripped)
     match = _AUTH_SCHEME.match(stripped)
+    token = match.group(1) if match else stripped
     if match:
-        parts.add(match.group(1))
+        parts.add(token)
+        if stripped[:5].lower() == "basic":
+            parts.update(_basic_parts(token))
+    if _JWT.match(token):
+        parts.update(token.split(".")[1:])
     parts.update(dsn_passwords(stripped))
     # A secret may be echoed percent-encoded (in a URL a target or a library prints).
     parts.update({quote(p, safe="") for p in parts})
     return {p for p in parts if p}
+
+
+def _basic_parts(token: str) -> set[str]:
+    """`user:password` and `password` from the base64 of HTTP Basic credentials (empty when it is not base64)."""
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return set()
+    _, _, password = decoded.partition(":")
+    return {decoded, password}
 
 
 def dsn_passwords(raw: str) -> set[str]:
@@ -80,12 +124,16 @@ def dsn_passwords(raw: str) -> set[str]:
 
 
 def collect_secrets(config: BaseModel) -> set[str]:
-    """Every SecretStr value in a loaded config (walked recursively), for the redactor."""
+    """Every SecretStr value in a loaded config (walked recursively), and the password of any URL in it, for the
+    redactor."""
     found: set[str] = set()
 
     def walk(value: Any) -> None:
         if isinstance(value, SecretStr):
             found.add(value.get_secret_value())
+        elif isinstance(value, str):
+            if "://" in value and "@" in value:  # a plain URL field with credentials (an Alertmanager's)
+                found.update(dsn_passwords(value))
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name))

@@ -193,3 +193,13 @@ def test_discover_unusable_source_exits_two(tmp_path: Path) -> None:
     done = subprocess.run(command("discover", "--openapi", str(bad)), capture_output=True, timeout=60)
     assert (2, f"pam-monitor discover: {bad} is not an OpenAPI document (no 'paths')\n") == (
         done.returncode, done.stderr.decode())
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "a: " + "[" * 100_000 + "]" * 100_000])
+def test_discover_a_document_nested_100k_deep_exits_two(tmp_path: Path, text: str) -> None:
+    """JSON or YAML nested 100,000 levels is one clear line and exit 2, never a RecursionError traceback."""
+    bad = tmp_path / "deep.json"
+    bad.write_text(text)
+    done = subprocess.run(command("discover", "--openapi", str(bad)), capture_output=True, timeout=60)
+    assert (2, f"pam-monitor discover: {bad} is nested too deeply to be an OpenAPI document\n") == (
+        done.returncode, done.stderr.decode())

@@ -21,7 +21,15 @@ from pydantic_settings import (
 from monitor.core.config.report import Report
 from monitor.core.config.root import Config, cross_check
 from monitor.core.config.shard import apply_shard
+from monitor.core.config.yamlfile import (
+    MAX_FILE_BYTES,
+    MAX_SECRET_FILE_BYTES,
+    YamlProblem,
+    read_limited,
+)
+from monitor.core.config.yamlfile import parse as parse_yaml
 from monitor.core.errors import ConfigError
+from monitor.core.secrets import dsn_passwords
 
 ENV_PREFIX = "PAM_MONITOR_"
 _VAR = re.compile(r"\$\$|\$\{(?P<body>[^}]*)\}")
@@ -70,28 +78,44 @@ def load_config(
     raw: Any = {}
     if path is not None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_limited(Path(path), MAX_FILE_BYTES, what="config file")
         except FileNotFoundError:
             raise ConfigError([f"{label}: file not found; pass an existing file with --config"]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([f"{label}: cannot read the file: {exc.__class__.__name__}: {exc}"]) from None
+        except UnicodeDecodeError:
+            raise ConfigError([f"{label}: cannot read the file: it is not UTF-8 text"]) from None
+        except ValueError as exc:
+            raise ConfigError([f"{label}: {exc}; pass the YAML config file with --config"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{label}: cannot read the file: {exc.__class__.__name__}: {exc.strerror or exc}"]) \
+                from None
         try:
-            raw = _parse_yaml(text)
+            raw = parse_yaml(text)
+        except YamlProblem as exc:
+            raise ConfigError([f"{label}:{exc.line}: {exc}" if exc.line else f"{label}: {exc}"]) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark is not None else label
-            problem = getattr(exc, "problem", None) or str(exc)
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever the kind
             raise ConfigError([f"{where}: not valid YAML: {problem}"]) from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError([f"{label}: the top level must be a mapping of keys (service:, targets:, checks:, ...)"])
+        odd = [key for key in raw if not isinstance(key, str)]
+        if odd:  # `? ` or `1:` at the top: no field is named so, and keyword arguments must be text
+            raise ConfigError([f"{label}: top-level key {_short(odd[0])} is not a name; the top level takes keys "
+                               "such as service:, targets:, checks:"])
     expanded_paths: set[tuple[str | int, ...]] = set()
     failed: list[tuple[tuple[str | int, ...], str]] = []
-    expanded = _expand(raw, (), env, failed, expanded_paths)
+    revealed: list[str] = []
+    expanded = _expand(raw, (), env, failed, (expanded_paths, revealed))
     if listen is not None:
         expanded = {**expanded, "listen": listen}
-    report = Report(label, text, expanded=expanded_paths, env_vars=_env_override_vars(os.environ),
+    overridden = _env_override_vars(os.environ)
+    # What came from the environment or a secret file is never quoted in a problem line (report.py).
+    revealed += [os.environ[name] for name in overridden.values() if name in os.environ]
+    revealed += _url_passwords(expanded)
+    report = Report(label, text, expanded=expanded_paths, env_vars=overridden, hidden=revealed,
                     overrides={("listen",): "from --listen"} if listen is not None else None)
     for loc, message in failed:
         report.add(loc, message)
@@ -113,20 +137,6 @@ def load_config(
     return config
 
 
-def _parse_yaml(text: str) -> Any:
-    """The document, by libyaml when PyYAML has it (several times faster, far less garbage for a big file).
-
-    A file libyaml rejects is parsed again by the pure-Python parser, whose error messages the docs quote.
-    """
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
-        try:
-            return yaml.load(text, Loader=fast)  # noqa: S506 (CSafeLoader is the safe loader)
-        except yaml.YAMLError:
-            pass
-    return yaml.safe_load(text)
-
-
 NO_CHECKS = (
     "the file has no checks, so there is nothing to watch; add a checks: list "
     "(start from examples/pam-monitor.yaml, or write one with pam-monitor discover --openapi URL)"
@@ -136,9 +146,12 @@ NO_CHECKS = (
 # ---------------------------------------------------------------------------------------------- ${VAR}
 
 
+_Seen = tuple[set[tuple[str | int, ...]], list[str]]  # the paths that held a reference, and what they expanded to
+
+
 def _expand(
     value: Any, path: tuple[str | int, ...], env: Mapping[str, str], failed: list[tuple[tuple[str | int, ...], str]],
-    expanded: set[tuple[str | int, ...]],
+    expanded: _Seen,
 ) -> Any:
     if isinstance(value, str):
         return _expand_str(value, path, env, failed, expanded)
@@ -151,36 +164,74 @@ def _expand(
 
 def _expand_str(
     text: str, path: tuple[str | int, ...], env: Mapping[str, str], failed: list[tuple[tuple[str | int, ...], str]],
-    expanded: set[tuple[str | int, ...]],
+    expanded: _Seen,
 ) -> str:
+    paths, revealed = expanded
+
     def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        # Whatever a reference expands to may be a secret: problem lines never echo it.
-        expanded.add(path)
-        body = match.group("body")
-        if body.startswith("file:"):
-            file_path = Path(body[5:]).expanduser()
-            try:
-                return file_path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                failed.append((path, f"cannot read secret file {str(file_path)!r} ({exc.strerror or exc}); "
-                                     "check the path and its permissions"))
-                return ""
-        name, sep, default = body.partition(":-")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            failed.append((path, f"${{{body}}} is not a valid reference; use ${{NAME}}, ${{NAME:-default}} "
-                                 "or ${file:/path}"))
-            return ""
-        if name in env and env[name] != "":
-            return env[name]
-        if sep:
-            return default
-        failed.append((path, f"environment variable {name} is not set; "
-                             f"export {name}=... or write ${{{name}:-default}}"))
-        return ""
+        value = _reference(match, path, env, failed)
+        if match.group(0) != "$$":
+            # Whatever a reference expands to may be a secret: problem lines never echo it.
+            paths.add(path)
+            revealed.append(value)
+        return value
 
     return _VAR.sub(replace, text)
+
+
+def _reference(
+    match: re.Match[str], path: tuple[str | int, ...], env: Mapping[str, str],
+    failed: list[tuple[tuple[str | int, ...], str]],
+) -> str:
+    """What one `$$`, `${NAME}`, `${NAME:-default}` or `${file:/path}` stands for ('' after a problem)."""
+    if match.group(0) == "$$":
+        return "$"
+    body = match.group("body")
+    if body.startswith("file:"):
+        file_path = Path(body[5:]).expanduser()
+        try:
+            return read_limited(file_path, MAX_SECRET_FILE_BYTES, what="secret file").strip()
+        except UnicodeDecodeError:
+            failed.append((path, f"secret file {str(file_path)!r} is not UTF-8 text; point it at the secret"))
+        except ValueError as exc:
+            failed.append((path, f"{str(file_path)!r}: {exc}; point it at a file holding only the secret"))
+        except OSError as exc:
+            failed.append((path, f"cannot read secret file {str(file_path)!r} ({exc.strerror or exc}); "
+                                 "check the path and its permissions"))
+        return ""
+    name, sep, default = body.partition(":-")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        failed.append((path, f"${{{body}}} is not a valid reference; use ${{NAME}}, ${{NAME:-default}} "
+                             "or ${file:/path}"))
+        return ""
+    if name in env and env[name] != "":
+        return env[name]
+    if sep:
+        return default
+    failed.append((path, f"environment variable {name} is not set; "
+                         f"export {name}=... or write ${{{name}:-default}}"))
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _url_passwords(value: Any) -> list[str]:
+    """The password of every URL in the document (an Alertmanager's `http://user:pass@host`), wherever it is."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "://" in item and "@" in item:
+                found.extend(dsn_passwords(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _with_env_overrides(data: dict[str, Any]) -> dict[str, Any]:

@@ -8,23 +8,29 @@ that came from `${VAR}` / `${file:...}` expansion, never one given to a secret f
 from __future__ import annotations
 
 import difflib
+import json
 import re
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
+from pydantic import ValidationError
 
 from monitor.core.config.alerting import SINK_KINDS
 from monitor.core.config.base import NAME_PATTERN
 from monitor.core.config.kinds import CHECK_KINDS
-from monitor.core.config.root import Config, cross_rules, raw_facts
+from monitor.core.config.locations import (
+    UNKNOWN,
+    Loc,
+    annotation_at,
+    keys_of,
+    may_hold_secret,
+    parse_path,
+    strip_tags,
+)
+from monitor.core.config.root import cross_rules, raw_facts
+from monitor.core.secrets import secret_parts
 
-Loc = tuple[str | int, ...]
-_UNION_TAGS = frozenset(CHECK_KINDS) | frozenset(SINK_KINDS)
-_UNKNOWN = object()
 _SHOWN_MAX = 60
 _TYPE_RULES = {
     "int_type": "must be a whole number", "int_parsing": "must be a whole number",
@@ -43,8 +49,10 @@ class Report:
     def __init__(
         self, label: str, text: str, *, expanded: Iterable[Loc] = (),
         env_vars: Mapping[tuple[str, ...], str] | None = None, overrides: Mapping[Loc, str] | None = None,
+        hidden: Iterable[str] = (),
     ) -> None:
         self.label = label
+        self._hide = _hider(hidden)
         self._text = text
         self._lines: dict[Loc, int] | None = None
         self.expanded = set(expanded)
@@ -80,6 +88,8 @@ class Report:
         number = self._line_of(loc) if line else None
         where = f"{self.label}:{number}" if number is not None else self.label
         text = f"{where}: {self.path(loc) or '(top level)'}: {message}"
+        if self._hide is not None:  # the second lock: no rule may quote what came from a secret's source
+            text = self._hide.sub("(hidden)", text)
         if all(text != t for _, _, t in self._items):
             self._items.append((number if number is not None else 1 << 30, len(self._items), text))
             self._at.add(loc)
@@ -122,7 +132,8 @@ class Report:
                 if i == 1 and parts[0] == "checks" and part in self.names:
                     out += f" ({self.names[part]})"
             else:
-                out += f".{part}" if out else str(part)
+                shown = part if part.isprintable() else repr(part)  # a key with a newline keeps the line one line
+                out += f".{shown}" if out else shown
         return out
 
     def _line_of(self, loc: Loc) -> int | None:
@@ -141,14 +152,18 @@ class Report:
         return f"set by environment variable {self.env_vars[env]}" if env is not None else ""
 
     def _from_expansion(self, loc: Loc) -> bool:
-        return any(loc[: len(p)] == p or p[: len(loc)] == loc for p in self.expanded)
+        """Whether the value at `loc` came from `${...}` or a PAM_MONITOR_* variable (either may be a secret)."""
+        if any(loc[: len(p)] == p or p[: len(loc)] == loc for p in self.expanded):
+            return True
+        text = tuple(str(x) for x in loc)
+        return any(text[: len(p)] == p or p[: len(text)] == text for p in self.env_vars)
 
     def _hidden(self, loc: Loc, raw_loc: Loc) -> bool:
         """Whether the value at this place may be a secret and must not be echoed."""
         if self._from_expansion(loc):
             return True
         annotation, _ = annotation_at(raw_loc)
-        return annotation is _UNKNOWN or may_hold_secret(annotation)
+        return annotation is UNKNOWN or may_hold_secret(annotation)
 
     def _message(self, err: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
         kind = err["type"]
@@ -202,6 +217,22 @@ class Report:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+_HIDE_MIN = 6  # shorter values (a port, `info`) would blank out ordinary words of the messages
+
+
+def _hider(values: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern matching every value, in every form a message could quote it: as is, stripped, each of its
+    lines, repr- or JSON-escaped (a newline as \\n), its secret parts (a token, a URL password); any case."""
+    forms: set[str] = set()
+    for value in values:
+        stripped = value.strip()
+        forms.update((value, stripped, repr(stripped)[1:-1], json.dumps(stripped)[1:-1]))
+        forms.update(line.strip() for line in stripped.splitlines())
+        forms.update(secret_parts(stripped) if stripped else ())
+    kept = sorted((f for f in forms if len(f) >= _HIDE_MIN), key=len, reverse=True)
+    return re.compile("|".join(re.escape(f) for f in kept), re.IGNORECASE) if kept else None
 
 
 def _unknown_key(loc: Loc, raw_loc: Loc) -> str:
@@ -274,106 +305,6 @@ def _range(raw_loc: Loc) -> str:
     if high is not None:
         return f" of at most {high}"
     return ""
-
-
-def strip_tags(loc: Iterable[str | int]) -> Loc:
-    """Drop the discriminator values pydantic inserts after a list index (`checks.3.http.expect`)."""
-    out: list[str | int] = []
-    for part in loc:
-        if isinstance(part, str) and out and isinstance(out[-1], int) and part in _UNION_TAGS:
-            continue
-        out.append(part)
-    return tuple(out)
-
-
-def annotation_at(raw_loc: Loc, *, with_meta: bool = False) -> tuple[Any, list[Any]]:
-    """The type annotation at pydantic's location `raw_loc` (union tags included) and its constraint metadata.
-
-    Returns (_UNKNOWN, []) when the location does not resolve (then a value there is treated as secret).
-    """
-    current: Any = Config
-    meta: list[Any] = []
-    for part in raw_loc:
-        current, meta = _unwrap(current)
-        if isinstance(current, _UnionOf):
-            current = next((m for m in current.members if _tag_of(m) == part), None)
-            if current is None:
-                return _UNKNOWN, []
-            continue
-        origin = typing.get_origin(current)
-        if origin in (list, dict):
-            if part == "[key]":
-                return str, []
-            current = typing.get_args(current)[-1]
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return _UNKNOWN, []
-        field = next((f for name, f in current.model_fields.items() if str(part) in (name, f.alias)), None)
-        if field is None:
-            return _UNKNOWN, []
-        current = field.annotation
-        meta = list(field.metadata)
-    unwrapped, more = _unwrap(current)
-    return (unwrapped, meta + more) if with_meta else (unwrapped, [])
-
-
-def may_hold_secret(annotation: Any, _seen: frozenset[Any] = frozenset()) -> bool:
-    """Whether a value of this type is, or may contain, a secret (SecretStr anywhere inside)."""
-    if annotation in (SecretStr, SecretBytes):
-        return True
-    if isinstance(annotation, _UnionOf):
-        return any(may_hold_secret(m, _seen) for m in annotation.members)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        if annotation in _seen:
-            return False
-        return any(may_hold_secret(f.annotation, _seen | {annotation}) for f in annotation.model_fields.values())
-    return any(may_hold_secret(arg, _seen) for arg in typing.get_args(annotation) if not isinstance(arg, str))
-
-
-def keys_of(model: Any) -> list[str]:
-    """The keys a model accepts, sorted; [] for anything that is not a model."""
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return sorted((f.alias or name) for name, f in model.model_fields.items())
-    return []
-
-
-def _tag_of(model: Any) -> str | None:
-    if isinstance(model, type) and issubclass(model, BaseModel) and "kind" in model.model_fields:
-        args = typing.get_args(model.model_fields["kind"].annotation)
-        return str(args[0]) if args else None
-    return None
-
-
-def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
-    meta: list[Any] = []
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            args = typing.get_args(annotation)
-            for extra in args[1:]:
-                meta.extend(getattr(extra, "metadata", [extra]))
-            annotation = args[0]
-            continue
-        if origin in (typing.Union, types.UnionType):
-            members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(members) == 1:
-                annotation = members[0]
-                continue
-            return _UnionOf(members), meta
-        return annotation, meta
-
-
-class _UnionOf:
-    def __init__(self, members: list[Any]) -> None:
-        self.members = members
-
-
-def parse_path(text: str) -> Loc:
-    """("checks", 2, "target") for `checks[2].target`."""
-    out: list[str | int] = []
-    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text):
-        out.append(int(index) if index else name)
-    return tuple(out)
 
 
 def line_index(text: str) -> dict[Loc, int]:

@@ -28,8 +28,8 @@ def test_the_token_of_an_authorization_header_is_hidden_alone() -> None:
     redact = Redactor(["Bearer eyJhbGciOi.payload.sig"])
     assert f"invalid token {REDACTED}" == redact.scrub("invalid token eyJhbGciOi.payload.sig")
     assert f"Authorization: {REDACTED}" == redact.scrub("Authorization: Bearer eyJhbGciOi.payload.sig")
-    assert {"Basic dXNlcjpwdw==", "dXNlcjpwdw==", "Basic%20dXNlcjpwdw%3D%3D", "dXNlcjpwdw%3D%3D"} == secret_parts(
-        "Basic dXNlcjpwdw==")
+    assert {"Basic dXNlcjpwdw==", "dXNlcjpwdw==", "Basic%20dXNlcjpwdw%3D%3D", "dXNlcjpwdw%3D%3D",
+            "user:pw", "user%3Apw", "pw"} == secret_parts("Basic dXNlcjpwdw==")
 
 
 def test_percent_encoded_forms_are_hidden() -> None:
@@ -104,3 +104,44 @@ def test_collect_secrets_finds_dsn_password_and_keys_of_a_loaded_config(
     assert f"auth failed for u:{REDACTED} and {REDACTED}" == Redactor(secrets).scrub(
         "auth failed for u:s3cr3t-pw and R0UT1NGKEY"
     )
+
+
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJtb25pdG9yIiwicm9sZSI6InNlcnZpY2Vfcm9sZSJ9"
+       ".Hq3m2vRj4bWcF2s9K8xTq0ZyPpN7uLd1eA6oVt5gI3w")
+
+
+def test_the_pieces_of_a_jwt_are_hidden_alone() -> None:
+    """A configured JWT (a bearer token, a Supabase key) also hides its payload and its signature when a target
+    echoes just one of them."""
+    redact = Redactor([f"Bearer {JWT}"])
+    _, payload, signature = JWT.split(".")
+    assert f"bad signature {REDACTED}" == redact.scrub(f"bad signature {signature}")
+    assert f"claims {REDACTED}." == redact.scrub(f"claims {payload}.")
+
+
+def test_the_password_inside_basic_credentials_is_hidden() -> None:
+    """`Basic <base64>` also hides the decoded user:password and the password alone."""
+    redact = Redactor(["Basic " + "YWRtaW46czNjcmV0LXB3LTk5"])  # admin:s3cret-pw-99
+    assert f"login failed for admin with {REDACTED}" == redact.scrub("login failed for admin with s3cret-pw-99")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("excerpt ends in tok-9f8e", f"excerpt ends in {REDACTED}"),
+    ("repr 'xx tok-9f8e7d...'", f"repr 'xx {REDACTED}...'"),
+    ("cut tok-9f8e… then more", f"cut {REDACTED}… then more"),
+    ("too short to tell: tok", "too short to tell: tok"),
+    ("not a cut: tok-9f8e and more", "not a cut: tok-9f8e and more"),
+])
+def test_the_start_of_a_secret_left_by_a_cut_is_hidden(text: str, expected: str) -> None:
+    """A text cut in the middle of a secret (at its end, or before an ellipsis) loses the 4 or more characters
+    of the secret's start that the cut left; fewer, or the same characters away from a cut, are kept."""
+    assert expected == Redactor(["tok-9f8e7d6c5b4a"]).scrub(text)
+
+
+def test_url_passwords_of_plain_fields_are_collected(tmp_path: Path) -> None:
+    """An Alertmanager URL is a plain field, but the password in it is collected for the redactor."""
+    path = tmp_path / "c.yaml"
+    path.write_text("targets: {t: {base_url: 'http://127.0.0.1:1'}}\n"
+                    "checks: [{name: a, kind: http, target: t, path: /}]\n"
+                    "alerts: {sinks: [{kind: alertmanager, url: 'http://am:Am-Pass-4242@127.0.0.1:9093'}]}\n")
+    assert "Am-Pass-4242" in collect_secrets(load_config(path, environ={}))

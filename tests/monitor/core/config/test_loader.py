@@ -47,7 +47,8 @@ def test_variable_default_and_secret_file(tmp_path: Path, write_config: Callable
 def test_environment_overrides_file_and_is_named_in_errors(
     write_config: Callable[[str], Path], config_problems: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PAM_MONITOR_* overrides nested keys; a bad override names its environment variable."""
+    """PAM_MONITOR_* overrides nested keys; a bad override names its environment variable, never its value (a
+    value from the environment may be a secret)."""
     path = write_config(BASE + "defaults: {interval: 30s}\nchecks:\n  - {name: a, kind: http, target: backend}\n")
     monkeypatch.setenv("PAM_MONITOR_DEFAULTS__INTERVAL", "10s")
     monkeypatch.setenv("PAM_MONITOR_LISTEN", "127.0.0.1:1")
@@ -55,8 +56,8 @@ def test_environment_overrides_file_and_is_named_in_errors(
     assert (10.0, "127.0.0.1:1") == (config.checks[0].interval, config.listen)
     monkeypatch.setenv("PAM_MONITOR_DEFAULTS__TIMEOUT", "never")
     assert [
-        f"{path}:4: defaults.timeout: cannot read 'never' as a duration; expected a number of seconds or a duration "
-        "such as 500ms, 30s, 5m, 1h, 1h30m (set by environment variable PAM_MONITOR_DEFAULTS__TIMEOUT)"
+        f"{path}:4: defaults.timeout: cannot read (value hidden) as a duration; expected a number of seconds or a "
+        "duration such as 500ms, 30s, 5m, 1h, 1h30m (set by environment variable PAM_MONITOR_DEFAULTS__TIMEOUT)"
     ] == config_problems(path)
 
 
