@@ -3,7 +3,7 @@ probing goes on, no run is skipped, /healthz stays 200, no healthy check fails a
 
 The step is real for the daemon: it runs under libfaketime (Debian package `faketime`), whose offset file the test
 rewrites (read again at most once a second), with monotonic time left alone (`DONT_FAKE_MONOTONIC`). Without
-libfaketime the test is skipped; the scheduler's clock is also tested in-process with an injected wall clock
+libfaketime the test fails saying how to install it; the scheduler's clock is also tested in-process with an injected wall clock
 (tests/monitor/test_schedule.py).
 Bounded: three phases of at most 20 s each.
 """
@@ -27,7 +27,13 @@ LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
 CHECKS = 10
 HOUR = 3600.0
 
-pytestmark = pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed (apt-get install faketime)")
+
+
+@pytest.fixture(autouse=True)
+def _libfaketime_installed() -> None:
+    """Without libfaketime this test cannot step the daemon's clock: say so loudly rather than skip."""
+    if LIBFAKETIME is None:
+        pytest.fail("libfaketime is not installed: apt-get install faketime (scripts/test installs it)")
 
 
 def _config(tmp_path: Path, target: str, hook: str) -> Path:
