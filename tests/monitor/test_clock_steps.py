@@ -3,8 +3,8 @@ probing goes on, no run is skipped, /healthz stays 200, no healthy check fails a
 
 The step is real for the daemon: it runs under libfaketime (Debian package `faketime`), whose offset file the test
 rewrites (read again at most once a second), with monotonic time left alone (`DONT_FAKE_MONOTONIC`). Without
-libfaketime the test fails saying how to install it; the scheduler's clock is also tested in-process with an injected wall clock
-(tests/monitor/test_schedule.py).
+libfaketime it fails saying how to install it; the scheduler's clock is also tested in-process with an injected
+wall clock (tests/monitor/test_schedule.py).
 Bounded: three phases of at most 20 s each.
 """
 
