@@ -102,6 +102,10 @@ class Delivery:
         rng: random.Random | None = None,
     ) -> None:
         self._clock = clock
+        # Retries and re-posts are scheduled on a steady clock: the wall clock read once plus monotonic time since.
+        # An NTP step of the wall clock then neither stops re-posts (Alertmanager would let every alert and the
+        # watchdog expire) nor makes retries wait an hour. Payload times (startsAt, endsAt) stay on the wall clock.
+        self._anchor = (clock.time(), clock.monotonic())
         self._resendable = resendable
         self._specs = sinks
         self._http = http
@@ -143,7 +147,7 @@ class Delivery:
         for lid, (sink, spec, index, host) in planned.items():
             lane = self._lanes.get(lid)
             if lane is None:
-                lane = self._lanes[lid] = _Lane(lid, sink, spec, index, host, next_resend=self._clock.time())
+                lane = self._lanes[lid] = _Lane(lid, sink, spec, index, host, next_resend=self._steady())
             else:
                 lane.sink, lane.spec, lane.index, lane.host = sink, spec, index, host
             if self._store is not None:
@@ -212,7 +216,7 @@ class Delivery:
         store = self._store
         if store is None:
             return
-        store.hurry(self._clock.time())
+        store.hurry(self._steady())
         for lane in self._lanes.values():
             lane.wake.set()
         loop = asyncio.get_running_loop()
@@ -267,28 +271,34 @@ class Delivery:
         store = self._store
         if store is None:
             return _POLL
-        now = self._clock.time()
+        steady = self._steady()
         rows = store.head(lane.id, 1 if lane.isolate else lane.spec.batch_size)
         if not rows:
             lane.isolate = False
         due = []
         for row in rows:
-            if row.next_attempt_at > now:
+            # A row never tried is due at once, whatever wall-clock time the engine stamped it with.
+            if row.attempts > 0 and row.next_attempt_at > steady:
                 break
             due.append(row)
         if due:
             await self._deliver(lane, due)
             return 0.0
         resends = lane.spec.resends
-        if resends and not rows and now >= lane.next_resend:
-            await self._resend(lane, now)
+        if resends and not rows and steady >= lane.next_resend:
+            await self._resend(lane, steady)
             return 0.0
         wait = _POLL
         if rows:
-            wait = min(wait, rows[0].next_attempt_at - now)
+            wait = min(wait, rows[0].next_attempt_at - steady)
         if resends:
-            wait = min(wait, lane.next_resend - now)
+            wait = min(wait, lane.next_resend - steady)
         return max(0.01, wait)
+
+    def _steady(self) -> float:
+        """Seconds on the steady clock: the wall clock at start plus monotonic time since (never steps)."""
+        wall, mono = self._anchor
+        return wall + (self._clock.monotonic() - mono)
 
     async def _deliver(self, lane: _Lane, rows: Sequence[OutboxRow]) -> None:
         notes = [r.notification for r in rows]
@@ -327,7 +337,7 @@ class Delivery:
                 delay = backoff(attempts, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng)
                 if result.retry_after is not None:
                     delay = min(max(delay, result.retry_after), self._backoff_cap)
-                store.reschedule(ids, attempts=attempts, next_attempt_at=now + delay)
+                store.reschedule(ids, attempts=attempts, next_attempt_at=self._steady() + delay)
                 self._notifications.labels(lane.name, "retried").inc(len(rows))
                 log.warning("notification.retry", **fields, attempts=attempts, error=result.error,
                             retry_in_s=round(delay, 3))
@@ -350,7 +360,7 @@ class Delivery:
         attempts = row.attempts + 1
         if attempts < POISON_AFTER:
             delay = backoff(attempts, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng)
-            store.reschedule([row.id], attempts=attempts, next_attempt_at=self._clock.time() + delay)
+            store.reschedule([row.id], attempts=attempts, next_attempt_at=self._steady() + delay)
             log.warning("notification.send_error", **fields, alerts=[row.notification.alertname], attempts=attempts)
             return
         if store.quarantine(row, f"{lane.name} could not send it: {type(exc).__name__}"):
@@ -358,9 +368,10 @@ class Delivery:
         lane.isolate = False
         self._depth.set(self._queued)
 
-    async def _resend(self, lane: _Lane, now: float) -> None:
+    async def _resend(self, lane: _Lane, steady: float) -> None:
         """Re-post what is firing, so a sink that keeps alerts only for a while (Alertmanager) keeps them."""
-        lane.next_resend = now + self._config.alerts.resend_interval
+        lane.next_resend = steady + self._config.alerts.resend_interval
+        now = self._clock.time()  # the payload's times (endsAt ahead of now) are read by the sink on its wall clock
         notes = [n for n in self._resendable(now) if lane.spec.accepts(n)]
         if not notes:
             return

@@ -282,7 +282,7 @@ http {{
 """
 
 
-def start_target(kind: str, children: Children, cpu: int) -> Target:
+def start_target(kind: str, children: Children, cpu: int | None) -> Target:
     """Start the requested target (nginx falls back to the builtin server when nginx is not installed)."""
     port = free_port()
     note = ""

@@ -22,7 +22,7 @@ if [ "$1" = -m ] && [ "$2" = venv ]; then
   chmod +x "$3/bin/python"
 fi
 """
-PRESENT = ("promtool", "prometheus-alertmanager", "amtool", "systemd-analyze", "initdb")
+PRESENT = ("promtool", "prometheus-alertmanager", "amtool", "systemd-analyze", "faketime", "initdb")
 
 
 def stand_ins(bin_dir: Path, *names: str) -> None:

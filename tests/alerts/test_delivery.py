@@ -3,6 +3,7 @@ who gets reminders and the watchdog, and a sink known only through its spec."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,51 @@ async def test_a_failing_repost_warns_once_per_spell(recorder: tuple[Recorder, s
             await until_async(lambda: any(e["event"] == "notification.resend_recovered" for e in logs))
     failures = [e["log_level"] for e in logs if e["event"] == "notification.resend_failed"]
     assert ["warning", "info", "info"] == failures
+
+
+class SteppedClock(FakeClock):
+    """A FakeClock whose wall clock can be stepped (an NTP step) while monotonic time goes on untouched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def time(self) -> float:
+        """The monotonic reading plus the step so far."""
+        return self.now + self.offset
+
+
+async def test_a_wall_clock_step_does_not_delay_a_retry(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
+    """The wall clock steps an hour back (monotonic time goes on) after a webhook refused a page: the retry waits
+    its backoff, not an hour."""
+    rec, url = recorder
+    rec.script = [503]
+    clock = SteppedClock()
+    async with engine(make_config(tmp_path, sinks=[sinks(url)[1]]), prometheus_client.CollectorRegistry(),
+                      clock=clock) as e:
+        fire(e)
+        await until_async(lambda: len(rec.bodies(HOOK)) >= 1)  # refused with 503: a retry is scheduled
+        clock.offset = -3600.0
+
+        def retried() -> bool:
+            clock.advance(0.05)  # backoff is at most 0.2 s here; on the stepped wall clock it would be an hour
+            return len(rec.bodies(HOOK)) >= 2
+
+        await until_async(retried, what="the webhook retry after the step")
+
+
+async def test_a_wall_clock_step_does_not_stop_reposts(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
+    """The wall clock steps an hour back: Alertmanager still gets a re-post every resend_interval (else every alert
+    and the watchdog would expire there), each with endsAt ahead of the stepped wall clock the sink reads."""
+    rec, url = recorder
+    clock = SteppedClock()
+    config = make_config(tmp_path, sinks=[{"kind": "alertmanager", "url": url + "/am"}])
+    async with engine(config, prometheus_client.CollectorRegistry(), clock=clock):
+        await until_async(lambda: len(rec.bodies(AM)) >= 1)
+        clock.offset = -3600.0
+        for posts in range(2, 5):
+            clock.advance(config.alerts.resend_interval)
+            await until_async(lambda n=posts: len(rec.bodies(AM)) >= n, what=f"re-post {posts} after the step")
+        ends = [dt.datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")).timestamp() for a in rec.bodies(AM)[-1]]
+        assert ends
+        assert all(end > clock.time() for end in ends), (ends, clock.time())
