@@ -16,11 +16,21 @@ from alerts import AlertEngine
 from alerts.model import Notification, SinkContext
 from alerts.sink import SendResult, SinkSpec, host_of, post_json
 from monitor.core.config import Config, WebhookSink
-from tests.support.alerting import Recorder, make_config, make_engine, queue_depth, result, sent
+from tests.support.alerting import (
+    REGRESSING,
+    Recorder,
+    fire_regression,
+    heal_regression,
+    make_config,
+    make_engine,
+    queue_depth,
+    result,
+    sent,
+)
 from tests.support.clock import FakeClock
 from tests.support.poll import until_async
 
-CHECK = "settings_get_unauth"
+CHECK = REGRESSING
 SLACK_TOKEN = "T0FAKE/B0FAKE/slacksecrettoken123"
 HEADER_SECRET = "Bearer headersecret456"
 ROUTING_KEY = "routingkeysecret789routingkeysec"
@@ -41,17 +51,6 @@ def engine(config: Config, registry: prometheus_client.CollectorRegistry, **opti
     return make_engine(config, registry, backoff_base=0.02, backoff_cap=0.2, flush_timeout=1.0, **options)
 
 
-def fire(e: AlertEngine) -> None:
-    """403, then 500 twice: ContractRegression fires."""
-    for r in (result(CHECK, "ok", status=403), result(CHECK, "server_error", status=500),
-              result(CHECK, "server_error", status=500, confirmation=True)):
-        e.observe(r)
-
-
-def heal(e: AlertEngine) -> None:
-    """403 twice: it resolves."""
-    for _ in range(2):
-        e.observe(result(CHECK, "ok", status=403))
 
 
 async def test_retries_5xx_and_429_then_succeeds(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
@@ -60,7 +59,7 @@ async def test_retries_5xx_and_429_then_succeeds(recorder: tuple[Recorder, str],
     rec.script = [500, 429]
     registry = prometheus_client.CollectorRegistry()
     async with engine(make_config(tmp_path, sinks=[sinks(url)[1]]), registry) as e:
-        fire(e)
+        fire_regression(e)
         await until_async(lambda: sent(registry, "webhook") == 1.0)
         assert [HOOK, HOOK, HOOK] == rec.paths()
         assert 2.0 == sent(registry, "webhook", "retried")
@@ -77,7 +76,7 @@ async def test_4xx_is_a_config_error_not_retried(recorder: tuple[Recorder, str],
     registry = prometheus_client.CollectorRegistry()
     async with engine(make_config(tmp_path, sinks=[sinks(url)[0]]), registry) as e:
         with structlog.testing.capture_logs() as logs:
-            fire(e)
+            fire_regression(e)
             await until_async(lambda: sent(registry, "slack", "rejected") == 1.0)
         assert 0.0 == queue_depth(registry)
         assert 1 == len(rec.paths())
@@ -90,9 +89,9 @@ async def test_pagerduty_trigger_and_resolve_share_dedup_key(recorder: tuple[Rec
     rec, url = recorder
     registry = prometheus_client.CollectorRegistry()
     async with engine(make_config(tmp_path, sinks=[sinks(url)[2]]), registry) as e:
-        fire(e)
+        fire_regression(e)
         await until_async(lambda: sent(registry, "pagerduty") == 1.0)
-        heal(e)
+        heal_regression(e)
         await until_async(lambda: sent(registry, "pagerduty") == 2.0)
         trigger, resolve = (r["json"] for r in rec.requests)
         assert ("trigger", "resolve") == (trigger["event_action"], resolve["event_action"])
@@ -107,7 +106,7 @@ async def test_secrets_never_in_logs_metrics_or_status(recorder: tuple[Recorder,
     registry = prometheus_client.CollectorRegistry()
     async with engine(make_config(tmp_path, sinks=sinks(url)), registry) as e:
         with structlog.testing.capture_logs() as logs:
-            fire(e)
+            fire_regression(e)
             # three sinks: one rejected (1 request), two retried once (2 each)
             await until_async(lambda: len(rec.paths()) >= 5)
             await until_async(lambda: queue_depth(registry) == 0.0)
@@ -135,7 +134,7 @@ async def test_reminders_skip_alertmanager_and_watchdog_skips_pagers(recorder: t
         return any(a["labels"]["alertname"] == "MonitorWatchdog" for body in bodies for a in body)
 
     async with engine(config, registry, clock=clock) as e:
-        fire(e)
+        fire_regression(e)
         await until_async(lambda: [1, 1, 1] == [len(rec.bodies(p)) for p in pagers]
                           and sent(registry, "alertmanager") == 1 and watchdog_posted(rec.bodies(AM)))
         posts_before = len(rec.bodies(AM))
@@ -238,7 +237,7 @@ async def test_a_wall_clock_step_does_not_delay_a_retry(recorder: tuple[Recorder
     clock = SteppedClock()
     async with engine(make_config(tmp_path, sinks=[sinks(url)[1]]), prometheus_client.CollectorRegistry(),
                       clock=clock) as e:
-        fire(e)
+        fire_regression(e)
         await until_async(lambda: len(rec.bodies(HOOK)) >= 1)  # refused with 503: a retry is scheduled
         clock.offset = -3600.0
 

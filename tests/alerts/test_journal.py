@@ -22,10 +22,19 @@ from alerts.model import Notification, SinkContext
 from alerts.sink import SendResult, SinkSpec, host_of, post_json
 from alerts.store import FILENAME, Store
 from monitor.core.config import WebhookSink
-from tests.support.alerting import Recorder, make_config, make_engine, result, sent
+from tests.support.alerting import (
+    REGRESSING,
+    Recorder,
+    fire_regression,
+    heal_regression,
+    make_config,
+    make_engine,
+    result,
+    sent,
+)
 from tests.support.poll import until_async
 
-CHECK = "settings_get_unauth"
+CHECK = REGRESSING
 KEY = f"ContractRegression/{CHECK}"
 
 
@@ -50,17 +59,6 @@ def engine(state: Path, url: str, registry: prometheus_client.CollectorRegistry,
                        store_factory=lambda d: FillableStore.open(d), **options)
 
 
-def fire(e: AlertEngine) -> None:
-    """403, then 500 twice: ContractRegression fires."""
-    for r in (result(CHECK, "ok", status=403), result(CHECK, "server_error", status=500),
-              result(CHECK, "server_error", status=500, confirmation=True)):
-        e.observe(r)
-
-
-def heal(e: AlertEngine) -> None:
-    """403 twice: it resolves."""
-    for _ in range(2):
-        e.observe(result(CHECK, "ok", status=403))
 
 
 def hook_events(rec: Recorder) -> list[str]:
@@ -98,7 +96,7 @@ async def test_full_disk_while_firing_pages_at_once_and_saves_when_space_returns
                                   metric(registry, "pam_monitor_state_write_failures_total"))
             FillableStore.full = True
             try:
-                fire(e)
+                fire_regression(e)
                 await until_async(lambda: hook_events(rec) == ["firing"], what="the page, sent from memory")
                 await until_async(lambda: metric(registry, "pam_monitor_state_write_failures_total") >= 3,
                                   what="several retries")
@@ -124,7 +122,7 @@ async def test_full_disk_while_firing_pages_at_once_and_saves_when_space_returns
     registry = prometheus_client.CollectorRegistry()
     async with engine(state, url, registry) as e:
         e.observe(result(CHECK, "server_error", status=500))
-        heal(e)
+        heal_regression(e)
         await until_async(lambda: hook_events(rec) == ["firing", "resolved"], what="one resolve after restart")
 
 
@@ -140,8 +138,8 @@ async def test_a_resolve_never_precedes_its_firing_while_the_disk_is_full(
     async with engine(state, url, registry) as e:
         FillableStore.full = True
         try:
-            fire(e)
-            heal(e)
+            fire_regression(e)
+            heal_regression(e)
             await until_async(lambda: sent(registry, "webhook") == 2.0)
         finally:
             FillableStore.full = False
@@ -160,7 +158,7 @@ async def test_a_delivered_row_that_cannot_be_deleted_is_not_sent_again(
     state = tmp_path / "state"
     registry = prometheus_client.CollectorRegistry()
     async with engine(state, url, registry) as e:
-        fire(e)
+        fire_regression(e)
         await until_async(lambda: len(rec.bodies("/hook")) >= 1, what="the first, refused attempt")
         FillableStore.full = True
         try:
@@ -226,7 +224,7 @@ async def test_state_dir_deleted_while_running_is_recreated(recorder: tuple[Reco
     registry = prometheus_client.CollectorRegistry()
     with structlog.testing.capture_logs() as logs:
         async with engine(state, url, registry, check_every=0.1) as e:
-            fire(e)
+            fire_regression(e)
             await until_async(lambda: hook_events(rec) == ["firing"])
             shutil.rmtree(state)
             await until_async(lambda: (state / FILENAME).exists() and on_disk(state) == ({KEY: "firing"}, 0),
@@ -236,7 +234,7 @@ async def test_state_dir_deleted_while_running_is_recreated(recorder: tuple[Reco
     async with engine(state, url, prometheus_client.CollectorRegistry()) as e:
         e.observe(result(CHECK, "server_error", status=500))
         e.observe(result(CHECK, "server_error", status=500))
-        heal(e)
+        heal_regression(e)
         await until_async(lambda: hook_events(rec) == ["firing", "resolved"])
 
 
@@ -248,7 +246,7 @@ async def test_state_dir_deleted_then_written_recreates_at_that_write(
     state = tmp_path / "state"
     async with engine(state, url, prometheus_client.CollectorRegistry(), check_every=3600) as e:
         shutil.rmtree(state)
-        fire(e)
+        fire_regression(e)
         assert {KEY: "firing"} == on_disk(state)[0]
         await until_async(lambda: hook_events(rec) == ["firing"])
 

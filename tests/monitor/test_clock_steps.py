@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.alerting import Recorder
-from tests.support.daemon import DaemonProcess, run_daemon
+from tests.support.daemon import DaemonProcess, run_daemon, write_http_checks_config
 from tests.support.servers import free_port, serve_asgi
 from tests.support.slow_target import slow_target
 
@@ -34,23 +33,6 @@ def _libfaketime_installed() -> None:
     """Without libfaketime this test cannot step the daemon's clock: say so loudly rather than skip."""
     if LIBFAKETIME is None:
         pytest.fail("libfaketime is not installed: apt-get install faketime (scripts/test installs it)")
-
-
-def _config(tmp_path: Path, target: str, hook: str) -> Path:
-    path = tmp_path / "pam-monitor.yaml"
-    checks = "\n".join(f"  - {{name: c{i}, kind: http, target: backend, path: /health}}" for i in range(CHECKS))
-    path.write_text(textwrap.dedent(f"""\
-        service: clocks
-        state_dir: {tmp_path / "state"}
-        log_level: warning
-        defaults: {{interval: 500ms, timeout: 300ms}}
-        targets:
-          backend: {{base_url: "{target}"}}
-        alerts:
-          sinks: [{{kind: webhook, name: hook, url: "{hook}"}}]
-        checks:
-        """) + checks + "\n")
-    return path
 
 
 def _family(metrics: str, family: str) -> dict[str, float]:
@@ -88,7 +70,8 @@ def test_wall_clock_steps_neither_stop_probing_nor_invent_skipped_runs(tmp_path:
            "DONT_FAKE_MONOTONIC": "1"}
     recorder = Recorder()
     with slow_target(delay=0.0) as target, serve_asgi(recorder.app()) as hook:
-        config = _config(tmp_path, target.url, f"{hook}/hook")
+        config = write_http_checks_config(tmp_path, target=target.url, hook=f"{hook}/hook", service="clocks",
+                                          checks=CHECKS, interval="500ms", timeout="300ms")
         with run_daemon(config, free_port(), tmp_path, env=env) as daemon:
             daemon.wait_for(lambda: daemon.get("/readyz").status_code == 200, what="every check to run once")
             skipped_before = _family(daemon.get("/metrics").text, "pam_monitor_scheduler_skipped_runs_total")

@@ -11,7 +11,6 @@ Bounded: 150 tasks for 8 s, the daemon for at most ~40 s.
 from __future__ import annotations
 
 import asyncio
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -20,30 +19,13 @@ from pathlib import Path
 import httpx
 
 from tests.support.alerting import Recorder
-from tests.support.daemon import run_daemon
+from tests.support.daemon import run_daemon, write_http_checks_config
 from tests.support.servers import free_port, serve_asgi
 from tests.support.slow_target import slow_target
 
 CHECKS = 200
 CLIENTS = 150
 FLOOD_S = 8.0
-
-
-def _config(tmp_path: Path, target: str, hook: str) -> Path:
-    path = tmp_path / "pam-monitor.yaml"
-    checks = "\n".join(f"  - {{name: c{i:03d}, kind: http, target: backend, path: /health}}" for i in range(CHECKS))
-    path.write_text(textwrap.dedent(f"""\
-        service: flood
-        state_dir: {tmp_path / "state"}
-        log_level: warning
-        defaults: {{interval: 1s, timeout: 150ms}}
-        targets:
-          backend: {{base_url: "{target}"}}
-        alerts:
-          sinks: [{{kind: webhook, name: hook, url: "{hook}"}}]
-        checks:
-        """) + checks + "\n")
-    return path
 
 
 def _sum(metrics: str, family: str) -> dict[str, float]:
@@ -91,7 +73,8 @@ def test_a_scrape_flood_neither_fails_a_healthy_check_nor_stalls_probing_nor_pag
     error."""
     recorder = Recorder()
     with slow_target(delay=0.0) as target, serve_asgi(recorder.app()) as hook:
-        config = _config(tmp_path, target.url, f"{hook}/hook")
+        config = write_http_checks_config(tmp_path, target=target.url, hook=f"{hook}/hook", service="flood",
+                                          checks=CHECKS, interval="1s", timeout="150ms")
         with run_daemon(config, free_port(), tmp_path) as daemon:
             daemon.wait_for(lambda: daemon.get("/readyz").status_code == 200, what="every check to run once")
             before = daemon.get("/metrics").text

@@ -122,3 +122,20 @@ class Recorder:
         """The JSON body of every request to `path`, in order."""
         with self.lock:
             return [r["json"] for r in self.requests if r["path"] == path]
+
+
+REGRESSING = "settings_get_unauth"
+"""The check `fire_regression` and `heal_regression` drive (an auth_contract check of make_config)."""
+
+
+def fire_regression(engine: AlertEngine, check: str = REGRESSING) -> None:
+    """403, then 500 twice (the second a confirmation): ContractRegression fires on `check`."""
+    for r in (result(check, "ok", status=403), result(check, "server_error", status=500),
+              result(check, "server_error", status=500, confirmation=True)):
+        engine.observe(r)
+
+
+def heal_regression(engine: AlertEngine, check: str = REGRESSING) -> None:
+    """403 twice: the ContractRegression of `check` resolves."""
+    for _ in range(2):
+        engine.observe(result(check, "ok", status=403))

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,3 +109,23 @@ def run_daemon(config_path: Path, port: int, tmp_path: Path, *extra: str,
         yield daemon
     finally:
         daemon.stop()
+
+
+def write_http_checks_config(tmp_path: Path, *, target: str, hook: str, service: str, checks: int,
+                             interval: str, timeout: str) -> Path:
+    """A config file of `checks` http checks of `target`/health (named c000, c001, ...) with one webhook sink
+    `hook`, state in tmp_path/state, logging warnings only."""
+    path = tmp_path / "pam-monitor.yaml"
+    lines = "\n".join(f"  - {{name: c{i:03d}, kind: http, target: backend, path: /health}}" for i in range(checks))
+    path.write_text(textwrap.dedent(f"""\
+        service: {service}
+        state_dir: {tmp_path / "state"}
+        log_level: warning
+        defaults: {{interval: {interval}, timeout: {timeout}}}
+        targets:
+          backend: {{base_url: "{target}"}}
+        alerts:
+          sinks: [{{kind: webhook, name: hook, url: "{hook}"}}]
+        checks:
+        """) + lines + "\n")
+    return path
