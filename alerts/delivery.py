@@ -26,7 +26,7 @@ from alerts.model import Notification, SinkContext
 from alerts.registry import SINKS
 from alerts.sink import SinkSpec
 from alerts.stored import OutboxRow
-from monitor.core.clock import Clock
+from monitor.core.clock import Clock, SteadyClock
 from monitor.core.config import Config
 
 log = structlog.get_logger("pam_monitor.alerts")
@@ -105,7 +105,7 @@ class Delivery:
         # Retries and re-posts are scheduled on a steady clock: the wall clock read once plus monotonic time since.
         # An NTP step of the wall clock then neither stops re-posts (Alertmanager would let every alert and the
         # watchdog expire) nor makes retries wait an hour. Payload times (startsAt, endsAt) stay on the wall clock.
-        self._anchor = (clock.time(), clock.monotonic())
+        self._steady_clock = SteadyClock(clock.time, clock.monotonic)
         self._resendable = resendable
         self._specs = sinks
         self._http = http
@@ -297,8 +297,7 @@ class Delivery:
 
     def _steady(self) -> float:
         """Seconds on the steady clock: the wall clock at start plus monotonic time since (never steps)."""
-        wall, mono = self._anchor
-        return wall + (self._clock.monotonic() - mono)
+        return self._steady_clock.timestamp()
 
     async def _deliver(self, lane: _Lane, rows: Sequence[OutboxRow]) -> None:
         notes = [r.notification for r in rows]

@@ -24,28 +24,21 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-import time
 from collections.abc import Callable
 from typing import Any
 
 from apscheduler.schedulers import base as _aps_base
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.core.clock import SteadyClock
 
-class SchedulerClock:
+
+class SchedulerClock(SteadyClock):
     """The scheduler's time: wall-clock seconds at construction plus monotonic seconds elapsed since.
 
     `wall` is read once; `monotonic` must be the event loop's clock (`time.monotonic`) in the daemon, so that
     durations measured on either agree.
     """
-
-    def __init__(self, wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        self._offset = wall() - monotonic()
-
-    def timestamp(self) -> float:
-        """Seconds since the epoch as the scheduler counts them (never steps)."""
-        return self._monotonic() + self._offset
 
     def now(self, tz: dt.tzinfo | None = dt.UTC) -> dt.datetime:
         """`timestamp()` as an aware datetime (UTC unless `tz` says otherwise)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -29,6 +30,22 @@ class SystemClock:
     def monotonic(self) -> float:
         """Monotonic seconds."""
         return time.monotonic()
+
+
+class SteadyClock:
+    """Epoch seconds that never step: the wall clock read once (at construction) plus monotonic time since.
+
+    For scheduling (the scheduler's runs, delivery's retries and re-posts): an NTP step of the wall clock moves
+    nothing scheduled on it. Times people or sinks read stay on the wall clock.
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._offset = wall() - monotonic()
+
+    def timestamp(self) -> float:
+        """Seconds since the epoch as counted from construction on monotonic time."""
+        return self._monotonic() + self._offset
 
 
 def iso(ts: float) -> str:
