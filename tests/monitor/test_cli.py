@@ -22,7 +22,8 @@ from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 
 VERBS = ["run", "check", "validate", "notify", "demo", "discover", "init"]
-HINT = "pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG (write a starter with: pam-monitor init)"
+HINT = ("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG "
+        "(write a starter with: pam-monitor init)")
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
