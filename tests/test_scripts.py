@@ -30,7 +30,7 @@ REQUIRED = ("promtool", "prometheus-alertmanager", "amtool", "systemd-analyze", 
 OPTIONAL = ("podman", "mmdebstrap")
 PIP = "venv-python -m pip install -q --disable-pip-version-check -e .[test]"
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="a bash script")
+pytestmark = [pytest.mark.skipif(os.name != "posix", reason="a bash script"), pytest.mark.process]
 
 
 class Sandbox:
