@@ -1,4 +1,4 @@
-"""The `pam-monitor` command line: run, check, validate, notify, demo (the default), discover."""
+"""The `pam-monitor` command line: run, check, validate, notify, demo (the default), discover, init."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in CONFIG_VERBS and args.config not in (None, env_path("PAM_MONITOR_CONFIG")):
         parser.error(f"--config does not apply to {args.command}")
     handlers = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "notify": _cmd_notify,
-                "demo": _cmd_demo, "discover": _cmd_discover}
+                "demo": _cmd_demo, "discover": _cmd_discover, "init": _cmd_init}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True) -> Config | None:
     if args.config is None:
         print("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG "
-              "(see examples/pam-monitor.yaml)", file=err)
+              "(write a starter with: pam-monitor init)", file=err)
         return None
     try:
         # Only run, check and validate take a shard; notify sends to the sinks whatever the shard.
@@ -229,6 +229,12 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level or "warning", _log_format(args, sys.stderr), stream=sys.stderr)
     return run_discover(args)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from monitor.init import run_init
+
+    return run_init(args)
 
 
 if __name__ == "__main__":

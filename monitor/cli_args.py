@@ -87,6 +87,18 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "pam-monitor discover --openapi http://127.0.0.1:8000 -o pam-monitor.yaml\n"
         "pam-monitor discover --openapi openapi.json --base-url https://api.example.com -o pam-monitor.yaml",
     ),
+    "init": (
+        "write a commented starter config file (from your OpenAPI document with --openapi)",
+        "Write a commented starter config file that validates as written: the example pam-monitor ships, whose "
+        "secrets are ${VAR} references read from the environment, and print the variables to set. With --openapi, "
+        "its targets and checks are what discover finds in the document (an auth_contract check per secured "
+        "operation). An existing file is kept unless --force.",
+        "0  file written\n"
+        "1  the file exists (pass --force) or cannot be written\n"
+        "2  the OpenAPI document cannot be read or is not OpenAPI 3, or bad usage",
+        "pam-monitor init\n"
+        "pam-monitor init --openapi http://127.0.0.1:8000 my-backend.yaml",
+    ),
 }
 CONFIG_VERBS = ("run", "check", "validate", "notify")
 
@@ -212,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
                           help="file to write (default: stdout)")
     _add_log_options(discover, top=False, level_default="warning")
+
+    init = verb("init")
+    init.add_argument("path", nargs="?", type=Path, default=Path("pam-monitor.yaml"), metavar="PATH",
+                      help="file to write (default: pam-monitor.yaml)")
+    init.add_argument("--openapi", default=None, metavar="URL_OR_FILE",
+                      help="take the targets and checks from this OpenAPI (3.x) document, file or backend base URL, "
+                           "as discover does (default: the example's)")
+    init.add_argument("--force", action="store_true", help="overwrite PATH if it exists (default: keep it)")
     return parser
 
 

@@ -26,19 +26,39 @@ from tests.support.servers import free_port, serve_asgi
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def dockerfile_stages() -> list[list[tuple[str, str]]]:
-    """Instructions of deploy/Dockerfile as (KEYWORD, arguments) per stage, continuation lines joined."""
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """Instructions of deploy/Dockerfile as (KEYWORD, arguments), continuation lines joined."""
     text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
-    stages: list[list[tuple[str, str]]] = []
+    out = []
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        keyword, _, args = line.partition(" ")
-        if keyword.upper() == "FROM":
+        if line and not line.startswith("#"):
+            keyword, _, args = line.partition(" ")
+            out.append((keyword.upper(), args.strip()))
+    return out
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each stage (from its FROM on); the global ARGs before the first FROM are not a stage."""
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, args in dockerfile_instructions():
+        if keyword == "FROM":
             stages.append([])
-        stages[-1].append((keyword.upper(), args.strip()))
+        if stages:
+            stages[-1].append((keyword, args))
     return stages
+
+
+def global_args() -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults (what FROM lines may use)."""
+    args: dict[str, str] = {}
+    for keyword, spec in dockerfile_instructions():
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = spec.partition("=")
+            args[name] = default
+    return args
 
 
 def final_stage() -> dict[str, list[str]]:
@@ -82,11 +102,15 @@ def test_image_runs_as_a_numeric_non_root_user() -> None:
 
 
 def test_base_image_python_satisfies_requires_python() -> None:
-    """Every stage starts from an official python image whose version pyproject's requires-python accepts."""
+    """Every stage starts from the BASE build argument, whose default is an official python image of a version
+    pyproject's requires-python accepts (tests/deploy/test_image.py builds on a Debian base instead)."""
     minimum = re.fullmatch(r">=\s*(\d+)\.(\d+)", PYPROJECT["project"]["requires-python"])
     assert minimum is not None, PYPROJECT["project"]["requires-python"]
+    assert "python:3.11-slim" == global_args()["BASE"]
     for stage in dockerfile_stages():
-        _, image = stage[0]
+        _, spec = stage[0]
+        assert spec.split()[0] == "${BASE}", spec
+        image = global_args()["BASE"]
         version = re.match(r"python:(\d+)\.(\d+)", image.split()[0])
         assert version is not None, image
         assert (int(version[1]), int(version[2])) >= (int(minimum[1]), int(minimum[2])), image
@@ -174,7 +198,8 @@ def test_docker_healthcheck_hits_healthz_on_the_listen_port() -> None:
     url = urlsplit(dockerfile_env()["PAM_MONITOR_HEALTHCHECK_URL"])
     assert ("127.0.0.1", listen_port(arg_after(exec_form("CMD"), "--listen")), "/healthz") == (
         url.hostname, url.port, url.path)
-    assert "python" == healthcheck_command()[0]  # the slim image has no curl or wget
+    # No curl or wget in the slim image: the venv's interpreter, which every base has once the project is in it.
+    assert "/opt/pam-monitor/bin/python" == healthcheck_command()[0]
 
 
 def test_docker_healthcheck_command_reports_healthy_stalled_and_down(

@@ -90,15 +90,16 @@ def test_kubernetes_files_parse_into_named_objects() -> None:
 def test_sidecar_probes_and_scrape_hit_the_daemons_endpoints_on_its_listen_port(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Liveness is /healthz, readiness /readyz, the scrape annotation /metrics, all on the port the loaded config
-    listens on (which the container declares)."""
+    """Liveness is /healthz and the scrape annotation /metrics, both on the port the loaded config listens on (which
+    the container declares). The monitor has no readinessProbe and no startupProbe: a pod is Ready only when all
+    its containers are, so either would let the monitor (a 503 from /readyz while state writes fail, a slow
+    start) take the backend's pods out of its Service."""
     container = monitor_container()
     port = listen_port(sidecar_config(tmp_path, monkeypatch).listen)
     assert port in {p["containerPort"] for p in container["ports"]}
     assert "/healthz" == container["livenessProbe"]["httpGet"]["path"]
-    assert "/readyz" == container["readinessProbe"]["httpGet"]["path"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert port == _named_port(container, container[probe]["httpGet"]["port"]), probe
+    assert port == _named_port(container, container["livenessProbe"]["httpGet"]["port"])
+    assert set() == {"readinessProbe", "startupProbe"} & set(container)
     annotations = by_kind("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert ("true", str(port), "/metrics") == (
         annotations["prometheus.io/scrape"], annotations["prometheus.io/port"], annotations["prometheus.io/path"])
@@ -171,7 +172,7 @@ def test_metrics_service_and_servicemonitor_select_the_monitor_port() -> None:
 def test_daemon_runs_the_sidecar_config_and_answers_the_kubelet_and_prometheus(tmp_path: Path) -> None:
     """`pam-monitor run` with the ConfigMap config, the container's args and env (localhost only, no sinks):
 
-    /healthz and /readyz turn 200, /metrics carries every family the rules and the dashboard read, and
+    the liveness probe's path turns 200, /metrics carries every family the rules and the dashboard read, and
     SIGTERM ends it with exit 0 within terminationGracePeriodSeconds.
     """
 
@@ -203,14 +204,12 @@ def test_daemon_runs_the_sidecar_config_and_answers_the_kubelet_and_prometheus(t
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
 
-                def kubelet_sees_ready() -> bool:
+                def kubelet_sees_alive() -> bool:
                     if proc.poll() is not None:
                         raise AssertionError(proc.stderr.read().decode() if proc.stderr else "daemon exited")
-                    codes = {probe: client.get(container[probe]["httpGet"]["path"]).status_code
-                             for probe in ("livenessProbe", "readinessProbe")}
-                    return {"livenessProbe": 200, "readinessProbe": 200} == codes
+                    return 200 == client.get(container["livenessProbe"]["httpGet"]["path"]).status_code
 
-                until(kubelet_sees_ready, timeout=30, what="liveness and readiness 200",
+                until(kubelet_sees_alive, timeout=30, what="liveness 200",
                       ignore=(httpx.TransportError,))
                 body = client.get("/metrics").text
             read = {n for r in rules() for n in metric_names(r["expr"])}

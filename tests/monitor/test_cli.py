@@ -21,8 +21,9 @@ from monitor.cli import build_parser
 from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 
-VERBS = ["run", "check", "validate", "notify", "demo", "discover"]
-HINT = "pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG (see examples/pam-monitor.yaml)"
+VERBS = ["run", "check", "validate", "notify", "demo", "discover", "init"]
+HINT = ("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG "
+        "(write a starter with: pam-monitor init)")
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,10 +86,12 @@ def test_every_verb_help_exits_zero_with_exit_codes_and_an_example(verb: str, tm
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_option_states_its_default(verb: str) -> None:
-    """Each option of each verb says its default (or that it is required) in its help line."""
+    """Each option (and positional argument) of each verb says its default (or that it is required) in its help
+    line."""
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     parser = sub.choices[verb]
-    helps = {a.option_strings[0]: a.help or "" for a in parser._actions if a.option_strings != ["-h", "--help"]}
+    helps = {(a.option_strings or [a.dest])[0]: a.help or "" for a in parser._actions
+             if a.option_strings != ["-h", "--help"]}
     assert helps
     assert {} == {opt: text for opt, text in helps.items() if "(default:" not in text and "(required)" not in text}
 
@@ -140,8 +143,8 @@ def test_validate_lists_every_problem_in_one_run_without_secrets(tmp_path: Path)
 CASES: list[tuple[str, list[str], str, int, list[str]]] = [
     # (id, arguments, file body or "", expected exit code, lines expected on stderr; {f} is the file)
     ("empty_file", ["validate", "-c", "{f}"], "", 2, [
-        "{f}: checks: the file has no checks, so there is nothing to watch; add a checks: list (start from "
-        "examples/pam-monitor.yaml, or write one with pam-monitor discover --openapi URL)",
+        "{f}: checks: the file has no checks, so there is nothing to watch; add a checks: list "
+        "(write a starter with pam-monitor init, or pam-monitor init --openapi URL for your API's checks)",
         "pam-monitor: 1 problem(s) in the configuration; nothing was started",
     ]),
     ("missing_config_validate", ["validate"], "", 2, [HINT]),

@@ -139,7 +139,7 @@ def load_config(
 
 NO_CHECKS = (
     "the file has no checks, so there is nothing to watch; add a checks: list "
-    "(start from examples/pam-monitor.yaml, or write one with pam-monitor discover --openapi URL)"
+    "(write a starter with pam-monitor init, or pam-monitor init --openapi URL for your API's checks)"
 )
 
 

@@ -167,11 +167,14 @@ def test_invalid_config_gives_exact_message(
 
 
 def test_missing_variable_is_named_with_the_fix(example_path: Path) -> None:
-    """An unset ${VAR} is an error naming the variable and its field, not a silently empty DSN."""
+    """An unset ${VAR} is an error naming the variable and its field (at the line that reads it), not a silently
+    empty DSN."""
     with pytest.raises(ConfigError) as info:
         load_config(example_path, environ={"PAGERDUTY_ROUTING_KEY": "k"})
+    lines = example_path.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.lstrip().startswith("database: {dsn:"))
     assert [
-        f"{example_path}:7: targets.database.dsn: environment variable DATABASE_URL is not set; "
+        f"{example_path}:{line}: targets.database.dsn: environment variable DATABASE_URL is not set; "
         "export DATABASE_URL=... or write ${DATABASE_URL:-default}"
     ] == info.value.problems
 
