@@ -262,13 +262,16 @@ class Journal:
             self._save()
         return dropped
 
-    def quarantine(self, row: OutboxRow, reason: str) -> bool:
-        """Take a row that cannot be sent out of its lane, keep it in the quarantine table, say so once; False if
-        the row was no longer queued."""
+    def quarantine(self, row: OutboxRow, reason: str, *, report: bool = True) -> bool:
+        """Take a row that cannot be sent out of its lane, keep it in the quarantine table, count it and (unless
+        the caller logs it itself: `report=False`) say so once; False if the row was no longer queued."""
         if not self._drop_row(row.id):
             return False
         bad = Unreadable("outbox", str(row.id), row.notification.to_json(), reason, row.lane)
-        self._report_quarantine(bad)
+        if report:
+            self._report_quarantine(bad)
+        else:
+            self._quarantined.inc()
         if self._store is not None and self._failing_since is None:
             try:
                 self._store.quarantine([bad], self._clock())
