@@ -30,7 +30,7 @@ import structlog
 from alerts.journal import Journal
 from alerts.model import Notification, SinkContext
 from alerts.registry import SINKS
-from alerts.sink import SendResult, SinkSpec
+from alerts.sink import SendResult, SinkSpec, http_client
 from alerts.stored import OutboxRow
 from monitor.core.clock import Clock, SteadyClock
 from monitor.core.config import Config
@@ -117,6 +117,8 @@ class Delivery:
         self._specs = sinks
         self._http = http
         self._own_http = http is None
+        self._http_env = False  # the alerts.trust_env the client was made with
+        self._retired: list[httpx.AsyncClient] = []
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._rng = rng or random.Random()  # noqa: S311 - jitter only
@@ -241,15 +243,21 @@ class Delivery:
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None
+        for old in self._retired:
+            await old.aclose()
+        self._retired.clear()
 
     # ------------------------------------------------------------------------------------------ lanes
 
     def _client(self) -> httpx.AsyncClient:
         """The sinks' HTTP client, made at the first send: building one loads the CA bundle (~3 MB resident),
         which a daemon without sinks never needs."""
+        if self._own_http and self._http is not None and self._http_env != self._config.alerts.trust_env:
+            self._retired.append(self._http)  # a reload changed alerts.trust_env: requests in flight finish on it
+            self._http = None
         if self._http is None:
-            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                           headers={"User-Agent": self._config.http.user_agent})
+            self._http = http_client(self._config)
+            self._http_env = self._config.alerts.trust_env
         return self._http
 
     def _start_lane(self, lane: _Lane) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from alerts.model import Notification, SinkContext
+from monitor.core.config import Config
 
 Verdict = Literal["accepted", "retry", "rejected"]
 SinkConfig = TypeVar("SinkConfig", contravariant=True)
@@ -95,6 +96,15 @@ class SinkSpec(Protocol[SinkConfig]):
     ) -> SendResult:
         """Post one batch through lane number `lane`; never raises for a network problem."""
         ...
+
+
+def http_client(config: Config) -> httpx.AsyncClient:
+    """The sinks' HTTP client: no redirects (a sink that redirects is misconfigured, and a redirect could carry a
+    token elsewhere), our User-Agent, and the environment's proxies (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY),
+    CA bundle (SSL_CERT_FILE, SSL_CERT_DIR) and .netrc only with `alerts.trust_env: true` (httpx's trust_env): a
+    daemon started from a shell must not pick up that shell's proxy by accident."""
+    return httpx.AsyncClient(trust_env=config.alerts.trust_env, follow_redirects=False,
+                             headers={"User-Agent": config.http.user_agent})
 
 
 def host_of(url: str) -> str:
