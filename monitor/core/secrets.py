@@ -127,7 +127,7 @@ _AUTH_SCHEME = re.compile(r"^(?:Bearer|Basic|Token|Bot)\s+(\S+)$", re.IGNORECASE
 _JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _PLACES = re.compile(
     r"(?P<before>://[^/\s:@]*:)(?P<value>[^/\s@]+)(?=@)"  # a URL's password
-    r"|(?P<before2>\b(?:password|passwd|pwd)\s*[=:]\s*[\"']?)(?P<value2>[^\s\"'&;,]+)"  # password=, password:
+    r"|(?P<before2>\b(?:password|passwd|pwd)(?:\s*[=:]\s*|\s+)[\"']?)(?P<value2>[^\s\"'&;,()]+)"  # password=, password:
     r"|(?P<before3>\b(?:Bearer|Basic|Token|Bot)\s+)(?P<value3>[^\s\"',;]+)",  # an Authorization value
     re.IGNORECASE,
 )
