@@ -32,6 +32,10 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
     Connection: close). Every upstream is 127.0.0.1 at the requested port, whatever the host name."""
 
     def handle(self) -> None:
+        with contextlib.suppress(OSError):  # a peer that hangs up ends its connection, nothing more
+            self._serve()
+
+    def _serve(self) -> None:
         server: _Proxy = self.server  # type: ignore[assignment]
         client: socket.socket = self.request
         client.settimeout(10)
@@ -149,7 +153,9 @@ async def test_trust_env_tunnels_https_pages_through_connect(clean_env: pytest.M
         port = urlsplit(hook).port
         await _fire(tmp_path, _webhook(f"https://localhost:{port}/hook", trust_env=True),
                     prometheus_client.CollectorRegistry(), "sent")
-    assert [f"CONNECT localhost:{port}"] == proxy.seen
+    # serve_tls answers as soon as it has read the request head and closes, so an attempt can end in a reset
+    # before the answer is read, and be retried: every tunnel the proxy saw was this CONNECT.
+    assert {f"CONNECT localhost:{port}"} == set(proxy.seen)
 
 
 async def test_no_proxy_is_honoured(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
