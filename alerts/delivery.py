@@ -6,6 +6,12 @@ through their `SinkSpec` (alerts.sink): how many lanes, the batch size, which no
 they want firing alerts re-posted every `resend_interval`. A 2xx is `sent`; a 4xx (not 408/429) is `rejected`
 and not retried (a configuration error); anything else is retried with exponential backoff and full jitter until
 the sink's `max_attempts`, then `failed`.
+
+A receiver that refuses a batch's content (400 or 422: Alertmanager does so for a whole list when one alert has a
+label it dislikes) has the batch split in halves until each refused notification stands alone: that one is
+quarantined (kept in the state database, logged with its alert key and the receiver's reason, counted
+`rejected`), the others are delivered. Re-posts are split the same way, and an alert refused alone while others
+were accepted is left out of later re-posts while it fires, so it never again blocks the rest.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import structlog
 from alerts.journal import Journal
 from alerts.model import Notification, SinkContext
 from alerts.registry import SINKS
-from alerts.sink import SinkSpec
+from alerts.sink import SendResult, SinkSpec, http_client
 from alerts.stored import OutboxRow
 from monitor.core.clock import Clock, SteadyClock
 from monitor.core.config import Config
@@ -78,6 +84,7 @@ class _Lane:
     task: asyncio.Task[None] | None = None
     next_resend: float = 0.0
     resend_failing: bool = False  # the last re-post failed (only the first failure of a spell is a warning)
+    refused: set[str] = field(default_factory=set)  # alert keys the receiver refused alone: left out of re-posts
     isolate: bool = False  # a batch raised: send one row at a time until the row that raises is quarantined
 
     @property
@@ -110,6 +117,8 @@ class Delivery:
         self._specs = sinks
         self._http = http
         self._own_http = http is None
+        self._http_env = False  # the alerts.trust_env the client was made with
+        self._retired: list[httpx.AsyncClient] = []
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._rng = rng or random.Random()  # noqa: S311 - jitter only
@@ -234,15 +243,21 @@ class Delivery:
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None
+        for old in self._retired:
+            await old.aclose()
+        self._retired.clear()
 
     # ------------------------------------------------------------------------------------------ lanes
 
     def _client(self) -> httpx.AsyncClient:
         """The sinks' HTTP client, made at the first send: building one loads the CA bundle (~3 MB resident),
         which a daemon without sinks never needs."""
+        if self._own_http and self._http is not None and self._http_env != self._config.alerts.trust_env:
+            self._retired.append(self._http)  # a reload changed alerts.trust_env: requests in flight finish on it
+            self._http = None
         if self._http is None:
-            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                           headers={"User-Agent": self._config.http.user_agent})
+            self._http = http_client(self._config)
+            self._http_env = self._config.alerts.trust_env
         return self._http
 
     def _start_lane(self, lane: _Lane) -> None:
@@ -299,7 +314,10 @@ class Delivery:
         """Seconds on the steady clock: the wall clock at start plus monotonic time since (never steps)."""
         return self._steady_clock.timestamp()
 
-    async def _deliver(self, lane: _Lane, rows: Sequence[OutboxRow]) -> None:
+    async def _deliver(self, lane: _Lane, rows: Sequence[OutboxRow]) -> bool:
+        """Send `rows` as one batch and settle them. A batch whose content the receiver refused (400/422) is split
+        in halves, each delivered the same way, until the refused rows stand alone. False when the lane must stop
+        here (a retry is scheduled, or delivery closed): the rows behind keep their place in the queue."""
         notes = [r.notification for r in rows]
         now = self._clock.time()
         http = self._client()
@@ -307,10 +325,18 @@ class Delivery:
             result = await lane.spec.send(http, lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
         except Exception as exc:  # a row the sink's code cannot turn into a request: it must not block the lane
             self._poisoned(lane, rows, exc)
-            return
+            return False
         store = self._store
         if store is None:  # closed while the request was in flight: the rows stay for next start
-            return
+            return False
+        if result.refused_content and len(rows) > 1:
+            log.info("notification.batch_refused", sink=lane.name, host=lane.host, count=len(rows),
+                     status_code=result.status_code, hint="splitting the batch to find what the receiver refuses")
+            half = len(rows) // 2
+            return await self._deliver(lane, rows[:half]) and await self._deliver(lane, rows[half:])
+        if result.refused_content:
+            self._refused(lane, rows[0], result)
+            return True
         ids = [r.id for r in rows]
         fields: dict[str, Any] = {
             "sink": lane.name, "host": lane.host, "count": len(rows), "status_code": result.status_code,
@@ -340,6 +366,25 @@ class Delivery:
                 self._notifications.labels(lane.name, "retried").inc(len(rows))
                 log.warning("notification.retry", **fields, attempts=attempts, error=result.error,
                             retry_in_s=round(delay, 3))
+                self._depth.set(self._queued)
+                return False
+        self._depth.set(self._queued)
+        return True
+
+    def _refused(self, lane: _Lane, row: OutboxRow, result: SendResult) -> None:
+        """The receiver refused this one notification's content: keep it in the quarantine table (never retried,
+        never blocking the lane), say which alert and what the receiver said."""
+        store = self._store
+        assert store is not None
+        note = row.notification
+        reason = result.reason or "no reason given"
+        if store.quarantine(row, f"rejected by {lane.name} ({result.status_code}): {reason}", report=False):
+            self._queued -= 1
+        self._notifications.labels(lane.name, "rejected").inc()
+        log.error("notification.rejected", sink=lane.name, host=lane.host, status_code=result.status_code,
+                  alert=note.alertname, key=note.key, notification=note.event.value, reason=reason,
+                  hint="the receiver refused this alert's content (a label or annotation it does not accept); it is "
+                       "kept in the quarantine table of the state database, the other alerts are delivered")
         self._depth.set(self._queued)
 
     def _poisoned(self, lane: _Lane, rows: Sequence[OutboxRow], exc: Exception) -> None:
@@ -371,10 +416,23 @@ class Delivery:
         """Re-post what is firing, so a sink that keeps alerts only for a while (Alertmanager) keeps them."""
         lane.next_resend = steady + self._config.alerts.resend_interval
         now = self._clock.time()  # the payload's times (endsAt ahead of now) are read by the sink on its wall clock
-        notes = [n for n in self._resendable(now) if lane.spec.accepts(n)]
+        firing = [n for n in self._resendable(now) if lane.spec.accepts(n)]
+        lane.refused &= {n.key for n in firing}  # an alert that stopped firing may be tried again when it returns
+        notes = [n for n in firing if n.key not in lane.refused]
         if not notes:
             return
-        result = await lane.spec.send(self._client(), lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+        result = await self._post(lane, notes, now)
+        if result.refused_content and len(notes) > 1:
+            refused, accepted = await self._split_resend(lane, notes, now, result)
+            if refused and accepted:  # some went through: what was refused alone is the alerts', not the sink's
+                for note, alone in refused:
+                    lane.refused.add(note.key)  # not counted: re-posts are not notifications (nor is a sent one)
+                    log.error("notification.resend_refused", sink=lane.name, host=lane.host,
+                              status_code=alone.status_code, alert=note.alertname, key=note.key,
+                              reason=alone.reason or "no reason given",
+                              hint="the receiver refuses this alert's content; it is left out of re-posts while "
+                                   "it fires, the other alerts are re-posted")
+                result = SendResult("accepted", status_code=200)
         fields = {"sink": lane.name, "host": lane.host, "count": len(notes), "status_code": result.status_code}
         if result.verdict == "accepted":
             if lane.resend_failing:
@@ -388,3 +446,25 @@ class Delivery:
             (log.info if lane.resend_failing else log.warning)("notification.resend_failed", **fields,
                                                                error=result.error)
             lane.resend_failing = True
+
+    async def _post(self, lane: _Lane, notes: Sequence[Notification], now: float) -> SendResult:
+        return await lane.spec.send(self._client(), lane.sink, notes, ctx=self._ctx, now=now, lane=lane.index)
+
+    async def _split_resend(self, lane: _Lane, notes: Sequence[Notification], now: float,
+                            result: SendResult) -> tuple[list[tuple[Notification, SendResult]], int]:
+        """`notes` were answered `result`: while the receiver refuses the content, post each half again. Returns
+        the notifications refused alone (with their answers) and how many were accepted."""
+        if result.verdict == "accepted":
+            return [], len(notes)
+        if not result.refused_content:
+            return [], 0  # another failure: nothing learned about the alerts
+        if len(notes) == 1:
+            return [(notes[0], result)], 0
+        half = len(notes) // 2
+        refused: list[tuple[Notification, SendResult]] = []
+        accepted = 0
+        for part in (notes[:half], notes[half:]):
+            found, ok = await self._split_resend(lane, part, now, await self._post(lane, part, now))
+            refused += found
+            accepted += ok
+        return refused, accepted

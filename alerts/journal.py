@@ -6,7 +6,12 @@ is repeated: the changes stay in memory and are retried with a bounded backoff, 
 memory meanwhile (a delivered one is never sent again, even when its row cannot be deleted yet), and the failure
 is reported: `pam_monitor_state_write_failures_total`, `pam_monitor_state_healthy` 0, one log line at error per
 episode, and `problem` (what /readyz and the MonitorWatchdog's annotations say). A `state_dir` deleted while running
-is noticed at the next write or within `check_every` seconds, recreated, and everything in memory written again.
+is noticed at the next write or within `check_every` seconds, recreated, and everything in memory written again; so
+is a database whose -wal or -shm was deleted or replaced (SQLite would go on writing into the deleted file, and a
+crash would lose every write since).
+
+The journal holds `state_dir`'s lock (alerts.state_lock) from `open` to `aclose`: a second daemon on the same
+`state_dir` is refused instead of paging everything twice.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import structlog
 
 from alerts.machine import AlertState
 from alerts.model import CheckMemory, Notification
-from alerts.store import Store
+from alerts.state_lock import StateLock
+from alerts.store import FILENAME, Store
 from alerts.stored import OutboxRow, Unreadable
 from monitor.core.clock import iso
 from monitor.core.errors import StoreError, StoreVanishedError
@@ -56,6 +62,7 @@ class Journal:
         self._clock = clock
         self._retry_base, self._retry_cap, self._check_every = retry_base, retry_cap, check_every
         self._store: Store | None = None
+        self._lock = StateLock(self._state_dir)
         self.states: dict[str, AlertState] = {}
         self.memory: dict[str, CheckMemory] = {}
         self._rows: dict[int, OutboxRow] = {}
@@ -85,13 +92,20 @@ class Journal:
     # ------------------------------------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
-        """Open the database and read it into memory, quarantining unreadable rows; raises StoreError."""
-        store = self._factory(self._state_dir)
+        """Take state_dir's lock, open the database and read it into memory, quarantining unreadable rows; raises
+        StoreError (StateDirBusyError when another process holds the lock)."""
+        self._lock.acquire()
+        try:
+            store = self._factory(self._state_dir)
+        except StoreError:
+            self._lock.release()
+            raise
         try:
             contents = store.load()
         except StoreError:
             with contextlib.suppress(StoreError):
                 store.close()
+            self._lock.release()
             raise
         self._store = store
         self.states, self.memory, self._last_id = contents.states, contents.memory, contents.last_id
@@ -103,6 +117,7 @@ class Journal:
             except StoreError:
                 with contextlib.suppress(StoreError):
                     store.close()
+                self._lock.release()
                 raise
             for bad in contents.unreadable:
                 self._report_quarantine(bad)
@@ -127,6 +142,7 @@ class Journal:
             with contextlib.suppress(StoreError):
                 self._store.close()
             self._store = None
+        self._lock.release()
 
     # ------------------------------------------------------------------------------------------ health
 
@@ -246,13 +262,16 @@ class Journal:
             self._save()
         return dropped
 
-    def quarantine(self, row: OutboxRow, reason: str) -> bool:
-        """Take a row that cannot be sent out of its lane, keep it in the quarantine table, say so once; False if
-        the row was no longer queued."""
+    def quarantine(self, row: OutboxRow, reason: str, *, report: bool = True) -> bool:
+        """Take a row that cannot be sent out of its lane, keep it in the quarantine table, count it and (unless
+        the caller logs it itself: `report=False`) say so once; False if the row was no longer queued."""
         if not self._drop_row(row.id):
             return False
         bad = Unreadable("outbox", str(row.id), row.notification.to_json(), reason, row.lane)
-        self._report_quarantine(bad)
+        if report:
+            self._report_quarantine(bad)
+        else:
+            self._quarantined.inc()
         if self._store is not None and self._failing_since is None:
             try:
                 self._store.quarantine([bad], self._clock())
@@ -289,6 +308,7 @@ class Journal:
         try:
             store = self._store
             if store is None:
+                self._lock.acquire()  # state_dir was recreated: lock its new lock file before writing into it
                 store = self._store = self._factory(self._state_dir)
             if self._resync:
                 store.write(states=self.states, memory=self.memory, outbox=self._rows, replace=True)
@@ -319,10 +339,19 @@ class Journal:
         return True
 
     def _vanished(self, exc: StoreError) -> None:
-        """The database file is gone: drop the orphaned connection and write everything again into a new one."""
-        log.error("alerts.state_dir_vanished", path=str(self._state_dir), error=str(exc),
-                  hint="state_dir was deleted or replaced while running; it is recreated and the alert state and "
-                       "outbox in memory are written to it again")
+        """The database (or its -wal or -shm) is gone: drop the orphaned connection and write everything again
+        into a new one."""
+        paths = exc.paths if isinstance(exc, StoreVanishedError) else []
+        database = str(self._state_dir / FILENAME)
+        if paths and database not in paths:
+            log.error("alerts.state_files_replaced", path=str(self._state_dir), files=paths, error=str(exc),
+                      hint="a file of the state database was deleted or replaced while running (writes into it "
+                           "would be lost at the next crash); the alert state and outbox in memory are written "
+                           "again into a fresh database file set")
+        else:
+            log.error("alerts.state_dir_vanished", path=str(self._state_dir), error=str(exc),
+                      hint="state_dir was deleted or replaced while running; it is recreated and the alert state "
+                           "and outbox in memory are written to it again")
         if self._store is not None:
             with contextlib.suppress(StoreError):
                 self._store.close()
@@ -362,8 +391,10 @@ class Journal:
                     self._flush()
                 elif now - last_check >= self._check_every and self._store is not None and not self.pending:
                     last_check = now
-                    if not self._store.present():
-                        self._vanished(StoreVanishedError(f"the alert state database in {self._state_dir} is gone"))
+                    gone = self._store.replaced()
+                    if gone:
+                        self._vanished(StoreVanishedError(f"files of the alert state database in {self._state_dir} "
+                                                          f"were deleted or replaced: {', '.join(gone)}", gone))
                         self._flush()
             except Exception as exc:  # a bug here must not stop the retries
                 log.exception("alerts.journal_error", error_type=type(exc).__name__)

@@ -18,7 +18,7 @@ import httpx
 from alerts.labels import label_name
 from alerts.model import Event, Notification, SinkContext
 from alerts.registry import SINKS
-from alerts.sink import SinkSpec, classify
+from alerts.sink import SinkSpec, classify, http_client
 from monitor.core.config import Config
 
 TEST_ALERTNAME = "PamMonitorTest"
@@ -80,10 +80,10 @@ def chosen_sinks(config: Config, only: str | None) -> list[Any]:
 async def send_tests(config: Config, sinks: Sequence[Any], *, now: float, client: httpx.AsyncClient | None = None,
                      specs: Mapping[str, SinkSpec[Any]] = SINKS) -> list[Answer]:
     """Send the test notification to every URL of every given sink at once; their answers, in the sinks' order.
-    Without a `client`, one is made for the occasion (no proxy from the environment, no redirect: as the daemon's)."""
+    Without a `client`, one is made for the occasion, as the daemon's (alerts.sink.http_client: no redirect, the
+    environment's proxy only with alerts.trust_env)."""
     if client is None:
-        async with httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                     headers={"User-Agent": config.http.user_agent}) as own:
+        async with http_client(config) as own:
             return await send_tests(config, sinks, now=now, client=own, specs=specs)
     ctx = SinkContext(service=config.service, resend_interval=config.alerts.resend_interval,
                       generator_url=f"http://{config.listen}/")

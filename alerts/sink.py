@@ -18,20 +18,34 @@ from urllib.parse import urlsplit
 import httpx
 
 from alerts.model import Notification, SinkContext
+from monitor.core.config import Config
 
 Verdict = Literal["accepted", "retry", "rejected"]
 SinkConfig = TypeVar("SinkConfig", contravariant=True)
 """The sink's config model (monitor.core.config.AlertmanagerSink, ...)."""
 
 
+REASON_CHARS = 200
+"""How much of a refusing receiver's body is kept as its reason (one line)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """How one delivery attempt ended; `error` never holds a URL path, a header or a body."""
+    """How one delivery attempt ended; `error` never holds a URL path, a header or a body. `reason` is what a
+    receiver that refused the request (4xx) said in its body: at most REASON_CHARS characters on one line (the log
+    redactor still scrubs it), so an operator learns which label it disliked."""
 
     verdict: Verdict
     status_code: int | None = None
     error: str | None = None
     retry_after: float | None = None
+    reason: str | None = None
+
+    @property
+    def refused_content(self) -> bool:
+        """The receiver refused what was in the request (400 Bad Request, 422 Unprocessable), not the request
+        itself (401/403/404: a URL or key problem): a batch answered so may hold one alert it dislikes."""
+        return self.verdict == "rejected" and self.status_code in (400, 422)
 
 
 class SinkSpec(Protocol[SinkConfig]):
@@ -84,6 +98,15 @@ class SinkSpec(Protocol[SinkConfig]):
         ...
 
 
+def http_client(config: Config) -> httpx.AsyncClient:
+    """The sinks' HTTP client: no redirects (a sink that redirects is misconfigured, and a redirect could carry a
+    token elsewhere), our User-Agent, and the environment's proxies (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY),
+    CA bundle (SSL_CERT_FILE, SSL_CERT_DIR) and .netrc only with `alerts.trust_env: true` (httpx's trust_env): a
+    daemon started from a shell must not pick up that shell's proxy by accident."""
+    return httpx.AsyncClient(trust_env=config.alerts.trust_env, follow_redirects=False,
+                             headers={"User-Agent": config.http.user_agent})
+
+
 def host_of(url: str) -> str:
     """The host (and port) of a URL: the only part of a sink URL that may be logged."""
     return urlsplit(url).netloc.rsplit("@", 1)[-1]
@@ -109,7 +132,10 @@ async def post_json(
         return SendResult("retry", error=type(exc).__name__)
     verdict = classify(response.status_code)
     retry_after = _retry_after(response.headers.get("retry-after")) if verdict == "retry" else None
-    return SendResult(verdict, status_code=response.status_code, retry_after=retry_after)
+    reason = None
+    if verdict == "rejected":
+        reason = " ".join(response.text[: REASON_CHARS * 4].split())[:REASON_CHARS] or None
+    return SendResult(verdict, status_code=response.status_code, retry_after=retry_after, reason=reason)
 
 
 def _retry_after(value: str | None) -> float | None:

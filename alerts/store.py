@@ -72,7 +72,7 @@ class Store:
     def __init__(self, path: Path, *, trace: Callable[[str], object] | None = None) -> None:
         self.path = path
         self._writes = 0
-        _check_dir(path.parent)
+        check_dir(path.parent)
         with _opening(path):
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=5.0)
         try:
@@ -93,7 +93,9 @@ class Store:
                 self._migrate(version)
                 with _Tx(self._db):  # a real write now: a full disk is found at start-up, not at the first alert
                     self._db.execute(f"PRAGMA user_version = {_VERSION}")
-                self._identity = _identity(path)
+                # The database and, now that a write made them, its -wal and -shm: all three must stay these files.
+                self._identity: dict[Path, tuple[int, int] | None] = {
+                    p: _identity(p) for p in _files(path) if _identity(p) is not None}
         except BaseException:
             self._db.close()
             raise
@@ -112,6 +114,8 @@ class Store:
         """Close the connection; committed data stays."""
         with self._failing("close"):
             self._db.close()
+        # SQLite removes the -wal and -shm when its last connection closes: only the database must stay.
+        self._identity = {p: known for p, known in self._identity.items() if p == self.path}
 
     # ------------------------------------------------------------------------------------------ reads
 
@@ -214,13 +218,23 @@ class Store:
             return self._db.total_changes
 
     def present(self) -> bool:
-        """Whether the database file is still the one opened (not deleted, nor replaced by another)."""
-        return _identity(self.path) == self._identity
+        """Whether the database file and its -wal and -shm are still the ones opened (none deleted or replaced)."""
+        return not self.replaced()
+
+    def replaced(self) -> list[str]:
+        """The files of the database (itself, its -wal, its -shm) that are no longer the ones opened: deleted, or
+        replaced by another file. Writes through a deleted -wal would be lost at the next crash."""
+        return [str(p) for p, known in self._identity.items() if _identity(p) != known]
 
     def _still_there(self) -> None:
-        if not self.present():
+        gone = self.replaced()
+        if not gone:
+            return
+        if str(self.path) in gone:
             raise StoreVanishedError(f"the alert state database {self.path} is gone (its directory was deleted or "
-                                     f"replaced while running)")
+                                     f"replaced while running)", gone)
+        raise StoreVanishedError(f"the alert state database's {' and '.join(gone)} were deleted or replaced while "
+                                 f"running (writes there would be lost at the next crash)", gone)
 
     @contextlib.contextmanager
     def _failing(self, doing: str) -> Iterator[None]:
@@ -316,6 +330,11 @@ def _apply(db: sqlite3.Connection, table: str, key: str, values: Mapping[str, st
         db.executemany(f"DELETE FROM {table} WHERE {key} = ?", deletes)  # noqa: S608 - fixed names
 
 
+def _files(path: Path) -> tuple[Path, Path, Path]:
+    """The database and the two files SQLite keeps beside it in WAL mode."""
+    return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -324,7 +343,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _check_dir(state_dir: Path) -> None:
+def check_dir(state_dir: Path) -> None:
     """Create `state_dir` if needed; refuse (a configuration problem) when it cannot be created or written."""
     fix = "create it writable by this user, or set state_dir to a directory this user can write"
     try:

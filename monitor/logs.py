@@ -10,7 +10,7 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
-from monitor.core.secrets import Redactor
+from monitor.core.secrets import Redactor, redact_values
 
 LogFormat = Literal["json", "console"]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -21,26 +21,15 @@ _FIRST = ("ts", "level", "event", "logger")
 
 
 def _scrub_processor(redactor: Redactor) -> Processor:
-    """A structlog processor replacing every known secret in any string field (the second lock on the door:
-    secrets never reach a log call by design, but a library may put a DSN or webhook URL into an exception)."""
+    """A structlog processor replacing every known secret in any string field, at any depth, but names (check,
+    step, kind, target, alert: monitor.core.secrets.IDENTIFIER_KEYS) (the second lock on the door: secrets never
+    reach a log call by design, but a library may put a DSN or webhook URL into an exception)."""
 
     def scrub(logger: Any, name: str, event_dict: EventDict) -> EventDict:
-        for key, value in event_dict.items():
-            event_dict[key] = _scrub_value(value, redactor)
-        return event_dict
+        scrubbed: EventDict = redact_values(event_dict, redactor.scrub)
+        return scrubbed
 
     return scrub
-
-
-def _scrub_value(value: Any, redactor: Redactor) -> Any:
-    """A log field with the secrets out of every string in it, at any depth (a list of problems, a dict)."""
-    if isinstance(value, str):
-        return redactor.scrub(value)
-    if isinstance(value, dict):
-        return {k: _scrub_value(v, redactor) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_value(v, redactor) for v in value]
-    return value
 
 
 def _drop_color_message(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> EventDict:

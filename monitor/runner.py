@@ -22,6 +22,7 @@ import probes
 from monitor.core.config import Check, Config, dependencies
 from monitor.core.durations import format_duration
 from monitor.core.results import Outcome, ProbeResult, Result
+from monitor.core.secrets import redact_values
 from monitor.metrics import Metrics
 from monitor.pacing import Pacing
 from monitor.saturation import Saturation, admission_window, hard_stop_margin, shed_lag, untrusted
@@ -61,21 +62,10 @@ def _redacted(observed: ProbeResult, redact: Callable[[str], str]) -> ProbeResul
     up in `body_excerpt`. /status, alert annotations and logs all read the result, so it is cleaned once here.
     """
     message = redact(observed.message)
-    details = _redact_values(observed.details, redact)
+    details = redact_values(observed.details, redact)
     if message == observed.message and details == observed.details:
         return observed
     return dataclasses.replace(observed, message=message, details=details)
-
-
-def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
-    """`value` with every string in it (at any depth of dicts, lists and tuples) redacted."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {k: _redact_values(v, redact) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_values(v, redact) for v in value]
-    return value
 
 
 def _roots(config: Config, checks: Mapping[str, Check]) -> dict[str, tuple[str, ...]]:

@@ -4,7 +4,8 @@
     ├── ConfigError     the configuration file could not be turned into a valid Config (one line per problem)
     └── StoreError      the alert state database could not be opened, read or written
         ├── StateDirError       state_dir itself cannot be created or written (a configuration problem)
-        └── StoreVanishedError  the database file was deleted or replaced while the daemon ran
+        ├── StateDirBusyError   another process holds state_dir's lock (a second daemon on the same state_dir)
+        └── StoreVanishedError  the database file (or its -wal, -shm) was deleted or replaced while the daemon ran
 """
 
 from __future__ import annotations
@@ -34,5 +35,15 @@ class StateDirError(StoreError):
     permissions."""
 
 
+class StateDirBusyError(StoreError):
+    """Another process (another pam-monitor) holds the lock on `state_dir`: two daemons writing one alert state
+    would page everything twice."""
+
+
 class StoreVanishedError(StoreError):
-    """The database file is no longer the one that was opened (its directory was deleted or replaced)."""
+    """The database file is no longer the one that was opened (its directory was deleted or replaced), or its
+    write-ahead log or shared-memory file was; `paths` names the files that are gone or replaced."""
+
+    def __init__(self, message: str, paths: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.paths = list(paths)

@@ -7,6 +7,8 @@ else is real: the database file, the sink server, the HTTP requests.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import sqlite3
 from collections.abc import Sequence
@@ -15,13 +17,16 @@ from typing import Any
 
 import httpx
 import prometheus_client
+import pytest
 import structlog
 
 from alerts import AlertEngine
+from alerts.journal import Journal
 from alerts.model import Notification, SinkContext
 from alerts.sink import SendResult, SinkSpec, host_of, post_json
 from alerts.store import FILENAME, Store
 from monitor.core.config import WebhookSink
+from monitor.core.errors import StateDirBusyError
 from tests.support.alerting import (
     REGRESSING,
     Recorder,
@@ -310,3 +315,24 @@ async def test_a_row_the_sink_cannot_send_is_quarantined_and_the_others_go(
             "SELECT source, reason FROM quarantine").fetchall()
     finally:
         db.close()
+
+
+def test_a_second_journal_on_the_same_state_dir_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    """Two journals on one state_dir: the second open raises StateDirBusyError naming this process's pid and the
+    state_dir (flock locks are per open file, so this holds within one process too); after the first closes, the
+    second opens."""
+    def journal() -> Journal:
+        return Journal(tmp_path / "state", store_factory=Store.open, registry=prometheus_client.CollectorRegistry(),
+                       clock=lambda: 0.0)
+
+    first, second = journal(), journal()
+    first.open()
+    try:
+        with pytest.raises(StateDirBusyError) as busy:
+            second.open()
+        assert f"pid {os.getpid()}" in str(busy.value)
+        assert str(tmp_path / "state") in str(busy.value)
+    finally:
+        asyncio.run(first.aclose())
+    second.open()
+    asyncio.run(second.aclose())

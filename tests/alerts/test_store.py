@@ -140,9 +140,10 @@ PUBLIC_CALLS: dict[str, Callable[[Store], Any]] = {
 
 def test_every_public_method_is_in_the_table() -> None:
     """The table above names every public method and property of Store but `open` (tested below), `close`
-    (closing twice is allowed), `present` (a stat of the file) and the plain attributes `path` and `writes`."""
+    (closing twice is allowed), `present` and `replaced` (stats of the files) and the plain attributes `path` and
+    `writes`."""
     public = {name for name in vars(Store) if not name.startswith("_")} - {"open", "close", "path", "writes",
-                                                                           "present"}
+                                                                           "present", "replaced"}
     assert public == set(PUBLIC_CALLS)
 
 

@@ -5,6 +5,8 @@ one line. Plus the child loader on its own (monitor/reload.py)."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from starlette.routing import Route
 
 from monitor.core.errors import ConfigError
 from monitor.reload import load_in_child
-from tests.support.daemon import DaemonProcess, run_daemon
+from tests.support.daemon import DaemonProcess, command, run_daemon
 from tests.support.servers import free_port, serve_asgi
 
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -179,3 +181,49 @@ def test_a_failed_reload_never_quotes_a_secret_file(tmp_path: Path) -> None:
             pieces = [p for p in [*shadow.read_text().strip().split(":"), "Rld0adSALT"] if len(p) >= 6]
             logs = daemon.raw_logs()
             assert [] == [p for p in pieces if p in logs or p.lower() in logs.lower()]
+
+
+ADDRESS_LIMIT_KIB = 800_000
+"""`ulimit -v 800000`: an address-space limit below the reload's 1 GiB budget, as a container or systemd unit may
+set (LimitAS=)."""
+
+
+def _limited(argv: list[str]) -> list[str]:
+    """`argv` run by a shell under `ulimit -v ADDRESS_LIMIT_KIB` (soft and hard), exactly as an operator's would."""
+    return ["sh", "-c", f'ulimit -v {ADDRESS_LIMIT_KIB} && exec "$@"', "sh", *argv]
+
+
+def test_the_child_loader_works_under_a_smaller_address_space_limit(tmp_path: Path) -> None:
+    """In a process under `ulimit -v 800000`, load_in_child loads a good file (its budget shrinks to the limit
+    it inherited) instead of failing every time with "not allowed to raise maximum limit" blamed on the file's
+    size and aliases."""
+    path = _write(tmp_path, "http://127.0.0.1:1")
+    script = ("import asyncio, sys; from pathlib import Path; from monitor.reload import load_in_child; "
+              "c = asyncio.run(load_in_child(Path(sys.argv[1]), listen=None, shard=None)); print(c.service)")
+    done = subprocess.run(_limited([sys.executable, "-c", script, str(path)]), capture_output=True, timeout=60,
+                          check=False)
+    assert 0 == done.returncode, done.stderr.decode()[-2000:]
+    assert "reload-test" == done.stdout.decode().strip()
+
+
+def test_sighup_reloads_a_daemon_under_a_smaller_address_space_limit(tmp_path: Path) -> None:
+    """The daemon itself runs under `ulimit -v 800000`: SIGHUP with a changed file is applied (config.reloaded,
+    the reload metric 1, the new check runs). Before, every reload failed."""
+    with serve_asgi(_healthy()) as base:
+        config = _write(tmp_path, base)
+        port = free_port()
+        log_path = tmp_path / "limited.log"
+        with log_path.open("wb") as sink:
+            proc = subprocess.Popen(_limited(command("run", "--config", str(config), "--listen", f"127.0.0.1:{port}")),
+                                    stdout=sink, stderr=subprocess.STDOUT, cwd=str(tmp_path))
+        daemon = DaemonProcess(proc, f"http://127.0.0.1:{port}", log_path)
+        try:
+            daemon.wait_for(lambda: daemon.get("/readyz").status_code == 200, what="readiness")
+            _write(tmp_path, base, extra_checks=1)
+            daemon.signal(signal.SIGHUP)
+            daemon.wait_for(lambda: _events(daemon, "config.reload"), what="the reload")
+            assert ["config.reloaded"] == _events(daemon, "config.reload"), daemon.raw_logs()[-2000:]
+            assert 1.0 == daemon.metric("pam_monitor_config_last_reload_successful")
+            assert ["health", "c0"] == [c["name"] for c in daemon.status()["checks"]]
+        finally:
+            daemon.stop()

@@ -126,6 +126,11 @@ class Alerts(Strict):
     external_labels: dict[str, str] = Field(default_factory=dict)
     rules: dict[AlertName, RuleOverride] = Field(default_factory=dict)
     watchdog: bool = True
+    trust_env: bool = Field(
+        default=False, description="sinks honour HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (and SSL_CERT_FILE, "
+        "SSL_CERT_DIR, .netrc) from the daemon's environment; off by default so a shell's proxy is never picked up by "
+        "accident",
+    )
     cert_warning: Duration = Field(
         default=14 * 86400.0, description="CertificateExpiring is a warning when a certificate expires sooner than this"
     )

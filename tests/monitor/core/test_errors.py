@@ -7,7 +7,14 @@ import inspect
 import pytest
 
 from monitor.core import errors
-from monitor.core.errors import ConfigError, PamMonitorError, StateDirError, StoreError, StoreVanishedError
+from monitor.core.errors import (
+    ConfigError,
+    PamMonitorError,
+    StateDirBusyError,
+    StateDirError,
+    StoreError,
+    StoreVanishedError,
+)
 
 
 def test_every_exception_of_the_module_derives_from_pam_monitor_error() -> None:
@@ -16,7 +23,7 @@ def test_every_exception_of_the_module_derives_from_pam_monitor_error() -> None:
         obj for _, obj in inspect.getmembers(errors, inspect.isclass)
         if issubclass(obj, BaseException) and obj.__module__ == errors.__name__
     }
-    assert {PamMonitorError, ConfigError, StoreError, StateDirError, StoreVanishedError} == defined
+    assert {PamMonitorError, ConfigError, StoreError, StateDirError, StateDirBusyError, StoreVanishedError} == defined
     assert [] == [cls.__name__ for cls in defined if not issubclass(cls, PamMonitorError)]
     assert Exception is PamMonitorError.__base__
     for cls in defined:

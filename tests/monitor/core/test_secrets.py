@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from monitor.core.config import load_config
-from monitor.core.secrets import REDACTED, Redactor, collect_secrets, dsn_passwords, secret_parts
+from monitor.core.secrets import REDACTED, Redactor, collect_secrets, dsn_passwords, redact_values, secret_parts
 
 
 def test_every_occurrence_of_a_secret_is_replaced() -> None:
@@ -47,11 +47,15 @@ def test_the_password_of_a_dsn_is_hidden_on_its_own() -> None:
     assert f"user app:{REDACTED}@db" == redact.scrub("user app:p%40ss-w0rd@db")
 
 
-def test_short_values_are_ignored() -> None:
-    """Values under four characters (or only blanks) would blank out ordinary words, so they are not secrets."""
+def test_short_values_are_hidden_only_whole_or_in_place() -> None:
+    """Blank values are no secrets. A configured secret shorter than 8 characters is still hidden where it stands
+    as a whole word (a secret of any length is one), but not inside another word; a short part of a secret (`xy`,
+    the token of `Bearer xy`) is hidden only in its place, never bare. (Before, short secrets were never hidden,
+    and 4-character parts were hidden everywhere.)"""
     redact = Redactor(["abc", "   ", "", "Bearer xy"])
-    assert "abc xy Bearer and a   gap" == redact.scrub("abc xy Bearer and a   gap")
+    assert f"{REDACTED} abcd xy Bearer and a   gap" == redact.scrub("abc abcd xy Bearer and a   gap")
     assert REDACTED == redact.scrub("Bearer xy")
+    assert f"sent Authorization: {REDACTED}" == redact.scrub("sent Authorization: Bearer xy")
 
 
 def test_update_replaces_the_set_of_secrets() -> None:
@@ -145,3 +149,49 @@ def test_url_passwords_of_plain_fields_are_collected(tmp_path: Path) -> None:
                     "checks: [{name: a, kind: http, target: t, path: /}]\n"
                     "alerts: {sinks: [{kind: alertmanager, url: 'http://am:Am-Pass-4242@127.0.0.1:9093'}]}\n")
     assert "Am-Pass-4242" in collect_secrets(load_config(path, environ={}))
+
+
+EVERYDAY = ["httpKEY-3f9a0c7e51d2", "postKEY-8b1e4d2a9c70", "csrf_token=5e0d9b3c7a1f", "create_KEY-a7c2e9f04b13",
+            "https://hooks.example.com/services/T0/B0/xoxb-4242", "postgresql://app:s3cr3t@db:5432/app"]
+"""Secrets whose first characters are everyday words or public prefixes (a scheme, a cookie name)."""
+
+
+@pytest.mark.parametrize("text", [
+    "http", "kind http", "create_post", "create_", "step create", "GET https://", "json.csrf_token=",
+    "connected to postgres", "postgresql://", "checks create_post and post", "see https://hooks.e",
+])
+def test_words_sharing_a_secret_s_first_characters_are_kept(text: str) -> None:
+    """A text that ends with (or is) fewer than 8 characters of a secret's start, or only its public prefix
+    (`https://`, `csrf_token=`, plus up to 7 characters), is not a cut secret: it is left as it is."""
+    assert text == Redactor(EVERYDAY).scrub(text)
+
+
+def test_a_cut_secret_is_hidden_past_its_public_prefix() -> None:
+    """The start of a secret left at a cut is hidden once it holds 8 characters past its scheme or name."""
+    redact = Redactor(EVERYDAY)
+    assert f"excerpt: {REDACTED}" == redact.scrub("excerpt: https://hooks.example.com/serv")
+    assert f"cookie {REDACTED}..." == redact.scrub("cookie csrf_token=5e0d9b3c...")
+    assert f"key {REDACTED}" == redact.scrub("key create_KEY-a")
+
+
+def test_a_short_part_is_hidden_in_its_place_only() -> None:
+    """A DSN's 6-character password is hidden as the password of a URL, after `password=` (raw or
+    percent-encoded), but not where the same characters are part of ordinary text."""
+    redact = Redactor(["postgresql://app:s3cr3t@db:5432/app"])
+    assert f"tried postgresql://app:{REDACTED}@other/app" == redact.scrub("tried postgresql://app:s3cr3t@other/app")
+    assert f"password={REDACTED} host=db" == redact.scrub("password=s3cr3t host=db")
+    assert "s3cr3ts are kept; s3cr3t alone too" == redact.scrub("s3cr3ts are kept; s3cr3t alone too")
+    assert REDACTED == redact.scrub("postgresql://app:s3cr3t@db:5432/app")
+
+
+def test_the_one_walk_keeps_names_and_redacts_everything_else() -> None:
+    """redact_values (used by logs and results alike) leaves check, step, kind, target, alert and label names
+    and alert keys alone at any depth, and redacts every other string, in dicts, lists and tuples."""
+    redact = Redactor(["create_KEY-a7c2e9f04b13"])
+    secret = "create_KEY-a7c2e9f04b13"
+    value = {"check": "create_KEY-a7c2e9f04b13x", "kind": "http", "step": secret, "target": secret,
+             "labels": {"step": secret}, "key": f"CheckFailed/c/{secret}", "message": f"said {secret}",
+             "steps": [{"name": secret, "excerpt": secret}], "pair": (secret, 1)}
+    assert {"check": "create_KEY-a7c2e9f04b13x", "kind": "http", "step": secret, "target": secret,
+            "labels": {"step": secret}, "key": f"CheckFailed/c/{secret}", "message": f"said {REDACTED}",
+            "steps": [{"name": secret, "excerpt": REDACTED}], "pair": [REDACTED, 1]} == redact_values(value, redact)
