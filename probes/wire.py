@@ -316,6 +316,9 @@ class WireTransport:
             raise TlsFailed(str(exc)) from exc
         except OSError as exc:
             sock.close()
+            local = local_exhaustion(exc)
+            if local is not None:
+                raise local from exc
             raise ConnectFailed(str(exc)) from exc
         except BaseException:
             sock.close()
@@ -450,6 +453,11 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int, trace:
         addresses = await loop.run_in_executor(None, _lookup, host, port, trace, resolver or _getaddrinfo)
     except socket.gaierror as exc:
         raise ResolveFailed(f"DNS lookup failed for {host}: {exc.strerror}") from exc
+    except OSError as exc:  # EAI_SYSTEM: glibc could not open /etc/hosts or a socket (EMFILE) for the lookup
+        local = local_exhaustion(exc)
+        if local is not None:
+            raise local from exc
+        raise ResolveFailed(f"DNS lookup failed for {host}: {exc.strerror or exc}") from exc
     if not addresses:
         raise ResolveFailed(f"DNS lookup for {host} returned no address")
     return addresses

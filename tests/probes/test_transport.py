@@ -356,3 +356,16 @@ async def test_a_proxy_that_is_down_is_connection_error_naming_it(make_deps: Dep
         "proxy_url": f"http://127.0.0.1:{port}"}))
     assert Outcome.CONNECTION_ERROR == result.outcome
     assert f"could not connect to the proxy 127.0.0.1:{port}" in result.message, result.message
+
+
+async def test_a_host_name_lookup_out_of_descriptors_is_the_monitors_too() -> None:
+    """A target named by host name: with no descriptor left the lookup itself fails (glibc cannot open
+    /etc/hosts); that is the monitor's exhaustion too, a skipped run, not dns_error or connection_error."""
+    async with raw_tcp_server(canned_handler(OK_ANSWER)) as url:
+        runner = _runner(url.replace("127.0.0.1", "localhost"))
+        socket.getaddrinfo("localhost", 80)  # the first lookup imports the idna codec: not under the limit
+        with no_free_descriptors():
+            result = await runner.run_once(runner.checks["c"])
+        await runner.deps.aclose()
+    assert result is None
+    assert 1 == runner.saturation.total
