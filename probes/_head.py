@@ -53,12 +53,18 @@ def head_end(buf: bytes | bytearray, start: int = 0) -> int:
 
 def normalise(head: bytes) -> Head:
     """`head` (through its blank line) in the shape llhttp accepts, or InvalidResponse (see the module doc)."""
-    lowered = head.lower()
     if (b"\n " in head or b"\n\t" in head or b" :" in head or b"\t:" in head
-            or head.count(b"\n") != head.count(b"\r\n") or b"transfer-encoding" in lowered):
+            or head.count(b"\n") != head.count(b"\r\n")):
         return _rebuild(head)
-    length = lowered.find(b"\ncontent-length")
-    if length >= 0 and (lowered.find(b"\ncontent-length", length + 1) >= 0
+    lowered = head.lower()
+    # With no whitespace before a colon (checked above), a header name is followed by ':' at once.
+    length = lowered.find(b"\ncontent-length:")
+    if b"\ntransfer-encoding:" in lowered:
+        if (length < 0 and lowered.count(b"\ntransfer-encoding:") == 1
+                and b"\ntransfer-encoding: chunked\r\n" in lowered):
+            return Head(head)  # the usual chunked answer
+        return _rebuild(head)
+    if length >= 0 and (lowered.find(b"\ncontent-length:", length + 1) >= 0
                         or b"," in lowered[length:lowered.find(b"\n", length + 1)]):
         return _rebuild(head)
     return Head(head)

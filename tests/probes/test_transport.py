@@ -369,3 +369,28 @@ async def test_a_host_name_lookup_out_of_descriptors_is_the_monitors_too() -> No
         await runner.deps.aclose()
     assert result is None
     assert 1 == runner.saturation.total
+
+
+async def test_an_answer_with_length_and_chunking_is_not_reused(make_deps: DepsFactory) -> None:
+    """Content-Length with Transfer-Encoding: chunked is read (chunked wins) but its connection is closed after,
+    even with keep-alive (RFC 9112 6.1): the next request opens a new connection."""
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"2\r\nok\r\n0\r\n\r\n")
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            for _ in range(5):  # keeps the connection open for more requests
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+                await writer.drain()
+
+    async with raw_tcp_server(handle) as url:
+        deps = make_deps(url, keep_alive=True)
+        for _ in range(2):
+            got = await fetch(deps, "t", RequestSpec(path="/"), deadline=deadline_in(3.0))
+            assert isinstance(got, Fetched), got
+            assert b"ok" == got.body
+    assert 2 == connections
