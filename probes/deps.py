@@ -216,7 +216,7 @@ class Deps:
     _transports: dict[tuple[tuple[bool, str | None] | None, str | None], WireTransport] = field(default_factory=dict)
     # Requests as wire bytes, built once per spec and headers (probes/_http.py `_prepared`).
     prepared: dict[tuple[str, int, tuple[tuple[str, str], ...]], tuple[object, Prepared]] = field(default_factory=dict)
-    _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
+    _clients: dict[tuple[bool, str | None, str | None], httpx.AsyncClient] = field(default_factory=dict)
     # Long-lived resources owned by probe modules, keyed by check name (the db probe's pools) or
     # "identity/<name>" (an identity's token, probes/identity.py).
     resources: dict[str, object] = field(default_factory=dict)
@@ -245,8 +245,9 @@ class Deps:
 
     def client_for(self, target: Target) -> httpx.AsyncClient:
         """An httpx client for a target's TLS settings, for identity sign-ins (probes/identity.py); probes' own
-        requests go through `transport_for`. Made on first use, never one per request."""
-        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None)
+        requests go through `transport_for`. Made on first use, never one per request; through the target's
+        proxy_url when it has one."""
+        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None, target.proxy_url)
         client = self._clients.get(key)
         if client is None:
             verify: bool | ssl.SSLContext = target.verify_tls
@@ -256,6 +257,7 @@ class Deps:
                 verify=verify,
                 follow_redirects=False,
                 trust_env=False,
+                proxy=target.proxy_url,
                 headers={"User-Agent": self.user_agent},
                 cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),

@@ -394,3 +394,13 @@ async def test_an_answer_with_length_and_chunking_is_not_reused(make_deps: DepsF
             assert isinstance(got, Fetched), got
             assert b"ok" == got.body
     assert 2 == connections
+
+
+async def test_identity_sign_ins_go_through_the_proxy_too(make_deps: DepsFactory) -> None:
+    """The httpx client that signs identities in for a target (Deps.client_for) uses its proxy_url as well, so a
+    target reachable only through its proxy can still be signed in to."""
+    async with raw_tcp_server(canned_handler(OK_ANSWER)) as url, tiny_proxy("u:pw") as (proxy, port):
+        deps = make_deps(url, target={"proxy_url": f"http://u:pw@127.0.0.1:{port}"})
+        response = await deps.client_for(deps.targets["t"]).get(url + "/token")
+    assert 200 == response.status_code
+    assert [f"GET {url}/token HTTP/1.1".encode()] == proxy.lines
