@@ -126,6 +126,21 @@ class Exchange(asyncio.Protocol):
         if self.head is None:
             self._feed(data)
             return
+        if not self.head and data[9:10] != b"1":
+            # Nothing buffered and no interim answer: most answers arrive whole, and most heads need no change,
+            # so the read goes to the parser as it came (one call, no copy).
+            end = head_end(data)
+            if 0 < end <= MAX_HEAD_BYTES:
+                given = data[:end]
+                try:
+                    head = normalise(given)
+                except InvalidResponse as exc:
+                    self._fail(exc)
+                    return
+                if head.data is given:
+                    self.head = None
+                    self._feed(data)
+                    return
         buf = self.head
         start = max(0, len(buf) - 2)
         buf += data
