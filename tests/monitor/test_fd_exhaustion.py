@@ -63,6 +63,5 @@ def test_out_of_descriptors_the_daemon_skips_runs_and_never_pages_the_target(tmp
     assert results.get("ok", 0) > 0, results
     assert 0 == results.get("connection_error", 0), results
     assert skipped.get("saturated", 0) > 0, skipped
-    print(results, skipped)
     assert [] == failures
     assert [] == [a for body in recorder.bodies("/hook") for a in body["alerts"] if "check" in a["labels"]]
