@@ -400,15 +400,21 @@ async def _dial(loop: asyncio.AbstractEventLoop, addresses: list[tuple[int, Any]
                 else:
                     failure = error
     finally:
+        # Not awaited (a cancellation of this task must not be swallowed here): a cancelled attempt closes its
+        # socket as it unwinds, and one that connected in the same instant is closed by the callback.
         for task in pending:
             task.cancel()
-        for task in pending:  # a cancelled attempt closes its socket as it unwinds
-            with contextlib.suppress(BaseException):
-                await task
+            task.add_done_callback(_discard)
     if winner is not None:
         return winner
     assert failure is not None
     raise failure
+
+
+def _discard(task: asyncio.Task[socket.socket]) -> None:
+    """Close the socket of a losing attempt that connected anyway; read its error so none is left unretrieved."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().close()
 
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})")

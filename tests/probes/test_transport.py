@@ -225,6 +225,25 @@ async def test_a_refused_first_address_moves_on_at_once() -> None:
     assert 200 == exchange.status
 
 
+async def test_every_address_dropping_syns_runs_out_the_deadline_and_leaks_nothing() -> None:
+    """When no address connects, the attempts run until the caller's deadline (a timeout, the target's), and
+    every attempt's socket is closed (pytest turns an unclosed one into a failure with -W error)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.2", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    with black_hole("127.0.0.2", port), black_hole("127.0.0.3", port):
+        def resolver(host: str, p: int) -> list[tuple[int, Any]]:
+            return [(socket.AF_INET, ("127.0.0.2", p)), (socket.AF_INET, ("127.0.0.3", p))]
+
+        transport = WireTransport(None, resolver=resolver, attempt_delay=0.05)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.4):
+                await transport.send(prepare(httpx.Request("GET", f"http://dual.test:{port}/")), Trace())
+        await asyncio.sleep(0.05)  # the cancelled attempts unwind and close their sockets
+        await transport.aclose()
+
+
 # ---------------------------------------------------------------------------------------------- proxy
 
 
