@@ -9,7 +9,8 @@ llhttp is a strict parser (it was written for servers). A user agent may, and so
 - whitespace between a header name and its colon (RFC 9112 5.1: removed from responses, as a proxy must);
 - Content-Length repeated with one value, or as a list of one value ("2, 2") (RFC 9110 8.6);
 - Transfer-Encoding with Content-Length: chunked wins, and the connection is closed after (RFC 9112 6.1, 6.3);
-- Transfer-Encoding whose codings are only `identity` (no longer defined): the body runs until the server closes.
+- Transfer-Encoding whose codings are only `identity` (no longer defined): no coding; a Content-Length frames the
+  body, else it runs until the server closes.
 
 Strict, as curl and httpx are too: Content-Length values that differ, a transfer coding other than chunked
 (gzip, xchunked: nothing to decode it with, and a shape used for smuggling), a Content-Length that is not a
@@ -91,16 +92,17 @@ def _rebuild(head: bytes) -> Head:
     close_after = False
     lengths = [v for n, v in fields if v is not None and n.lower() == b"content-length"]
     codings_raw = [v for n, v in fields if v is not None and n.lower() == b"transfer-encoding"]
-    if codings_raw:
-        codings = [c.strip().lower() for v in codings_raw for c in v.split(b",") if c.strip()]
-        codings = [c for c in codings if c != b"identity"]
-        fields = [(n, v) for n, v in fields if n.lower() not in (b"transfer-encoding", b"content-length")]
-        if codings and any(c != b"chunked" for c in codings):
+    codings = [c.strip().lower() for v in codings_raw for c in v.split(b",") if c.strip()]
+    codings = [c for c in codings if c != b"identity"]
+    # Only identity (no longer a defined coding) is no coding: the header goes, and a Content-Length beside it
+    # frames the body; without one the body runs until the server closes the connection.
+    fields = [(n, v) for n, v in fields if n.lower() != b"transfer-encoding"]
+    if codings:
+        fields = [(n, v) for n, v in fields if n.lower() != b"content-length"]
+        if any(c != b"chunked" for c in codings):
             raise InvalidResponse(f"unsupported transfer coding {b', '.join(codings).decode('latin-1')[:60]!r}")
-        if codings:
-            fields.append((b"Transfer-Encoding", b"chunked"))
-            close_after = bool(lengths)
-        # Only identity: neither header is left, so the body runs until the server closes the connection.
+        fields.append((b"Transfer-Encoding", b"chunked"))
+        close_after = bool(lengths)
     elif lengths:
         values = {part.strip() for value in lengths for part in value.split(b",")}
         if len(values) != 1:

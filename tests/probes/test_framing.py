@@ -43,6 +43,8 @@ class Case:
     what: str
     answer: bytes
     expected: str
+    keep_open: bool = False
+    """The server leaves the connection open after the answer (until the client closes it)."""
 
 
 CASES = [
@@ -65,6 +67,8 @@ CASES = [
          OK + b"Content-Length : 2\r\n\r\nok", "200"),
     Case("te-identity", "Transfer-Encoding: identity, body until the server closes",
          OK + b"Transfer-Encoding: identity\r\n\r\nok", "200"),
+    Case("te-identity-with-cl", "Transfer-Encoding: identity with Content-Length: 2, connection kept open",
+         OK + b"Transfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nok", "200", keep_open=True),
     Case("te-chunked-twice", "Transfer-Encoding: chunked twice",
          OK + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", "200"),
     Case("te-gzip-chunked", "Transfer-Encoding: gzip, chunked (a coding nobody decodes)",
@@ -118,9 +122,10 @@ STRICT_ON_PURPOSE = {
 
 
 @contextlib.contextmanager
-def serving(answer: bytes) -> Iterator[str]:
-    """A thread serving `answer` to every connection on 127.0.0.1 (after the request head), then closing it;
-    yields the URL. A thread, so curl and httpx's blocking client can use it while the test's loop waits."""
+def serving(answer: bytes, keep_open: bool = False) -> Iterator[str]:
+    """A thread serving `answer` to every connection on 127.0.0.1 (after the request head), then closing it
+    (`keep_open`: once the client has closed, or after 2 s); yields the URL. A thread, so curl and httpx's
+    blocking client can use it while the test's loop waits."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -143,6 +148,9 @@ def serving(answer: bytes) -> Iterator[str]:
                             break
                         head += chunk
                     conn.sendall(answer)
+                    if keep_open:
+                        conn.settimeout(2)
+                        conn.recv(1)  # until the client closes (or 2 s: curl reads this one until close)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -156,7 +164,9 @@ def serving(answer: bytes) -> Iterator[str]:
 
 async def pam_verdict(make_deps: DepsFactory, url: str) -> str:
     """The status pam-monitor read, or its outcome."""
-    got = await fetch(make_deps(url), "t", RequestSpec(path="/"), deadline=deadline_in(5.0))
+    deps = make_deps(url)
+    got = await fetch(deps, "t", RequestSpec(path="/"), deadline=deadline_in(5.0))
+    await deps.aclose()  # closes a connection still lingering, so a server keeping it open sees the close now
     return str(got.status) if isinstance(got, Fetched) else got.outcome.value
 
 
@@ -187,7 +197,7 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 async def test_pam_monitor_verdict(case: Case, make_deps: DepsFactory) -> None:
     """pam-monitor reads each answer as the case expects: lenient where RFC 9112 lets a user agent be, an
     outcome (invalid_response, never connection_error, for bad framing) where it must not."""
-    with serving(case.answer) as url:
+    with serving(case.answer, case.keep_open) as url:
         assert case.expected == await pam_verdict(make_deps, url)
 
 
@@ -196,7 +206,7 @@ async def test_pam_monitor_verdict(case: Case, make_deps: DepsFactory) -> None:
 async def test_never_stricter_than_curl(case: Case, make_deps: DepsFactory) -> None:
     """Where curl reads a status from an answer, pam-monitor reads the same one, except the STRICT_ON_PURPOSE
     cases, where curl must really be the lenient one (so the list cannot hide a case that is no longer one)."""
-    with serving(case.answer) as url:
+    with serving(case.answer, case.keep_open) as url:
         ours = await pam_verdict(make_deps, url)
         curls = await asyncio.to_thread(curl_verdict, url)
     if case.name in STRICT_ON_PURPOSE:
@@ -210,7 +220,7 @@ async def table(make_deps: DepsFactory) -> str:
     """The README's framing table, measured."""
     rows = ["| Case | The answer | pam-monitor | curl 7.88 | httpx |", "|---|---|---|---|---|"]
     for case in CASES:
-        with serving(case.answer) as url:
+        with serving(case.answer, case.keep_open) as url:
             ours = await pam_verdict(make_deps, url)
             curls = await asyncio.to_thread(curl_verdict, url)
             theirs = await asyncio.to_thread(httpx_verdict, url)
