@@ -25,6 +25,7 @@ from alerts.labels import daemon_labels as _daemon_labels
 from alerts.model import CheckMemory, Observation, Signal
 from monitor.core.config import SIGN_IN_STEP, AlertName, Config
 from monitor.core.results import Outcome, Result
+from monitor.core.status import is_server_error
 
 Severity = Literal["critical", "warning", "info", "none"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info", "none")
@@ -164,7 +165,7 @@ def _answered(result: Result) -> bool:
 
 
 def _is_5xx(result: Result) -> bool:
-    return result.status_code is not None and 500 <= result.status_code <= 599
+    return is_server_error(result.status_code)
 
 
 def _contract_regression(facts: Facts) -> Signal | None:

@@ -19,6 +19,7 @@ import httpx
 
 from alerts.model import Notification, SinkContext
 from monitor.core.config import Config
+from monitor.core.status import is_server_error
 
 Verdict = Literal["accepted", "retry", "rejected"]
 SinkConfig = TypeVar("SinkConfig", contravariant=True)
@@ -116,7 +117,7 @@ def classify(status: int) -> Verdict:
     """2xx accepted; 408, 429 and 5xx worth retrying; any other 4xx (or 1xx/3xx) a configuration error."""
     if 200 <= status <= 299:
         return "accepted"
-    if status in (408, 429) or status >= 500:
+    if status in (408, 429) or is_server_error(status):
         return "retry"
     return "rejected"
 

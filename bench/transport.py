@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,34 @@ async def _wire_direct(url: str, keep_alive: bool) -> tuple[Sender, Any]:
     return send, transport.aclose
 
 
+class _WireForHttpx(httpx.AsyncBaseTransport):
+    """probes.wire behind httpx.AsyncClient (the `httpx-wire-*` variants): what httpx's own layers cost on top.
+
+    The probes call WireTransport.send directly; this adapter exists only to measure that choice."""
+
+    def __init__(self, wire: Any) -> None:
+        self._wire = wire
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        from probes.wire import Trace, prepare
+
+        exchange = await self._wire.send(prepare(request), Trace())
+        wire = self._wire
+
+        class Body(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                async for chunk in exchange.body():
+                    yield chunk
+
+            async def aclose(self) -> None:
+                wire.release(exchange)
+
+        return httpx.Response(exchange.status, headers=exchange.headers, stream=Body(), request=request)
+
+    async def aclose(self) -> None:
+        await self._wire.aclose()
+
+
 async def _aiohttp(url: str, keep_alive: bool) -> tuple[Sender, Any]:
     import aiohttp
 
@@ -84,7 +112,7 @@ async def _make(name: str, url: str) -> tuple[Sender, Any]:
         from probes.wire import WireTransport
 
         keep = name.endswith("keepalive")
-        return await _httpx(url, keep, WireTransport(ssl.create_default_context(), keep_alive=keep))
+        return await _httpx(url, keep, _WireForHttpx(WireTransport(ssl.create_default_context(), keep_alive=keep)))
     if name.startswith("httpx-"):
         return await _httpx(url, name.endswith("keepalive"), None)
     if name.startswith("wire-"):

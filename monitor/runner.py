@@ -153,6 +153,9 @@ class Runner:
         except BaseException:
             slots.release(wanted)
             raise
+        if wire.exhaustion is not None and must_trust:  # the monitor's own limit, never the target's outcome
+            self.saturation.skipped(check.name, f"pam-monitor's own resources ran out: {wire.exhaustion}")
+            return None
         if observed.outcome in _TIMED:
             # How late the deadline was noticed is the lag at the moment that mattered most.
             noticed = ended - (hard_stop if cut else deadline) if observed.outcome is Outcome.TIMEOUT else 0.0

@@ -23,6 +23,9 @@ The monitor's saturation is never a target's outcome. The rules, with their thre
 - Shedding. While the lag is high, new runs are skipped before they start, confirmation and early runs first:
   a run is shed when each of the last `SUSTAINED_SAMPLES` (3) samples reached `untrusted_lag(timeout)`, a
   confirmation or early run at half of it. One slow callback does not shed; a loop that stays late does.
+- Own resources. A request that cannot get a socket or a port on the monitor's host (EMFILE, ENFILE, ENOBUFS,
+  EADDRNOTAVAIL, ENOMEM at socket(), connect() or the name lookup; probes/_errors.py) makes its run a skipped
+  run (saturated), the cause naming what ran out; `pam-monitor check` reports it as internal_error.
 - Logged once per spell: `scheduler.saturated` (warning) at the first skipped run, `scheduler.recovered` (info)
   after `SPELL_QUIET` (10 s) without one, with the counts by cause.
 """
@@ -197,7 +200,8 @@ class Saturation:
             log.warning("scheduler.saturated", check=check, reason=reason, cause=cause,
                         lag_s=round(self.lag.sustained(), 4),
                         hint="pam-monitor cannot keep up: runs are skipped, never reported as the target's "
-                             "failure; give it more CPU, fewer checks, longer intervals or more http.max_in_flight")
+                             "failure; give it more CPU, fewer checks, longer intervals or more http.max_in_flight "
+                             "(or, when the cause is its own resources, a higher open-files limit: ulimit -n)")
         self._causes[f"{reason}: {_DIGITS.sub('N', cause)}"] += count
         self._last_skip = now
 

@@ -1,8 +1,11 @@
-"""One HTTP/1.1 exchange on its connection: llhttp (httptools) callbacks, body hand-over, failure as httpx errors.
+"""One HTTP/1.1 exchange on its connection: the head made plain (probes/_head.py), llhttp (httptools) callbacks,
+body hand-over, failures as probes/_errors.py types.
 
 `Exchange` is the asyncio protocol of a connection and the state of the request on it; probes/wire.py opens
-connections, sends requests and pools or closes exchanges. Parse errors become httpx.RemoteProtocolError, socket
-errors httpx.ReadError with the socket error as cause, so probes/_http.py classifies them like httpx's own.
+connections, sends requests and pools or closes exchanges. The response head is collected here until its blank
+line, normalised where llhttp is stricter than a user agent may be, then fed to llhttp with what followed it.
+Parse errors become InvalidResponse, a close or reset before the answer is complete ConnectionClosed or
+ConnectionReset with the socket error as cause.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httptools
-import httpx
 
 from monitor.core.results import HttpFacts, TlsFacts
+from monitor.core.status import valid_status
+from probes._errors import ConnectionClosed, ConnectionReset, InvalidResponse
+from probes._head import MAX_HEAD_BYTES, head_end, normalise
 
-MAX_HEAD_BYTES = 100 * 1024
-"""A response head larger than this is not HTTP a monitor should accept (httpcore's limit too)."""
-_HEAD_TOO_BIG = f"response head larger than {MAX_HEAD_BYTES} bytes"
+_HEAD_TOO_BIG = f"response head larger than {MAX_HEAD_BYTES // 1024} KB"
 _PAUSE_ABOVE = 256 * 1024  # body bytes buffered ahead of the reader before the socket is paused
 
 
@@ -90,8 +93,10 @@ class Exchange(asyncio.Protocol):
         self.trace = trace
         self.method = method
         self.parser = httptools.HttpResponseParser(self)
-        self.head_bytes = 0  # bytes received while the head was incomplete
-        self.header_bytes = 0  # bytes of the headers parsed so far
+        # "2 \r\n" as a chunk size line: curl and httpx read it, llhttp only when told to.
+        self.parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
+        self.head: bytearray | None = bytearray()  # the head's bytes until its blank line arrived (None: fed)
+        self.close_after = False  # Content-Length with Transfer-Encoding: never reuse the connection
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -112,24 +117,71 @@ class Exchange(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser; a parse error ends the exchange with httpx.RemoteProtocolError."""
+        """Collect the head, then feed the parser; a parse error ends the exchange with InvalidResponse."""
         if self.trace is None:  # bytes nobody asked for: this connection cannot be trusted again
             self.close()
             return
         if not self.trace._first_byte_at:
             self.trace._first_byte_at = time.perf_counter()
+        if self.head is None:
+            self._feed(data)
+            return
+        if not self.head and data[9:10] != b"1":
+            # Nothing buffered and no interim answer: most answers arrive whole, and most heads need no change,
+            # so the read goes to the parser as it came (one call, no copy).
+            end = head_end(data)
+            if 0 < end <= MAX_HEAD_BYTES:
+                given = data[:end]
+                try:
+                    head = normalise(given)
+                except InvalidResponse as exc:
+                    self._fail(exc)
+                    return
+                if head.data is given:
+                    self.head = None
+                    self._feed(data)
+                    return
+        buf = self.head
+        start = max(0, len(buf) - 2)
+        buf += data
+        while True:
+            end = head_end(buf, start)
+            if end < 0:
+                if len(buf) > MAX_HEAD_BYTES:
+                    self._fail(InvalidResponse(_HEAD_TOO_BIG))
+                return
+            if end > MAX_HEAD_BYTES:
+                self._fail(InvalidResponse(_HEAD_TOO_BIG))
+                return
+            try:
+                head = normalise(bytes(buf[:end]))
+            except InvalidResponse as exc:
+                self._fail(exc)
+                return
+            rest = bytes(buf[end:])
+            self.head = None
+            self.close_after = self.close_after or head.close_after
+            self._feed(head.data)
+            if self.error is not None:
+                return
+            if not self.headers_done:  # a 1xx interim answer: the real head follows
+                self.head = buf = bytearray(rest)
+                start = 0
+                continue
+            if rest:
+                self._feed(rest)
+            return
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(httpx.RemoteProtocolError("the server switched protocols"))
+            self._fail(InvalidResponse("the server switched protocols", self._status()))
         except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(_HEAD_TOO_BIG if self.header_bytes > MAX_HEAD_BYTES
-                                                 else f"malformed HTTP: {exc}"))
-        if not self.headers_done and self.error is None:
-            # A head still incomplete after this many bytes (the parser buffers a header until its end).
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self._fail(httpx.RemoteProtocolError(_HEAD_TOO_BIG))
+            self._fail(InvalidResponse(f"malformed HTTP: {exc}", self._status()))
+
+    def _status(self) -> int | None:
+        return self.status if self.headers_done else None
 
     def eof_received(self) -> bool | None:
         """The server closed its side: the end of a read-until-close body, or an answer cut short."""
@@ -153,10 +205,7 @@ class Exchange(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """One response header; a head over MAX_HEAD_BYTES stops the parser (its error names the size)."""
-        self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > MAX_HEAD_BYTES:
-            raise ValueError(_HEAD_TOO_BIG)
+        """One response header (the head was measured and normalised before the parser saw it)."""
         self.headers.append((name, value))
         lower = name.lower()
         if lower == b"content-length":
@@ -169,6 +218,9 @@ class Exchange(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         """Headers are in: wake the sender. A 1xx interim answer is dropped (the real one follows)."""
         self.status = self.parser.get_status_code()
+        if not valid_status(self.status):  # RFC 9110 15: three digits, 100-599; 600 or 999 is no HTTP status
+            self._fail(InvalidResponse(f"status {self.status} is outside 100-599"))
+            raise ValueError("status outside 100-599")  # stops llhttp; the error above is the exchange's
         if 100 <= self.status < 200:
             return
         self.headers_done = True
@@ -193,7 +245,7 @@ class Exchange(asyncio.Protocol):
     def on_message_complete(self) -> None:
         """The answer is complete (a 1xx interim answer starts the wait for the real one again)."""
         if not self.headers_done:
-            self.headers, self.reason, self.head_bytes, self.header_bytes = [], b"", 0, 0
+            self.headers, self.reason = [], b""
             return
         self.complete = True
         if self.trace is not None:
@@ -221,15 +273,18 @@ class Exchange(asyncio.Protocol):
             self.close()
         if self.trace is None or self.complete:
             return
+        status = self._status()
         if exc is not None:
-            self._fail(httpx.ReadError(str(exc) or type(exc).__name__))
-            self.error.__cause__ = exc  # type: ignore[union-attr]
+            kind = ConnectionReset if isinstance(exc, ConnectionResetError) else ConnectionClosed
+            error = kind(str(exc) or type(exc).__name__, status)
+            error.__cause__ = exc
+            self._fail(error)
         elif self.headers_done and self.until_close and self.method != b"HEAD":
             self.on_message_complete()
         elif self.headers_done:
-            self._fail(httpx.RemoteProtocolError("peer closed connection without sending complete message body"))
+            self._fail(ConnectionClosed("the server closed the connection before the whole body arrived", status))
         else:
-            self._fail(httpx.RemoteProtocolError("Server disconnected without sending a response."))
+            self._fail(ConnectionClosed("the server closed the connection without sending a response"))
 
     async def wait(self) -> None:
         """Until the parser made progress (or failed)."""
@@ -264,7 +319,7 @@ class Exchange(asyncio.Protocol):
     def reusable(self) -> bool:
         """Whether another request may go on this connection."""
         return (self.complete and not self.closed and self.error is None and self.keep_alive
-                and self.method != b"HEAD")
+                and not self.close_after and self.method != b"HEAD")
 
     def linger(self, limit: float) -> None:
         """Close once the server has closed its side (at most `limit` s from now), so the TIME_WAIT that TCP

@@ -1,4 +1,8 @@
-"""Why a request produced no usable response: one outcome and one sentence from the exception's cause chain."""
+"""Why a request produced no usable response: one outcome and one sentence, from the exception's type.
+
+The probes' own transport raises the probes/_errors.py tree (its type says what happened, the socket, TLS or DNS
+error under it says why); identity sign-ins go through httpx, whose exceptions are read as before.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import TypeVar
 import httpx
 
 from monitor.core.results import Outcome
+from probes import _errors
 from probes._exchange import Trace
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -68,6 +73,8 @@ def classify_failure(exc: BaseException, host: str, status: int | None, elapsed:
         what = f"reading the body of a {status} response" if status is not None else phase
         return failed(Outcome.TIMEOUT, f"timed out {after} {what}")
 
+    if isinstance(exc, _errors.TransportError):
+        return _typed(exc, chain, host, status, elapsed)
     if isinstance(exc, httpx.TimeoutException):
         return timed_out(_timeout_phase(exc))
     if isinstance(exc, TimeoutError):  # our own deadline (asyncio.timeout_at)
@@ -86,6 +93,34 @@ def classify_failure(exc: BaseException, host: str, status: int | None, elapsed:
         if status is not None:
             return failed(Outcome.INVALID_RESPONSE, f"the body of the {status} response is not valid HTTP: {text}")
         return failed(Outcome.INVALID_RESPONSE, f"the answer is not HTTP: {text}")
+    return _connection_failure(chain, host, status, elapsed)
+
+
+def _typed(exc: _errors.TransportError, chain: list[BaseException], host: str, status: int | None,
+           elapsed: float) -> Failed:
+    """The sentence for one of the probes' own transport errors (probes/_errors.py)."""
+    after = f"after {elapsed:.2f} s"
+    status = getattr(exc, "status", None) or status
+    text = clean_text(str(exc))
+    if isinstance(exc, _errors.LocalExhausted):
+        # The runner skips the run (saturated); this sentence is what `pam-monitor check` shows.
+        return Failed(Outcome.INTERNAL_ERROR, f"pam-monitor ran out of its own resources before reaching {host}: "
+                                              f"{exc.cause}", elapsed)
+    if isinstance(exc, _errors.UnsupportedScheme):
+        return Failed(Outcome.INTERNAL_ERROR, f"cannot send the request: {text}", 0.0)
+    if isinstance(exc, _errors.InvalidResponse):
+        if status is not None:
+            return Failed(Outcome.INVALID_RESPONSE, f"the body of the {status} response is not valid HTTP: {text}",
+                          elapsed, status)
+        return Failed(Outcome.INVALID_RESPONSE, f"the answer is not HTTP: {text}", elapsed)
+    if isinstance(exc, _errors.ProxyFailed):
+        return Failed(Outcome.CONNECTION_ERROR, f"no connection to {host} through its proxy: {text} {after}",
+                      elapsed, status)
+    if isinstance(exc, _errors.ConnectionClosed) and not isinstance(exc, _errors.ConnectionReset) \
+            and exc.__cause__ is None:
+        what = f"while reading a {status} response" if status is not None else "before any response"
+        return Failed(Outcome.CONNECTION_ERROR, f"server closed the connection {what}: {text} {after}", elapsed,
+                      status)
     return _connection_failure(chain, host, status, elapsed)
 
 

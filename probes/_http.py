@@ -29,6 +29,7 @@ from probes._body import MissingRelation as MissingRelation
 from probes._body import body_excerpt as body_excerpt
 from probes._body import content_encoding, read_body, undecoded_phrase
 from probes._body import find_missing_relation as find_missing_relation
+from probes._errors import LocalExhausted, TransportError
 from probes._failures import Failed as Failed
 from probes._failures import classify_failure as classify_failure
 from probes._failures import clean_text
@@ -205,7 +206,9 @@ async def fetch(
         return Failed(Outcome.INTERNAL_ERROR, f"cannot build the request URL: {exc}", 0.0)
     except _UnsendableHeader as exc:
         return Failed(Outcome.INTERNAL_ERROR, f"could not encode the request: {exc}", 0.0)
-    except (TimeoutError, httpx.TransportError, httpx.DecodingError, OSError) as exc:
+    except (TimeoutError, TransportError, httpx.TransportError, httpx.DecodingError, OSError) as exc:
+        if wire is not None and isinstance(exc, LocalExhausted):
+            wire.exhausted(exc.cause)
         if wire is not None and isinstance(exc, TimeoutError | httpx.TimeoutException):
             # The trace's clock is perf_counter, the deadline's the loop's: the wire moment is placed by offset.
             on_wire = started + (trace.wire_at - started_perf) if trace.wire_at else None

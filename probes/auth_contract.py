@@ -37,6 +37,7 @@ from typing import Any
 
 from monitor.core.config import AuthContractCheck
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.core.status import is_server_error
 from probes._http import (
     Failed,
     Fetched,
@@ -174,9 +175,9 @@ def _rate_limited(run: _Run) -> ProbeResult | None:
 
 def _server_error(run: _Run) -> ProbeResult | None:
     anchor = run.anchor
-    if not isinstance(anchor, Fetched) or anchor.status < 500:
+    if not isinstance(anchor, Fetched) or not is_server_error(anchor.status):
         return None
-    broken = {n: g for n, g in run.responses.items() if g.status >= 500}
+    broken = {n: g for n, g in run.responses.items() if is_server_error(g.status)}
     message = f"expected {status_list(run.expected)}, {_said(broken)} {_after(broken)}"
     for got in broken.values():
         missing = find_missing_relation(got.body)
@@ -189,7 +190,7 @@ def _server_error(run: _Run) -> ProbeResult | None:
 def _bypass_crash(run: _Run) -> ProbeResult | None:
     if not run.refused_without_token:
         return None
-    broken = run.forged(lambda got: got.status >= 500)
+    broken = run.forged(lambda got: is_server_error(got.status))
     if not broken:
         return None
     first = next(iter(broken.values()))

@@ -16,7 +16,7 @@ import httpx
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config, Identity, Target
 from monitor.core.secrets import Redactor, collect_secrets
-from probes.wire import Prepared, WireTransport
+from probes.wire import Prepared, Proxy, WireTransport
 
 
 class _NoCookies(http.cookiejar.CookiePolicy):
@@ -162,6 +162,12 @@ class Wire:
     def __init__(self) -> None:
         self.lost = 0.0
         """The largest share (0 to 1) of a timed-out request's budget spent before it was on the wire."""
+        self.exhaustion: str | None = None
+        """What of pam-monitor's own ran out (file descriptors, ports...) before a request reached the target."""
+
+    def exhausted(self, cause: str) -> None:
+        """A request could not start for want of the monitor's own resources (probes._errors.LocalExhausted)."""
+        self.exhaustion = self.exhaustion or cause
 
     def timed_out(self, started: float, on_wire: float | None, deadline: float) -> None:
         """A request started at `started` (event-loop time) timed out at `deadline`; it reached the wire at
@@ -207,10 +213,10 @@ class Deps:
     _slots: dict[str, Slots] = field(default_factory=dict)
     # http.keep_alive: reuse connections (False: a fresh connection, resolve and TLS handshake every request).
     keep_alive: bool = False
-    _transports: dict[tuple[bool, str | None] | None, WireTransport] = field(default_factory=dict)
+    _transports: dict[tuple[tuple[bool, str | None] | None, str | None], WireTransport] = field(default_factory=dict)
     # Requests as wire bytes, built once per spec and headers (probes/_http.py `_prepared`).
     prepared: dict[tuple[str, int, tuple[tuple[str, str], ...]], tuple[object, Prepared]] = field(default_factory=dict)
-    _clients: dict[tuple[bool, str | None], httpx.AsyncClient] = field(default_factory=dict)
+    _clients: dict[tuple[bool, str | None, str | None], httpx.AsyncClient] = field(default_factory=dict)
     # Long-lived resources owned by probe modules, keyed by check name (the db probe's pools) or
     # "identity/<name>" (an identity's token, probes/identity.py).
     resources: dict[str, object] = field(default_factory=dict)
@@ -222,21 +228,26 @@ class Deps:
         """The shared transport for a target's scheme and TLS settings (never one per probe).
 
         Plain-HTTP targets share one transport without a TLS context (building one reads the CA bundle).
-        Nothing in them keeps cookies, follows redirects or reads proxy variables: every probe starts bare.
+        A target's proxy_url gets its own transport. Nothing in them keeps cookies, follows redirects or reads
+        proxy variables: every probe starts bare.
         """
         https = (target.base_url or "").startswith("https://")
-        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None) if https else None
+        tls = (target.verify_tls, str(target.ca_file) if target.ca_file else None) if https else None
+        key = (tls, target.proxy_url)
         transport = self._transports.get(key)
         if transport is None:
             context = _tls_context(target) if https else None
-            transport = WireTransport(context, keep_alive=self.keep_alive, max_idle=max(self.max_in_flight, 1))
+            proxy = Proxy.from_url(target.proxy_url) if target.proxy_url else None
+            transport = WireTransport(context, keep_alive=self.keep_alive, max_idle=max(self.max_in_flight, 1),
+                                      proxy=proxy)
             self._transports[key] = transport
         return transport
 
     def client_for(self, target: Target) -> httpx.AsyncClient:
         """An httpx client for a target's TLS settings, for identity sign-ins (probes/identity.py); probes' own
-        requests go through `transport_for`. Made on first use, never one per request."""
-        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None)
+        requests go through `transport_for`. Made on first use, never one per request; through the target's
+        proxy_url when it has one."""
+        key = (target.verify_tls, str(target.ca_file) if target.ca_file else None, target.proxy_url)
         client = self._clients.get(key)
         if client is None:
             verify: bool | ssl.SSLContext = target.verify_tls
@@ -246,6 +257,7 @@ class Deps:
                 verify=verify,
                 follow_redirects=False,
                 trust_env=False,
+                proxy=target.proxy_url,
                 headers={"User-Agent": self.user_agent},
                 cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),

@@ -7,6 +7,7 @@ from typing import Any
 
 from monitor.core.config import HttpCheck, HttpExpect
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
+from monitor.core.status import is_server_error
 from probes._http import (
     Failed,
     Fetched,
@@ -51,7 +52,7 @@ def status_failure(expected: list[int], got: Fetched, *, shown: str | None = Non
             details=details,
             retry_after=got.retry_after,
         )
-    if got.status >= 500:
+    if is_server_error(got.status):
         missing = find_missing_relation(got.body)
         if missing is not None:
             details["tables_missing"] = list(missing.tables)

@@ -22,6 +22,7 @@ import structlog
 from monitor.core.config import SIGN_IN_STEP, Identity, Mint, SignIn, Target
 from monitor.core.results import Outcome, ProbeResult
 from monitor.core.secrets import Redactor
+from monitor.core.status import is_server_error
 from probes import _json
 from probes._body import content_encoding, read_body
 from probes._http import body_excerpt, classify_failure
@@ -233,7 +234,7 @@ class Session:
         except (ValueError, UnicodeDecodeError):
             document = None
         if status != 200:
-            outcome = (Outcome.RATE_LIMITED if status == 429 else Outcome.SERVER_ERROR if status >= 500
+            outcome = (Outcome.RATE_LIMITED if status == 429 else Outcome.SERVER_ERROR if is_server_error(status)
                        else Outcome.UNEXPECTED_STATUS)
             reason = _auth_error(document) or body_excerpt(body) or "no body"
             retry = _retry_after(headers) if status == 429 else None

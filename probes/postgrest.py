@@ -17,6 +17,7 @@ from urllib.parse import quote
 from monitor.core.config import PostgrestCheck, RequestSpec, Target, split_table
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
+from monitor.core.status import is_server_error
 from probes import _http, _json
 from probes._verdict import worst
 from probes.deps import Deps
@@ -89,7 +90,7 @@ def _judge(table: str, fetched: _http.Fetched, redact: Redactor) -> _TableResult
         return _TableResult(table, Outcome.RATE_LIMITED, f"{table}: {status}, rate limited ({wait})", status, None,
                             fetched.retry_after)
     missing = _http.find_missing_relation(fetched.body)
-    if (status == 404 and code in ("PGRST205", "42P01")) or (status >= 500 and missing is not None):
+    if (status == 404 and code in ("PGRST205", "42P01")) or (is_server_error(status) and missing is not None):
         which = code or (missing.code if missing else "?")
         return _TableResult(table, Outcome.TABLE_MISSING, f"{table}: {status} {which} ({said})", status, False)
     if status == 401:
@@ -101,7 +102,7 @@ def _judge(table: str, fetched: _http.Fetched, redact: Redactor) -> _TableResult
         return _TableResult(table, Outcome.POLICY_ERROR, f"{table}: {status} 42P17 ({said})", status, None)
     if code == "42501":
         return _TableResult(table, Outcome.PERMISSION_DENIED, f"{table}: {status} 42501 ({said})", status, None)
-    if status >= 500:
+    if is_server_error(status):
         detail = f"{code}: {said}" if code else (said or "empty body")
         return _TableResult(table, Outcome.SERVER_ERROR, f"{table}: {status} ({detail})", status, None)
     detail = f"{code}: {said}" if code else (said or "empty body")

@@ -1,9 +1,17 @@
 """The probes' HTTP/1.1 transport: resolve, connect, TLS, send, pool or close; phase timings and TLS facts.
 
-An `httpx.AsyncBaseTransport`, so requests and responses stay httpx objects; only the bytes on the wire are ours.
-httptools (the C parser uvicorn uses) does the parsing (probes/_exchange.py); this module and that one do the
-glue, and raise httpx's exception types with the socket error as their cause, so probes/_http.py classifies
-failures the same way whatever carries the bytes.
+httpx builds a request's bytes (`prepare`); the rest is ours. httptools (the C parser uvicorn uses) parses the
+answer, after probes/_head.py made its head plain (probes/_exchange.py). Failures raise the probes/_errors.py types
+with the socket, TLS or DNS error as their cause; probes/_failures.py turns them into outcomes.
+
+A name with several addresses is connected to as RFC 8305 (Happy Eyeballs) says: families interleaved, the next
+address tried 250 ms after the previous one unless that one connected, the first to connect wins; one address
+that drops SYNs costs 250 ms, not the whole timeout. Running out of the monitor's own resources at socket() or
+connect() (EMFILE, EADDRNOTAVAIL...) raises LocalExhausted, which the runner counts as a skipped run.
+
+With a `proxy` (a target's proxy_url) every connection goes to the proxy: https targets through an HTTP CONNECT
+tunnel, http targets as absolute-form requests, as blackbox_exporter's proxy_url does. Proxy environment
+variables are never read.
 
 A request never retries: a connection reset or closed before the answer is reported, since a monitor must see it.
 With `keep_alive` off every request opens its own connection (resolve, connect, TLS each time, as
@@ -13,18 +21,30 @@ blackbox_exporter does) and says `Connection: close`; with it on, idle connectio
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import itertools
+import re
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from monitor.core.results import TlsFacts
-from probes import _socket
+from probes import _socket, _tls_chain
+from probes._errors import (
+    ConnectFailed,
+    ProxyFailed,
+    ResolveFailed,
+    TlsFailed,
+    UnsupportedScheme,
+    local_exhaustion,
+)
 from probes._exchange import Exchange, Trace
 
 IDLE_LIMIT_S = 1.0
@@ -33,6 +53,9 @@ few seconds (gunicorn 2 s, uvicorn and Node 5 s), and one dropped just as a requ
 failure of the target."""
 LINGER_S = 1.0
 """How long a finished one-shot connection waits for the server to close first before closing itself."""
+ATTEMPT_DELAY_S = 0.25
+"""RFC 8305's Connection Attempt Delay: the next address of a name is tried this long after the previous one
+started, unless that one connected (or failed sooner, which starts the next at once)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -62,19 +85,20 @@ def _chain(ssl_object: ssl.SSLObject, verified: bool, cache: dict[Any, Decoded])
     """The presented chain (leaf first), or the chain OpenSSL verified, each certificate decoded.
 
     The ssl module decodes a peer certificate only once verified (`getpeercert()` is {} with verify_tls: false);
-    the chain accessors return every certificate either way. They are public from Python 3.13 and exist, unnamed
-    in the docs, on the C object since 3.10; without them only the verified leaf is known. Decoding (the ssl
-    module's date parsing above all) costs ~10 us a certificate, so `cache` keeps it per certificate (equal
-    certificates compare equal, a renewed one does not).
+    the chains (probes/_tls_chain.py) hold every certificate either way; without them only the verified leaf is
+    known. Decoding (the ssl module's date parsing above all) costs ~10 us a certificate, so `cache` keeps it per
+    certificate (equal certificates compare equal, a renewed one does not).
     """
-    sslobj = getattr(ssl_object, "_sslobj", None)
-    getter = getattr(sslobj, "get_verified_chain" if verified else "get_unverified_chain", None)
-    if getter is None:
+    try:
+        certificates = _tls_chain.chain(ssl_object, verified)
+    except (ssl.SSLError, ValueError, AttributeError):
+        return []
+    if certificates is None:
         leaf = ssl_object.getpeercert()
         return [_decode(leaf)] if leaf else []
     out = []
     try:
-        for cert in getter() or ():
+        for cert in certificates:
             decoded = cache.get(cert)
             if decoded is None:
                 if len(cache) >= DECODED_MAX:
@@ -105,24 +129,7 @@ def tls_facts(transport: asyncio.BaseTransport, cache: dict[Any, Decoded] | None
                     chain_expiry=min(verified) if verified else None)
 
 
-__all__ = ["BodyStream", "Exchange", "Prepared", "Trace", "WireTransport", "prepare", "tls_facts"]
-
-
-class BodyStream(httpx.AsyncByteStream):
-    """An exchange's body as an httpx stream; closing it releases the exchange to `pool` when one is given."""
-
-    def __init__(self, exchange: Exchange, pool: WireTransport | None = None) -> None:
-        self._exchange = exchange
-        self._pool = pool
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._exchange.body():
-            yield chunk
-
-    async def aclose(self) -> None:
-        """Release the connection (when this stream owns it)."""
-        if self._pool is not None:
-            self._pool.release(self._exchange)
+__all__ = ["ATTEMPT_DELAY_S", "Exchange", "Prepared", "Proxy", "Trace", "WireTransport", "prepare", "tls_facts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,37 +158,62 @@ def prepare(request: httpx.Request) -> Prepared:
     return Prepared(origin, method, b"".join(lines), request.content or b"")
 
 
+Resolver = Callable[[str, int], list[tuple[int, Any]]]
+"""A blocking name lookup: (family, sockaddr) pairs for a host and port, in preference order (run on a worker
+thread). The default is socket.getaddrinfo; tests pass their own."""
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy every connection of a transport goes through; `authorization` is the Proxy-Authorization
+    value (Basic, from the URL's user:password), never logged: sentences name only `host:port`."""
+
+    host: str
+    port: int
+    authorization: bytes | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Proxy:
+        """From `http://[user:password@]host[:port]` (the port defaults to 80, as curl's to 1080 for none)."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("a proxy URL must be http://host:port")
+        auth = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            auth = b"Basic " + base64.b64encode(pair)
+        return cls(parts.hostname, parts.port or 80, auth)
+
+    @property
+    def name(self) -> str:
+        """host:port, for sentences."""
+        return f"{self.host}:{self.port}"
+
+
 @dataclass
-class WireTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over asyncio for probes. `ssl_context` verifies https targets; `keep_alive` reuses connections."""
+class WireTransport:
+    """HTTP/1.1 over asyncio for probes. `ssl_context` verifies https targets; `keep_alive` reuses connections;
+    `proxy` sends everything through an HTTP proxy; `resolver` looks names up (socket.getaddrinfo)."""
 
     ssl_context: ssl.SSLContext | None
     keep_alive: bool = False
     max_idle: int = 64
     idle_limit: float = IDLE_LIMIT_S
+    proxy: Proxy | None = None
+    resolver: Resolver | None = None
+    attempt_delay: float = ATTEMPT_DELAY_S
     _idle: dict[tuple[str, str, int], list[Exchange]] = field(default_factory=dict)
     _open: set[Exchange] = field(default_factory=set)
     _certificates: dict[Any, Decoded] = field(default_factory=dict)  # decoded peer certificates (tls_facts)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` and return once the response head arrived; the body streams after."""
-        trace: Trace = request.extensions.get("trace") or Trace()
-        exchange = await self.send(prepare(request), trace)
-        return httpx.Response(
-            exchange.status, headers=exchange.headers, stream=BodyStream(exchange, self),
-            extensions={"http_version": exchange.http_version.encode(), "reason_phrase": exchange.reason,
-                        "trace": trace, "content_length": exchange.content_length},
-            request=request,
-        )
-
     async def send(self, prepared: Prepared, trace: Trace) -> Exchange:
         """Send a prepared request and return once its response head arrived (`release` it when done).
 
-        Failures raise httpx.TransportError subclasses whose cause is the socket, TLS or DNS error.
+        Failures raise probes._errors.TransportError types whose cause is the socket, TLS or DNS error.
         """
         scheme = prepared.origin[0]
         if scheme not in _DEFAULT_PORTS or (scheme == "https" and self.ssl_context is None):
-            raise httpx.UnsupportedProtocol(f"unsupported scheme {scheme!r}")
+            raise UnsupportedScheme(f"unsupported scheme {scheme!r}")
         connection = self._pooled(prepared.origin) if self.keep_alive else None
         if connection is None:
             connection = await self._connect(prepared.origin, trace)
@@ -190,13 +222,16 @@ class WireTransport(httpx.AsyncBaseTransport):
             trace._ready_at = time.perf_counter()
         connection._reset(trace, prepared.method)
         trace.tls_facts = connection.tls
+        head = prepared.head
+        if self.proxy is not None and scheme == "http":
+            head = self._absolute_form(prepared)
         try:
             trace.phase = "sending the request"
             assert connection.transport is not None
             if not trace.wire_at:  # a reused connection: this write is the request's first act on the network
                 trace.wire_at = time.perf_counter()
             connection.transport.write(
-                prepared.head + (b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
+                head + (b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
                 + prepared.body)
             trace.phase = "waiting for the response"
             while not connection.headers_done and connection.error is None:
@@ -212,6 +247,17 @@ class WireTransport(httpx.AsyncBaseTransport):
         trace.version = 1.0 if connection.parser.get_http_version() == "1.0" else 1.1
         trace.content_length = connection.content_length
         return connection
+
+    def _absolute_form(self, prepared: Prepared) -> bytes:
+        """The request line in absolute form (`GET http://host:port/path HTTP/1.1`) and Proxy-Authorization."""
+        assert self.proxy is not None
+        _, host, port = prepared.origin
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        rest = prepared.head[len(prepared.method) + 1:]
+        head = prepared.method + b" http://" + authority.encode("ascii") + rest
+        if self.proxy.authorization is not None:
+            head += b"Proxy-Authorization: " + self.proxy.authorization + b"\r\n"
+        return head
 
     def _pooled(self, key: tuple[str, str, int]) -> Exchange | None:
         idle = self._idle.get(key)
@@ -230,25 +276,32 @@ class WireTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         trace.phase = "resolving the host name"
-        addresses = await _resolve(loop, host, port, trace)
+        proxy = self.proxy
+        dial_host, dial_port = (proxy.host, proxy.port) if proxy is not None else (host, port)
+        try:
+            addresses = await _resolve(loop, dial_host, dial_port, trace, self.resolver)
+        except ResolveFailed as exc:
+            if proxy is None:
+                raise
+            raise ProxyFailed(f"the proxy {proxy.name} did not resolve") from exc.__cause__
         resolved = time.perf_counter()
         trace.resolve = resolved - started
         trace.phase = "connecting"
         connection = Exchange(loop, key, self._open)
-        last: OSError | None = None
-        for family, address in addresses:
-            if not trace.wire_at:  # an IP address: no lookup, the connect is the first act on the network
-                trace.wire_at = time.perf_counter()
-            try:
-                sock = await _socket.connect(loop, family, address)
-                break
-            except OSError as exc:
-                last = exc
-        else:
-            raise httpx.ConnectError(str(last)) from last
-        connected = time.perf_counter()
-        trace.connect = connected - resolved
+        if not trace.wire_at:  # an IP address: no lookup, the connect is the first act on the network
+            trace.wire_at = time.perf_counter()
         try:
+            sock = await _dial(loop, addresses, self.attempt_delay)
+        except ConnectFailed as exc:
+            if proxy is None:
+                raise
+            raise ProxyFailed(f"could not connect to the proxy {proxy.name}: {exc}") from exc.__cause__
+        try:
+            if proxy is not None and scheme == "https":
+                trace.phase = "opening the proxy tunnel"
+                await _tunnel(loop, sock, proxy, host, port)
+            connected = time.perf_counter()
+            trace.connect = connected - resolved
             if scheme == "https":
                 trace.phase = "in the TLS handshake"
                 await loop.create_connection(lambda: connection, sock=sock, ssl=self.ssl_context,
@@ -258,9 +311,15 @@ class WireTransport(httpx.AsyncBaseTransport):
                 trace.tls = time.perf_counter() - connected
             else:
                 _socket.SocketTransport(loop, sock, connection)
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
             sock.close()
-            raise httpx.ConnectError(str(exc)) from exc
+            raise TlsFailed(str(exc)) from exc
+        except OSError as exc:
+            sock.close()
+            local = local_exhaustion(exc)
+            if local is not None:
+                raise local from exc
+            raise ConnectFailed(str(exc)) from exc
         except BaseException:
             sock.close()
             raise
@@ -291,7 +350,102 @@ class WireTransport(httpx.AsyncBaseTransport):
         await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
 
 
-async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int, trace: Trace) -> list[tuple[int, Any]]:
+async def _attempt(loop: asyncio.AbstractEventLoop, family: int, address: Any) -> socket.socket:
+    """One TCP connect; the monitor's own exhaustion raises LocalExhausted, anything else ConnectFailed."""
+    try:
+        return await _socket.connect(loop, family, address)
+    except OSError as exc:
+        local = local_exhaustion(exc)
+        if local is not None:
+            raise local from exc
+        raise ConnectFailed(exc.strerror or str(exc)) from exc
+
+
+def interleave(addresses: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """RFC 8305 4: the resolver's order, families alternating, starting with the first address's family."""
+    if len(addresses) < 2:
+        return addresses
+    first = addresses[0][0]
+    same = [a for a in addresses if a[0] == first]
+    other = [a for a in addresses if a[0] != first]
+    return [a for pair in itertools.zip_longest(same, other) for a in pair if a is not None]
+
+
+async def _dial(loop: asyncio.AbstractEventLoop, addresses: list[tuple[int, Any]], delay: float) -> socket.socket:
+    """A connected socket to the first of `addresses` that connects (Happy Eyeballs: a new attempt every `delay`
+    seconds, or at once when one fails); ConnectFailed from the last failure when none does."""
+    if len(addresses) == 1:
+        return await _attempt(loop, *addresses[0])
+    queue = interleave(addresses)
+    pending: set[asyncio.Task[socket.socket]] = set()
+    failure: BaseException | None = None
+    winner: socket.socket | None = None
+    try:
+        while winner is None:
+            if queue:
+                pending.add(loop.create_task(_attempt(loop, *queue.pop(0))))
+            if not pending:
+                break
+            done, pending = await asyncio.wait(pending, timeout=delay if queue else None,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = task.exception()
+                if error is None:
+                    if winner is None:
+                        winner = task.result()
+                    else:
+                        task.result().close()
+                elif not isinstance(error, ConnectFailed):
+                    raise error  # LocalExhausted: the monitor's, whatever the other addresses do
+                else:
+                    failure = error
+    finally:
+        # Not awaited (a cancellation of this task must not be swallowed here): a cancelled attempt closes its
+        # socket as it unwinds, and one that connected in the same instant is closed by the callback.
+        for task in pending:
+            task.cancel()
+            task.add_done_callback(_discard)
+    if winner is not None:
+        return winner
+    assert failure is not None
+    raise failure
+
+
+def _discard(task: asyncio.Task[socket.socket]) -> None:
+    """Close the socket of a losing attempt that connected anyway; read its error so none is left unretrieved."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().close()
+
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})")
+_TUNNEL_HEAD_MAX = 16 * 1024
+
+
+async def _tunnel(loop: asyncio.AbstractEventLoop, sock: socket.socket, proxy: Proxy, host: str, port: int) -> None:
+    """Ask the proxy to CONNECT to host:port; ProxyFailed unless it answers 2xx."""
+    authority = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode("ascii")
+    request = b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
+    if proxy.authorization is not None:
+        request += b"Proxy-Authorization: " + proxy.authorization + b"\r\n"
+    await loop.sock_sendall(sock, request + b"\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer and b"\n\n" not in answer:
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            raise ProxyFailed(f"the proxy {proxy.name} closed the connection instead of opening a tunnel")
+        answer += chunk
+        if len(answer) > _TUNNEL_HEAD_MAX:
+            raise ProxyFailed(f"the proxy {proxy.name} answered CONNECT with an oversized head")
+    match = _STATUS_LINE.match(answer)
+    if match is None:
+        raise ProxyFailed(f"the proxy {proxy.name} did not answer CONNECT with HTTP")
+    status = int(match.group(1))
+    if not 200 <= status <= 299:
+        raise ProxyFailed(f"the proxy {proxy.name} refused the tunnel to {host}:{port} with {status}")
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int, trace: Trace,
+                   resolver: Resolver | None = None) -> list[tuple[int, Any]]:
     """(family, sockaddr) to try, in the resolver's order; an IP literal is used as it is.
 
     The lookup runs on the loop's default executor, as `loop.getaddrinfo` does; the worker thread notes in
@@ -302,14 +456,25 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int, trace:
             socket.inet_pton(family, host)
             return [(family, (host, port))]
     try:
-        infos = await loop.run_in_executor(None, _lookup, host, port, trace)
+        addresses = await loop.run_in_executor(None, _lookup, host, port, trace, resolver or _getaddrinfo)
     except socket.gaierror as exc:
-        raise httpx.ConnectError(f"DNS lookup failed for {host}: {exc.strerror}") from exc
-    return [(family, address) for family, _, _, _, address in infos]
+        raise ResolveFailed(f"DNS lookup failed for {host}: {exc.strerror}") from exc
+    except OSError as exc:  # EAI_SYSTEM: glibc could not open /etc/hosts or a socket (EMFILE) for the lookup
+        local = local_exhaustion(exc)
+        if local is not None:
+            raise local from exc
+        raise ResolveFailed(f"DNS lookup failed for {host}: {exc.strerror or exc}") from exc
+    if not addresses:
+        raise ResolveFailed(f"DNS lookup for {host} returned no address")
+    return addresses
 
 
-def _lookup(host: str, port: int, trace: Trace) -> list[tuple[Any, ...]]:
-    """socket.getaddrinfo on a worker thread, noting when the lookup left the queue for the resolver."""
+def _getaddrinfo(host: str, port: int) -> list[tuple[int, Any]]:
+    return [(family, address) for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def _lookup(host: str, port: int, trace: Trace, resolver: Resolver) -> list[tuple[int, Any]]:
+    """The lookup on a worker thread, noting when it left the queue for the resolver."""
     if not trace.wire_at:
         trace.wire_at = time.perf_counter()
-    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return resolver(host, port)

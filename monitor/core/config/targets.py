@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -31,6 +32,11 @@ class Target(Strict):
     max_rate: Rate | None = Field(
         default=None, description="requests per second this target may receive from pam-monitor (written 40/m)"
     )
+    proxy_url: str | None = Field(
+        default=None,
+        description="an http:// proxy every probe request to this target goes through (CONNECT for https); "
+        "user:password@ in it is sent as Proxy-Authorization and redacted",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -39,7 +45,29 @@ class Target(Strict):
             return None
         if not re.match(r"^https?://[^/\s?#]+", value):
             raise ValueError("must be an absolute http:// or https:// URL such as http://127.0.0.1:8000")
+        if "@" in urlsplit(value).netloc:
+            # Never echo the value: the part before @ is a password.
+            raise ValueError(
+                "has user:password@ in it; pam-monitor does not send URL credentials (they would share the "
+                "Authorization header with the checks' own tokens and travel in every URL shown); set the target's "
+                "headers: {Authorization: 'Basic <base64 of user:password>'} instead, which is kept secret"
+            )
         return value.rstrip("/")
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme != "http" or not parts.hostname or port == -1 or parts.path not in ("", "/"):
+            raise ValueError("must be an http:// proxy URL such as http://proxy.internal:3128 "
+                             "(user:password@ allowed); https:// and socks proxies are not supported")
+        return value
 
     @field_validator("dsn")
     @classmethod
