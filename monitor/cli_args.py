@@ -7,9 +7,12 @@ import os
 import socket
 import textwrap
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 from monitor import __version__
 from monitor.core.config import DEFAULT_REPLICAS, parse_listen, parse_shard, shard_from_ordinal
+from monitor.core.durations import parse_duration
 
 SHARD_ENV = "PAM_MONITOR_SHARD"
 
@@ -73,7 +76,8 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "Flip faults with POST /_faults/{name} on the demo backend to watch alerts fire, DELETE /_faults to heal.",
         "0  stopped by SIGTERM or Ctrl-C\n"
         "1  could not start: a port is taken\n"
-        "2  bad option value (--listen, --interval) or bad usage",
+        "2  bad option value, or the --database-url database cannot be used safely (a schema pam_monitor_demo the "
+        "demo did not make)",
         "pam-monitor demo\n"
         "pam-monitor demo --no-db --interval 2s --listen 127.0.0.1:9200",
     ),
@@ -93,6 +97,82 @@ CONFIG_VERBS = ("run", "check", "validate", "notify")
 
 class _Help(argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's line breaks (exit codes, examples) and wraps the rest."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit 2 (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `prog: message (see prog --help)` and exit 2."""
+        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+# Option value types: a bad value is one line naming the option and what it takes, never a traceback.
+def port(text: str) -> int:
+    """A TCP port, 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (and at most a million: no count here is larger)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 1000000, got {text!r}")
+    return value
+
+
+def listen_address(text: str) -> str:
+    """host:port, as `listen:` in the file takes it."""
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+DEMO_MIN_INTERVAL, DEMO_MAX_INTERVAL = 1.0, 3600.0
+
+
+def demo_interval(text: str) -> str:
+    """A check interval for the demo: a duration from 1 s to 1 h (`5s`, `500ms` is too short, `2m`)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+    if not DEMO_MIN_INTERVAL <= seconds <= DEMO_MAX_INTERVAL:
+        raise argparse.ArgumentTypeError(f"must be from 1s to 1h, such as 5s, got {text!r}")
+    return text
+
+
+def http_url(text: str) -> str:
+    """An http:// or https:// URL with a host."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def postgres_url(text: str) -> str:
+    """A postgresql:// URL or a `host=... dbname=...` conninfo string; never echoed back (it may hold a password)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parsed = conninfo_to_dict(text)
+    except ProgrammingError:
+        parsed = {}
+    if not parsed or not ("://" in text or "=" in text):
+        raise argparse.ArgumentTypeError("must be a postgresql://user@host:port/dbname URL or a conninfo string")
+    return text
 
 
 def _verb_epilog(verb: str) -> str:
@@ -123,16 +203,16 @@ def _add_shard_options(parser: argparse.ArgumentParser, what: str) -> None:
     group.add_argument("--shard", default=None, metavar="I/N",
                        help=f"{what} shard I of N (0 <= I < N), by a consistent hash of the check name; I-of-N is "
                             "the same (default: $PAM_MONITOR_SHARD, else every check)")
-    group.add_argument("--shards", type=int, default=None, metavar="N",
+    group.add_argument("--shards", type=positive_int, default=None, metavar="N",
                        help=f"{what} this pod's shard of N: the pod name ($POD_NAME, else the hostname) ends in "
                             "-<k>, its StatefulSet ordinal, and pods 2s and 2s+1 run shard s (default: off)")
-    parser.add_argument("--replicas-per-shard", type=int, default=DEFAULT_REPLICAS, metavar="R",
+    parser.add_argument("--replicas-per-shard", type=positive_int, default=DEFAULT_REPLICAS, metavar="R",
                         help=f"with --shards: pods R*s .. R*s+R-1 run shard s (default: {DEFAULT_REPLICAS})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (its help texts are the CLI's reference)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pam-monitor", formatter_class=_Help,
         description="Continuous health monitoring for the PAM backend, its voice system and its database.\n"
                     "With no verb, runs the built-in demo.",
@@ -155,9 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = verb("run")
     _add_config_option(run, top=False)
     _add_shard_options(run, "run only the checks of")
-    run.add_argument("--listen", default=None, metavar="HOST:PORT",
+    run.add_argument("--listen", type=listen_address, default=None, metavar="HOST:PORT",
                      help="where to serve /metrics, /status, ... (default: listen from the file, else 127.0.0.1:9108)")
-    run.add_argument("--listen-base-port", type=int, default=None, metavar="PORT",
+    run.add_argument("--listen-base-port", type=port, default=None, metavar="PORT",
                      help="listen on PORT plus the shard's index, on the host of --listen (or of listen in the "
                           "file): several shards on one machine, such as the pam-monitor@.service template "
                           "(default: off)")
@@ -185,13 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_options(notify, top=False, level_default="warning")
 
     demo = verb("demo")
-    demo.add_argument("--listen", default="127.0.0.1:9108", metavar="HOST:PORT",
+    demo.add_argument("--listen", type=listen_address, default="127.0.0.1:9108", metavar="HOST:PORT",
                       help="where the daemon serves /metrics, /status and the page (default: 127.0.0.1:9108)")
-    demo.add_argument("--target-port", type=int, default=8000,
+    demo.add_argument("--target-port", type=port, default=8000,
                       help="port of the demo backend on 127.0.0.1 (default: 8000)")
-    demo.add_argument("--interval", default="5s", help="check interval in the demo (default: 5s)")
-    demo.add_argument("--no-db", action="store_true", help="do not start or use PostgreSQL (default: use it)")
-    demo.add_argument("--alertmanager", default=None, metavar="URL",
+    demo.add_argument("--interval", type=demo_interval, default="5s",
+                      help="check interval in the demo, 1s to 1h (default: 5s)")
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument("--no-db", action="store_true", help="do not start or use PostgreSQL (default: use it)")
+    where.add_argument("--database-url", type=postgres_url, default=None, metavar="URL",
+                       help="use this existing database instead of a throwaway cluster; the demo then creates, "
+                            "changes and drops only a schema of its own, pam_monitor_demo, and no role "
+                            "($DATABASE_URL is never used without this option) (default: a throwaway cluster)")
+    demo.add_argument("--alertmanager", type=http_url, default=None, metavar="URL",
                       help="also send the demo's alerts to this Alertmanager (default: none)")
     _add_log_options(demo, top=False, level_default="info")
 
