@@ -228,7 +228,15 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     from monitor.discover import run_discover
 
     configure_logging(args.log_level or "warning", _log_format(args, sys.stderr), stream=sys.stderr)
-    return run_discover(args)
+    try:
+        return run_discover(args)
+    except UnicodeDecodeError:
+        print(f"pam-monitor discover: {args.openapi}: not UTF-8 text; pass an OpenAPI document (JSON or YAML)",
+              file=sys.stderr)
+    except OSError as exc:  # the --output file could not be written (permissions, a full disk)
+        print(f"pam-monitor discover: {exc.filename or args.output}: cannot write: {exc.strerror or exc}",
+              file=sys.stderr)
+    return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import textwrap
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from monitor import __version__
-from monitor.core.config import DEFAULT_REPLICAS, parse_listen, parse_shard, shard_from_ordinal
+from monitor.core.config import DEFAULT_REPLICAS, NAME_PATTERN, parse_listen, parse_shard, shard_from_ordinal
 from monitor.core.durations import parse_duration
 
 SHARD_ENV = "PAM_MONITOR_SHARD"
@@ -103,8 +104,8 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr and exit 2 (not the usage block)."""
 
     def error(self, message: str) -> NoReturn:
-        """Print `prog: message (see prog --help)` and exit 2."""
-        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+        """Print `prog: error: message` (argparse's own line, without the usage block above it) and exit 2."""
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 # Option value types: a bad value is one line naming the option and what it takes, never a traceback.
@@ -161,6 +162,34 @@ def http_url(text: str) -> str:
     return text
 
 
+def shard_spec(text: str) -> str:
+    """I/N or I-of-N with 0 <= I < N (kept as text: resolve_shard parses it again with the environment's)."""
+    try:
+        parse_shard(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be i/n (or i-of-n) with 0 <= i < n, such as 0/2, got {text!r}") \
+            from None
+    return text
+
+
+def config_name(text: str) -> str:
+    """A name as the config file takes it (a target's, a check's)."""
+    if not re.fullmatch(NAME_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"must be a name of letters, digits, _ . - (starting with a letter or _, "
+                                         f"at most 64), got {text!r}")
+    return text
+
+
+def output_file(text: str) -> Path:
+    """A file to write: not a directory, in a directory that exists."""
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"must be a file to write, got {text!r}")
+    if not path.absolute().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the directory of {text!r} does not exist; create it first")
+    return path
+
+
 def postgres_url(text: str) -> str:
     """A postgresql:// URL or a `host=... dbname=...` conninfo string; never echoed back (it may hold a password)."""
     from psycopg import ProgrammingError
@@ -200,7 +229,7 @@ def _add_config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 def _add_shard_options(parser: argparse.ArgumentParser, what: str) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--shard", default=None, metavar="I/N",
+    group.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
                        help=f"{what} shard I of N (0 <= I < N), by a consistent hash of the check name; I-of-N is "
                             "the same (default: $PAM_MONITOR_SHARD, else every check)")
     group.add_argument("--shards", type=positive_int, default=None, metavar="N",
@@ -286,16 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="URL or file of the OpenAPI (3.x) document, or the backend's base URL: "
                                "/openapi.json, /docs/openapi.json, /api/openapi.json, /swagger.json are tried "
                                "(required)")
-    discover.add_argument("--base-url", default=None, metavar="URL",
+    discover.add_argument("--base-url", type=http_url, default=None, metavar="URL",
                           help="the target's base_url (default: the document's servers, else the base URL given "
                                "to --openapi, else ${BACKEND_URL})")
-    discover.add_argument("--target", default="backend",
+    discover.add_argument("--target", type=config_name, default="backend",
                           help="target name to use in the generated checks (default: backend)")
     discover.add_argument("--journeys", action="store_true",
                           help="also write a tenant_isolation check (as identity monitor_user) for every GET of a "
                                "user's resource (a user-id path parameter), and the identities block to define "
                                "(default: off)")
-    discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+    discover.add_argument("--output", "-o", type=output_file, default=None, metavar="FILE",
                           help="file to write (default: stdout)")
     _add_log_options(discover, top=False, level_default="warning")
     return parser
