@@ -51,9 +51,9 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "check's name): what is wrong, what was given (never a secret or a ${VAR} value), what is allowed. "
         "Nothing is probed; state_dir is checked (it exists or can be created, is writable, and its database is "
         "readable), never created.",
-        "0  the file is valid\n"
-        "2  the file has problems (listed on stderr), has no checks, does not exist, state_dir is unusable, or bad "
-        "usage",
+        "0  the file is valid (an unset ${VAR} is a warning on stderr, unless --strict)\n"
+        "2  the file has problems (listed on stderr), has no checks, does not exist, state_dir is unusable, an "
+        "unset ${VAR} with --strict, or bad usage",
         "pam-monitor validate --config pam-monitor.yaml\n"
         "PAM_MONITOR_CONFIG=pam-monitor.yaml pam-monitor validate",
     ),
@@ -284,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate = verb("validate")
     _add_config_option(validate, top=False)
     _add_shard_options(validate, "count only the checks of")
+    validate.add_argument("--strict", action="store_true",
+                          help="an unset ${VAR} (or unreadable ${file:...}) is a problem, exit 2 (default: a "
+                               "warning, exit 0, when the file is otherwise valid: the variables are needed only "
+                               "where the checks run)")
 
     notify = verb("notify")
     _add_config_option(notify, top=False)

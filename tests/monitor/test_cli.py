@@ -22,7 +22,8 @@ from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 
 VERBS = ["run", "check", "validate", "notify", "demo", "discover"]
-HINT = "pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG (see examples/pam-monitor.yaml)"
+HINT = ("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG (run `pam-monitor init` to write "
+        "a starter config)")
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -140,8 +141,8 @@ def test_validate_lists_every_problem_in_one_run_without_secrets(tmp_path: Path)
 CASES: list[tuple[str, list[str], str, int, list[str]]] = [
     # (id, arguments, file body or "", expected exit code, lines expected on stderr; {f} is the file)
     ("empty_file", ["validate", "-c", "{f}"], "", 2, [
-        "{f}: checks: the file has no checks, so there is nothing to watch; add a checks: list (start from "
-        "examples/pam-monitor.yaml, or write one with pam-monitor discover --openapi URL)",
+        "{f}: checks: the file has no checks, so there is nothing to watch; add a checks: list (run "
+        "`pam-monitor init` to write a starter config, or pam-monitor discover --openapi URL)",
         "pam-monitor: 1 problem(s) in the configuration; nothing was started",
     ]),
     ("missing_config_validate", ["validate"], "", 2, [HINT]),

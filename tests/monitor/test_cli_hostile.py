@@ -78,7 +78,7 @@ HOSTILE: dict[str, dict[str, list[str]]] = {
     },
 }
 # Options that take no value (flags) or only print: nothing hostile can be given to them.
-FLAGS = {"--help", "--version", "--no-db", "--journeys", "--test"}
+FLAGS = {"--help", "--version", "--no-db", "--journeys", "--test", "--strict"}
 # What a verb needs besides the option under test, so that only that option is wrong.
 NEEDS: dict[str, list[str]] = {
     "run": ["--config", "{config}"], "check": ["--config", "{config}"], "validate": ["--config", "{config}"],

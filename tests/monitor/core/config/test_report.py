@@ -127,10 +127,10 @@ def test_target_defined_by_environment_is_known_to_the_cross_rules(
 
 
 def test_a_file_without_checks_is_a_problem_when_checks_are_required(tmp_path: Path) -> None:
-    """require_checks (the CLI's verbs) turns an empty file into one line pointing at an example; the loader alone
-    still accepts it (a daemon's defaults)."""
-    expected = ["{f}: checks: the file has no checks, so there is nothing to watch; add a checks: list (start from "
-                "examples/pam-monitor.yaml, or write one with pam-monitor discover --openapi URL)"]
+    """require_checks (the CLI's verbs) turns an empty file into one line pointing at `pam-monitor init`; the
+    loader alone still accepts it (a daemon's defaults)."""
+    expected = ["{f}: checks: the file has no checks, so there is nothing to watch; add a checks: list (run "
+                "`pam-monitor init` to write a starter config, or pam-monitor discover --openapi URL)"]
     assert expected == _problems(tmp_path, "", require_checks=True)
     assert expected == _problems(tmp_path, BASE + "checks: []\n", require_checks=True)
     path = tmp_path / "empty.yaml"
