@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,10 @@ def test_every_outcome_but_ok_has_one_runbook_sentence() -> None:
     """RUNBOOK has a hint for each outcome that is not ok, one sentence each, and nothing else."""
     assert {o.value for o in Outcome if o is not Outcome.OK} == set(RUNBOOK)
     assert all(hint.endswith(".") and "\n" not in hint for hint in RUNBOOK.values())
+
+
+def test_the_readme_lists_the_runbook_as_the_code_has_it() -> None:
+    """README's status page table holds every RUNBOOK sentence, word for word, so the two cannot drift apart."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [outcome for outcome, hint in RUNBOOK.items() if f"| `{outcome}` | {hint} |" not in readme]
+    assert [] == missing
