@@ -36,7 +36,7 @@ _PORT_TAKEN = ("pam-monitor demo: cannot listen on {where} for {what} (port in u
 
 def banner(*, target: str, listen: str, config_path: Path, db_line: str, interval: float,
            checks: Collection[str], with_db: bool, exports: Mapping[str, str],
-           severity: Mapping[str, str] | None = None, program: str = "pam-monitor") -> str:
+           severity: Mapping[str, str] | None = None, program: str = "pam-monitor", role_faults: bool = True) -> str:
     """What the demo prints once its ports are known to be free: where to look, how to check from another
     terminal, and for each fault the curl that flips it and the alerts it fires with this config."""
     status = f"http://{listen}"
@@ -45,6 +45,9 @@ def banner(*, target: str, listen: str, config_path: Path, db_line: str, interva
     for fault in FAULTS:
         if fault.needs_db and not with_db:
             lines.append(f"  # {fault.name}: {fault.effect} (needs the database; this demo runs without one)")
+            continue
+        if fault.needs_db and not role_faults:
+            lines.append(f"  # {fault.name}: {fault.effect} (needs the role authenticated, not usable here)")
             continue
         lines.append(f"  curl -X POST {target}/_faults/{fault.name}")
         lines.append(f"      {fault.effect}")
@@ -168,7 +171,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
         print(banner(target=target, listen=args.listen, config_path=config_path, db_line=db_line,
                      interval=interval, checks={c.name for c in config.checks}, with_db=dsn is not None,
                      exports=exports, severity={name: rule.severity for name, rule in RULES.items()},
-                     program=_program()), file=out, flush=True)
+                     program=_program(), role_faults=db.as_role), file=out, flush=True)
         from probes import RULES_BY_KIND
 
         daemon = Daemon(

@@ -20,6 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from monitor.demo.cli import banner
+from monitor.demo.config import demo_config
 from monitor.demo.schema import APP_ROLE, DEMO_SCHEMA, SCHEMA_MARKER
 from monitor.demo.store import (
     DemoDatabaseError,
@@ -201,3 +203,18 @@ def test_demo_refuses_a_foreign_schema_in_one_line(tmp_path: Path, app_db: str) 
     assert (2, 1, False) == (done.returncode, len(lines), "Traceback" in done.stderr), done.stderr[-2000:]
     assert "did not create" in lines[0]
     assert before == snapshot(app_db)
+
+
+def test_without_the_role_the_config_and_banner_leave_the_role_parts_out(tmp_path: Path) -> None:
+    """With no usable role the demo's config has no db_as_user and names its tables in its own schema, and the
+    banner offers no curl for the faults that need the role (it says why instead)."""
+    document = demo_config(target="http://127.0.0.1:8000", listen="127.0.0.1:9108", state_dir=tmp_path,
+                           interval=5.0, with_db=True, alertmanager=None, schema=DEMO_SCHEMA, as_role=False)
+    db_checks = {c["name"]: c for c in document["checks"] if c["kind"] == "db"}
+    assert (["db_roundtrip"], f"{DEMO_SCHEMA}.user_settings") == (
+        list(db_checks), db_checks["db_roundtrip"]["required_tables"][0])
+    text = banner(target="http://127.0.0.1:8000", listen="127.0.0.1:9108", config_path=tmp_path / "c.yaml",
+                  db_line="db", interval=5.0, checks={c["name"] for c in document["checks"]}, with_db=True,
+                  exports={}, role_faults=False)
+    assert ([], 2) == ([f for f in ("revoke_grants", "rls_recursion") if f"/_faults/{f}\n" in text],
+                       text.count("needs the role authenticated, not usable here"))
