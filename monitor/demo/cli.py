@@ -246,7 +246,8 @@ async def _database(args: argparse.Namespace, out: TextIO) -> _Db:
     from monitor.demo.pgtemp import TempPostgres, find_pg_bin
 
     if find_pg_bin() is None:
-        line = "PostgreSQL server binaries not found: running without the db checks (apt-get install postgresql)"
+        line = ("PostgreSQL server binaries not found: running without the db checks (apt-get install postgresql, "
+                "or pass --database-url URL)")
         print(f"pam-monitor demo: {line}", file=out)
         return _Db(None, line)
     temp = TempPostgres()
