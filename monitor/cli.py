@@ -17,7 +17,9 @@ from monitor.cli_args import CONFIG_VERBS, build_parser, env_path, resolve_shard
 from monitor.core.config import (
     Config,
     load_config,
+    shard_of,
 )
+from monitor.core.config.loader import Scope, UnsetVariables
 from monitor.core.errors import ConfigError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
@@ -50,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True) -> Config | None:
+def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True, scope: Scope | None = None,
+          lenient: bool = False) -> Config | None:
+    """The config of a verb, or None after printing why not. `scope`: the parts the verb uses (only their
+    secrets must resolve); `lenient`: UnsetVariables instead of ConfigError when those are the only problems."""
     if args.config is None:
         print("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG "
               "(write a starter with: pam-monitor init)", file=err)
@@ -59,7 +64,7 @@ def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True)
         # Only run, check and validate take a shard; notify sends to the sinks whatever the shard.
         shard = args.resolved_shard = resolve_shard(args) if hasattr(args, "replicas_per_shard") else None
         config = load_config(args.config, listen=getattr(args, "listen", None), shard=shard,
-                             require_checks=require_checks)
+                             require_checks=require_checks, scope=scope, lenient=lenient)
         base = getattr(args, "listen_base_port", None)
         if base is not None:
             # The per-shard address becomes the --listen of this process, so a reload keeps it.
@@ -69,6 +74,8 @@ def _load(args: argparse.Namespace, err: TextIO, *, require_checks: bool = True)
     except ValueError as exc:
         print(f"pam-monitor: {exc}", file=err)
         return None
+    except UnsetVariables:
+        raise
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=err)
@@ -83,22 +90,47 @@ def _logging(args: argparse.Namespace, config: Config) -> Redactor:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args, sys.stderr)
+    try:
+        config = _load(args, sys.stderr, lenient=not args.strict)
+    except UnsetVariables as unset:
+        return _validate_unset(args, unset)
     if config is None:
         return EXIT_CONFIG
+    return _validated(args, config.state_dir, enabled=sum(1 for c in config.checks if c.enabled),
+                      total=len(config.checks), targets=len(config.targets), sinks=len(config.alerts.sinks))
+
+
+def _validate_unset(args: argparse.Namespace, unset: UnsetVariables) -> int:
+    """The file is valid but for references this environment leaves unresolved: warnings, then the ok line."""
+    for line in unset.problems:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"pam-monitor: {len(unset.problems)} reference(s) unresolved here: needed when the checks run "
+          "(validate --strict makes them problems)", file=sys.stderr)
+    doc = unset.document
+    checks = [c for c in doc.get("checks") or [] if isinstance(c, dict)]
+    if args.resolved_shard is not None:
+        checks = [c for c in checks if shard_of(str(c.get("name")), args.resolved_shard[1]) == args.resolved_shard[0]]
+    enabled = sum(1 for c in checks if c.get("enabled", True) is not False)
+    sinks = (doc.get("alerts") or {}).get("sinks") or []
+    state_dir = Path(str(doc.get("state_dir") or Config.model_fields["state_dir"].default))
+    return _validated(args, state_dir, enabled=enabled, total=len(checks), targets=len(doc.get("targets") or {}),
+                      sinks=len(sinks))
+
+
+def _validated(args: argparse.Namespace, state_dir: Path, *, enabled: int, total: int, targets: int,
+               sinks: int) -> int:
     from alerts.store import inspect
 
-    problems = inspect(config.state_dir)
+    problems = inspect(state_dir)
     if problems:
         where = _key_line(args.config, "state_dir")
         for problem in problems:
             print(f"{where}: state_dir: {problem}", file=sys.stderr)
         print(f"pam-monitor: {len(problems)} problem(s) in the configuration; nothing was started", file=sys.stderr)
         return EXIT_CONFIG
-    enabled = sum(1 for c in config.checks if c.enabled)
     shard = f" in shard {args.resolved_shard[0]}/{args.resolved_shard[1]}" if args.resolved_shard else ""
-    print(f"{args.config}: ok: {enabled} checks{shard} ({len(config.checks) - enabled} disabled), "
-          f"{len(config.targets)} targets, {len(config.alerts.sinks)} sinks")
+    print(f"{args.config}: ok: {enabled} checks{shard} ({total - enabled} disabled), {targets} targets, "
+          f"{sinks} sinks")
     return EXIT_OK
 
 
@@ -139,7 +171,8 @@ def _engine_factory() -> Any:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args, sys.stderr)
+    # With --only, the other checks' (and the sinks') secrets need not be set.
+    config = _load(args, sys.stderr, scope=Scope(checks=frozenset(args.only), sinks="") if args.only else None)
     if config is None:
         return EXIT_CONFIG
     # Logs go to stderr so that stdout holds only the table or the JSON document.
@@ -194,7 +227,8 @@ def render_table(results: Sequence[Result]) -> str:
 def _cmd_notify(args: argparse.Namespace) -> int:
     from alerts.notify import chosen_sinks, send_tests
 
-    config = _load(args, sys.stderr, require_checks=False)
+    # A test notification needs only the chosen sinks' secrets: no check, target or identity is read.
+    config = _load(args, sys.stderr, require_checks=False, scope=Scope(checks=frozenset(), sinks=args.sink))
     if config is None:
         return EXIT_CONFIG
     redactor = configure_logging(args.log_level or "warning", _log_format(args, sys.stderr), stream=sys.stderr)
@@ -228,7 +262,15 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     from monitor.discover import run_discover
 
     configure_logging(args.log_level or "warning", _log_format(args, sys.stderr), stream=sys.stderr)
-    return run_discover(args)
+    try:
+        return run_discover(args)
+    except UnicodeDecodeError:
+        print(f"pam-monitor discover: {args.openapi}: not UTF-8 text; pass an OpenAPI document (JSON or YAML)",
+              file=sys.stderr)
+    except OSError as exc:  # the --output file could not be written (permissions, a full disk)
+        print(f"pam-monitor discover: {exc.filename or args.output}: cannot write: {exc.strerror or exc}",
+              file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import textwrap
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 from monitor import __version__
-from monitor.core.config import DEFAULT_REPLICAS, parse_listen, parse_shard, shard_from_ordinal
+from monitor.core.config import DEFAULT_REPLICAS, NAME_PATTERN, parse_listen, parse_shard, shard_from_ordinal
+from monitor.core.durations import parse_duration
 
 SHARD_ENV = "PAM_MONITOR_SHARD"
 
@@ -47,9 +51,9 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "check's name): what is wrong, what was given (never a secret or a ${VAR} value), what is allowed. "
         "Nothing is probed; state_dir is checked (it exists or can be created, is writable, and its database is "
         "readable), never created.",
-        "0  the file is valid\n"
-        "2  the file has problems (listed on stderr), has no checks, does not exist, state_dir is unusable, or bad "
-        "usage",
+        "0  the file is valid (an unset ${VAR} is a warning on stderr, unless --strict)\n"
+        "2  the file has problems (listed on stderr), has no checks, does not exist, state_dir is unusable, an "
+        "unset ${VAR} with --strict, or bad usage",
         "pam-monitor validate --config pam-monitor.yaml\n"
         "PAM_MONITOR_CONFIG=pam-monitor.yaml pam-monitor validate",
     ),
@@ -73,7 +77,8 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "Flip faults with POST /_faults/{name} on the demo backend to watch alerts fire, DELETE /_faults to heal.",
         "0  stopped by SIGTERM or Ctrl-C\n"
         "1  could not start: a port is taken\n"
-        "2  bad option value (--listen, --interval) or bad usage",
+        "2  bad option value, or the --database-url database cannot be used safely (a schema pam_monitor_demo the "
+        "demo did not make)",
         "pam-monitor demo\n"
         "pam-monitor demo --no-db --interval 2s --listen 127.0.0.1:9200",
     ),
@@ -107,6 +112,110 @@ class _Help(argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's line breaks (exit codes, examples) and wraps the rest."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit 2 (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `prog: error: message` (argparse's own line, without the usage block above it) and exit 2."""
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+# Option value types: a bad value is one line naming the option and what it takes, never a traceback.
+def port(text: str) -> int:
+    """A TCP port, 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (and at most a million: no count here is larger)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 1000000, got {text!r}")
+    return value
+
+
+def listen_address(text: str) -> str:
+    """host:port, as `listen:` in the file takes it."""
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+DEMO_MIN_INTERVAL, DEMO_MAX_INTERVAL = 1.0, 3600.0
+
+
+def demo_interval(text: str) -> str:
+    """A check interval for the demo: a duration from 1 s to 1 h (`5s`, `500ms` is too short, `2m`)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+    if not DEMO_MIN_INTERVAL <= seconds <= DEMO_MAX_INTERVAL:
+        raise argparse.ArgumentTypeError(f"must be from 1s to 1h, such as 5s, got {text!r}")
+    return text
+
+
+def http_url(text: str) -> str:
+    """An http:// or https:// URL with a host."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def shard_spec(text: str) -> str:
+    """I/N or I-of-N with 0 <= I < N (kept as text: resolve_shard parses it again with the environment's)."""
+    try:
+        parse_shard(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be i/n (or i-of-n) with 0 <= i < n, such as 0/2, got {text!r}") \
+            from None
+    return text
+
+
+def config_name(text: str) -> str:
+    """A name as the config file takes it (a target's, a check's)."""
+    if not re.fullmatch(NAME_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"must be a name of letters, digits, _ . - (starting with a letter or _, "
+                                         f"at most 64), got {text!r}")
+    return text
+
+
+def output_file(text: str) -> Path:
+    """A file to write: not a directory, in a directory that exists."""
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"must be a file to write, got {text!r}")
+    if not path.absolute().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the directory of {text!r} does not exist; create it first")
+    return path
+
+
+def postgres_url(text: str) -> str:
+    """A postgresql:// URL or a `host=... dbname=...` conninfo string; never echoed back (it may hold a password)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parsed = conninfo_to_dict(text)
+    except ProgrammingError:
+        parsed = {}
+    if not parsed or not ("://" in text or "=" in text):
+        raise argparse.ArgumentTypeError("must be a postgresql://user@host:port/dbname URL or a conninfo string")
+    return text
+
+
 def _verb_epilog(verb: str) -> str:
     _, _, exits, examples = _VERBS[verb]
     indent = "\n".join("  " + line for line in exits.splitlines())
@@ -132,19 +241,19 @@ def _add_config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 def _add_shard_options(parser: argparse.ArgumentParser, what: str) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--shard", default=None, metavar="I/N",
+    group.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
                        help=f"{what} shard I of N (0 <= I < N), by a consistent hash of the check name; I-of-N is "
                             "the same (default: $PAM_MONITOR_SHARD, else every check)")
-    group.add_argument("--shards", type=int, default=None, metavar="N",
+    group.add_argument("--shards", type=positive_int, default=None, metavar="N",
                        help=f"{what} this pod's shard of N: the pod name ($POD_NAME, else the hostname) ends in "
                             "-<k>, its StatefulSet ordinal, and pods 2s and 2s+1 run shard s (default: off)")
-    parser.add_argument("--replicas-per-shard", type=int, default=DEFAULT_REPLICAS, metavar="R",
+    parser.add_argument("--replicas-per-shard", type=positive_int, default=DEFAULT_REPLICAS, metavar="R",
                         help=f"with --shards: pods R*s .. R*s+R-1 run shard s (default: {DEFAULT_REPLICAS})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (its help texts are the CLI's reference)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pam-monitor", formatter_class=_Help,
         description="Continuous health monitoring for the PAM backend, its voice system and its database.\n"
                     "With no verb, runs the built-in demo.",
@@ -167,9 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = verb("run")
     _add_config_option(run, top=False)
     _add_shard_options(run, "run only the checks of")
-    run.add_argument("--listen", default=None, metavar="HOST:PORT",
+    run.add_argument("--listen", type=listen_address, default=None, metavar="HOST:PORT",
                      help="where to serve /metrics, /status, ... (default: listen from the file, else 127.0.0.1:9108)")
-    run.add_argument("--listen-base-port", type=int, default=None, metavar="PORT",
+    run.add_argument("--listen-base-port", type=port, default=None, metavar="PORT",
                      help="listen on PORT plus the shard's index, on the host of --listen (or of listen in the "
                           "file): several shards on one machine, such as the pam-monitor@.service template "
                           "(default: off)")
@@ -187,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate = verb("validate")
     _add_config_option(validate, top=False)
     _add_shard_options(validate, "count only the checks of")
+    validate.add_argument("--strict", action="store_true",
+                          help="an unset ${VAR} (or unreadable ${file:...}) is a problem, exit 2 (default: a "
+                               "warning, exit 0, when the file is otherwise valid: the variables are needed only "
+                               "where the checks run)")
 
     notify = verb("notify")
     _add_config_option(notify, top=False)
@@ -197,13 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_options(notify, top=False, level_default="warning")
 
     demo = verb("demo")
-    demo.add_argument("--listen", default="127.0.0.1:9108", metavar="HOST:PORT",
+    demo.add_argument("--listen", type=listen_address, default="127.0.0.1:9108", metavar="HOST:PORT",
                       help="where the daemon serves /metrics, /status and the page (default: 127.0.0.1:9108)")
-    demo.add_argument("--target-port", type=int, default=8000,
+    demo.add_argument("--target-port", type=port, default=8000,
                       help="port of the demo backend on 127.0.0.1 (default: 8000)")
-    demo.add_argument("--interval", default="5s", help="check interval in the demo (default: 5s)")
-    demo.add_argument("--no-db", action="store_true", help="do not start or use PostgreSQL (default: use it)")
-    demo.add_argument("--alertmanager", default=None, metavar="URL",
+    demo.add_argument("--interval", type=demo_interval, default="5s",
+                      help="check interval in the demo, 1s to 1h (default: 5s)")
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument("--no-db", action="store_true", help="do not start or use PostgreSQL (default: use it)")
+    where.add_argument("--database-url", type=postgres_url, default=None, metavar="URL",
+                       help="use this existing database instead of a throwaway cluster; the demo then creates, "
+                            "changes and drops only a schema of its own, pam_monitor_demo, and no role "
+                            "($DATABASE_URL is never used without this option) (default: a throwaway cluster)")
+    demo.add_argument("--alertmanager", type=http_url, default=None, metavar="URL",
                       help="also send the demo's alerts to this Alertmanager (default: none)")
     _add_log_options(demo, top=False, level_default="info")
 
@@ -212,16 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="URL or file of the OpenAPI (3.x) document, or the backend's base URL: "
                                "/openapi.json, /docs/openapi.json, /api/openapi.json, /swagger.json are tried "
                                "(required)")
-    discover.add_argument("--base-url", default=None, metavar="URL",
+    discover.add_argument("--base-url", type=http_url, default=None, metavar="URL",
                           help="the target's base_url (default: the document's servers, else the base URL given "
                                "to --openapi, else ${BACKEND_URL})")
-    discover.add_argument("--target", default="backend",
+    discover.add_argument("--target", type=config_name, default="backend",
                           help="target name to use in the generated checks (default: backend)")
     discover.add_argument("--journeys", action="store_true",
                           help="also write a tenant_isolation check (as identity monitor_user) for every GET of a "
                                "user's resource (a user-id path parameter), and the identities block to define "
                                "(default: off)")
-    discover.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+    discover.add_argument("--output", "-o", type=output_file, default=None, metavar="FILE",
                           help="file to write (default: stdout)")
     _add_log_options(discover, top=False, level_default="warning")
 

@@ -287,7 +287,7 @@ class Daemon:
         self.scheduler.start()
         # Served from its own thread and event loop: a flood of scrapers never delays a probe.
         app = create_app(self.state, self.metrics, lambda: self.config.service, alerts=alerts,
-                         clock=self.clock.time)
+                         clock=self.clock.time, config=lambda: self.config)
         self.server = ServerThread(build_server(app, host, port), sock)
         self.server.start()
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,

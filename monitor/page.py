@@ -21,7 +21,50 @@ PALETTE = {"ok": "#1a7f37", "warn": "#9a6700", "bad": "#cf222e", "idle": "#6e778
 """Green ok, amber slow/warning, red failing/critical, grey not yet run (and severity none), blue info."""
 _SEVERITY_LEVEL = {"critical": "bad", "warning": "warn", "info": "info"}
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
-_UNCOUNTED_ALERTS = frozenset({"MonitorWatchdog"})  # always firing by design: never a reason to worry
+HEARTBEAT_ALERTS = frozenset({"MonitorWatchdog"})
+"""Alerts that fire all the time by design (the dead man's switch): shown as a heartbeat, never counted or listed."""
+
+RUNBOOK: dict[str, str] = {
+    "slow": "It answered, but slower than the check's slow threshold: look at the target's latency, load and what "
+            "it waits on.",
+    "unexpected_status": "The status code is not the one expected: compare the route with the last deploy and the "
+                         "check's expect.",
+    "server_error": "The target answered 5xx: read the backend's logs for this request at that time.",
+    "auth_bypass": "A request without a valid token was let in: check this route's auth dependency and token "
+                   "verification now (security).",
+    "rate_limited": "The target answered 429: check its rate limits for the monitor's address, or the check's "
+                    "interval.",
+    "timeout": "No answer within the timeout: check the target is up, its load, and the network in between.",
+    "connection_error": "The connection was refused or reset: check the process runs and listens on that address.",
+    "tls_error": "The TLS handshake failed: check the certificate (expiry, name, chain) and the TLS settings.",
+    "dns_error": "The host name did not resolve: check the DNS record and the resolver.",
+    "invalid_response": "The body is not what the check expects: compare the answer with the check's expect "
+                        "(a write that was lost, a changed field, an error page with 200).",
+    "table_missing": "A required table is gone: check migrations and the database.",
+    "column_missing": "A required column is gone: check the last migration against the code that reads it.",
+    "rls_disabled": "Row-level security is off on a table: turn it back on (ALTER TABLE ... ENABLE ROW LEVEL "
+                    "SECURITY) and find what turned it off.",
+    "permission_denied": "The role was refused: check the GRANTs on the table for that role.",
+    "policy_error": "A row-level security policy fails (such as one that reads its own table): check the table's "
+                    "policies.",
+    "db_error": "The database query failed: read the message, then the database's logs.",
+    "internal_error": "pam-monitor itself failed on this check: read its logs and report the error.",
+}
+"""What to look at first for each outcome that is not ok: one sentence each (the page's and /status's `hint`)."""
+
+
+def runbook_hint(outcome: str | None) -> str:
+    """The RUNBOOK sentence for an outcome ('' for ok and not-run-yet; a general one for an outcome not listed)."""
+    if outcome in (None, "ok"):
+        return ""
+    return RUNBOOK.get(str(outcome), "Read the check's message, then the target's logs at that time.")
+
+
+def split_alerts(alerts: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(the alerts to list and count, the heartbeat alerts) of an alert list."""
+    shown = [a for a in alerts if a.get("alertname") not in HEARTBEAT_ALERTS]
+    beat = [a for a in alerts if a.get("alertname") in HEARTBEAT_ALERTS]
+    return shown, beat
 
 
 def esc(value: object) -> str:
@@ -93,7 +136,7 @@ def summarize(doc: Mapping[str, Any]) -> tuple[str, str, str]:
     checks: Sequence[Mapping[str, Any]] = doc.get("checks") or []
     levels = [outcome_level(c.get("outcome")) for c in checks]
     n, failing, slow, waiting = len(checks), levels.count("bad"), levels.count("warn"), levels.count("idle")
-    alerts = [a for a in doc.get("alerts") or [] if a.get("alertname") not in _UNCOUNTED_ALERTS]
+    alerts, _ = split_alerts(doc.get("alerts") or [])
     firing = [a for a in alerts if a.get("state") == "firing"]
     pending = sum(1 for a in alerts if a.get("state") != "firing")
     noun = "check" if n == 1 else "checks"
@@ -160,6 +203,8 @@ def _check_row(check: Mapping[str, Any], now: float) -> str:
     interval = check.get("interval_s")
     every = _every(float(interval)) if isinstance(interval, int | float) else "-"
     status = check.get("status_code")
+    request, hint = check.get("request"), check.get("hint") or runbook_hint(outcome)
+    failing = level in ("bad", "warn")
     return (
         f'<tr class="r-{level}"><td class="nw"><span class="dot c-{level}"></span><b>{esc(check.get("name"))}</b>'
         f'<div class="sub">{esc(check.get("kind"))}</div></td>'
@@ -168,7 +213,9 @@ def _check_row(check: Mapping[str, Any], now: float) -> str:
         f'<td class="nw">{_time(check.get("finished_at"), now) if check.get("finished_at") else "-"}'
         f'<div class="sub">{esc(took)}</div></td>'
         f"<td>{esc(every)}</td><td>{_strip(check.get('history') or [])}</td>"
-        f'<td class="msg">{esc(check.get("message"))}</td></tr>'
+        f'<td class="msg">{esc(check.get("message"))}'
+        f'{f"<div class=where>{esc(request)}</div>" if failing and request else ""}'
+        f'{f"<div class=hint>{esc(hint)}</div>" if failing and hint else ""}</td></tr>'
     )
 
 
@@ -207,13 +254,21 @@ def render_page(doc: Mapping[str, Any], service: str, readiness: str, now: float
     checks = doc.get("checks") or []
     failing = [c.get("name") for c in checks if outcome_level(c.get("outcome")) == "bad"]
     names = ", ".join(str(n) for n in failing[:12]) + (f" and {len(failing) - 12} more" if len(failing) > 12 else "")
-    alerts = sorted(doc.get("alerts") or [],
-                    key=lambda a: (a.get("state") != "firing", _SEVERITY_RANK.get(_severity(a), 3)))
+    listed, beat = split_alerts(doc.get("alerts") or [])
+    alerts = sorted(listed, key=lambda a: (a.get("state") != "firing", _SEVERITY_RANK.get(_severity(a), 3)))
+    firing = sum(1 for a in alerts if a.get("state") == "firing")
     alerts_html = (
+        f'<p class="count">{firing} firing, {len(alerts) - firing} pending</p>'
         "<table><tr><th>severity</th><th>alert</th><th>state</th><th>since</th></tr>"
         + "".join(_alert_row(a, now) for a in alerts) + "</table>"
         if alerts else '<p class="none">No alert pending or firing.</p>'
     )
+    switch = doc.get("dead_mans_switch") or {}
+    if beat or switch.get("state") == "being sent":
+        since = beat[0].get("since") if beat else switch.get("since")
+        alerts_html = (f'<p class="beat">dead man\'s switch: being sent'
+                       f'{f" since {_time(since, now)}" if since else ""} (MonitorWatchdog, always on while '
+                       "pam-monitor runs: Alertmanager should page when it stops)</p>" + alerts_html)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -249,7 +304,8 @@ _CSS = (
     "th,td{padding:6px 10px;text-align:left;vertical-align:top;border-bottom:1px solid #d1d9e0}"
     "th{font-size:12px;font-weight:600;color:#59636e}"
     ".nw{white-space:nowrap}.sub{color:#59636e;font-size:12px}.none{color:#59636e}"
-    ".msg{max-width:42em;overflow-wrap:anywhere}"
+    ".msg{max-width:42em;overflow-wrap:anywhere}.where{font-family:ui-monospace,monospace;font-size:12px;"
+    "margin-top:4px}.hint{color:#59636e;font-size:12px;margin-top:2px}.beat,.count{color:#59636e;margin:4px 0}"
     ".badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}"
     ".dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}"
     ".strip{display:flex;gap:2px}.cell{display:inline-block;width:8px;height:18px;border-radius:2px}"

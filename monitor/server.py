@@ -17,8 +17,8 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
@@ -29,8 +29,12 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from monitor.core.secrets import Redactor, collect_secrets
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.state import State
+
+if TYPE_CHECKING:
+    from monitor.core.config import Config
 
 log = structlog.get_logger("pam_monitor.server")
 
@@ -135,15 +139,87 @@ class _Busy:
             self.active -= 1
 
 
+def _no_query(path: str) -> str:
+    # A query string is where an API key would be written (`?key=${KEY}`), and the path alone says where to look.
+    return path.split("?", 1)[0]
+
+
+def describe_request(check: Any, details: Mapping[str, Any]) -> str:
+    """What a check asks, for a person reading why it fails: `GET /health`, `step read: GET /api/...`, `database
+    target database as role authenticated`. Never a base URL, a DSN, a header or a query string (they may hold
+    secrets)."""
+    step = details.get("step")
+    for candidate in getattr(check, "steps", None) or ():
+        if candidate.name == step:
+            return f"step {step}: {candidate.method} {_no_query(candidate.path)}"
+    path = getattr(check, "path", None)
+    if path:
+        return f"{getattr(check, 'method', None) or 'GET'} {_no_query(path)}"
+    if check.kind == "db":
+        role = getattr(check, "as_role", None)
+        return f"database target {check.target}" + (f" as role {role}" if role else "")
+    if check.kind == "postgrest":
+        return f"GET {check.rest_path}/<table> for {', '.join(check.required_tables)}"
+    return f"target {check.target}"
+
+
+class _Requests:
+    """Each check's describe_request, scrubbed of the config's secrets, remembered per config (a reload makes a new
+    one)."""
+
+    def __init__(self, config: Callable[[], Config] | None) -> None:
+        self._config = config
+        self._for: tuple[int, Redactor, dict[str, Any]] | None = None
+
+    def __call__(self, name: str, details: Mapping[str, Any]) -> str | None:
+        if self._config is None:
+            return None
+        config = self._config()
+        if self._for is None or self._for[0] != id(config):
+            self._for = (id(config), Redactor(collect_secrets(config)), {c.name: c for c in config.checks})
+        _, redactor, by_name = self._for
+        check = by_name.get(name)
+        return None if check is None else redactor.scrub(describe_request(check, details))
+
+
+def status_document(doc: dict[str, Any], requests: Callable[[str, Mapping[str, Any]], str | None]) -> dict[str, Any]:
+    """/status from State.status(): each check with `request` (what it asks) and, when not ok, `hint`
+    (page.RUNBOOK); `dead_mans_switch` (MonitorWatchdog, which fires all the time by design: `being sent` or `not
+    sent`); and a `summary` counting the checks and the alerts other than the dead man's switch. `alerts` still lists
+    MonitorWatchdog, as pam_monitor_alerts_firing counts it, so a scraper and /status agree."""
+    from monitor.page import outcome_level, runbook_hint, split_alerts
+
+    shown, beat = split_alerts(doc.get("alerts") or [])
+    for entry in doc["checks"]:
+        request = requests(str(entry.get("name")), entry.get("details") or {})
+        if request:
+            entry["request"] = request
+        hint = runbook_hint(entry.get("outcome"))
+        if hint:
+            entry["hint"] = hint
+    levels = [outcome_level(c.get("outcome")) for c in doc["checks"]]
+    firing = sum(1 for a in shown if a.get("state") == "firing")
+    return {
+        **doc,
+        "dead_mans_switch": {"state": "being sent", "since": beat[0].get("since")} if beat else {"state": "not sent"},
+        "summary": {"checks": len(levels), "failing": levels.count("bad"), "slow": levels.count("warn"),
+                    "not_run_yet": levels.count("idle"), "alerts_firing": firing,
+                    "alerts_pending": len(shown) - firing},
+    }
+
+
 def create_app(
     state: State, metrics: Metrics, service: Callable[[], str], clock: Callable[[], float] = time.time, *,
     alerts: AlertsSource | None = None, metrics_ttl: float = METRICS_TTL, max_heavy: int = MAX_HEAVY,
+    config: Callable[[], Config] | None = None,
 ) -> Starlette:
     """Build the ASGI app; it reads the live State and Metrics, so it survives config reloads.
 
     `clock` (epoch seconds) is what the page counts relative times ("3 min ago") from. `alerts` (default: the
-    state's own provider, called in place) gives the active alerts for /status and the page.
+    state's own provider, called in place) gives the active alerts for /status and the page. `config` (the live
+    one) lets /status and the page say what each check asks (method and path, or the journey's step).
     """
+    requests = _Requests(config)
     scrape = _Shared(metrics.render_chunks, metrics_ttl)
 
     async def active_alerts() -> list[dict[str, Any]] | None:
@@ -161,12 +237,12 @@ def create_app(
         return PlainTextResponse(reason + "\n", status_code=200 if ok else 503)
 
     async def status(request: Request) -> Response:
-        return JSONResponse(state.status(await active_alerts()))
+        return JSONResponse(status_document(state.status(await active_alerts()), requests))
 
     async def index(request: Request) -> Response:
         from monitor.page import render_page  # on the first visit: a daemon nobody looks at never loads it
 
-        doc = state.status(await active_alerts())
+        doc = status_document(state.status(await active_alerts()), requests)
         return HTMLResponse(render_page(doc, service(), state.ready()[1], now=clock()))
 
     return Starlette(

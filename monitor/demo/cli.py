@@ -13,17 +13,21 @@ import socket
 import sys
 import tempfile
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import psycopg
 import structlog
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
 from monitor.core.config import load_config, parse_listen
 from monitor.core.durations import parse_duration
 from monitor.core.errors import ConfigError
 from monitor.demo.config import demo_config, variables
 from monitor.demo.faults import FAULTS, consequences
+from monitor.demo.schema import DEMO_SCHEMA
 from monitor.demo.tokens import new_csrf_token
 
 log = structlog.get_logger("pam_monitor.demo")
@@ -32,7 +36,7 @@ _PORT_TAKEN = ("pam-monitor demo: cannot listen on {where} for {what} (port in u
 
 def banner(*, target: str, listen: str, config_path: Path, db_line: str, interval: float,
            checks: Collection[str], with_db: bool, exports: Mapping[str, str],
-           severity: Mapping[str, str] | None = None, program: str = "pam-monitor") -> str:
+           severity: Mapping[str, str] | None = None, program: str = "pam-monitor", role_faults: bool = True) -> str:
     """What the demo prints once its ports are known to be free: where to look, how to check from another
     terminal, and for each fault the curl that flips it and the alerts it fires with this config."""
     status = f"http://{listen}"
@@ -41,6 +45,9 @@ def banner(*, target: str, listen: str, config_path: Path, db_line: str, interva
     for fault in FAULTS:
         if fault.needs_db and not with_db:
             lines.append(f"  # {fault.name}: {fault.effect} (needs the database; this demo runs without one)")
+            continue
+        if fault.needs_db and not role_faults:
+            lines.append(f"  # {fault.name}: {fault.effect} (needs the role authenticated, not usable here)")
             continue
         lines.append(f"  curl -X POST {target}/_faults/{fault.name}")
         lines.append(f"      {fault.effect}")
@@ -102,7 +109,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from monitor.demo.store import DemoDatabaseError
     from monitor.server import bind_socket, build_server
 
-    interval = parse_duration(args.interval)
+    interval = parse_duration(args.interval)  # checked by the option's type (cli_args.demo_interval)
     target = f"http://127.0.0.1:{args.target_port}"
     try:
         # Bind here, before anything starts: uvicorn's own bind failure is a SystemExit(3) that tears the event
@@ -123,22 +130,25 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
         print(_PORT_TAKEN.format(where=args.listen, what="the status page and metrics", option="--listen"), file=out)
         return 1
     work = Path(tempfile.mkdtemp(prefix="pam-monitor-demo-"))
-    temp_pg: Any = None
+    db: _Db | None = None
     store: Any = None
     try:
-        dsn, db_line, temp_pg = await _database(args, work)
-        if dsn is not None:
-            from monitor.demo.store import PgSettingsStore, ensure_schema
+        try:
+            db = await _database(args, out)
+            dsn, db_line = db.dsn, db.line
+            if dsn is not None:
+                from monitor.demo.store import PgSettingsStore, ensure_schema
 
-            try:
-                await ensure_schema(dsn)
-            except DemoDatabaseError as exc:
-                print(f"pam-monitor demo: {exc}", file=out)
-                return 2
-            store = PgSettingsStore(dsn)
+                if db.cluster is not None:  # only a cluster the demo made gets the role and the public tables
+                    await ensure_schema(dsn)
+                store = PgSettingsStore(dsn, schema=db.schema, role_faults=db.as_role)
+        except (DemoDatabaseError, psycopg.Error, OSError, RuntimeError) as exc:
+            print(f"pam-monitor demo: {' '.join(str(exc).split()) or exc.__class__.__name__}", file=out)
+            return 2
         jwt_secret = secrets.token_urlsafe(32)
         document = demo_config(target=target, listen=args.listen, state_dir=work / "state", interval=interval,
-                               with_db=dsn is not None, alertmanager=args.alertmanager)
+                               with_db=dsn is not None, alertmanager=args.alertmanager, schema=db.schema,
+                               as_role=db.as_role)
         exports = variables(document, secret=jwt_secret, csrf=new_csrf_token(jwt_secret), dsn=dsn)
         os.environ.update(exports)
         config_path = work / "pam-monitor.yaml"
@@ -161,7 +171,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
         print(banner(target=target, listen=args.listen, config_path=config_path, db_line=db_line,
                      interval=interval, checks={c.name for c in config.checks}, with_db=dsn is not None,
                      exports=exports, severity={name: rule.severity for name, rule in RULES.items()},
-                     program=_program()), file=out, flush=True)
+                     program=_program(), role_faults=db.as_role), file=out, flush=True)
         from probes import RULES_BY_KIND
 
         daemon = Daemon(
@@ -180,25 +190,66 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
         if store is not None:
             with contextlib.suppress(Exception):
                 await store.aclose()
-        if temp_pg is not None:
-            await asyncio.to_thread(temp_pg.stop)
+        if db is not None and db.own_schema and db.dsn is not None:
+            from monitor.demo.store import drop_own_schema
+
+            try:
+                await drop_own_schema(db.dsn)
+            except psycopg.Error as exc:
+                print(f"pam-monitor demo: could not drop the schema {DEMO_SCHEMA} ({' '.join(str(exc).split())}); "
+                      f"drop it by hand: DROP SCHEMA {DEMO_SCHEMA} CASCADE", file=out)
+        if db is not None and db.cluster is not None:
+            await asyncio.to_thread(db.cluster.stop)
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def _database(args: argparse.Namespace, work: Path) -> tuple[str | None, str, Any]:
-    """Pick the demo's PostgreSQL: none, $DATABASE_URL, or a throwaway cluster from the installed binaries."""
+@dataclass
+class _Db:
+    """The database the demo uses: its DSN, the banner's line, the throwaway cluster (when it made one), the schema
+    its tables are in, whether the as-role check can run, and whether the schema is dropped at exit."""
+
+    dsn: str | None
+    line: str
+    cluster: Any = None
+    schema: str = "public"
+    as_role: bool = True
+    own_schema: bool = False
+
+
+def _where(dsn: str) -> str:
+    """user@host:port/dbname of a DSN, without its password (for the banner)."""
+    parts = conninfo_to_dict(dsn)
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"{user}{parts.get('host') or 'localhost'}{port}/{parts.get('dbname') or ''}"
+
+
+async def _database(args: argparse.Namespace, out: TextIO) -> _Db:
+    """Pick the demo's PostgreSQL: none (--no-db), an existing one inside a schema of the demo's own
+    (--database-url), or a throwaway cluster from the installed binaries. $DATABASE_URL is never used: the demo
+    changes only a database it made, unless told otherwise."""
+    from monitor.demo.store import prepare_own_schema
+
     if args.no_db:
-        return None, "not used (--no-db): the db checks are left out", None
-    env_dsn = os.environ.get("DATABASE_URL")
-    if env_dsn:
-        return env_dsn, ("$DATABASE_URL (drop_table, revoke_grants and rls_recursion really change it; "
-                         "DELETE /_faults puts it back)"), None
+        return _Db(None, "not used (--no-db): the db checks are left out")
+    if args.database_url:
+        why_not = await prepare_own_schema(args.database_url)
+        line = (f"{_where(args.database_url)} (--database-url), inside the schema {DEMO_SCHEMA} only: "
+                "created now, dropped at exit; nothing else in that database is changed")
+        if why_not is not None:
+            print(f"pam-monitor demo: db_as_user and the revoke_grants and rls_recursion faults are off: {why_not}, "
+                  "and the demo creates no roles in a database it did not create", file=out)
+        return _Db(args.database_url, line, schema=DEMO_SCHEMA, as_role=why_not is None, own_schema=True)
+    if os.environ.get("DATABASE_URL"):
+        print("pam-monitor demo: $DATABASE_URL is set and not used: the demo runs on a throwaway cluster of its "
+              "own (pass --database-url to use an existing database, in a schema of the demo's own)", file=out)
     from monitor.demo.pgtemp import TempPostgres, find_pg_bin
 
     if find_pg_bin() is None:
-        line = "PostgreSQL server binaries not found: running without the db checks (apt-get install postgresql)"
-        print(f"pam-monitor demo: {line}", file=sys.stderr)
-        return None, line, None
+        line = ("PostgreSQL server binaries not found: running without the db checks (apt-get install postgresql, "
+                "or pass --database-url URL)")
+        print(f"pam-monitor demo: {line}", file=out)
+        return _Db(None, line)
     temp = TempPostgres()
     await asyncio.to_thread(temp.start)
-    return temp.dsn, f"throwaway PostgreSQL cluster on 127.0.0.1:{temp.port} (removed at exit)", temp
+    return _Db(temp.dsn, f"throwaway PostgreSQL cluster on 127.0.0.1:{temp.port} (removed at exit)", temp)

@@ -48,8 +48,12 @@ def _journey() -> dict[str, Any]:
 
 
 def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, with_db: bool,
-                alertmanager: str | None) -> dict[str, Any]:
-    """The demo's config document; secrets stay in environment variables, referenced as ${VAR}."""
+                alertmanager: str | None, schema: str = "public", as_role: bool = True) -> dict[str, Any]:
+    """The demo's config document; secrets stay in environment variables, referenced as ${VAR}.
+
+    `schema` holds the demo's tables (the db checks name them `schema.table` outside `public`); `as_role` False
+    leaves out db_as_user (no role `authenticated` the demo may use on that database).
+    """
     timeout = min(2.0, interval / 2)
     secret = f"${{{SECRET_VAR}}}"
     # Forged tokens impersonate the user in the path, so an owner check cannot hide a backend that decodes tokens
@@ -76,14 +80,15 @@ def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, w
     targets: dict[str, Any] = {"backend": {"base_url": target, "health_check": "backend_health"}}
     if with_db:
         targets["database"] = {"dsn": f"${{{DSN_VAR}}}"}
-        checks += [
+        tables = [table if schema == "public" else f"{schema}.{table}" for table in SEED_TABLES]
+        checks.append(
             {"name": "db_roundtrip", "kind": "db", "target": "database", "canary": True, "require_rls": True,
-             "required_tables": list(SEED_TABLES),
-             "required_columns": {"user_settings": ["user_id", "voice_enabled", "created_at", "updated_at"]}},
+             "required_tables": tables,
+             "required_columns": {tables[0]: ["user_id", "voice_enabled", "created_at", "updated_at"]}})
+        if as_role:
             # What the application's users can read: the role and policies PostgREST would use for them.
-            {"name": "db_as_user", "kind": "db", "target": "database", "as_role": "authenticated",
-             "identity": "monitor_user", "required_tables": list(SEED_TABLES)},
-        ]
+            checks.append({"name": "db_as_user", "kind": "db", "target": "database", "as_role": "authenticated",
+                           "identity": "monitor_user", "required_tables": tables})
     sinks = [{"kind": "alertmanager", "url": alertmanager}] if alertmanager else []
     return {
         "service": "pam-backend-demo",

@@ -22,7 +22,8 @@ _SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
 _INSTALL_HINT = (
     "install the PostgreSQL server (Debian/Ubuntu: `apt-get install postgresql`; "
     "Fedora: `dnf install postgresql-server`; macOS: `brew install postgresql`), "
-    "or point DATABASE_URL / PAM_MONITOR_TEST_DSN at an existing server"
+    "or use an existing server: `pam-monitor demo --database-url URL` (the demo keeps to a schema of its own), "
+    "PAM_MONITOR_TEST_DSN for the tests"
 )
 # The OS account a cluster runs as when we are root: initdb and postgres refuse to run as root.
 _DEFAULT_ROOT_RUN_AS = "postgres"

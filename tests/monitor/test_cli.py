@@ -159,12 +159,12 @@ CASES: list[tuple[str, list[str], str, int, list[str]]] = [
      ["pam-monitor: --only names unknown checks: nope"]),
     ("bad_shard", ["check", "-c", "{f}", "--shard", "2/2"],
      "targets: {b: {base_url: 'http://127.0.0.1:9'}}\nchecks: [{name: health, kind: http, target: b}]\n", 2,
-     ["pam-monitor: --shard must be i/n (or i-of-n) with 0 <= i < n, such as 0/2, got '2/2'"]),
+     ["pam-monitor check: error: argument --shard: must be i/n (or i-of-n) with 0 <= i < n, such as 0/2, "
+      "got '2/2'"]),
     ("bad_listen_for_run", ["run", "-c", "{f}", "--listen", "nowhere"],
-     "targets: {b: {base_url: 'http://127.0.0.1:9'}}\nchecks: [{name: health, kind: http, target: b}]\n", 2, [
-         "{f}: listen: must be host:port such as 127.0.0.1:9108 or [::1]:9108, got 'nowhere' (from --listen)",
-         "pam-monitor: 1 problem(s) in the configuration; nothing was started",
-     ]),
+     "targets: {b: {base_url: 'http://127.0.0.1:9'}}\nchecks: [{name: health, kind: http, target: b}]\n", 2,
+     ["pam-monitor run: error: argument --listen: must be host:port such as 127.0.0.1:9108 or [::1]:9108, "
+      "got 'nowhere'"]),
 ]
 
 

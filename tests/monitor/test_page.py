@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from monitor.core.clock import iso
-from monitor.page import HISTORY_CELLS, render_page
+from monitor.core.results import Outcome
+from monitor.page import HISTORY_CELLS, RUNBOOK, render_page
 
 NOW = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 
@@ -164,3 +166,50 @@ def test_every_value_is_escaped() -> None:
     assert 1 == page.count("<script")
     assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in page
     assert "&quot;&#x27;&gt;" in page
+
+
+def test_watchdog_is_a_heartbeat_line_not_a_firing_row() -> None:
+    """MonitorWatchdog (in the alert list, or as /status's dead_mans_switch) shows as "dead man's switch: being
+    sent", never as an alert row, and the headline says no alert is firing."""
+    for doc in ({"checks": [_check("a", "ok")], "alerts": [_alert("MonitorWatchdog", "none")]},
+                {"checks": [_check("a", "ok")], "alerts": [],
+                 "dead_mans_switch": {"state": "being sent", "since": iso(NOW - 600)}}):
+        page = render_page(doc, "svc", "ok", now=NOW)
+        assert ("All 1 check OK, no alert firing", True, False, True) == (
+            _summary(page)[1], "dead man's switch: being sent since" in page, "MonitorWatchdog</b>" in page,
+            "No alert pending or firing." in page)
+
+
+def test_headline_counts_match_the_alert_rows() -> None:
+    """Four firing and one pending beside the watchdog: the headline says 4 firing and 1 pending, and the table
+    holds exactly those five rows."""
+    alerts = [_alert(f"A{i}", "critical") for i in range(4)] + [_alert("P", "warning", "pending"),
+                                                                 _alert("MonitorWatchdog", "none")]
+    page = render_page({"checks": [_check("a", "server_error")], "alerts": alerts}, "svc", "ok", now=NOW)
+    section = page[page.index("<h2>Alerts</h2>"):page.index("<h2>Checks</h2>")]
+    assert ("1 of 1 check failing, 4 alerts firing, 1 pending", 5, True) == (
+        _summary(page)[1], section.count('<tr class="r-'), '<p class="count">4 firing, 1 pending</p>' in section)
+
+
+def test_a_failing_row_carries_what_it_asks_and_a_runbook_hint() -> None:
+    """A failing check's row shows its request (method and path, or step) and its outcome's hint; an ok row shows
+    neither."""
+    doc = {"checks": [_check("gone", "table_missing", request="step read: GET /api/v1/users/{sub}/settings"),
+                      _check("fine", "ok", request="GET /health")], "alerts": []}
+    page = render_page(doc, "svc", "ok", now=NOW)
+    assert ("<div class=where>step read: GET /api/v1/users/{sub}/settings</div>" in page,
+            f"<div class=hint>{RUNBOOK['table_missing']}</div>" in page, "GET /health" in page) == (True, True, False)
+    assert "A required table is gone: check migrations and the database." == RUNBOOK["table_missing"]
+
+
+def test_every_outcome_but_ok_has_one_runbook_sentence() -> None:
+    """RUNBOOK has a hint for each outcome that is not ok, one sentence each, and nothing else."""
+    assert {o.value for o in Outcome if o is not Outcome.OK} == set(RUNBOOK)
+    assert all(hint.endswith(".") and "\n" not in hint for hint in RUNBOOK.values())
+
+
+def test_the_readme_lists_the_runbook_as_the_code_has_it() -> None:
+    """README's status page table holds every RUNBOOK sentence, word for word, so the two cannot drift apart."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [outcome for outcome, hint in RUNBOOK.items() if f"| `{outcome}` | {hint} |" not in readme]
+    assert [] == missing

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
+from pathlib import Path
+from typing import Any
 
-from monitor.core.results import Outcome, Result
+import httpx
+import yaml
+
+from monitor.core.config import load_config
+from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.metrics import Metrics
+from monitor.page import RUNBOOK
 from monitor.server import create_app
 from monitor.state import State
 from tests.support.clock import FakeClock
@@ -40,11 +46,14 @@ def test_health_ready_status_and_page() -> None:
         assert 200 == client.get("/readyz").status_code
 
         doc = client.get("/status").json()
-        assert {"checks", "alerts"} == set(doc)
+        assert {"checks", "alerts", "dead_mans_switch", "summary"} == set(doc)
         assert {"name": "a", "kind": "http", "outcome": "server_error", "success": False, "status_code": 500,
                 "duration_s": 0.125, "message": "expected 200, got 500 after 0.12 s <script>",
                 "finished_at": "2026-11-18T11:06:40.125Z", "interval_s": 30.0,
-                "history": [{"outcome": "server_error", "finished_at": "2026-11-18T11:06:40.125Z"}]} == doc["checks"][0]
+                "history": [{"outcome": "server_error", "finished_at": "2026-11-18T11:06:40.125Z"}],
+                "hint": RUNBOOK["server_error"]} == doc["checks"][0]
+        assert ({"state": "not sent"}, {"checks": 2, "failing": 1, "slow": 0, "not_run_yet": 0, "alerts_firing": 1,
+                                        "alerts_pending": 0}) == (doc["dead_mans_switch"], doc["summary"])
         assert "EndpointDown" == doc["alerts"][0]["alertname"]
 
         page = client.get("/")
@@ -127,3 +136,47 @@ def test_readyz_says_when_alert_state_is_not_being_saved() -> None:
         assert (503, f"{problem[0]}\n") == (answer.status_code, answer.text)
         problem[0] = None
         assert (200, "ok\n") == (client.get("/readyz").status_code, client.get("/readyz").text)
+
+
+def test_status_says_the_dead_mans_switch_and_what_each_failing_check_asks(tmp_path: Path) -> None:
+    """/status: MonitorWatchdog is `dead_mans_switch: being sent` and left out of the summary's counts (still
+    listed in `alerts`, as /metrics counts it); a failing journey says its step with method and path, an http
+    check its method and path, and both carry their outcome's runbook hint; a secret in a query string never
+    shows; the page lists no MonitorWatchdog row."""
+    path = tmp_path / "pam-monitor.yaml"
+    path.write_text(yaml.safe_dump({
+        "targets": {"b": {"base_url": "http://127.0.0.1:9"}},
+        "identities": {"u": {"mint": {"secret": "${SECRET}", "sub": "u1"}}},
+        "checks": [
+            {"name": "health", "kind": "http", "target": "b", "method": "HEAD", "path": "/health?key=${KEY}"},
+            {"name": "journey", "kind": "journey", "target": "b", "identity": "u",
+             "steps": [{"name": "csrf", "path": "/csrf"}, {"name": "read", "method": "GET", "path": "/me/{sub}"}]},
+        ],
+    }))
+    config = load_config(path, environ={"SECRET": "s" * 40, "KEY": "k3y-s3cr3t"})
+    state = State(FakeClock().monotonic)
+    state.set_checks([("health", "http"), ("journey", "journey")], {"health": 30.0, "journey": 30.0})
+    alerts: list[dict[str, Any]] = [
+        {"alertname": "MonitorWatchdog", "state": "firing", "labels": {}, "since": "2026-11-25T00:00:00Z"},
+        {"alertname": "TableMissing", "state": "firing", "labels": {"check": "journey"}, "since": None},
+        {"alertname": "CheckFailed", "state": "pending", "labels": {"check": "health"}, "since": None},
+    ]
+    state.alerts = lambda: alerts
+    state.record(_result("health", Outcome.TIMEOUT))
+    state.record(Result(check="journey", kind="journey", observed=ProbeResult(
+        Outcome.TABLE_MISSING, "step read: relation user_settings does not exist", details={"step": "read"}),
+        duration_s=0.1, started_at=1_795_000_000.0, finished_at=1_795_000_000.1, confirmation=False))
+    app = create_app(state, Metrics(process_metrics=False), lambda: "svc", config=lambda: config)
+    with serve_asgi(app) as base, httpx.Client(base_url=base) as client:
+        doc = client.get("/status").json()
+        page = client.get("/").text
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert ("HEAD /health", "step read: GET /me/{sub}") == (
+        checks["health"]["request"], checks["journey"]["request"])
+    assert (RUNBOOK["timeout"], RUNBOOK["table_missing"]) == (checks["health"]["hint"], checks["journey"]["hint"])
+    assert (["MonitorWatchdog", "TableMissing", "CheckFailed"], "being sent") == (
+        [a["alertname"] for a in doc["alerts"]], doc["dead_mans_switch"]["state"])
+    assert (2, 1, 1) == (doc["summary"]["failing"], doc["summary"]["alerts_firing"], doc["summary"]["alerts_pending"])
+    assert "k3y-s3cr3t" not in page + repr(doc)
+    assert "<div class=where>step read: GET /me/{sub}</div>" in page
+    assert "MonitorWatchdog</b>" not in page

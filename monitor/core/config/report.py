@@ -94,6 +94,11 @@ class Report:
             self._items.append((number if number is not None else 1 << 30, len(self._items), text))
             self._at.add(loc)
 
+    def defer(self, loc: Loc) -> None:
+        """Mark `loc` as accounted for elsewhere (an unset variable the verb does not need): validation errors under
+        it are not reported."""
+        self._at.add(loc)
+
     def add_validation(self, exc: ValidationError) -> None:
         """Record every pydantic error, rewritten; errors under a path that already has a problem are dropped."""
         earlier = set(self._at)

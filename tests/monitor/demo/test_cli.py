@@ -200,12 +200,12 @@ def check_json(config: Path, env: dict[str, str], tmp_path: Path) -> tuple[int, 
 
 
 def test_demo_with_database_url_the_banner_exports_drive_check(tmp_path: Path, seeded_db: SeededDb) -> None:
-    """With $DATABASE_URL the demo watches the db checks too; the banner's export lines are enough for
-    `pam-monitor check --config <its config>` in another process: all ok, then under settings_db_500 the anonymous
-    checks stay ok while the journey fails at step read naming user_settings."""
+    """With --database-url the demo watches the db checks too (in its own schema); the banner's export lines are
+    enough for `pam-monitor check --config <its config>` in another process: all ok, then under settings_db_500 the
+    anonymous checks stay ok while the journey fails at step read naming user_settings."""
     # A 4 s interval gives each check a 2 s timeout: `check` is a fresh process on a machine other suites share.
-    with run_demo(tmp_path, env={"DATABASE_URL": seeded_db.dsn}, interval="4s") as (demo, backend):
-        assert "$DATABASE_URL" in demo.raw_logs()
+    with run_demo(tmp_path, "--database-url", seeded_db.dsn, interval="4s") as (demo, backend):
+        assert "(--database-url), inside the schema pam_monitor_demo only" in demo.raw_logs()
         demo.wait_for(lambda: set(outcomes(demo).values()) == {"ok"}, what="every check ok")
         exports = banner_exports(demo)
         assert [SECRET_VAR, CSRF_VAR, DSN_VAR] == list(exports)
