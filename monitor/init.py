@@ -88,6 +88,10 @@ def run_init(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         except DiscoverError as exc:
             print(f"pam-monitor init: {exc}", file=err)
             return 2
+        except UnicodeDecodeError:
+            print(f"pam-monitor init: {args.openapi}: not UTF-8 text; pass an OpenAPI document (JSON or YAML)",
+                  file=err)
+            return 2
         discovered, _ = render(doc, found_at, "backend", base_url_for(doc, found_at, args.openapi, None))
         text = with_discovered(text, discovered, found_at)
     try:

@@ -76,13 +76,17 @@ HOSTILE: dict[str, dict[str, list[str]]] = {
         "--log-format": ["fast"],
         "--log-level": ["fast"],
     },
+    "init": {
+        "--openapi": ["", "{dir}", "{missing}", "{binary}"],
+    },
 }
 # Options that take no value (flags) or only print: nothing hostile can be given to them.
-FLAGS = {"--help", "--version", "--no-db", "--journeys", "--test", "--strict"}
+FLAGS = {"--help", "--version", "--no-db", "--journeys", "--test", "--strict", "--force"}
 # What a verb needs besides the option under test, so that only that option is wrong.
 NEEDS: dict[str, list[str]] = {
     "run": ["--config", "{config}"], "check": ["--config", "{config}"], "validate": ["--config", "{config}"],
     "notify": ["--test", "--config", "{config}"], "demo": [], "discover": ["--openapi", "{openapi}"],
+    "init": ["{root}/init-out.yaml"],  # a PATH that does not exist, so the option under test is what is refused
 }
 # A config file's problems are one line each, then one summary line (as validate documents it).
 SUMMARY = "problem(s) in the configuration; nothing was started"
