@@ -335,7 +335,10 @@ class Runner:
         if event.job_id == HEARTBEAT_JOB:
             return
         if event.code == EVENT_JOB_SUBMITTED:
-            self._scheduled_at[event.job_id] = event.scheduled_run_times[-1].timestamp()
+            # On the scheduler clock, like the `now` _job compares it with (the datetime's epoch timestamp would be
+            # an hour off it after the wall clock stepped an hour).
+            if self._scheduler is not None:
+                self._scheduled_at[event.job_id] = self._scheduler.clock.seconds(event.scheduled_run_times[-1])
             return
         self.saturation.skipped(event.job_id, "the previous run was still going", reason="max_instances")
 
