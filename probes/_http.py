@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
-import email.utils
-import math
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -23,6 +20,7 @@ import httpx
 
 from monitor.core.config import RequestSpec, Target
 from monitor.core.results import Outcome, ProbeResult
+from monitor.core.retry_after import retry_after_seconds as retry_after_seconds
 from probes import _json
 from probes._body import EXCERPT_CHARS as EXCERPT_CHARS
 from probes._body import MissingRelation as MissingRelation
@@ -302,22 +300,6 @@ def parse_json(fetched: Fetched) -> tuple[bool, Any, str]:
 
 
 # ---------------------------------------------------------------------------------------------- Retry-After
-
-
-def retry_after_seconds(value: str, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds, or an HTTP-date less `now` (wall clock, epoch
-    seconds), never below 0; None when the value is neither (RFC 9110 §10.2.3)."""
-    text = value.strip()
-    if re.fullmatch(r"\d{1,12}(\.\d+)?", text):
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # an HTTP-date is always GMT; parsedate gives a naive datetime for "-0000"
-        moment = moment.replace(tzinfo=dt.UTC)
-    wait = moment.timestamp() - now
-    return max(wait, 0.0) if math.isfinite(wait) else None
 
 
 def wait_phrase(seconds: float | None) -> str:
