@@ -30,7 +30,7 @@ def _state_and_metrics() -> tuple[State, Metrics]:
     state = State(lambda: 0.0)
     metrics = Metrics(process_metrics=False)
     state.set_checks([("a", "http")], {"a": 1.0})
-    metrics.set_checks([("a", "http", [Outcome.OK, Outcome.SERVER_ERROR], (), ())])
+    metrics.set_checks([("a", "http", [Outcome.OK, Outcome.SERVER_ERROR], (), (), True)])
     return state, metrics
 
 
@@ -52,7 +52,7 @@ def test_scrapes_close_together_share_one_render_and_a_lone_scrape_keeps_nothing
     state = State(lambda: 0.0)
     metrics = CountingMetrics(process_metrics=False)
     state.set_checks([("a", "http")], {"a": 1.0})
-    metrics.set_checks([("a", "http", [Outcome.OK, Outcome.SERVER_ERROR], (), ())])
+    metrics.set_checks([("a", "http", [Outcome.OK, Outcome.SERVER_ERROR], (), (), True)])
     cached = create_app(state, metrics, lambda: "svc", metrics_ttl=3600)
     fresh = create_app(state, metrics, lambda: "svc", metrics_ttl=0)
     line = 'pam_monitor_check_results_total{check="a",kind="http",outcome="ok"} %d\n'

@@ -18,6 +18,7 @@ from tests.support.servers import serve_asgi
 from tests.support.targets import TIMING, DepsFactory, create_target_app, run_probe
 from tests.support.targets import http_check as make_check
 
+
 def limited_message(result: Any) -> bool:
     return re.fullmatch(r"rate limited: expected 200, got 429 after \d\.\d\d s, retry after \d+ s; this run says "
                         r"nothing about the endpoint", result.message) is not None
