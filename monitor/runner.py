@@ -19,15 +19,17 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED
 from apscheduler.triggers.interval import IntervalTrigger
 
 import probes
+from monitor.admission import Admission
 from monitor.core.config import Check, Config, dependencies
 from monitor.core.durations import format_duration
 from monitor.core.results import Outcome, ProbeResult, Result
+from monitor.core.wiretime import watch_wire
 from monitor.metrics import Metrics
 from monitor.pacing import Pacing
 from monitor.saturation import Saturation, admission_window, hard_stop_margin, shed_lag, untrusted
 from monitor.schedule import MonotonicScheduler
 from monitor.state import State
-from probes.deps import Deps, watch_wire
+from probes.deps import Deps
 from probes.kind import Kind
 
 log = structlog.get_logger("pam_monitor.runner")
@@ -107,6 +109,7 @@ class Runner:
         self.registry = probes.REGISTRY if registry is None else registry
         self.redact = redact
         self.deps = deps
+        self.admission = Admission(config.http.max_in_flight)
         self.metrics = metrics
         self.state = state
         self.on_result = on_result
@@ -143,7 +146,7 @@ class Runner:
         lag) is discarded; with `must_trust=False` it is reported instead, saying so.
         """
         loop = asyncio.get_running_loop()
-        slots = self.deps.slots_for(check.target)
+        slots = self.admission.slots_for(check.target)
         wanted = self.pacing.requests(check.name)
         if admit_by is None:
             await self.pacing.wait_turn(check.name)

@@ -21,6 +21,7 @@ import httpx
 from monitor.core.config import RequestSpec, Target
 from monitor.core.results import Outcome, ProbeResult
 from monitor.core.retry_after import retry_after_seconds as retry_after_seconds
+from monitor.core.wiretime import current_wire
 from probes import _json
 from probes._body import EXCERPT_CHARS as EXCERPT_CHARS
 from probes._body import MissingRelation as MissingRelation
@@ -36,7 +37,7 @@ from probes._json import json_path as json_path
 from probes._json import same_json_value as same_json_value
 from probes._json import short_repr as short_repr
 from probes._json import status_list as status_list
-from probes.deps import Deps, current_wire
+from probes.deps import Deps
 from probes.kind import C, Prober
 from probes.wire import Prepared, Trace, prepare
 
@@ -151,12 +152,12 @@ async def fetch(
 ) -> Fetched | Failed:
     """Send `spec` to the target named `target_name` and read at most `cap` bytes before `deadline`.
 
-    The request goes out at once: the runner admitted the run (it holds the target's slots, `deps.slots_for`)
+    The request goes out at once: the runner admitted the run (it holds the target's slots, monitor/admission.py)
     before its deadline started, so the deadline counts only time on the wire. `deadline` is event-loop time
     (the runner's, see `probes.kind.Prober`); `cap` defaults to deps.body_limit.
     A body longer than the cap is not read further: the response is closed and `truncated` is set. Every
     transport failure comes back as `Failed` with its outcome; nothing a broken target does raises. A request
-    that times out tells the run's `Wire` (probes.deps) when it reached the network (`Trace.wire_at`).
+    that times out tells the run's `Wire` (monitor.core.wiretime) when it reached the network (`Trace.wire_at`).
     """
     target = deps.targets[target_name]
     limit = deps.body_limit if cap is None else cap

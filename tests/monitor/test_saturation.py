@@ -140,7 +140,7 @@ async def test_a_hanging_target_holds_only_its_own_slots() -> None:
         loop = asyncio.get_running_loop()
         holders = [asyncio.create_task(runner.run_once(runner.checks[f"hold{i}"])) for i in range(2)]
         await asyncio.sleep(0.05)
-        assert 0 == runner.deps.slots_for("t").free
+        assert 0 == runner.admission.slots_for("t").free
         extra = await runner.run_once(runner.checks["extra"], admit_by=loop.time() + 0.2)
         fine = await asyncio.gather(*(runner.run_once(runner.checks["fine"]) for _ in range(3)))
         held = await asyncio.gather(*holders)
