@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "test"
 BASH = shutil.which("bash") or "/bin/bash"
 RECORD = '#!{bash}\necho "{name} $*" >> "$CALLS"\n'

@@ -17,11 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.alerting import Recorder
 from tests.support.daemon import run_daemon, write_http_checks_config
 from tests.support.servers import free_port, serve_asgi
 from tests.support.slow_target import slow_target
+
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
 
 CHECKS = 200
 CLIENTS = 150
