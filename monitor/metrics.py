@@ -1,9 +1,11 @@
 """Prometheus metrics: a client registry for daemon-wide series, a fast renderer for per-check ones.
 
 Per-check series are many (about 40 a check, 40,000 at 1,000 checks) and prometheus_client spends ~5 µs a sample
-rendering them, which would put a scrape past 150 ms. So per-check families are kept as plain numbers here and each
-check's lines are re-rendered only when that check ran since the last scrape; daemon-wide series (scheduler,
-alerts, notifications, build info, process) stay in prometheus_client.
+rendering them, which would put a scrape past 150 ms. So per-check families are kept here as plain numbers and
+rendered from them at each scrape, in batches and pieces (`render_chunks`: nothing rendered is kept between
+scrapes); daemon-wide series (scheduler, alerts, notifications, build info, process) stay in prometheus_client.
+A check gets the HTTP series (blackbox_exporter's names) when its kind's record says it speaks HTTP
+(`set_checks`).
 """
 
 from __future__ import annotations

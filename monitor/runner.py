@@ -306,7 +306,7 @@ class Runner:
             for i, check in enumerate(sorted(group, key=lambda c: c.name)):
                 # Evenly spread first runs: all-at-once costs ~30x the lateness. On a 20 ms grid,
                 # though: runs due at one grid point start in one scheduler wake-up, and each wake-up costs more
-                # CPU than the run it starts (bench/README.md, "Scheduler wake-ups").
+                # CPU than the run it starts (bench/README.md, log: "where the CPU went").
                 offset = round(interval * (i + 0.5) / len(group) / SPREAD_GRID_S) * SPREAD_GRID_S
                 first = now + dt.timedelta(seconds=offset)
                 # misfire_grace_time=None: APScheduler's misfire check reads the wall clock; lateness is judged

@@ -131,7 +131,9 @@ async def test_a_waiter_that_cannot_make_it_at_the_measured_pace_is_refused_at_o
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert False is await slots.acquire(deadline=_in(0.5))
-    assert loop.time() - started < 0.05
+    # Refused at once rather than at its 0.5 s deadline: any answer well before the deadline proves it (generous for
+    # a busy machine).
+    assert loop.time() - started < 0.4
     patient = asyncio.create_task(slots.acquire(deadline=_in(5)))
     await asyncio.sleep(0)
     assert 2 == slots.waiting

@@ -255,7 +255,9 @@ async def test_statement_blocked_on_a_lock_times_out_within_the_deadline(seeded_
     assert result.outcome == Outcome.TIMEOUT, result.message
     assert result.details["sqlstate"] == "57014"
     assert result.details["phase"] == "query"
-    assert elapsed < 1.5 + 0.5, f"the probe ran {elapsed:.2f} s past a 1.5 s timeout"
+    # Without the statement timeout the probe would wait for the lock for as long as the holder keeps it (here:
+    # until the probe returns), so any finite bound proves it; generous for a busy machine.
+    assert elapsed < 1.5 + 3.0, f"the probe ran {elapsed:.2f} s past a 1.5 s timeout"
 
 
 # ------------------------------------------------------------------------------------------------ connection
