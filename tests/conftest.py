@@ -13,7 +13,7 @@ import pytest
 import structlog
 from hypothesis import settings
 
-pytest_plugins = ["tests.support.postgres"]
+pytest_plugins = ["tests.support.postgres", "pytester"]
 
 # Found examples become named regular tests instead: a database in the working tree replays an old failure in every
 # later run of that clone, red for a reason no diff shows.
@@ -51,13 +51,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _process_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that started a subprocess (or an external binary) without the `process` mark, so the quick
-    tier (`-m "not process"`) stays quick and stays right as tests are added. (Session fixtures set up before
-    the test, such as a throwaway PostgreSQL cluster, are not counted against it.)"""
-    _spawned.clear()
+    tier (`-m "not process"`) stays quick and stays right as tests are added. What a module- or session-scoped
+    fixture starts (a throwaway PostgreSQL cluster when PAM_MONITOR_TEST_DSN is unset) counts against the first
+    test that uses it: the record is cleared after each test, not before."""
     yield
-    if _spawned and request.node.get_closest_marker("process") is None:
-        started = "; ".join(sorted(set(_spawned))[:3])
-        _spawned.clear()
+    started = "; ".join(sorted(set(_spawned))[:3])
+    _spawned.clear()
+    if started and request.node.get_closest_marker("process") is None:
         pytest.fail(f"this test started a process ({started}) but is not marked `process`: add "
                     "`pytestmark = pytest.mark.process` to its module or @pytest.mark.process to it", pytrace=False)
 

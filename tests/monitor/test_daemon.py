@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +20,8 @@ from starlette.routing import Route
 
 from tests.support.daemon import command, run_daemon
 from tests.support.servers import free_port, serve_asgi
+
+pytestmark = pytest.mark.process  # runs the CLI, the daemon or a stand-in as a process
 
 SHUTDOWN_TIMEOUT_S = 2.0  # the config's shutdown_timeout
 EXIT_SLACK_S = 1.5  # interpreter teardown after the drain: generous, since other suites share the machine

@@ -144,6 +144,7 @@ def test_partial_http_facts_render_every_phase() -> None:
                                          for p in ("resolve", "connect", "tls", "processing", "transfer")]
 
 
+@pytest.mark.process
 def test_promtool_accepts_the_exposition() -> None:
     """`promtool check metrics` (Debian's prometheus package) finds no problem in a populated scrape, TLS series
     included."""

@@ -195,6 +195,7 @@ async def test_http_facts_when_nothing_answers(make_deps: DepsFactory) -> None:
     assert (0.0, 0) == (result.http.version, result.http.content_length)
 
 
+@pytest.mark.process
 async def test_tls_facts_of_a_verified_connection(tmp_path: Path, make_deps: DepsFactory) -> None:
     """An https answer carries the negotiated TLS version and the certificate's subject, issuer and notAfter;
     with verification off the certificate is still read (its expiry is known), but no chain was verified."""
