@@ -25,8 +25,10 @@ public `tzinfo` protocol:
 - Callers never read `datetime.now()` for scheduling: they ask `scheduler.clock`.
 
 A limit: a tzinfo offset must stay under 24 hours, so a wall clock stepped by a day or more while the daemon runs
-(a board without a real-time clock booting in 1970, then set by NTP) stops the scheduler with an error in the log
-and /healthz failing; the service manager's restart re-anchors the clock.
+(a board without a real-time clock booting in 1970, then set by NTP) makes APScheduler's wake-up raise (asyncio
+logs it) and scheduling stop; /healthz then fails (the heartbeat job stops) and the service manager's restart
+re-anchors the clock. (Clamping the offset instead would make every job look days late, and APScheduler would
+then enumerate every missed run time.)
 """
 
 from __future__ import annotations
