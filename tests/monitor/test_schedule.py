@@ -8,6 +8,7 @@ import datetime as dt
 import time
 from typing import Any
 
+import pytest
 from apscheduler.schedulers import base as aps_base
 
 import probes
@@ -156,3 +157,12 @@ async def test_wall_clock_steps_neither_stop_probing_nor_invent_skipped_runs() -
     assert dict.fromkeys(SKIP_REASONS, 0.0) == skipped
     for rate in rates:
         assert 12 <= rate <= 60, rates
+
+
+def test_a_lead_of_a_day_or_more_is_refused_rather_than_clamped() -> None:
+    """A scheduler clock two days off the wall clock cannot be a time zone (an offset is under 24 h): asking the
+    zone for a datetime's epoch seconds (what APScheduler's wake-up and interval trigger do) raises, so scheduling
+    stops loudly (and /healthz fails) instead of every job looking days late."""
+    clock = SchedulerClock(wall=lambda: time.time() - 2 * 86_400)
+    with pytest.raises(ValueError, match="24"):
+        dt.datetime.now(clock.zone).timestamp()
