@@ -87,6 +87,7 @@ async def test_hard_stop_turns_a_hang_into_timeout() -> None:
     await deps.aclose()
     assert Outcome.TIMEOUT == result.outcome
     assert "no complete answer within the 0.20 s timeout" == result.message
+    # Cut at the hard stop, not after the probe's hour-long sleep: the upper bound is generous (busy machine).
     assert 0.2 + 0.05 <= result.duration_s < 2.0
 
 
