@@ -13,12 +13,15 @@ public `tzinfo` protocol:
 - `SteadyZone` is the scheduler's time zone: its offset from UTC is how far the scheduler clock is ahead of the
   wall clock (a few milliseconds of drift; an hour after an NTP step back). `datetime.now(zone)` is therefore the
   scheduler clock's now, and datetimes in the zone compare and subtract as scheduler-clock values, because Python
-  ignores the offset between two datetimes of the same tzinfo. The offset is re-read on use but changes only when
-  it moved by more than `STEP_TOLERANCE_S`, so interval arithmetic (timestamp() then fromtimestamp()) is exact
-  between steps.
+  ignores the offset between two datetimes of the same tzinfo. The offset is re-read once per scheduler wake-up
+  (by the job store, `SteadyZone.refresh`) and changes only when it moved by more than `STEP_TOLERANCE_S`: held
+  still in between, interval arithmetic (a trigger's timestamp() then fromtimestamp()) is exact, and a step can
+  never land between the two halves of one computation and move a job by the step.
 - `SteadyJobStore` keys jobs on their scheduler-clock value. APScheduler's MemoryJobStore caches each job's
   epoch timestamp when it is stored; after a step those cached numbers are an hour off the "now" they are
-  compared with, and the scheduler would wake up every few microseconds to find nothing due.
+  compared with, and the scheduler would wake up every few microseconds to find nothing due. Asked for due jobs,
+  it first refreshes the zone's offset; when that moved (a step since the last wake-up), the "now" it was given
+  was read on the old offset, so it answers "nothing due" and the scheduler wakes again at once, on the new one.
 - The executor's misfire check reads the real wall clock: jobs are added with `misfire_grace_time=None` (no
   check), and the runner judges lateness itself on the scheduler clock (`SchedulerClock.seconds` of a run's
   scheduled time; a run that starts too late is skipped as saturated).
@@ -91,11 +94,17 @@ class SteadyZone(dt.tzinfo):
         self._lead = clock.timestamp() - wall()
 
     def lead(self) -> float:
-        """Seconds the scheduler clock is ahead of the wall clock, updated only when it moved by a step."""
-        fresh = self._clock.timestamp() - self._wall()
-        if abs(fresh - self._lead) > STEP_TOLERANCE_S:
-            self._lead = fresh
+        """Seconds the scheduler clock is ahead of the wall clock, as of the last `refresh`."""
         return self._lead
+
+    def refresh(self) -> bool:
+        """Re-read the lead; True when it moved by more than STEP_TOLERANCE_S (the wall clock was stepped) and was
+        updated, False when it is unchanged (drift below the tolerance is ignored)."""
+        fresh = self._clock.timestamp() - self._wall()
+        if abs(fresh - self._lead) <= STEP_TOLERANCE_S:
+            return False
+        self._lead = fresh
+        return True
 
     def utcoffset(self, when: dt.datetime | None) -> dt.timedelta:
         """The lead, as a UTC offset (the same for every datetime: it describes the clocks, not the date)."""
@@ -148,7 +157,10 @@ class SteadyJobStore(BaseJobStore):  # type: ignore[misc]  # APScheduler ships n
         return None if entry is None else entry[1]
 
     def get_due_jobs(self, now: dt.datetime) -> list[Any]:
-        """Jobs whose next run is at or before `now` (the scheduler's now, in its zone), earliest first."""
+        """Jobs whose next run is at or before `now` (the scheduler's now, in its zone), earliest first; none when
+        the zone's offset moved since `now` was read (see the module docstring)."""
+        if isinstance(now.tzinfo, SteadyZone) and now.tzinfo.refresh():
+            return []
         end = bisect.bisect_right(self._keys, (_seconds(now), "\U0010ffff"))
         return [self._jobs[job_id][1] for _, job_id in self._keys[:end]]
 

@@ -74,18 +74,20 @@ def test_the_scheduler_zone_makes_datetime_now_the_scheduler_clock() -> None:
 
 
 def test_the_zone_follows_a_step_of_the_wall_clock_and_ignores_drift() -> None:
-    """The zone's offset is the scheduler clock's lead over the wall clock: a sub-millisecond drift leaves it (and so
-    interval arithmetic) unchanged; a step of an hour moves it by the hour, and a datetime's scheduler-clock value
-    (what jobs are ordered and compared by) does not move at all."""
+    """The zone's offset is the scheduler clock's lead over the wall clock, re-read only by `refresh` (once per
+    wake-up): a sub-millisecond drift leaves it (and so interval arithmetic) unchanged; a step of an hour moves it
+    by the hour at the next refresh, and a datetime's scheduler-clock value (what jobs are ordered and compared by)
+    does not move at all."""
     wall, mono = [1_000_000.0], [50.0]
     clock = SchedulerClock(wall=lambda: wall[0], monotonic=lambda: mono[0])
     zone = SteadyZone(clock, wall=lambda: wall[0])
     due = clock.at(1_000_010.0)
     assert dt.timedelta(0) == zone.utcoffset(due)
     wall[0] += 0.0004
-    assert dt.timedelta(0) == zone.utcoffset(due)
+    assert (False, dt.timedelta(0)) == (zone.refresh(), zone.utcoffset(due))
     wall[0] -= 3600
-    assert dt.timedelta(seconds=3599.9996) == zone.utcoffset(due)
+    assert dt.timedelta(0) == zone.utcoffset(due)  # held still until the next wake-up's refresh
+    assert (True, dt.timedelta(seconds=3599.9996)) == (zone.refresh(), zone.utcoffset(due))
     assert 1_000_010.0 == clock.seconds(due)
 
 
@@ -110,6 +112,27 @@ def test_the_job_store_orders_and_releases_jobs_on_the_scheduler_clock() -> None
     store.remove_job("c")
     assert ["a"] == [j.id for j in store.get_due_jobs(clock.at(1_000_004.0))]
     assert store.lookup_job("c") is None
+
+
+def test_a_wake_up_that_read_now_before_a_step_finds_nothing_due() -> None:
+    """The job store refreshes the zone before answering: when the wall clock stepped since the scheduler read its
+    `now` (on the old offset, an hour off), it answers "nothing due" (so no job runs early or is moved by the hour)
+    and the next wake-up, on the new offset, gets the due jobs."""
+    wall = [time.time()]
+    clock = SchedulerClock(wall=lambda: wall[0])
+
+    class Job:
+        def __init__(self, job_id: str, at: float) -> None:
+            self.id, self.next_run_time = job_id, clock.at(at)
+
+    store = SteadyJobStore()
+    store.add_job(Job("a", clock.timestamp() - 1))
+    zone = SteadyZone(clock, wall=lambda: wall[0])
+    now = clock.now().replace(tzinfo=zone)
+    assert ["a"] == [j.id for j in store.get_due_jobs(now)]
+    wall[0] -= 3600
+    assert [] == store.get_due_jobs(now)
+    assert ["a"] == [j.id for j in store.get_due_jobs(clock.now().replace(tzinfo=zone))]
 
 
 async def test_wall_clock_steps_neither_stop_probing_nor_invent_skipped_runs() -> None:
