@@ -92,6 +92,7 @@ class SteadyZone(dt.tzinfo):
         self._clock = clock
         self._wall = wall
         self._lead = clock.timestamp() - wall()
+        self._offset = dt.timedelta(seconds=self._lead)  # made once per step: utcoffset is called several times a run
 
     def lead(self) -> float:
         """Seconds the scheduler clock is ahead of the wall clock, as of the last `refresh`."""
@@ -104,11 +105,12 @@ class SteadyZone(dt.tzinfo):
         if abs(fresh - self._lead) <= STEP_TOLERANCE_S:
             return False
         self._lead = fresh
+        self._offset = dt.timedelta(seconds=fresh)
         return True
 
     def utcoffset(self, when: dt.datetime | None) -> dt.timedelta:
         """The lead, as a UTC offset (the same for every datetime: it describes the clocks, not the date)."""
-        return dt.timedelta(seconds=self.lead())
+        return self._offset
 
     def dst(self, when: dt.datetime | None) -> dt.timedelta:
         """No daylight saving: the lead changes only when the wall clock is stepped."""
