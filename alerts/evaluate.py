@@ -20,6 +20,7 @@ from alerts.model import CheckMemory, Observation, Signal
 from alerts.rules import CHECK_FAILED, RULES, Facts, base_labels
 from alerts.steps import passed_steps, per_step
 from monitor.core.config import Config
+from monitor.core.kinds import kind_rules as kind_rules_of
 from monitor.core.results import Outcome, Result
 
 _GOOD = frozenset({Outcome.OK, Outcome.SLOW})
@@ -57,10 +58,11 @@ def evaluate(
     that are active, so a table that stopped being reported missing on a passing run is seen as GOOD.
     `extra_labels` go on every alert (the engine adds `depends_on`).
     """
-    facts = Facts(config, check, result, memory, known, extra_labels)
+    facts = Facts(config, check, result, memory, known, extra_labels,
+                  traits=kind_rules_of(rules if kind_rules is None else kind_rules))
     if result.outcome is Outcome.RATE_LIMITED:
         return _rate_limited(facts) if CHECK_FAILED in rules else []
-    if check.kind == "journey":
+    if kind_rules_of(rules if kind_rules is None else kind_rules).per_step:
         return per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
     return _judge(facts, rules, kind_rules)
 

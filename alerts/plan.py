@@ -13,6 +13,7 @@ from alerts.machine import AlertState, Policy
 from alerts.model import Notification
 from alerts.rules import rules_for
 from monitor.core.config import Config, Maintenance
+from monitor.core.kinds import kind_rules
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
@@ -48,7 +49,7 @@ def plans_for(config: Config, rules_by_kind: Mapping[str, Sequence[str]]) -> tup
         roots = deps.roots.get(check.name, ())
         plans[check.name] = Plan(
             check=check, rules=rules_for(config, check, rules_by_kind),
-            kind_rules=tuple(rules_by_kind.get(check.kind, ())),
+            kind_rules=kind_rules(rules_by_kind.get(check.kind, ())),
             windows=(*config.alerts.maintenance, *check.maintenance),
             policy=policy, silenced=dataclasses.replace(policy, silenced=True), roots=roots,
             labels={"depends_on": ",".join(roots)} if roots else _NO_LABELS, bound=deps.bound.get(check.name, 0.0),

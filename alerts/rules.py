@@ -24,6 +24,7 @@ from alerts.labels import alert_key, build_annotations, identity_labels
 from alerts.labels import daemon_labels as _daemon_labels
 from alerts.model import CheckMemory, Observation, Signal
 from monitor.core.config import SIGN_IN_STEP, AlertName, Config
+from monitor.core.kinds import KindRules, kind_rules
 from monitor.core.results import Outcome, Result
 from monitor.core.status import is_server_error
 
@@ -49,12 +50,13 @@ class Facts(NamedTuple):
     known: Collection[str]
     extra_labels: Mapping[str, str]
     step: str = ""  # the journey step judged ("" for other kinds): part of the alert's identity and labels
+    traits: KindRules = KindRules()  # how the check's kind says its results are judged (its Kind record)
 
 
 Evaluate = Callable[[str, Facts], list[Observation]]
 """`evaluate(alertname, facts)`: every instance of the alert the result says something about."""
-FiresOn = Callable[[str], frozenset[Outcome]]
-"""`fires_on(kind)`: the outcomes that turn the alert BAD on a check of that kind (what the README tables say)."""
+FiresOn = Callable[[KindRules], frozenset[Outcome]]
+"""`fires_on(kind_rules)`: the outcomes that turn the alert BAD on a check of a kind (what the README tables say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ def rules_for(config: Config, check: Any, rules_by_kind: Mapping[str, Sequence[s
         if name in check.disable_alerts:
             continue
         out.append(name)
-    return tuple(out)
+    return kind_rules(rules_by_kind.get(check.kind, ())).having(out)
 
 
 def daemon_labels(config: Config, alertname: str) -> dict[str, str]:
@@ -201,7 +203,7 @@ def _schema_drift(facts: Facts) -> Signal | None:
 
 
 def _endpoint_down(facts: Facts) -> Signal | None:
-    result, http = facts.result, facts.check.kind == "http"
+    result, http = facts.result, facts.traits.server_error_is_down
     if _signed_out(result):
         return None
     if result.outcome.unreachable or (http and result.outcome is Outcome.SERVER_ERROR):
@@ -315,7 +317,7 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "The endpoint cannot be reached or answers 5xx: check the process, its host, DNS, TLS and the load "
          "balancer.",
          _one_per_check(_endpoint_down),
-         lambda kind: _UNREACHABLE | ({Outcome.SERVER_ERROR} if kind == "http" else frozenset())),
+         lambda kind: _UNREACHABLE | ({Outcome.SERVER_ERROR} if kind.server_error_is_down else frozenset())),
     Rule("VoiceDegraded", "warning",
          "voice health not ok, synthesis failed or slow",
          "The voice subsystem is degraded: check the TTS provider (Edge-TTS), its fallbacks and the voice health "

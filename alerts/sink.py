@@ -8,7 +8,6 @@ Secrets: a URL may carry a token (Slack, webhooks), so errors name the exception
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import httpx
 
 from alerts.model import Notification, SinkContext
 from monitor.core.config import Config
+from monitor.core.retry_after import retry_after_seconds
 from monitor.core.status import is_server_error
 
 Verdict = Literal["accepted", "retry", "rejected"]
@@ -132,22 +132,9 @@ async def post_json(
     except httpx.HTTPError as exc:
         return SendResult("retry", error=type(exc).__name__)
     verdict = classify(response.status_code)
-    retry_after = _retry_after(response.headers.get("retry-after")) if verdict == "retry" else None
+    retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time()) if verdict == "retry" else None
     reason = None
     if verdict == "rejected":
         reason = " ".join(response.text[: REASON_CHARS * 4].split())[:REASON_CHARS] or None
     return SendResult(verdict, status_code=response.status_code, retry_after=retry_after, reason=reason)
 
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, parsed.timestamp() - time.time())

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from alerts.rules import CHECK_FAILED, FAILING, RULES
+from monitor.core.kinds import kind_rules
 from monitor.core.results import Outcome
 
 
@@ -22,9 +23,9 @@ def alerts_for(kind: str, outcome: Outcome, rules_by_kind: Mapping[str, Sequence
     """
     if outcome not in FAILING:
         return ()
-    names = rules_by_kind.get(kind, ())
+    names = kind_rules(rules_by_kind.get(kind, ()))
     raised = tuple(
-        name for name in names if not RULES[name].fallback and outcome in RULES[name].fires_on(kind)
+        name for name in names if not RULES[name].fallback and outcome in RULES[name].fires_on(names)
         and (seen_good or not RULES[name].after_good)
     )
     return raised or tuple(name for name in names if RULES[name].fallback)

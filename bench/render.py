@@ -28,7 +28,7 @@ def populated(checks: int, seed: int = 1) -> Metrics:
     """Metrics for `checks` http checks, each with five ok results."""
     metrics = Metrics()
     kind = probes.REGISTRY["http"]
-    metrics.set_checks([(f"bench_{i:05d}", "http", kind.outcomes, (), ()) for i in range(checks)])
+    metrics.set_checks([(f"bench_{i:05d}", "http", kind.outcomes, (), (), True) for i in range(checks)])
     rng = random.Random(seed)  # noqa: S311 - sample values, not secrets
     now = 1_795_000_000.0
     for run in range(5):

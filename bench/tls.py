@@ -78,7 +78,7 @@ def _filled(checks: int, tls: bool) -> Metrics:
     """Metrics of `checks` http checks whose last run went over TLS (with a certificate) or plain HTTP."""
     m = Metrics(process_metrics=False)
     names = [f"check_{i}" for i in range(checks)]
-    m.set_checks([(n, "http", (Outcome.OK, Outcome.TIMEOUT), (), ()) for n in names])
+    m.set_checks([(n, "http", (Outcome.OK, Outcome.TIMEOUT), (), (), True) for n in names])
     facts = TlsFacts("TLSv1.3", 1.8e9, "CN=a", "CN=b", earliest_expiry=1.79e9, chain_expiry=1.79e9) if tls else None
     http = HttpFacts(phases=dict.fromkeys(HTTP_PHASES, 0.001), version=1.1, content_length=2, tls=facts)
     for n in names:

@@ -93,16 +93,14 @@ def _freeze_long_lived() -> None:
 
 
 def _share_equal_parts(config: Config) -> None:
-    """Let equal parts of the config's frozen models be one object: their fields-set sets, empty dicts and lists,
-    and strings (interned).
+    """Let equal parts of the config's frozen models be one object: empty dicts and lists, and strings (interned).
 
-    1,000 checks of one shape hold 2,000 equal `__pydantic_fields_set__` sets (pydantic's record of the fields
-    that were given, ~0.95 KB a check), eight empty containers each (~0.5 KB) and their own copies of the same
-    target, path and kind strings. The models are frozen and nothing changes a config's containers in place
-    (model_copy copies the fields set before updating it, and already shares containers between copies), so
-    sharing changes nothing a caller can see.
+    1,000 checks of one shape hold eight empty containers each (~0.5 KB) and their own copies of the same target,
+    path and kind strings. The models are frozen and nothing changes a config's containers in place (model_copy
+    already shares containers between copies), so sharing changes nothing a caller can see. (Pydantic's record of
+    the fields each model was given, `model_fields_set`, is one set per model, ~0.95 KB a check; pydantic offers
+    no public way to share it, so it is left alone.)
     """
-    sets: dict[frozenset[str], set[str]] = {}
     empty_dict: dict[Any, Any] = {}
     empty_list: list[Any] = []
     stack: list[Any] = [config]
@@ -110,8 +108,6 @@ def _share_equal_parts(config: Config) -> None:
         value = stack.pop()
         if isinstance(value, BaseModel):
             if value.model_config.get("frozen"):
-                fields = value.__pydantic_fields_set__
-                object.__setattr__(value, "__pydantic_fields_set__", sets.setdefault(frozenset(fields), fields))
                 attrs = value.__dict__
                 for name, item in attrs.items():
                     if type(item) is str:

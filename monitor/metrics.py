@@ -1,9 +1,11 @@
 """Prometheus metrics: a client registry for daemon-wide series, a fast renderer for per-check ones.
 
 Per-check series are many (about 40 a check, 40,000 at 1,000 checks) and prometheus_client spends ~5 µs a sample
-rendering them, which would put a scrape past 150 ms. So per-check families are kept as plain numbers here and each
-check's lines are re-rendered only when that check ran since the last scrape; daemon-wide series (scheduler,
-alerts, notifications, build info, process) stay in prometheus_client.
+rendering them, which would put a scrape past 150 ms. So per-check families are kept here as plain numbers and
+rendered from them at each scrape, in batches and pieces (`render_chunks`: nothing rendered is kept between
+scrapes); daemon-wide series (scheduler, alerts, notifications, build info, process) stay in prometheus_client.
+A check gets the HTTP series (blackbox_exporter's names) when its kind's record says it speaks HTTP
+(`set_checks`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import itertools
 import math
 import operator
 import threading
-import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.process_collector import ProcessCollector
 
 from monitor import __version__
-from monitor.core.config import CHECK_MODELS
 from monitor.core.results import HTTP_PHASES, HttpFacts, Outcome, Result, TlsFacts
 
 CHECK_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -68,10 +68,6 @@ _HEADERS: tuple[str, ...] = tuple(
 )
 
 
-HTTP_KINDS: frozenset[str] = frozenset(
-    typing.get_args(model.model_fields["kind"].annotation)[0] for model in CHECK_MODELS if model.target_type == "http"
-)
-"""Kinds whose checks talk HTTP: they get blackbox_exporter's HTTP series (at 0 until their first run)."""
 _NO_HTTP = HttpFacts(phases=dict.fromkeys(HTTP_PHASES, 0.0))
 _PHASE_SET = frozenset(HTTP_PHASES)
 
@@ -254,8 +250,12 @@ class Metrics:
 
     # -- per-check series ---------------------------------------------------------------------------------
 
-    def set_checks(self, checks: Iterable[tuple[str, str, Sequence[Outcome], Sequence[str], Sequence[str]]]) -> None:
-        """Declare the running checks as (name, kind, outcomes, tables, phases); series start at 0.
+    def set_checks(
+        self, checks: Iterable[tuple[str, str, Sequence[Outcome], Sequence[str], Sequence[str], bool]],
+    ) -> None:
+        """Declare the running checks as (name, kind, outcomes, tables, phases, speaks_http); series start at 0.
+        Checks whose kind speaks HTTP (its Kind record says so) get blackbox_exporter's HTTP series, at 0 until
+        their first run.
 
         Series of checks that keep their name and kind keep their values across a reload; series of removed
         checks disappear.
@@ -263,7 +263,7 @@ class Metrics:
         with self._lock:
             old = self._series
             new: dict[str, _CheckSeries] = {}
-            for name, kind, outcomes, tables, phases in checks:
+            for name, kind, outcomes, tables, phases, speaks_http in checks:
                 previous = old.get(name)
                 series = _CheckSeries(
                     check=name,
@@ -272,7 +272,7 @@ class Metrics:
                     outcomes=self._shared(tuple(o.value for o in outcomes)),
                     tables=tuple(tables),
                     phases=tuple(phases),
-                    http=_NO_HTTP if kind in HTTP_KINDS else None,
+                    http=_NO_HTTP if speaks_http else None,
                 )
                 series.results = [0] * len(series.outcomes)
                 if previous is not None and previous.kind == kind:

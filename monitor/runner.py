@@ -19,16 +19,18 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED
 from apscheduler.triggers.interval import IntervalTrigger
 
 import probes
+from monitor.admission import Admission
 from monitor.core.config import Check, Config, dependencies
 from monitor.core.durations import format_duration
 from monitor.core.results import Outcome, ProbeResult, Result
 from monitor.core.secrets import redact_values
+from monitor.core.wiretime import watch_wire
 from monitor.metrics import Metrics
 from monitor.pacing import Pacing
 from monitor.saturation import Saturation, admission_window, hard_stop_margin, shed_lag, untrusted
 from monitor.schedule import MonotonicScheduler
 from monitor.state import State
-from probes.deps import Deps, watch_wire
+from probes.deps import Deps
 from probes.kind import Kind
 
 log = structlog.get_logger("pam_monitor.runner")
@@ -97,6 +99,7 @@ class Runner:
         self.registry = probes.REGISTRY if registry is None else registry
         self.redact = redact
         self.deps = deps
+        self.admission = Admission(config.http.max_in_flight)
         self.metrics = metrics
         self.state = state
         self.on_result = on_result
@@ -116,7 +119,7 @@ class Runner:
         declared = []
         for c in self.checks.values():
             kind = self.registry[c.kind]
-            declared.append((c.name, c.kind, kind.outcomes, kind.tables(c), kind.phases(c)))
+            declared.append((c.name, c.kind, kind.outcomes, kind.tables(c), kind.phases(c), kind.speaks_http))
         self.metrics.set_checks(declared)
         self.state.set_checks([(c.name, c.kind) for c in self.checks.values()], dict(self.pacing.intervals))
         self.pacing.announce()
@@ -133,7 +136,7 @@ class Runner:
         lag) is discarded; with `must_trust=False` it is reported instead, saying so.
         """
         loop = asyncio.get_running_loop()
-        slots = self.deps.slots_for(check.target)
+        slots = self.admission.slots_for(check.target)
         wanted = self.pacing.requests(check.name)
         if admit_by is None:
             await self.pacing.wait_turn(check.name)
@@ -296,7 +299,7 @@ class Runner:
             for i, check in enumerate(sorted(group, key=lambda c: c.name)):
                 # Evenly spread first runs: all-at-once costs ~30x the lateness. On a 20 ms grid,
                 # though: runs due at one grid point start in one scheduler wake-up, and each wake-up costs more
-                # CPU than the run it starts (bench/README.md, "Scheduler wake-ups").
+                # CPU than the run it starts (bench/README.md, log: "where the CPU went").
                 offset = round(interval * (i + 0.5) / len(group) / SPREAD_GRID_S) * SPREAD_GRID_S
                 first = now + dt.timedelta(seconds=offset)
                 # misfire_grace_time=None: APScheduler's misfire check reads the wall clock; lateness is judged
@@ -328,7 +331,10 @@ class Runner:
         if event.job_id == HEARTBEAT_JOB:
             return
         if event.code == EVENT_JOB_SUBMITTED:
-            self._scheduled_at[event.job_id] = event.scheduled_run_times[-1].timestamp()
+            # On the scheduler clock, like the `now` _job compares it with (the datetime's epoch timestamp would be
+            # an hour off it after the wall clock stepped an hour).
+            if self._scheduler is not None:
+                self._scheduled_at[event.job_id] = self._scheduler.clock.seconds(event.scheduled_run_times[-1])
             return
         self.saturation.skipped(event.job_id, "the previous run was still going", reason="max_instances")
 

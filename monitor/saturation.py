@@ -75,7 +75,7 @@ def untrusted(outcome: Outcome, timeout: float, *, wire_lost: float, lag: float)
     """Why a `timeout` or `slow` verdict cannot be trusted, as a phrase for the log, or None when it can.
 
     `wire_lost`: the largest share of a timed-out request's budget spent inside pam-monitor before it reached the
-    wire (probes.deps.Wire); `lag`: the largest event-loop lag seen while the run was on the wire.
+    wire (monitor.core.wiretime.Wire); `lag`: the largest event-loop lag seen while the run was on the wire.
     """
     if outcome is Outcome.TIMEOUT and wire_lost >= WIRE_LOST_SHARE:
         if wire_lost >= 1.0:

@@ -37,7 +37,7 @@ class Trace:
     ready to the first byte of the answer, `transfer` from there to the end of the body.
 
     `wire_at` (time.perf_counter; 0: not yet) is when the request first reached the network, the moment that
-    splits a timeout into pam-monitor's part and the target's (probes.deps.Wire): a resolver thread starting the
+    splits a timeout into pam-monitor's part and the target's (core.wiretime.Wire): a resolver thread starting the
     name's lookup, or for an IP address the TCP connect starting, or on a reused connection the request being
     handed to the socket. Waiting for a free resolver thread is pam-monitor's; the lookup, the connect, the TLS
     handshake and the answer are the target's (or its network's).

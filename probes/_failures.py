@@ -50,9 +50,10 @@ def _first(chain: list[BaseException], kind: type[_E]) -> _E | None:
     return next((item for item in chain if isinstance(item, kind)), None)
 
 
-# h11 and httpcore raise one RemoteProtocolError for every protocol failure; only their text tells a connection
-# closed early ("peer closed connection without sending complete message body", "Server disconnected without
-# sending a response") from an answer that is not valid HTTP.
+# The wire transport (probes/_exchange.py, over llhttp) raises one RemoteProtocolError for every protocol failure,
+# with httpcore's wording for a connection closed early ("peer closed connection without sending complete message
+# body", "Server disconnected without sending a response"); only that text tells it from an answer that is not
+# valid HTTP.
 _CLOSED_EARLY = re.compile(r"peer closed connection|server disconnected", re.IGNORECASE)
 
 
@@ -82,7 +83,7 @@ def classify_failure(exc: BaseException, host: str, status: int | None, elapsed:
     if isinstance(exc, httpx.DecodingError):
         return failed(Outcome.INVALID_RESPONSE, f"body could not be decoded: {clean_text(str(exc))}")
     if isinstance(exc, httpx.LocalProtocolError):
-        # The h11 message may quote a header value, which may be a secret: say only what to look at.
+        # The request encoder's message may quote a header value, which may be a secret: say only what to look at.
         return failed(Outcome.INTERNAL_ERROR, "could not encode the request; check the configured method, headers "
                                               "and body")
     if isinstance(exc, httpx.RemoteProtocolError):

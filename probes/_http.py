@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
-import email.utils
-import math
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -23,6 +20,8 @@ import httpx
 
 from monitor.core.config import RequestSpec, Target
 from monitor.core.results import Outcome, ProbeResult
+from monitor.core.retry_after import retry_after_seconds as retry_after_seconds
+from monitor.core.wiretime import current_wire
 from probes import _json
 from probes._body import EXCERPT_CHARS as EXCERPT_CHARS
 from probes._body import MissingRelation as MissingRelation
@@ -39,7 +38,7 @@ from probes._json import json_path as json_path
 from probes._json import same_json_value as same_json_value
 from probes._json import short_repr as short_repr
 from probes._json import status_list as status_list
-from probes.deps import Deps, current_wire
+from probes.deps import Deps
 from probes.kind import C, Prober
 from probes.wire import Prepared, Trace, prepare
 
@@ -154,12 +153,12 @@ async def fetch(
 ) -> Fetched | Failed:
     """Send `spec` to the target named `target_name` and read at most `cap` bytes before `deadline`.
 
-    The request goes out at once: the runner admitted the run (it holds the target's slots, `deps.slots_for`)
+    The request goes out at once: the runner admitted the run (it holds the target's slots, monitor/admission.py)
     before its deadline started, so the deadline counts only time on the wire. `deadline` is event-loop time
     (the runner's, see `probes.kind.Prober`); `cap` defaults to deps.body_limit.
     A body longer than the cap is not read further: the response is closed and `truncated` is set. Every
     transport failure comes back as `Failed` with its outcome; nothing a broken target does raises. A request
-    that times out tells the run's `Wire` (probes.deps) when it reached the network (`Trace.wire_at`).
+    that times out tells the run's `Wire` (monitor.core.wiretime) when it reached the network (`Trace.wire_at`).
     """
     target = deps.targets[target_name]
     limit = deps.body_limit if cap is None else cap
@@ -305,22 +304,6 @@ def parse_json(fetched: Fetched) -> tuple[bool, Any, str]:
 
 
 # ---------------------------------------------------------------------------------------------- Retry-After
-
-
-def retry_after_seconds(value: str, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds, or an HTTP-date less `now` (wall clock, epoch
-    seconds), never below 0; None when the value is neither (RFC 9110 §10.2.3)."""
-    text = value.strip()
-    if re.fullmatch(r"\d{1,12}(\.\d+)?", text):
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # an HTTP-date is always GMT; parsedate gives a naive datetime for "-0000"
-        moment = moment.replace(tzinfo=dt.UTC)
-    wait = moment.timestamp() - now
-    return max(wait, 0.0) if math.isfinite(wait) else None
 
 
 def wait_phrase(seconds: float | None) -> str:

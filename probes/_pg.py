@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import errors as pg_errors
 
+from monitor.core.pgconn import is_stale_connection as is_stale_connection
 from monitor.core.results import Outcome
 from monitor.core.secrets import Redactor
 
@@ -139,16 +140,6 @@ def classify(exc: BaseException) -> ErrorClass | None:
     if isinstance(exc, OSError):
         return ErrorClass(Outcome.CONNECTION_ERROR, None, "network error")
     return None
-
-
-def is_stale_connection(exc: BaseException) -> bool:
-    """Whether a failure on a reused connection means only that connection died (worth one fresh retry)."""
-    if isinstance(exc, psycopg.InterfaceError):
-        return True
-    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.ConnectionTimeout):
-        state = exc.sqlstate
-        return state is None or state.startswith("08") or state in ("57P01", "57P02")
-    return False
 
 
 def relation_in(text: str) -> str | None:

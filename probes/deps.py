@@ -1,14 +1,13 @@
-"""Everything a probe may use (HTTP clients, limits, targets, clock), built once and passed down."""
+"""Everything a probe may use (HTTP transports and clients, the cookie policy, targets, identities, clock, the
+resources probe modules keep between runs), built once per config and passed down. Admission to a target's request
+slots is the runner's (monitor/admission.py); the wire-time account of a run is monitor/core/wiretime.py."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import http.cookiejar
 import ssl
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -47,157 +46,6 @@ class _NoCookies(http.cookiejar.CookiePolicy):
         return False
 
 
-class Slots:
-    """One target's request slots: at most `capacity` requests admitted at once, first come, first served.
-
-    The runner admits a run by taking as many slots as the run sends requests (`Kind.requests`, at most all of
-    them) and starts the run's deadline only then, so time spent waiting here is never counted as a target's
-    timeout. A waiter that needs more slots than are free holds the line: nobody overtakes it, so a run of an
-    `auth_contract` check (five requests) is not starved by a stream of one-request runs.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._free = capacity
-        # (slots wanted, future); a waiter that gave up leaves its future cancelled here and is dropped when it
-        # reaches the head, so giving up is O(1) even with thousands waiting.
-        self._line: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self._waiting = 0
-        self._queued = 0  # slots wanted by the live waiters
-        self._hold = 0.0  # how long a run holds its slots, smoothed (0: not known yet)
-
-    @property
-    def free(self) -> int:
-        """Slots not held by anyone right now."""
-        return self._free
-
-    @property
-    def waiting(self) -> int:
-        """Runs waiting in line for slots."""
-        return self._waiting
-
-    async def acquire(self, wanted: int = 1, *, deadline: float | None = None) -> bool:
-        """Take `wanted` slots (at most `capacity`), waiting in line until `deadline` (event-loop time; None: as
-        long as it takes). True: the slots are held, give them back with `release`; False: the deadline came
-        first, or the line ahead cannot drain before it at the measured pace, and nothing is held."""
-        wanted = max(1, min(wanted, self.capacity))
-        if self._waiting == 0 and self._free >= wanted:
-            self._free -= wanted
-            return True
-        loop = asyncio.get_running_loop()
-        if deadline is not None:
-            # Under overload a waiter that cannot make it is refused at once rather than after a futile wait:
-            # the line ahead drains at capacity slots per hold time.
-            drain = (self._queued + wanted) / self.capacity * self._hold
-            if loop.time() + drain >= deadline:
-                return False
-        future: asyncio.Future[None] = loop.create_future()
-        self._line.append((wanted, future))
-        self._waiting += 1
-        self._queued += wanted
-        try:
-            if deadline is None:
-                await future
-            else:
-                async with asyncio.timeout_at(deadline):
-                    await future
-        except TimeoutError:
-            if _granted(future):  # handed over in the same instant the deadline passed: it is ours
-                return True
-            self._give_up(future, wanted)
-            return False
-        except BaseException:
-            if _granted(future):
-                self.release(wanted)
-            else:
-                self._give_up(future, wanted)
-            raise
-        return True
-
-    def release(self, count: int, held: float | None = None) -> None:
-        """Give back slots taken with `acquire` (the same count it was asked for, capped at capacity); `held`:
-        how long they were held, which paces the refusal of hopeless waiters (smoothed, 1/8 per run)."""
-        self._free = min(self.capacity, self._free + max(1, min(count, self.capacity)))
-        if held is not None and held >= 0:
-            self._hold = held if self._hold == 0 else self._hold + (held - self._hold) / 8
-        self._serve()
-
-    def _give_up(self, future: asyncio.Future[None], wanted: int) -> None:
-        """A waiter that was not granted leaves (its future may already be cancelled with its task)."""
-        if not future.done():
-            future.cancel()
-        self._waiting -= 1
-        self._queued -= wanted
-        self._serve()  # it may have been the head that held the line
-
-    def _serve(self) -> None:
-        line = self._line
-        while line:
-            wanted, future = line[0]
-            if future.done():  # gave up earlier
-                line.popleft()
-                continue
-            if wanted > self._free:
-                return
-            line.popleft()
-            self._free -= wanted
-            self._waiting -= 1
-            self._queued -= wanted
-            future.set_result(None)
-
-
-def _granted(future: asyncio.Future[None]) -> bool:
-    return future.done() and not future.cancelled()
-
-
-class Wire:
-    """How much of a timed-out request's budget one run spent inside pam-monitor before the request reached the
-    network (waiting for one of the resolver's threads, or behind a busy event loop).
-
-    The runner opens one per run (`watch_wire`); `_http.fetch` reports every request that timed out, with the
-    moment the transport saw it reach the wire (`probes.wire.Trace.wire_at`). A timeout counts only time on the
-    wire: a request that reached it late, or never, timed out because of the monitor.
-    """
-
-    def __init__(self) -> None:
-        self.lost = 0.0
-        """The largest share (0 to 1) of a timed-out request's budget spent before it was on the wire."""
-        self.exhaustion: str | None = None
-        """What of pam-monitor's own ran out (file descriptors, ports...) before a request reached the target."""
-
-    def exhausted(self, cause: str) -> None:
-        """A request could not start for want of the monitor's own resources (probes._errors.LocalExhausted)."""
-        self.exhaustion = self.exhaustion or cause
-
-    def timed_out(self, started: float, on_wire: float | None, deadline: float) -> None:
-        """A request started at `started` (event-loop time) timed out at `deadline`; it reached the wire at
-        `on_wire` (None: never)."""
-        budget = deadline - started
-        spent = (deadline if on_wire is None else on_wire) - started
-        share = 1.0 if budget <= 0 else min(1.0, max(0.0, spent / budget))
-        self.lost = max(self.lost, share)
-
-
-_WIRE: contextvars.ContextVar[Wire | None] = contextvars.ContextVar("pam_monitor_wire", default=None)
-
-
-@contextlib.contextmanager
-def watch_wire() -> Iterator[Wire]:
-    """Collect, for the run in this task (and the tasks it starts), how late its timed-out requests reached the
-    wire. A context variable, so no probe signature carries it."""
-    wire = Wire()
-    token = _WIRE.set(wire)
-    try:
-        yield wire
-    finally:
-        _WIRE.reset(token)
-
-
-def current_wire() -> Wire | None:
-    """The running run's Wire, or None outside a runner (a probe called directly)."""
-    return _WIRE.get()
-
-
 @dataclass
 class Deps:
     """Shared resources for probes. One instance per loaded config; `aclose()` releases it."""
@@ -205,12 +53,12 @@ class Deps:
     targets: Mapping[str, Target]
     body_limit: int
     user_agent: str
-    # Requests admitted at once per target (http.max_in_flight); see slots_for.
+    # Requests admitted at once per target (http.max_in_flight): the runner's admission (monitor/admission.py)
+    # holds that many slots per target; here it bounds each transport's idle connections.
     max_in_flight: int = 16
     clock: Clock = field(default_factory=SystemClock)
     # Who the signed-in checks act as (top-level `identities`); their tokens are cached in `resources`.
     identities: Mapping[str, Identity] = field(default_factory=dict)
-    _slots: dict[str, Slots] = field(default_factory=dict)
     # http.keep_alive: reuse connections (False: a fresh connection, resolve and TLS handshake every request).
     keep_alive: bool = False
     _transports: dict[tuple[tuple[bool, str | None] | None, str | None], WireTransport] = field(default_factory=dict)
@@ -264,18 +112,6 @@ class Deps:
             )
             self._clients[key] = client
         return client
-
-    def slots_for(self, target_name: str) -> Slots:
-        """The request slots of one target (`max_in_flight` of them), made on first use.
-
-        One set per target, not one for all: a hanging target then holds only its own slots until its timeouts,
-        and checks of healthy targets never wait behind it. The runner takes them before a run's deadline starts
-        (admission); probes and `_http.fetch` never wait for a slot themselves.
-        """
-        slots = self._slots.get(target_name)
-        if slots is None:
-            slots = self._slots[target_name] = Slots(self.max_in_flight)
-        return slots
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register a coroutine to run when these deps are closed (pools, sessions)."""

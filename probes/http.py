@@ -113,4 +113,6 @@ KIND = Kind(
         Outcome.INVALID_RESPONSE,
     ),
     alerts=("ContractRegression", "TableMissing", "EndpointDown", "CertificateExpiring", "CheckFailed"),
+    # A health check: its 5xx is the endpoint down, where other HTTP kinds' 5xx is a contract or expectation broken.
+    server_error_is_down=True,
 )

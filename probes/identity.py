@@ -21,6 +21,7 @@ import structlog
 
 from monitor.core.config import SIGN_IN_STEP, Identity, Mint, SignIn, Target
 from monitor.core.results import Outcome, ProbeResult
+from monitor.core.retry_after import retry_after_seconds
 from monitor.core.secrets import Redactor
 from monitor.core.status import is_server_error
 from probes import _json
@@ -237,7 +238,7 @@ class Session:
             outcome = (Outcome.RATE_LIMITED if status == 429 else Outcome.SERVER_ERROR if is_server_error(status)
                        else Outcome.UNEXPECTED_STATUS)
             reason = _auth_error(document) or body_excerpt(body) or "no body"
-            retry = _retry_after(headers) if status == 429 else None
+            retry = retry_after_seconds(headers.get("retry-after"), self.deps.clock.time()) if status == 429 else None
             return SignInFailed(outcome, self.scrub(f"{what} failed: {status} {reason}"), status, retry)
         token = document.get("access_token") if isinstance(document, dict) else None
         if not isinstance(token, str) or not token:
@@ -273,14 +274,6 @@ def _auth_error(document: Any) -> str:
     if code and text and text != code:
         return f"{code} ({text[:160]})"
     return code or text[:160]
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after", "")
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from monitor.core.config import AlertName, CheckBase
+from monitor.core.kinds import KindRules
 from monitor.core.results import Outcome, ProbeResult
 from probes.deps import Deps
 
@@ -41,6 +42,11 @@ class Kind(Generic[C]):
     alert rules evaluated for its checks; `phases(check)` and `tables(check)` name the phase durations and the
     tables whose presence a check of this kind reports; `requests(check)` is how many requests one run sends at
     most (the runner admits a run with that many of its target's slots and paces a target's `max_rate` by it).
+
+    What the rest of the daemon would otherwise branch on the kind's name for is said here: `speaks_http` (its
+    checks get blackbox_exporter's HTTP series; the registry sets it where it wraps the prober to record the
+    transport's facts), `per_step` (its results report steps, each judged as an alert instance of its own) and
+    `server_error_is_down` (a 5xx means the endpoint is down, EndpointDown).
     """
 
     name: str
@@ -51,6 +57,14 @@ class Kind(Generic[C]):
     phases: Callable[[C], tuple[str, ...]] = no_names
     tables: Callable[[C], tuple[str, ...]] = no_names
     requests: Callable[[C], int] = one_request
+    speaks_http: bool = False
+    per_step: bool = False
+    server_error_is_down: bool = False
+
+    @property
+    def rules(self) -> KindRules:
+        """The kind's alertnames with how its results are judged, as the alert engine reads them."""
+        return KindRules(self.alerts, per_step=self.per_step, server_error_is_down=self.server_error_is_down)
 
     def __post_init__(self) -> None:
         declared = typing.get_args(self.model.model_fields["kind"].annotation)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "test"
 BASH = shutil.which("bash") or "/bin/bash"

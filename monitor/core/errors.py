@@ -17,12 +17,18 @@ class PamMonitorError(Exception):
     """Base of every exception pam-monitor raises on purpose."""
 
 
+_ESCAPED_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+"""Every character str.splitlines() breaks a line at, to its escape (a newline to the two characters \\n)."""
+
+
 class ConfigError(PamMonitorError):
-    """The file could not be turned into a valid Config; `problems` holds one printable line each."""
+    """The file could not be turned into a valid Config; `problems` holds one printable line each (any line break
+    a problem quotes from the file is escaped here, whoever built it, so a problem can never span two lines)."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = list(problems)
+        lines = [problem.translate(_ESCAPED_BREAKS) for problem in problems]
+        super().__init__("\n".join(lines))
+        self.problems = lines
 
 
 class StoreError(PamMonitorError):

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from monitor.core.errors import PamMonitorError
+from monitor.core.pgconn import is_stale_connection
 from monitor.demo.schema import (
     APP_ROLE,
     DEMO_SCHEMA,
@@ -104,20 +105,6 @@ class MemorySettingsStore:
         """Recreate the (empty) table."""
         self._dropped = False
 
-
-def _is_stale_connection(exc: BaseException) -> bool:
-    """Whether a failure on a reused connection means only that connection died (worth one fresh retry).
-
-    The same rule as the db prober's: an interface error, or an operational error that is not a connect
-    timeout and carries no SQLSTATE, a class 08 (connection exception) one, or 57P01/57P02 (admin/crash
-    shutdown).
-    """
-    if isinstance(exc, psycopg.InterfaceError):
-        return True
-    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.ConnectionTimeout):
-        state = exc.sqlstate
-        return state is None or state.startswith("08") or state in ("57P01", "57P02")
-    return False
 
 async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
     # No server-side prepared statements: the DSN may point at PgBouncer/Supavisor in transaction mode.
@@ -325,7 +312,7 @@ class PgSettingsStore:
                     await self._discard()
                     # A connection killed while idle (server restart, pg_terminate_backend) is not an error
                     # worth a 500: reconnect once.
-                    if attempt == 2 or not _is_stale_connection(exc):
+                    if attempt == 2 or not is_stale_connection(exc):
                         raise
         raise AssertionError("unreachable: the second attempt returns or raises")
 

@@ -10,6 +10,7 @@ import prometheus_client
 
 from alerts import AlertEngine
 from alerts.store import Store
+from monitor.core.kinds import KindRules
 from tests.support.alerting import CHECKS, Recorder, make_config, make_engine, queue_depth, result, sent, target_alerts
 from tests.support.clock import T0, FakeClock
 from tests.support.poll import until_async
@@ -249,9 +250,11 @@ async def test_check_maintenance_window_silences_then_pages_after(tmp_path: Path
 
 async def test_rules_come_from_the_map_the_engine_is_given(tmp_path: Path) -> None:
     """The engine raises, for each check kind, the alertnames of its `rules_by_kind` map and no other: with http
-    mapped to EndpointDown alone, a 500 on an http check fires EndpointDown and no ContractRegression."""
+    mapped to EndpointDown alone (and a 5xx meaning down, as the map says, not the kind's name), a 500 on an http
+    check fires EndpointDown and no ContractRegression."""
     registry = prometheus_client.CollectorRegistry()
-    engine = AlertEngine(make_config(tmp_path), rules_by_kind={"http": ("EndpointDown",)}, registry=registry,
+    rules = {"http": KindRules(("EndpointDown",), server_error_is_down=True)}
+    engine = AlertEngine(make_config(tmp_path), rules_by_kind=rules, registry=registry,
                          clock=FakeClock())
     async with engine as e:
         e.observe(result(HTTP, "server_error", status=500))

@@ -18,6 +18,8 @@ from tests.support.alertmanager import Alertmanager
 from tests.support.daemon import command
 from tests.support.servers import free_port, serve_asgi
 
+pytestmark = pytest.mark.process  # runs the CLI, the daemon or a stand-in as a process
+
 SECRET = "s3cret-token-in-the-path"
 HEADER_SECRET = "Bearer header-secret-value"
 SUMMARY = "Test notification from pam-monitor (service pam-backend): if you see this, the {} sink works"

@@ -70,6 +70,7 @@ def test_store_round_trip_after_unclean_close(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.process
 async def test_kill_9_while_firing_then_restart(tmp_path: Path) -> None:
     """A process fires, its sink is down, it is killed -9. A new engine delivers the queued firing once,
     does not page again on the next bad result, and resolves when the check heals."""

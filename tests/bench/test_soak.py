@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.soak_report import Blip, Page, judge_pages, slope_per_hour
 from tests.support.poll import until
@@ -54,6 +55,7 @@ def test_drift_is_the_least_squares_slope_per_hour() -> None:
     assert slope_per_hour(points[:2]) is None
 
 
+@pytest.mark.process
 def test_a_blip_fails_its_paths_for_a_while_then_they_recover() -> None:
     """bench.target (builtin): /health/<name> answers 200; after a 1 s blip of two paths those answer 503 and
     the others 200; after the blip every path answers 200 again; a request saying Connection: close is answered,

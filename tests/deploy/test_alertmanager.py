@@ -22,6 +22,7 @@ HEARTBEAT_MAX_S = 300.0
 """A dead man's switch is only as quick as its heartbeat: past a few minutes a dead monitor goes unnoticed."""
 
 
+@pytest.mark.process
 def test_amtool_check_config_passes() -> None:
     """amtool accepts alertmanager.yml."""
     result = run([tool("amtool"), "check-config", str(AM_CONFIG)])
@@ -36,6 +37,7 @@ def test_amtool_check_config_passes() -> None:
         (["alertname=SchemaDrift", "severity=warning", "service=pam-backend", "check=db"], "slack-warnings"),
     ],
 )
+@pytest.mark.process
 def test_amtool_routes_alerts_by_severity_and_watchdog(labels: list[str], receiver: str) -> None:
     """Critical goes to PagerDuty, warning to Slack, the watchdog to the dead man's switch."""
     result = run([tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels])

@@ -202,6 +202,7 @@ def test_docker_healthcheck_hits_healthz_on_the_listen_port() -> None:
     assert "/opt/pam-monitor/bin/python" == healthcheck_command()[0]
 
 
+@pytest.mark.process
 def test_docker_healthcheck_command_reports_healthy_stalled_and_down(
     health_server: tuple[str, dict[str, int]],
 ) -> None:

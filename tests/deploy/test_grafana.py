@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.deploy.helpers import (
@@ -91,6 +92,7 @@ def test_dashboard_per_check_queries_filter_by_the_check_variable() -> None:
             assert 'check=~"$check"' in expr, expr
 
 
+@pytest.mark.process
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """With Grafana variables filled in, promtool parses every panel query (as a recording rule)."""
     substitutions = {"$__rate_interval": "2m", "${datasource}": "x"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
 from alerts import NOTIFICATION_RESULTS
@@ -37,12 +38,14 @@ def test_metric_name_parser_sees_names_and_ignores_strings_and_labels() -> None:
     assert {"a", "b"} == matcher_values('x{outcome=~"a|b", kind="http"}', "outcome")
 
 
+@pytest.mark.process
 def test_promtool_check_rules_passes() -> None:
     """promtool accepts rules.yml (syntax, PromQL, templates, no duplicate rules)."""
     result = run([tool("promtool"), "check", "rules", "deploy/prometheus/rules.yml"])
     assert 0 == result.returncode, result.stdout + result.stderr
 
 
+@pytest.mark.process
 def test_promtool_rule_unit_tests_pass() -> None:
     """Every alert fires on the series that should trip it and not on the near misses (rules_test.yml)."""
     result = run([tool("promtool"), "test", "rules", "rules_test.yml"], cwd=DEPLOY / "prometheus")
@@ -104,6 +107,7 @@ def test_recording_rules_follow_level_metric_operation_naming() -> None:
         assert metric.removesuffix("_total") in {n.removesuffix("_total") for n in DOCUMENTED_METRICS}, name
 
 
+@pytest.mark.process
 def test_promtool_check_config_passes_and_scrapes_what_the_rules_watch() -> None:
     """prometheus.yml is valid and loads rules.yml; its pam-monitor job is the one PamMonitorDown watches, and it
     scrapes the address the example config listens on."""

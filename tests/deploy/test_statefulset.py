@@ -153,6 +153,7 @@ def test_pods_run_locked_down_and_disruptions_take_one_pod_at_a_time(
         one("StatefulSet")["spec"]["template"]["metadata"]["labels"].items())
 
 
+@pytest.mark.process
 def test_the_real_cli_takes_each_pods_shard_from_its_name(tmp_path: Path) -> None:
     """`pam-monitor validate` with the container's args and each pod's POD_NAME counts that pod's shard."""
     path = tmp_path / "config.yaml"

@@ -83,12 +83,14 @@ def _unit_with_real_binary(tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.process
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     """systemd-analyze verify finds no unknown key, bad value or missing binary in the unit."""
     result = run([tool("systemd-analyze"), "verify", str(_unit_with_real_binary(tmp_path))], cwd=tmp_path)
     assert (0, "") == (result.returncode, result.stderr.strip())
 
 
+@pytest.mark.process
 def test_systemd_unit_exposure_is_rated_ok(tmp_path: Path) -> None:
     """systemd-analyze security rates the unit's exposure at most 2.0 ("OK") out of 10."""
     result = run(

@@ -40,12 +40,14 @@ def _instance_file(tmp_path: Path, instance: int = 0) -> Path:
     return copy
 
 
+@pytest.mark.process
 def test_systemd_analyze_verify_accepts_an_instance(tmp_path: Path) -> None:
     """systemd-analyze verify of pam-monitor@0.service: no unknown key, bad value, bad specifier or missing binary."""
     result = run([tool("systemd-analyze"), "verify", str(_instance_file(tmp_path))], cwd=tmp_path)
     assert (0, "") == (result.returncode, result.stderr.strip())
 
 
+@pytest.mark.process
 def test_an_instance_is_rated_ok_like_the_single_unit(tmp_path: Path) -> None:
     """systemd-analyze security rates an instance's exposure at most 2.0 ("OK")."""
     result = run([tool("systemd-analyze"), "security", "--offline=yes", "--threshold=20",
@@ -87,6 +89,7 @@ def test_each_instance_keeps_state_in_its_own_state_directory(monkeypatch: pytes
     assert len(set(dirs)) == SHARDS
 
 
+@pytest.mark.process
 def test_the_instances_argv_validates_the_example_config_shard_by_shard(tmp_path: Path) -> None:
     """`pam-monitor validate` with each instance's --shard: exit 0, that shard's check count; together all."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PAM_MONITOR_")}

@@ -21,6 +21,8 @@ from monitor.cli import build_parser
 from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 
+pytestmark = pytest.mark.process  # runs the CLI, the daemon or a stand-in as a process
+
 VERBS = ["run", "check", "validate", "notify", "demo", "discover", "init"]
 HINT = ("pam-monitor: no config file; pass --config FILE or set PAM_MONITOR_CONFIG "
         "(write a starter with: pam-monitor init)")

@@ -12,6 +12,8 @@ from monitor.core.config import shard_of
 from tests.support.daemon import command, run_daemon
 from tests.support.servers import free_port
 
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
+
 NAMES = [f"c{i}" for i in range(12)]
 BODY = "targets: {b: {base_url: 'http://127.0.0.1:9'}}\nchecks:\n" + "".join(
     f"  - {{name: {n}, kind: http, target: b, interval: 1h}}\n" for n in NAMES)

@@ -22,6 +22,8 @@ from tests.support.daemon import DaemonProcess, run_daemon, write_http_checks_co
 from tests.support.servers import free_port, serve_asgi
 from tests.support.slow_target import slow_target
 
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
+
 LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
 CHECKS = 10
 HOUR = 3600.0

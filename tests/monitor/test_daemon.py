@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +20,8 @@ from starlette.routing import Route
 
 from tests.support.daemon import command, run_daemon
 from tests.support.servers import free_port, serve_asgi
+
+pytestmark = pytest.mark.process  # runs the CLI, the daemon or a stand-in as a process
 
 SHUTDOWN_TIMEOUT_S = 2.0  # the config's shutdown_timeout
 EXIT_SLACK_S = 1.5  # interpreter teardown after the drain: generous, since other suites share the machine
@@ -160,10 +163,10 @@ def test_no_secret_reaches_status_metrics_or_logs(tmp_path: Path) -> None:
 
 
 def test_equal_parts_of_config_models_are_shared_and_copies_stay_apart(tmp_path: Path) -> None:
-    """After _share_equal_parts, two checks given the same keys hold one fields-set object (so do their expect
-    blocks), one empty headers dict, one empty depends_on list and one target string; each check still reports
-    exactly the fields it was given and compares equal to a fresh load; a model_copy with an update changes only
-    the copy's set."""
+    """After _share_equal_parts, two checks given the same keys hold one empty headers dict, one empty depends_on
+    list and one target string; each check still reports exactly the fields it was given (its own fields-set,
+    which only pydantic writes) and compares equal to a fresh load; a model_copy with an update changes only the
+    copy's set."""
     from monitor.core.config import load_config
     from monitor.daemon import _share_equal_parts
 
@@ -178,14 +181,11 @@ def test_equal_parts_of_config_models_are_shared_and_copies_stay_apart(tmp_path:
     config = load_config(path)
     a, b, c = config.checks
     before = [set(check.model_fields_set) for check in (a, b, c)]
-    assert a.__pydantic_fields_set__ is not b.__pydantic_fields_set__
     assert a.headers is not b.headers
 
     _share_equal_parts(config)
 
-    assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
-    assert a.expect.__pydantic_fields_set__ is b.expect.__pydantic_fields_set__
-    assert c.__pydantic_fields_set__ is not a.__pydantic_fields_set__
+    assert a.model_fields_set is not b.model_fields_set
     assert a.headers is b.headers is c.headers
     assert a.depends_on is b.depends_on
     assert a.target is b.target is c.target

@@ -20,6 +20,8 @@ from tests.support.backends import SETTINGS_OPENAPI, Flaw, settings_app
 from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 
+pytestmark = pytest.mark.process  # runs the CLI, the daemon or a stand-in as a process
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "PAM", "version": "1"},

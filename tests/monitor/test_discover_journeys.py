@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -65,6 +66,7 @@ def test_one_isolation_check_per_get_of_a_users_resource() -> None:
         (c["kind"], c["identity"], c["method"]) for c in isolation_checks(SPEC, "backend")}
 
 
+@pytest.mark.process
 def test_cli_output_defines_the_identity_validates_and_runs(tmp_path: Path) -> None:
     """`discover --journeys` writes the identities block (with a comment saying to define it) and the checks;
     with a targets block and the identity's two variables, it loads, and the isolation check against a backend

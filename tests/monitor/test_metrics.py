@@ -22,9 +22,9 @@ def _result(check: str, outcome: Outcome, duration: float = 0.2, **kw: object) -
 
 def _declared(m: Metrics) -> None:
     m.set_checks([
-        ("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), ()),
+        ("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), (), True),
         ("db_roundtrip", "db", (Outcome.OK, Outcome.TABLE_MISSING), ("user_settings", "auth.users"),
-         ("connect", "query")),
+         ("connect", "query"), False),
     ])
 
 
@@ -90,7 +90,7 @@ def test_reload_keeps_series_of_surviving_checks_and_drops_removed_ones() -> Non
     m = Metrics(process_metrics=False)
     _declared(m)
     m.observe(_result("health", Outcome.OK), None)
-    m.set_checks([("health", "http", (Outcome.OK,), (), ()), ("new", "http", (Outcome.OK,), (), ())])
+    m.set_checks([("health", "http", (Outcome.OK,), (), (), True), ("new", "http", (Outcome.OK,), (), (), True)])
     text = m.render().decode()
     assert 'pam_monitor_check_results_total{check="health",kind="http",outcome="ok"} 1' in text
     assert 'check="db_roundtrip"' not in text
@@ -144,6 +144,7 @@ def test_partial_http_facts_render_every_phase() -> None:
                                          for p in ("resolve", "connect", "tls", "processing", "transfer")]
 
 
+@pytest.mark.process
 def test_promtool_accepts_the_exposition() -> None:
     """`promtool check metrics` (Debian's prometheus package) finds no problem in a populated scrape, TLS series
     included."""

@@ -42,8 +42,8 @@ def tls_lines(samples: dict[str, str]) -> dict[str, str]:
 def metrics() -> Metrics:
     """Metrics with one http check `api` and one db check."""
     m = Metrics(process_metrics=False)
-    m.set_checks([("api", "http", (Outcome.OK, Outcome.CONNECTION_ERROR, Outcome.TLS_ERROR), (), ()),
-                  ("db", "db", (Outcome.OK,), (), ())])
+    m.set_checks([("api", "http", (Outcome.OK, Outcome.CONNECTION_ERROR, Outcome.TLS_ERROR), (), (), True),
+                  ("db", "db", (Outcome.OK,), (), (), False)])
     return m
 
 
@@ -91,7 +91,7 @@ def test_a_reload_keeps_the_certificate_of_a_check_that_stays() -> None:
     m = metrics()
     m.observe(run("api", Outcome.OK, facts(TLS)), None)
     seen = tls_lines(scrape(m))
-    m.set_checks([("api", "http", (Outcome.OK,), (), ()), ("other", "http", (Outcome.OK,), (), ())])
+    m.set_checks([("api", "http", (Outcome.OK,), (), (), True), ("other", "http", (Outcome.OK,), (), (), True)])
     assert seen == tls_lines(scrape(m))
-    m.set_checks([("other", "http", (Outcome.OK,), (), ())])
+    m.set_checks([("other", "http", (Outcome.OK,), (), (), True)])
     assert {} == tls_lines(scrape(m))

@@ -16,10 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.daemon import DaemonProcess, command
 from tests.support.servers import free_port
 from tests.support.slow_target import slow_target
+
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ from monitor.server import create_app
 from monitor.state import State
 from tests.support.servers import serve_asgi
 
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
+
 NOW = 1_795_000_000.0
 # Where screenshots are kept for a person to look at (the test's tmp_path otherwise).
 SHOT_DIR_VAR = "PAM_MONITOR_SCREENSHOT_DIR"

@@ -22,6 +22,8 @@ from monitor.reload import load_in_child
 from tests.support.daemon import DaemonProcess, command, run_daemon
 from tests.support.servers import free_port, serve_asgi
 
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
+
 SHUTDOWN_TIMEOUT_S = 2.0
 EXIT_SLACK_S = 1.5  # interpreter teardown after the drain: generous, since other suites share the machine
 HEAD = """\

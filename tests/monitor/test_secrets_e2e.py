@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +19,8 @@ from starlette.routing import Route
 
 from tests.support.daemon import command, run_daemon
 from tests.support.servers import free_port, serve_asgi
+
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
 
 TOKEN = "Zq7xTokenOnly-4d1e9c2b7a5f3e8d"
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJtb25pdG9yIiwicm9sZSI6InNlcnZpY2Vfcm9sZSJ9"

@@ -16,6 +16,8 @@ from alerts.store import FILENAME, Store
 from tests.support.daemon import command
 from tests.support.servers import free_port
 
+pytestmark = pytest.mark.process  # starts the daemon, a stand-in target or another binary as a process
+
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The CLI, with no config from the environment."""

@@ -16,11 +16,12 @@ import pytest
 
 from monitor.core.config import Config, RequestSpec
 from monitor.core.results import Outcome
+from monitor.core.wiretime import Wire, watch_wire
 from monitor.metrics import Metrics
 from monitor.runner import Runner
 from monitor.state import State
 from probes._http import Fetched, fetch
-from probes.deps import Wire, build_deps, watch_wire
+from probes.deps import build_deps
 from tests.support.poll import until_async
 from tests.support.servers import serve_asgi
 from tests.support.targets import create_target_app

@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from psycopg import sql
 
 from tests.probes.signed_in import EXAMPLE
@@ -45,6 +46,7 @@ def _check(path: Path, db: SeededDb, cwd: Path) -> tuple[int, dict[str, dict[str
     return done.returncode, checks, done.stdout + done.stderr
 
 
+@pytest.mark.process
 def test_check_runs_the_example_and_sees_what_users_see(
     tmp_path: Path, backend: Server, seeded_db: SeededDb, app_role: str
 ) -> None:
@@ -70,6 +72,7 @@ def test_check_runs_the_example_and_sees_what_users_see(
     assert JWT_SECRET not in shown
 
 
+@pytest.mark.process
 def test_daemon_times_each_step_and_pages_per_step(
     tmp_path: Path, backend: Server, seeded_db: SeededDb, app_role: str
 ) -> None:

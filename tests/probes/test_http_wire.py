@@ -99,6 +99,7 @@ def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cert
 
 
+@pytest.mark.process
 async def test_tls_self_signed_is_tls_error(tls_cert: Path, make_deps: DepsFactory) -> None:
     """With verification on and no ca_file, a self-signed certificate is tls_error saying verification failed."""
     _, server_tls = self_signed_tls(tls_cert.parent)
@@ -109,6 +110,7 @@ async def test_tls_self_signed_is_tls_error(tls_cert: Path, make_deps: DepsFacto
     assert "certificate verify failed" in result.message
 
 
+@pytest.mark.process
 async def test_tls_ca_file_is_trusted(tmp_path: Path, make_deps: DepsFactory) -> None:
     """The target's ca_file is used to verify the server: the same self-signed server is then ok."""
     cert, server_tls = self_signed_tls(tmp_path)
@@ -117,6 +119,7 @@ async def test_tls_ca_file_is_trusted(tmp_path: Path, make_deps: DepsFactory) ->
     assert (Outcome.OK, 200) == (result.outcome, result.status_code)
 
 
+@pytest.mark.process
 async def test_tls_verify_off_accepts_any_certificate(tmp_path: Path, make_deps: DepsFactory) -> None:
     """verify_tls: false accepts the self-signed certificate (ok)."""
     _, server_tls = self_signed_tls(tmp_path)

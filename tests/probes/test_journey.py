@@ -166,7 +166,9 @@ async def test_a_hanging_step_times_out_within_the_deadline(base_url: str, made:
     took = loop.time() - started
     assert (Outcome.TIMEOUT, "stuck") == (result.outcome, result.details["step"]), result.message
     assert result.message.startswith("step stuck: timed out after "), result.message
-    assert 0.45 <= took < 0.75
+    # At the deadline, not before it; the upper bound is generous (a busy machine delays the loop by seconds): it
+    # only proves the run did not wait for the hanging step itself.
+    assert 0.45 <= took < 3.0
 
 
 async def test_slow_step_is_slow_and_named(base_url: str, made: Made) -> None:

@@ -4,7 +4,6 @@ real fixed-window one in front of real stand-ins (tests/support/backends.py)."""
 
 from __future__ import annotations
 
-import email.utils
 import re
 from typing import Any
 
@@ -12,32 +11,12 @@ import pytest
 
 from monitor.core.config import PostgrestCheck, Target, VoiceCheck
 from monitor.core.results import Outcome
-from probes._http import retry_after_seconds
 from probes.deps import Deps
 from tests.support.backends import RateLimited, VoiceSystem
 from tests.support.fake_postgrest import FakePostgrest
 from tests.support.servers import serve_asgi
 from tests.support.targets import TIMING, DepsFactory, create_target_app, run_probe
 from tests.support.targets import http_check as make_check
-
-NOW = 1_780_000_000.0
-
-
-@pytest.mark.parametrize(("header", "seconds"), [
-    ("30", 30.0),
-    (" 120 ", 120.0),
-    ("0", 0.0),
-    ("1.5", 1.5),
-    (email.utils.formatdate(NOW + 90, usegmt=True), 90.0),
-    (email.utils.formatdate(NOW - 90, usegmt=True), 0.0),
-    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
-    ("-5", None),
-    ("soon", None),
-    ("", None),
-])
-def test_retry_after_forms(header: str, seconds: float | None) -> None:
-    """Retry-After as delay-seconds or as an HTTP-date (less now, never below 0); anything else is no wait."""
-    assert seconds == retry_after_seconds(header, NOW)
 
 
 def limited_message(result: Any) -> bool:

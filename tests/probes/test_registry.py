@@ -62,6 +62,7 @@ def test_a_record_must_name_its_models_kind() -> None:
     assert isinstance(http, Kind)
 
 
+@pytest.mark.process
 def test_importing_the_probers_loads_neither_driver_nor_jwt_library() -> None:
     """Importing the daemon and every prober leaves psycopg (~12 MB of RSS) and PyJWT unloaded until a db or an
     auth_contract check runs."""

@@ -70,6 +70,7 @@ async def test_an_expired_certificate_is_tls_error(ca: Authority, make_deps: Dep
     assert None is result.http.tls
 
 
+@pytest.mark.process
 async def test_an_untrusted_certificate_is_tls_error(ca: Authority, tmp_path: Path, make_deps: DepsFactory) -> None:
     """A self-signed certificate, and one from a CA the target does not trust: tls_error saying which, whether the
     target trusts its own ca_file or the system CAs."""

@@ -138,10 +138,12 @@ async def test_malformed_chunked_body_is_invalid_response_at_once(make_deps: Dep
 
     async with raw_tcp_server(handle) as url:
         started = time.monotonic()
-        result = await run_probe(make_check("/", timeout=3.0), make_deps(url))
+        result = await run_probe(make_check("/", timeout=8.0), make_deps(url))
         took = time.monotonic() - started
     assert (Outcome.INVALID_RESPONSE, 200) == (result.outcome, result.status_code), result.message
-    assert took < 1.0, f"{took:.2f} s"
+    # Ended by the answer, not by the 8 s timeout (the server holds the connection for 10 s): generous for a busy
+    # machine.
+    assert took < 4.0, f"{took:.2f} s"
 
 
 async def test_head_answer_ends_at_its_head(make_deps: DepsFactory) -> None:
@@ -158,10 +160,12 @@ async def test_head_answer_ends_at_its_head(make_deps: DepsFactory) -> None:
 
     async with raw_tcp_server(handle) as url:
         started = time.monotonic()
-        result = await run_probe(make_check("/", method="HEAD", timeout=3.0), make_deps(url))
+        result = await run_probe(make_check("/", method="HEAD", timeout=8.0), make_deps(url))
         took = time.monotonic() - started
     assert (Outcome.OK, 200) == (result.outcome, result.status_code), result.message
-    assert took < 1.0, f"{took:.2f} s"
+    # Ended by the answer, not by the 8 s timeout (the server holds the connection for 10 s): generous for a busy
+    # machine.
+    assert took < 4.0, f"{took:.2f} s"
 
 
 async def test_http_facts_of_a_plain_request(base_url: str, make_deps: DepsFactory) -> None:
@@ -191,6 +195,7 @@ async def test_http_facts_when_nothing_answers(make_deps: DepsFactory) -> None:
     assert (0.0, 0) == (result.http.version, result.http.content_length)
 
 
+@pytest.mark.process
 async def test_tls_facts_of_a_verified_connection(tmp_path: Path, make_deps: DepsFactory) -> None:
     """An https answer carries the negotiated TLS version and the certificate's subject, issuer and notAfter;
     with verification off the certificate is still read (its expiry is known), but no chain was verified."""

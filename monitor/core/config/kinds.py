@@ -17,13 +17,13 @@ from monitor.core.config.checks import (
 )
 from monitor.core.config.journeys import JourneyCheck, TenantIsolationCheck
 
-CHECK_MODELS: tuple[type[CheckBase], ...] = (
-    HttpCheck, AuthContractCheck, VoiceCheck, DbCheck, PostgrestCheck, JourneyCheck, TenantIsolationCheck,
-)
 Check = Annotated[
     HttpCheck | AuthContractCheck | VoiceCheck | DbCheck | PostgrestCheck | JourneyCheck | TenantIsolationCheck,
     Field(discriminator="kind"),
 ]
+"""A check as the config file gives it; a new kind's model is added here and nowhere else in the config."""
+CHECK_MODELS: tuple[type[CheckBase], ...] = typing.get_args(typing.get_args(Check)[0])
+"""Every check model, in the union's order."""
 CHECK_KINDS: tuple[str, ...] = tuple(typing.get_args(m.model_fields["kind"].annotation)[0] for m in CHECK_MODELS)
 """Every check kind, in the order of CHECK_MODELS (the `kind:` values a config file may use)."""
 

@@ -293,6 +293,8 @@ def _show(value: Any) -> str:
     elif value is None or isinstance(value, bool | int | float | list | dict):
         text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
         text = text.removesuffix("\n...").removesuffix("...").strip()
+        if len(text.splitlines()) > 1:  # a string with a line break inside: YAML folds it over lines, JSON escapes it
+            text = json.dumps(value, ensure_ascii=False, default=str)
     else:
         text = _kind_of(value)
     return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from monitor.core.config import load_config
@@ -175,6 +176,7 @@ def banner_exports(demo: DaemonProcess) -> dict[str, str]:
     return {name: shlex.split(value)[0] for name, value in re.findall(r"^  export (\w+)=(.*)$", demo.raw_logs(), re.M)}
 
 
+@pytest.mark.process
 def test_demo_no_db_serves_the_backend_and_watches_it_until_sigterm(tmp_path: Path) -> None:
     """`demo --no-db`: every backend check ok, settings_500 seen as server_error, SIGTERM exits 0 and cleans up."""
     with run_demo(tmp_path, "--no-db") as (demo, backend):
@@ -199,6 +201,7 @@ def check_json(config: Path, env: dict[str, str], tmp_path: Path) -> tuple[int, 
     return done.returncode, {c["name"]: c for c in json.loads(done.stdout)["checks"]}
 
 
+@pytest.mark.process
 def test_demo_with_database_url_the_banner_exports_drive_check(tmp_path: Path, seeded_db: SeededDb) -> None:
     """With --database-url the demo watches the db checks too (in its own schema); the banner's export lines are
     enough for `pam-monitor check --config <its config>` in another process: all ok, then under settings_db_500 the
@@ -222,6 +225,7 @@ def test_demo_with_database_url_the_banner_exports_drive_check(tmp_path: Path, s
         assert 0 == demo.stop()
 
 
+@pytest.mark.process
 def test_demo_refuses_a_taken_backend_port(tmp_path: Path) -> None:
     """When the backend port is in use (a second demo), the demo says so in one line naming --target-port and
     exits 1: no traceback, no banner."""
@@ -238,6 +242,7 @@ def test_demo_refuses_a_taken_backend_port(tmp_path: Path) -> None:
     assert (1, [expected], "") == (done.returncode, done.stderr.splitlines(), done.stdout)
 
 
+@pytest.mark.process
 def test_demo_refuses_a_taken_listen_port_before_the_banner(tmp_path: Path) -> None:
     """When the status/metrics port is in use, the demo says so in one line naming --listen and exits 1 before
     printing the banner or starting a database."""

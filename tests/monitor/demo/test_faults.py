@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from alerts.rules import RULES
 from alerts.table import extract
 from monitor.demo.faults import (
@@ -75,6 +77,7 @@ def test_markdown_table_has_one_row_per_fault_in_order() -> None:
         assert 2 == row.count(" | ")
 
 
+@pytest.mark.process
 def test_module_prints_the_table_with_severities() -> None:
     """`python -m monitor.demo.faults` prints the table with the built-in rules' severities."""
     done = subprocess.run([sys.executable, "-m", "monitor.demo.faults"], capture_output=True, text=True, timeout=60,

@@ -10,6 +10,8 @@ import pytest
 
 from monitor.demo.pgtemp import PostgresNotFoundError, TempPostgres, TempPostgresError, find_pg_bin
 
+pytestmark = pytest.mark.process  # runs the CLI, the daemon or a stand-in as a process
+
 
 def test_find_pg_bin_finds_the_server_binaries() -> None:
     """On a machine with PostgreSQL installed, find_pg_bin names a directory holding initdb, pg_ctl, postgres."""

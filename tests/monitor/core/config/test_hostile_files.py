@@ -48,7 +48,8 @@ def test_billion_laughs_fails_fast_with_one_line_in_bounded_memory(write_config:
     elapsed = time.perf_counter() - started
     assert [f'{path}:4: aliases repeat more than {MAX_ALIAS_NODES:,} values in all (a "billion laughs" file?); '
             "write the values out or use fewer aliases"] == problems
-    assert elapsed < 2.0, f"{elapsed:.2f} s"
+    # Expanded, the aliases would take minutes and gigabytes: a generous bound (a busy machine) still tells them apart.
+    assert elapsed < 10.0, f"{elapsed:.2f} s"
     assert peak < 20 * 1024 * 1024, f"{peak} bytes"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.core.config import load_config
@@ -58,11 +58,45 @@ def _judge(path: Path, text: str) -> None:
         assert [] == [piece for piece in _fragments() if piece in lowered], line
 
 
+# What hypothesis found, kept as named tests (the profile in tests/conftest.py stores no example database).
+
+
+def test_a_yaml_reader_error_is_one_line(place: tuple[Path, str]) -> None:
+    """A control character the YAML reader rejects ("\x1f"): its message used to span two lines."""
+    _judge(place[0], "\x1f")
+
+
+def test_a_top_level_null_key_is_a_config_error(place: tuple[Path, str]) -> None:
+    """A document that is one null key ("?"): it used to escape as TypeError."""
+    _judge(place[0], "?")
+
+
+def test_a_key_with_a_carriage_return_stays_on_one_line(place: tuple[Path, str]) -> None:
+    """A key holding a carriage return: it used to split the problem line."""
+    _judge(place[0], 'defaults: {"\\r": 1}\n')
+
+
+def test_a_newline_in_a_list_where_text_belongs_is_shown_escaped_on_one_line(place: tuple[Path, str]) -> None:
+    """`service: ["\\n"]` (a list where text belongs, holding a newline): the value is shown the way JSON writes
+    it, on the problem's one line (YAML's rendering folded it over two)."""
+    path = place[0]
+    path.write_text('service: ["\\n"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=ENV)
+    assert [f'{path}:1: service: must be text (a string), got ["\\n"]'] == caught.value.problems
+    _judge(path, 'service: ["\\n"]\n')
+
+
+def test_a_problem_never_spans_two_lines_whoever_wrote_it() -> None:
+    """ConfigError escapes every line break a problem carries (newline, carriage return, the Unicode ones), so no
+    code path that builds a problem can print two lines."""
+    error = ConfigError(["a\nb", "c\rd\u2028e\x85f"])
+    assert ["a\\nb", "c\\rd\\u2028e\\x85f"] == error.problems
+    assert 2 == len(str(error).splitlines())
+
+
 @FAST
 @given(st.text(max_size=400))
-@example("\x1f")  # a reader error: its message used to span two lines
-@example("?")  # a top-level null key: it used to escape as TypeError
-@example('defaults: {"\\r": 1}\n')  # a key with a carriage return: it used to split the problem line
 def test_any_text(place: tuple[Path, str], text: str) -> None:
     """Arbitrary text (mostly not YAML at all) is a Config or a clean ConfigError."""
     _judge(place[0], text)
