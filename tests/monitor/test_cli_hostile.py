@@ -22,6 +22,8 @@ import yaml
 from monitor.cli_args import build_parser
 from tests.support.daemon import command
 
+pytestmark = pytest.mark.process  # runs every verb of the CLI as a process
+
 HUGE = "9" * 40
 # {verb: {option: hostile values}}; "" holds the options taken before the verb. {dir}, {missing}, {binary} are
 # replaced by a directory, a file that does not exist and a file that is not UTF-8.

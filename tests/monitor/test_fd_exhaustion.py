@@ -9,10 +9,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.alerting import Recorder
 from tests.support.daemon import DaemonProcess, command, write_http_checks_config
 from tests.support.servers import free_port, serve_asgi
 from tests.support.slow_target import slow_target
+
+pytestmark = pytest.mark.process  # runs the daemon as a process under a file-descriptor limit
 
 CHECKS = 220
 RUN_S = 12.0

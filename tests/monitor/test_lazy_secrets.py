@@ -22,6 +22,8 @@ from tests.support.alerting import Recorder
 from tests.support.daemon import command
 from tests.support.servers import serve_asgi
 
+pytestmark = pytest.mark.process  # runs the CLI as a process
+
 SECRETS = ("DB_URL", "PD_KEY", "SLACK_URL", "JWT_SECRET", "HOOK_TOKEN")
 
 

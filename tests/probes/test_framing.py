@@ -30,6 +30,8 @@ from monitor.core.config import RequestSpec
 from probes._http import Fetched, fetch
 from tests.support.targets import DepsFactory, deadline_in
 
+pytestmark = pytest.mark.process  # runs curl on the same bytes as pam-monitor
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCK = "framing-table"
 OK = b"HTTP/1.1 200 OK\r\n"

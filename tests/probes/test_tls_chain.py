@@ -8,10 +8,13 @@ import ssl
 import sys
 from pathlib import Path
 
+import pytest
+
 from probes import _tls_chain
 from tests.support.targets import self_signed_tls
 
 
+@pytest.mark.process  # makes its certificates with openssl
 async def test_the_private_accessor_still_gives_both_chains(tmp_path: Path) -> None:
     """On a real TLS connection to 127.0.0.1 (a self-signed certificate trusted through its file), the C object
     sits at `_sslobj` and both chains come back as certificates whose get_info() has the notAfter getpeercert()

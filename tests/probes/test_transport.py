@@ -343,6 +343,7 @@ async def test_http_target_through_the_proxy_in_absolute_form(make_deps: DepsFac
     assert ["Basic " + base64.b64encode(b"user:s3cret-pw").decode()] == proxy.auth
 
 
+@pytest.mark.process  # makes its certificate with openssl
 async def test_https_target_through_a_connect_tunnel(tmp_path: Path, make_deps: DepsFactory) -> None:
     """An https target with proxy_url goes through CONNECT host:port; TLS runs end to end with the target."""
     cert, server_tls = self_signed_tls(tmp_path)

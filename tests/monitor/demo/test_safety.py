@@ -34,6 +34,8 @@ from tests.support.daemon import command
 from tests.support.postgres import dsn_with
 from tests.support.servers import free_port
 
+pytestmark = pytest.mark.process  # runs the demo and PostgreSQL clients as processes
+
 APP_ROWS = (("11111111-1111-4111-8111-111111111111", "dark"), ("22222222-2222-4222-8222-222222222222", "light"))
 
 # The catalogue as the application sees it: every relation outside the system schemas with its kind, RLS flags and
