@@ -116,9 +116,13 @@ def _rate_limited(facts: Facts) -> list[Observation]:
     length = result.finished_at - (result.started_at if since is None else since)
     if length < facts.config.alerts.rate_limited_after:
         return []
-    notes = build_annotations(result, RULES[CHECK_FAILED].runbook)
+    # A journey is rate-limited at one step: that step's CheckFailed says so (one alert per step, not a second one
+    # for the journey beside the step's).
+    step = result.details.get("step") if facts.check.kind == "journey" else None
+    facts = facts._replace(step=step) if isinstance(step, str) and step else facts
+    notes = build_annotations(result, RULES[CHECK_FAILED].runbook, step=facts.step)
     notes["summary"] = (f"pam-monitor cannot see this endpoint: rate-limited for {spell(length)} "
                         f"({result.message})")[:ANNOTATION_LIMIT]
     check = facts.check
-    return [Observation(alert_key(CHECK_FAILED, check.name), CHECK_FAILED, check.name, Signal.BAD,
+    return [Observation(alert_key(CHECK_FAILED, check.name, step=facts.step), CHECK_FAILED, check.name, Signal.BAD,
                         base_labels(facts, CHECK_FAILED), notes, confirmed=True)]
