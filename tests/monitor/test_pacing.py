@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 import probes
 from monitor.core.config import Config
 from monitor.metrics import Metrics
-from monitor.pacing import Pacing, TokenBucket
+from monitor.pacing import Pacing, TokenBucket, reserve_of
 from monitor.runner import Runner
 from monitor.state import State
 from probes.deps import build_deps
@@ -48,19 +48,20 @@ def test_requests_per_run_come_from_the_kind_records() -> None:
 
 
 def test_a_target_over_its_max_rate_has_every_interval_stretched_by_one_factor() -> None:
-    """193 checks x 5 requests every 30 s is 1,930 requests a minute; with max_rate 50/m and 90 % kept for
-    scheduled runs, every interval on that target is stretched x42.9; the other target is untouched."""
+    """193 checks x 5 requests every 30 s is 1,930 requests a minute; with max_rate 50/m and 80 % kept for
+    scheduled runs (20 % is the confirmations' reserve), every interval on that target is stretched x48.3; the
+    other target is untouched."""
     config = _generated(193, max_rate="50/m")
     pacing = _pacing(config, [0.0])
-    stretch = 1930 / 45
+    stretch = 1930 / 40
     assert 30 * stretch == pytest.approx(pacing.interval("op000"))
     assert 30 * stretch == pytest.approx(pacing.interval("op192"))
     assert 30.0 == pacing.interval("health")
     assert 1 == len(pacing.paced)
-    assert ("target backend: 193 checks would send 1,930 req/min; max_rate 50/m (90% kept for scheduled runs): "
-            "intervals stretched x42.9") == pacing.paced[0].summary()
+    assert ("target backend: 193 checks would send 1,930 req/min; max_rate 50/m (80% kept for scheduled runs): "
+            "intervals stretched x48.3") == pacing.paced[0].summary()
     scheduled_per_min = sum(5 * 60 / pacing.interval(f"op{i:03d}") for i in range(193))
-    assert scheduled_per_min == pytest.approx(45.0)
+    assert scheduled_per_min == pytest.approx(40.0)
 
 
 def test_a_target_within_its_max_rate_is_not_stretched() -> None:
@@ -84,7 +85,7 @@ async def test_the_runner_logs_pacing_once_and_status_shows_the_effective_interv
     assert ("backend", 193, 1930.0, 50.0) == (
         paced[0]["target"], paced[0]["checks"], paced[0]["requests_per_min"], paced[0]["max_rate_per_min"])
     intervals = {c["name"]: c["interval_s"] for c in state.status()["checks"]}
-    assert 30 * 1930 / 45 == pytest.approx(intervals["op000"])
+    assert 30 * 1930 / 40 == pytest.approx(intervals["op000"])
     assert 30.0 == intervals["health"]
 
 
@@ -103,16 +104,29 @@ def test_extra_runs_have_a_daemon_wide_budget() -> None:
     assert [True, False] == [pacing.allow_extra("c0"), pacing.allow_extra("c0")]
 
 
-def test_a_paced_target_refuses_extra_runs_its_scheduled_runs_have_used_up() -> None:
-    """Scheduled runs are charged to the target's bucket (never refused); an extra run is allowed only when the
-    bucket still holds its requests. 5 requests a run, max_rate 50/m: a burst of 6 s holds 5 tokens."""
+def test_confirmations_have_a_reserved_share_that_scheduled_runs_never_spend() -> None:
+    """max_rate 50/m keeps 10/m for extra runs, in a bucket of a minute of it (10 requests: two runs of 5).
+    Scheduled runs far over their own share (charged into debt) leave it whole: two extra runs are allowed, the
+    third is refused until the reserve has refilled one run's requests (5 at 10/m: 30 s), whatever the scheduled
+    runs do meanwhile. (Before: one bucket, which the scheduled runs emptied, so a confirmation waited for the
+    next paced run.)"""
     now = [0.0]
     pacing = _pacing(_generated(193, max_rate="50/m"), now)
-    assert True is pacing.allow_extra("op001")
-    pacing.charge("op001")  # the extra run was admitted
-    assert False is pacing.allow_extra("op002")
-    now[0] += 6.0  # 50/m for 6 s: 5 tokens back
-    assert True is pacing.allow_extra("op002")
+    for _ in range(50):
+        pacing.charge("op000")
+    assert [True, True, False] == [pacing.allow_extra(f"op00{i}") for i in (1, 2, 3)]
+    now[0] += 25.0
+    pacing.charge("op000")
+    assert False is pacing.allow_extra("op003")
+    now[0] += 6.0
+    assert True is pacing.allow_extra("op003")
+
+
+def test_the_reserve_is_a_fifth_of_max_rate_at_least_one_request_a_minute() -> None:
+    """20 % of max_rate; at least 1 request a minute; never more than half of a tiny max_rate."""
+    assert 10 / 60 == pytest.approx(reserve_of(50 / 60))
+    assert 1 / 60 == pytest.approx(reserve_of(3 / 60))
+    assert 0.5 / 60 == pytest.approx(reserve_of(1 / 60))
 
 
 def test_token_bucket_refills_caps_and_goes_into_bounded_debt() -> None:

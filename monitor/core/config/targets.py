@@ -31,6 +31,10 @@ class Target(Strict):
     max_rate: Rate | None = Field(
         default=None, description="requests per second this target may receive from pam-monitor (written 40/m)"
     )
+    max_routes_per_minute: int | None = Field(
+        default=None, ge=1,
+        description="distinct routes pam-monitor may touch on this target in any minute (for IP-blocking middleware)",
+    )
 
     @field_validator("base_url")
     @classmethod
