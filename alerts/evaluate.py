@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from alerts.certs import expiring
-from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations
+from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, name_requests
 from alerts.model import CheckMemory, Observation, Signal
 from alerts.rules import CHECK_FAILED, RULES, Facts, base_labels
 from alerts.steps import passed_steps, per_step
@@ -59,10 +59,22 @@ def evaluate(
     """
     facts = Facts(config, check, result, memory, known, extra_labels)
     if result.outcome is Outcome.RATE_LIMITED:
-        return _rate_limited(facts) if CHECK_FAILED in rules else []
-    if check.kind == "journey":
-        return per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
-    return _judge(facts, rules, kind_rules)
+        found = _rate_limited(facts) if CHECK_FAILED in rules else []
+    elif check.kind == "journey":
+        found = per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
+    else:
+        found = _judge(facts, rules, kind_rules)
+    return [_named(o, check, result.message) for o in found]
+
+
+def _named(obs: Observation, check: Any, sentence: str) -> Observation:
+    """A BAD observation whose summary tells the result's sentence now also names the check's method and path (and
+    step): every rule's, in one place. A summary about something else (a certificate's expiry) is left alone."""
+    summary = obs.annotations.get("summary") if obs.signal is Signal.BAD else None
+    if summary is None or sentence[:ANNOTATION_LIMIT // 2] not in summary:
+        return obs
+    named = name_requests(summary, check, obs.labels.get("step", ""))
+    return obs if named == summary else obs._replace(annotations={**obs.annotations, "summary": named})
 
 
 def _judge(facts: Facts, rules: Collection[str], kind_rules: Collection[str] | None) -> list[Observation]:

@@ -82,7 +82,8 @@ def test_429_does_not_break_a_bad_streak() -> None:
 
 def test_rate_limited_for_ten_minutes_is_check_failed_until_a_conclusive_answer() -> None:
     """429 every minute: nothing until the spell is ten minutes long, then CheckFailed ("cannot see this
-    endpoint") fires at once (the spell is its own confirmation); good answers resolve it and end the spell."""
+    endpoint", after the method and path) fires at once (the spell is its own confirmation); good answers
+    resolve it and end the spell."""
     s = Sequence("settings_get_unauth")
     s.feed("ok", at=T0, status=403)
     for minute in range(1, 11):
@@ -91,7 +92,8 @@ def test_rate_limited_for_ten_minutes_is_check_failed_until_a_conclusive_answer(
     assert [("firing", "CheckFailed")] == s.feed("rate_limited", at=T0 + 660, status=429,
                                                  message="429 Too Many Requests")
     summary = s.states["CheckFailed/settings_get_unauth"].annotations["summary"]
-    assert "pam-monitor cannot see this endpoint: rate-limited for 10 min (429 Too Many Requests)" == summary
+    assert ("GET /api/v1/users/{user_id}/settings: pam-monitor cannot see this endpoint: rate-limited for 10 min "
+            "(429 Too Many Requests)") == summary
     assert [] == s.feed("ok", at=T0 + 720, status=403)
     assert None is s.memory.rate_limited_since
     assert [("resolved", "CheckFailed")] == s.feed("ok", at=T0 + 750, status=403)
@@ -306,3 +308,27 @@ async def test_row5_an_outage_neither_resolves_nor_refires_what_was_firing_befor
         assert [("CheckFailed", DEP, iso(T0 + 3))] == [(a["alertname"], a["labels"]["check"], a["since"])
                                                        for a in target_alerts(e)]
         assert before == iso(T0 + 3)
+
+
+def test_summaries_name_method_path_and_step() -> None:
+    """Issue 17: an alert's summary names what was asked: the check's method and configured path (never the values
+    filled in), a journey's step and that step's own request; a sentence that already names a request is not
+    named twice."""
+    s = Sequence("settings_get_unauth")
+    s.feed("ok", at=T0, status=403)
+    s.feed("server_error", at=T0 + 1, status=500, message="expected 401|403, got 500")
+    s.feed("server_error", at=T0 + 2, status=500, message="expected 401|403, got 500")
+    assert "GET /api/v1/users/{user_id}/settings: expected 401|403, got 500" == s.states[
+        "ContractRegression/settings_get_unauth"].annotations["summary"]
+    j = Sequence("settings_journey")
+    for at in (T0, T0 + 1):
+        j.feed("invalid_response", at=at, status=200, message="the body read back is not what was written",
+               details={"step": "write", "steps": [{"name": "read", "outcome": "ok", "status": 200},
+                                                   {"name": "write", "outcome": "invalid_response", "status": 200}]})
+    assert "step write: PUT /api/v1/users/{sub}/settings: the body read back is not what was written" == j.states[
+        "CheckFailed/settings_journey/step=write"].annotations["summary"]
+    h = Sequence("backend_health")
+    for at in (T0, T0 + 1):
+        h.feed("invalid_response", at=at, status=200, message="GET /health answered a body that is not JSON")
+    assert "GET /health answered a body that is not JSON" == h.states[
+        "CheckFailed/backend_health"].annotations["summary"]
