@@ -129,7 +129,7 @@ class RouteWindow:
         return used + routes <= self.limit or used == 0
 
     def touch(self, check: str, routes: int, now: float) -> None:
-        """A run of `check` was admitted at `now`."""
+        """A run of `check` was admitted (or ended) at `now`: its routes count until `window` after."""
         self.touched[check] = (now, routes)
 
     def wait_s(self, check: str, routes: int, now: float) -> float:
@@ -179,6 +179,7 @@ class Pacing:
         requests: Callable[[Any], int],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        route_window: float = ROUTE_WINDOW_S,
     ) -> None:
         self._monotonic = monotonic
         chosen = list(checks)
@@ -211,7 +212,7 @@ class Pacing:
                 if demand > limit - reserve:
                     stretch = demand / (limit - reserve)
             if route_limit is not None and route_limit > 0:
-                self._windows[name] = RouteWindow(route_limit)
+                self._windows[name] = RouteWindow(route_limit, route_window)
                 total = sum(self._routes[c.name] for c in group)
                 per_min = sum(self._routes[c.name] * ROUTE_WINDOW_S / c.interval for c in group)
                 allowed = max(1.0, PACE_SHARE * route_limit)
@@ -273,7 +274,7 @@ class Pacing:
         return 0.0 if window is None else window.wait_s(check, self.routes(check), self._monotonic())
 
     def touch(self, check: str) -> None:
-        """A run of `check` was admitted: its routes count in its target's window."""
+        """A run of `check` was admitted or has ended: its routes count in its target's window from now."""
         window = self._windows.get(self._target.get(check, ""))
         if window is not None:
             window.touch(check, self.routes(check), self._monotonic())

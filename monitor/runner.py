@@ -165,6 +165,8 @@ class Runner:
                 observed, cut = await self._probe(check, deadline, hard_stop)
             ended = loop.time()
             slots.release(wanted, held=ended - admitted)
+            # Its routes count in the target's window from when the run ended: a server sees the requests then.
+            self.pacing.touch(check.name)
         except BaseException:
             slots.release(wanted)
             raise
