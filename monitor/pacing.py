@@ -153,7 +153,7 @@ class Paced:
     target: str
     checks: int
     demand: float  # requests a second at the configured intervals
-    max_rate: float  # requests a second allowed (inf: no max_rate)
+    max_rate: float | None  # requests a second allowed (None: no max_rate, paced by its routes)
     stretch: float
     share: float = PACE_SHARE  # of max_rate kept for scheduled runs
     routes: int | None = None  # max_routes_per_minute, when it decided the stretch
@@ -165,7 +165,7 @@ class Paced:
             return (f"target {self.target}: {self.checks} checks would touch more than {self.routes} distinct routes a "
                     f"minute (max_routes_per_minute {self.routes}): intervals stretched x{self.stretch:.1f}")
         return (f"target {self.target}: {self.checks} checks would send {self.demand * 60:,.0f} req/min; "
-                f"max_rate {self.max_rate * 60:,.0f}/m ({self.share:.0%} kept for scheduled runs): "
+                f"max_rate {(self.max_rate or 0.0) * 60:,.0f}/m ({self.share:.0%} kept for scheduled runs): "
                 f"intervals stretched x{self.stretch:.1f}")
 
 
@@ -222,7 +222,7 @@ class Pacing:
                 continue
             for check in group:
                 self.intervals[check.name] = check.interval * stretch
-            self.paced.append(Paced(name, len(group), demand, limit or float("inf"), stretch, share,
+            self.paced.append(Paced(name, len(group), demand, limit or None, stretch, share,
                                     route_limit if paced_by_routes else None))
         runs_per_s = sum(1.0 / i for i in self.intervals.values())
         rate = max(CONFIRM_MIN_RATE, CONFIRM_SHARE * runs_per_s)
@@ -231,9 +231,10 @@ class Pacing:
     def announce(self) -> None:
         """Log each paced target once (`target.paced`)."""
         for paced in self.paced:
+            limit = None if paced.max_rate is None else round(paced.max_rate * 60, 1)
             log.warning("target.paced", target=paced.target, checks=paced.checks,
-                        requests_per_min=round(paced.demand * 60, 1), max_rate_per_min=round(paced.max_rate * 60, 1),
-                        stretch=round(paced.stretch, 2), summary=paced.summary())
+                        requests_per_min=round(paced.demand * 60, 1), max_rate_per_min=limit,
+                        max_routes_per_minute=paced.routes, stretch=round(paced.stretch, 2), summary=paced.summary())
 
     def interval(self, check: str) -> float:
         """The interval the check really runs at (its own, stretched if its target is paced)."""

@@ -138,3 +138,51 @@ def test_token_bucket_refills_caps_and_goes_into_bounded_debt() -> None:
     bucket.charge(100, 0.0)
     assert -4.0 == bucket.tokens(0.0)
     assert 4.0 == bucket.tokens(100.0)
+
+
+def test_max_routes_per_minute_stretches_intervals_and_keeps_every_minute_within_it() -> None:
+    """60 http checks at 30 s on a target with max_routes_per_minute 5 (no max_rate): scheduled runs may touch
+    80 % of it, 4 routes a minute, so every interval is stretched x30 (to 15 min); the window admits 5 distinct
+    routes, then the sixth waits until the first has been out of it for a minute; a check already in the window
+    (its confirmation) adds nothing."""
+    config = Config.model_validate({
+        "targets": {"t": {"base_url": "http://127.0.0.1:9", "max_routes_per_minute": 5}},
+        "defaults": {"interval": "30s", "timeout": "1s"},
+        "checks": [{"name": f"c{i:02d}", "kind": "http", "target": "t", "path": f"/r/{i}"} for i in range(60)],
+    })
+    now = [0.0]
+    pacing = _pacing(config, now)
+    assert 900.0 == pytest.approx(pacing.interval("c00"))
+    assert ("target t: 60 checks would touch more than 5 distinct routes a minute (max_routes_per_minute 5): "
+            "intervals stretched x30.0") == pacing.paced[0].summary()
+    for i in range(5):
+        assert 0.0 == pacing.route_wait_s(f"c{i:02d}")
+        now[0] += 1.0
+        pacing.touch(f"c{i:02d}")
+    assert 0.0 == pacing.route_wait_s("c00")
+    assert 56.0 == pytest.approx(pacing.route_wait_s("c05"))
+    now[0] += 56.0
+    assert 0.0 == pacing.route_wait_s("c05")
+
+
+def test_routes_are_counted_from_the_check_config() -> None:
+    """An http or auth_contract check touches one route; a journey one per distinct step request; a postgrest
+    check one per table; a tenant_isolation check two (the identity's own read first); never more than its
+    requests."""
+    config = Config.model_validate({
+        "targets": {"t": {"base_url": "http://127.0.0.1:9"}},
+        "identities": {"u": {"mint": {"secret": "s" * 32, "sub": "u1"}}},
+        "checks": [
+            {"name": "h", "kind": "http", "target": "t", "path": "/h"},
+            {"name": "a", "kind": "auth_contract", "target": "t", "path": "/a"},
+            {"name": "j", "kind": "journey", "target": "t", "identity": "u",
+             "steps": [{"name": "r", "path": "/s"}, {"name": "w", "method": "PUT", "path": "/s"},
+                       {"name": "r2", "path": "/s"}]},
+            {"name": "p", "kind": "postgrest", "target": "t", "required_tables": ["x", "y", "z"]},
+            {"name": "i", "kind": "tenant_isolation", "target": "t", "identity": "u", "path": "/u/{id}",
+             "params": {"id": "u2"}},
+        ],
+    })
+    pacing = _pacing(config, [0.0])
+    isolation = min(2, probes.REGISTRY["tenant_isolation"].requests(config.checks[-1]))  # 2 once it reads its own
+    assert {"h": 1, "a": 1, "j": 2, "p": 3, "i": isolation} == {c.name: pacing.routes(c.name) for c in config.checks}
