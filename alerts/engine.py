@@ -181,7 +181,7 @@ class AlertEngine:
             return
         check = plan.check
         if self._graph.tracked(check.name):
-            seen = seen_after(self._seen.get(check.name), result)
+            seen = seen_after(self._seen.get(check.name), result, now)
             if seen is not None:
                 self._seen[check.name] = seen
         memory = store.memory.get(check.name, _NO_MEMORY)
@@ -338,7 +338,7 @@ class AlertEngine:
         seen = self._seen.get(name)
         if seen is not None and seen.failing and not any(s.active for s in self._index.by_check.get(name, {}).values()):
             # Failing with no alert of its own (its rules disabled): it pages nothing, so it holds nothing back.
-            return Seen(seen.at, False, float("-inf"))
+            return dataclasses.replace(seen, failing=False, since=float("-inf"), since_seen=float("-inf"))
         return seen
 
     def _release(self, checks: Iterable[str], now: float, batch: Batch) -> int:

@@ -104,9 +104,10 @@ def dependency_hold(roots: Mapping[str, Seen | None], own: Seen | None, *, now: 
     decided = verdict(own, list(roots.values()), now=now, release_at=release_at, started_at=started_at)
     if decided is Verdict.SEND:
         return Hold(now, f"depends on {everyone}, which is fine again: sent to {DIRECT} within a second")
-    since = own.changed if own is not None and own.failing else started_at
     if decided is Verdict.WAIT:
-        unseen = [name for name, seen in roots.items() if seen is None or (since is not None and seen.at < since)]
+        unseen = [name for name, seen in roots.items() if seen is None
+                  or (seen.at < own.changed if own is not None and own.failing
+                      else started_at is not None and seen.seen_at < started_at)]
         return Hold(release_at, f"depends on {_names(unseen)}, not seen since this check began to fail: not sent to "
                                 f"{DIRECT} until its next result, or once it has had the time to run")
     return Hold(None, f"depends on {everyone}, which recovered since: sent to {DIRECT} only if this check's next "

@@ -48,54 +48,69 @@ _NEVER = float("-inf")
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """A check's latest conclusive result as its dependents see it: when that run started, whether it failed, and
-    when the current spell (failing or passing) began (run start times); `changed`: when its current outcome
-    began (run start); `good_end`: when its latest passing run finished (-inf: none seen); `outage`: when its
-    latest failing spell began, as its dependents count it: the end of the passing run before it (-inf: not known,
-    the spell began before the engine started)."""
+    """A check's latest conclusive result as its dependents see it.
+
+    Run times (the results' clock): `at` when that run started, `since` when the current spell (failing or
+    passing) began, `changed` when its current outcome began. Engine times (when the engine observed them, the
+    clock alert states are kept on, so they compare with an alert's `started_at`): `seen_at` (the latest),
+    `since_seen` (the spell's first), `changed_seen` (the outcome's first), `good_seen` (the latest passing one;
+    -inf: none seen), `outage` (when its latest failing spell began for its dependents: the `good_seen` before
+    it; -inf: not known, the spell began before the engine started)."""
 
     at: float
     failing: bool
     since: float
     changed: float = _NEVER
     outcome: str = ""
-    good_end: float = _NEVER
+    seen_at: float = _NEVER
+    since_seen: float = _NEVER
+    changed_seen: float = _NEVER
+    good_seen: float = _NEVER
     outage: float = _NEVER
 
 
-def seen_after(previous: Seen | None, result: Result) -> Seen | None:
-    """What is known of a check after one more result; `rate_limited` is inconclusive and changes nothing."""
+def seen_after(previous: Seen | None, result: Result, now: float | None = None) -> Seen | None:
+    """What is known of a check after one more result, observed by the engine at `now` (default: when the run
+    finished); `rate_limited` is inconclusive and changes nothing."""
     if result.outcome is Outcome.RATE_LIMITED:
         return previous
+    now = result.finished_at if now is None else now
     failing = result.outcome not in _ANSWERED
-    outcome = result.outcome.value
+    outcome, started = result.outcome.value, result.started_at
     if previous is None:
-        return Seen(result.started_at, failing, result.started_at, result.started_at, outcome,
-                    _NEVER if failing else result.finished_at, _NEVER)
-    changed = previous.changed if previous.outcome == outcome else result.started_at
-    good_end = previous.good_end if failing else result.finished_at
+        return Seen(started, failing, started, started, outcome, now, now, now, _NEVER if failing else now, _NEVER)
+    same = previous.outcome == outcome
+    changed, changed_seen = (previous.changed, previous.changed_seen) if same else (started, now)
+    good_seen = previous.good_seen if failing else now
     if previous.failing == failing:
-        return Seen(result.started_at, failing, previous.since, changed, outcome, good_end, previous.outage)
-    outage = previous.good_end if failing else previous.outage
-    return Seen(result.started_at, failing, result.started_at, changed, outcome, good_end, outage)
+        return Seen(started, failing, previous.since, changed, outcome, now, previous.since_seen, changed_seen,
+                    good_seen, previous.outage)
+    outage = previous.good_seen if failing else previous.outage
+    return Seen(started, failing, started, changed, outcome, now, now, changed_seen, good_seen, outage)
 
 
 def verdict(own: Seen | None, roots: Sequence[Seen | None], *, now: float, release_at: float | None,
             started_at: float | None = None) -> Verdict:
     """May a dependent's firing go to the direct sinks now? `own` is the dependent, `roots` its roots (None: not
-    seen since the engine started), `started_at` when the alert began (what counts when the dependent's latest
-    conclusive result is not a failure: a CheckFailed raised by a long rate-limited spell)."""
+    seen since the engine started), `started_at` when the alert began (engine time: what counts when the
+    dependent's latest conclusive result is not a failure, e.g. a CheckFailed raised by a long rate-limited
+    spell)."""
     if any(root is not None and root.failing for root in roots):
         return Verdict.HOLD
-    failing = own is not None and own.failing
-    since = own.changed if own is not None and failing else started_at
-    latest = own.at if own is not None and failing else started_at
     waiting = False
     for root in roots:
-        if root is None or (since is not None and root.at < since):
-            waiting = True  # no news of the root since this check began to fail
-        elif latest is not None and latest < root.since:
-            return Verdict.HOLD  # the root recovered (or was first seen) after this check's latest failing run began
+        if root is None:
+            waiting = True
+        elif own is not None and own.failing:
+            if root.at < own.changed:
+                waiting = True  # no news of the root since this check's failing outcome began
+            elif own.at < root.since:
+                return Verdict.HOLD  # the root recovered (or was first seen) after this check's latest failing run
+        elif started_at is not None:
+            if root.seen_at < started_at:
+                waiting = True  # no news of the root since the alert began
+            elif started_at < root.since_seen:
+                return Verdict.HOLD  # the root recovered (or was first seen) after the alert began
     if waiting:
         return Verdict.SEND if release_at is not None and now >= release_at else Verdict.WAIT
     return Verdict.SEND
@@ -117,26 +132,26 @@ def fresh(started_at: float, roots: Sequence[Seen | None]) -> bool:
 
 
 def outage_start(root: Seen | None) -> float:
-    """When a root's latest failing spell began for its dependents: the end of its last passing run (-inf: not
-    known; every alert counts as begun during the outage)."""
+    """When a root's latest failing spell began for its dependents (engine time): when its last passing result
+    was observed (-inf: not known; every alert counts as begun during the outage)."""
     if root is None:
         return _NEVER
-    return root.good_end if root.failing else root.outage
+    return root.good_seen if root.failing else root.outage
 
 
 def pre_existing(started_at: float | None, own: Seen | None, roots: Sequence[Seen | None], *, failed: bool,
                  now: float, bound: float) -> bool:
-    """Whether an active alert of a dependent, begun at `started_at`, is suspended for this result of it: it began
-    before a failing root's outage, or (for a failing result) before the dependent's outcome changed while a root
-    has not been seen since (at most `bound` seconds: the wait for the root's next result)."""
+    """Whether an active alert of a dependent, begun at `started_at` (engine time), is suspended for this result
+    of it: it began before a failing root's outage, or (for a failing result) before the dependent's outcome
+    changed while a root has not been seen since (at most `bound` seconds: the wait for the root's next result)."""
     if started_at is None:
         return False
     for root in roots:
         if root is not None and root.failing:
             began = outage_start(root)
-            if started_at < (began if began != _NEVER else root.since):
+            if started_at < (began if began != _NEVER else root.since_seen):
                 return True
-        elif failed and own is not None and now < own.changed + bound and started_at < own.changed \
+        elif failed and own is not None and now < own.changed_seen + bound and started_at < own.changed_seen \
                 and (root is None or root.at < own.changed):
             return True
     return False
