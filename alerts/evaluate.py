@@ -62,6 +62,12 @@ def evaluate(
         found = _rate_limited(facts) if CHECK_FAILED in rules else []
     elif check.kind == "journey":
         found = per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
+        if result.outcome in _GOOD:
+            # A whole-journey instance (raised by a result that named no step, e.g. rate-limited before its first
+            # step) is GOOD on a journey that passed: no step's instance would ever say so.
+            said = {o.key for o in found}
+            found += [Observation(k, k.split("/", 1)[0], check.name, Signal.GOOD) for k in known
+                      if "/step=" not in k and k not in said and k.split("/")[1:2] == [check.name]]
     else:
         found = _judge(facts, rules, kind_rules)
     return [_named(o, check, result.message) for o in found]

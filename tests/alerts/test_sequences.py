@@ -332,3 +332,16 @@ def test_summaries_name_method_path_and_step() -> None:
         h.feed("invalid_response", at=at, status=200, message="GET /health answered a body that is not JSON")
     assert "GET /health answered a body that is not JSON" == h.states[
         "CheckFailed/backend_health"].annotations["summary"]
+
+
+def test_a_journey_rate_limited_before_naming_a_step_resolves_when_the_journey_passes() -> None:
+    """A journey rate-limited with no step named (its whole-journey CheckFailed fires after rate_limited_after)
+    resolves once the journey passes again: step instances alone would never say GOOD about it, and it would
+    stay firing for ever."""
+    s = Sequence("settings_journey", make_config(alerts={"rate_limited_after": "2m"}))
+    steps = [{"name": "read", "outcome": "ok", "status": 200}, {"name": "write", "outcome": "ok", "status": 200}]
+    for minute in range(3):
+        s.feed("rate_limited", at=T0 + 60 * minute, status=429)
+    assert Status.FIRING == s.status("CheckFailed")
+    assert [] == s.feed("ok", at=T0 + 200, status=200, details={"steps": steps})
+    assert [("resolved", "CheckFailed")] == s.feed("ok", at=T0 + 230, status=200, details={"steps": steps})
