@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +24,7 @@ from alerts import explain, saturated
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery, sink_of
 from alerts.evaluate import evaluate, quiet, remember
 from alerts.gauges import FiringGauge
-from alerts.hold import Seen, Verdict, also_failing, seen_after, verdict
+from alerts.hold import Seen, Verdict, also_failing, fresh, outage_start, pre_existing, seen_after, verdict
 from alerts.journal import CHECK_EVERY, RETRY_BASE, Journal
 from alerts.machine import Action, AlertState, Status, step
 from alerts.maintenance import active_window
@@ -36,12 +36,13 @@ from alerts.states import StateIndex
 from alerts.store import Store
 from monitor.core.clock import Clock
 from monitor.core.config import Config
-from monitor.core.results import Result
+from monitor.core.results import Outcome, Result
 
 log = structlog.get_logger("pam_monitor.alerts")
 
 _NO_MEMORY = CheckMemory()
 _POLL = 1.0  # the hold timer re-reads the clock at least this often (an injected clock may jump)
+_ANSWERED = frozenset({Outcome.OK, Outcome.SLOW, Outcome.RATE_LIMITED})  # results that are no failure of their own
 _LOG_EVENT = {Event.FIRING: "alert.fired", Event.REMINDER: "alert.reminder", Event.FLAPPING: "alert.flapping",
               Event.RESOLVED: "alert.resolved"}
 
@@ -180,7 +181,7 @@ class AlertEngine:
             return
         check = plan.check
         if self._graph.tracked(check.name):
-            seen = seen_after(self._seen.get(check.name), result)
+            seen = seen_after(self._seen.get(check.name), result, now)
             if seen is not None:
                 self._seen[check.name] = seen
         memory = store.memory.get(check.name, _NO_MEMORY)
@@ -193,8 +194,11 @@ class AlertEngine:
         observations = () if not mine and quiet(self._config, result) else evaluate(
             self._config, check, result, memory, known, rules=plan.rules, kind_rules=plan.kind_rules,
             extra_labels=plan.labels)
+        suspended = self._suspension(plan, result, now) if plan.roots and mine else None
         for obs in observations:
             stored = mine.get(obs.key) if mine else None
+            if stored is not None and suspended is not None and stored.active and suspended(stored):
+                continue  # begun before its root's outage: the outage's results neither resolve nor re-fire it
             if stored is None and obs.signal is Signal.GOOD:
                 # A fresh state stepped with GOOD stays inactive with no edges and no action: nothing to keep.
                 continue
@@ -206,11 +210,13 @@ class AlertEngine:
             for action in actions:
                 acted = self._act(plan, state, action, result, batch, window_reason=window.reason if window else None)
                 if acted.held != new.held:
-                    new = dataclasses.replace(new, held=acted.held, release_at=acted.release_at)
+                    new = dataclasses.replace(new, held=acted.held, release_at=acted.release_at, outage=acted.outage)
             if new.held and new.status is Status.INACTIVE:
-                new = dataclasses.replace(new, held=False, release_at=None)
+                new = dataclasses.replace(new, held=False, release_at=None, outage=False)
             if new != state:
                 self._keep(stored, new, batch)
+        if plan.roots and self._index.held:
+            self._decide(plan, result, {o.key for o in observations if o.signal is Signal.BAD}, now, batch)
         if self._index.held and self._graph.tracked(check.name):
             self._release({check.name, *self._graph.dependents.get(check.name, ())}, now, batch)
         new_memory = remember(memory, result)
@@ -280,9 +286,9 @@ class AlertEngine:
         fresh = before.status is not Status.FIRING or not before.notified  # direct sinks know nothing of it yet
         if not s.held and plan is not None and plan.roots and fresh and action.event in (Event.FIRING, Event.FLAPPING):
             release_at = (s.started_at if s.started_at is not None else action.at) + plan.bound
-            decided = self._verdict(plan, action.at, release_at)
+            decided = self._verdict(plan, action.at, release_at, s.started_at)
             if decided is not Verdict.SEND:
-                s = dataclasses.replace(s, held=True, release_at=release_at)
+                s = dataclasses.replace(s, held=True, release_at=release_at, outage=decided is Verdict.HOLD)
                 extra["held"] = decided.value
         resolved = action.event is Event.RESOLVED
         (log.info if resolved else log.warning)(_LOG_EVENT[action.event], **fields, **extra)
@@ -290,15 +296,49 @@ class AlertEngine:
         batch.rows.extend(self._delivery.route(note, direct=not s.held))
         return s
 
-    def _verdict(self, plan: Plan, now: float, release_at: float | None) -> Verdict:
+    def _verdict(self, plan: Plan, now: float, release_at: float | None, started_at: float | None) -> Verdict:
         return verdict(self._seen.get(plan.check.name), [self._root_seen(r) for r in plan.roots], now=now,
-                       release_at=release_at)
+                       release_at=release_at, started_at=started_at)
+
+    def _suspension(self, plan: Plan, result: Result, now: float) -> Callable[[AlertState], bool]:
+        """Which of a dependent's active alerts this result must leave as they are (alerts.hold.pre_existing)."""
+        own, roots = self._seen.get(plan.check.name), [self._root_seen(r) for r in plan.roots]
+        failed = result.outcome not in _ANSWERED
+        return lambda s: pre_existing(s.started_at, own, roots, failed=failed, now=now, bound=plan.bound)
+
+    def _decide(self, plan: Plan, result: Result, bad: set[str], now: float, batch: Batch) -> None:
+        """The dependent's first result begun after its roots' outage ended decides its outage-held alerts: sent to
+        the direct sinks if this result is still BAD for them, otherwise dropped (resolved where they were sent,
+        never sent to the direct sinks)."""
+        mine = self._index.by_check.get(plan.check.name)
+        held = [s for s in mine.values() if s.held and s.outage and s.status is Status.FIRING] if mine else []
+        if not held or not fresh(result.started_at, [self._root_seen(r) for r in plan.roots]):
+            return
+        for s in held:
+            fields = {"alert": s.alertname, "check": s.check, "key": s.key, "outcome": result.outcome.value}
+            if s.key in bad:
+                if plan.windows and active_window(plan.windows, now) is not None:
+                    continue  # the next fresh result decides once the window is over
+                released = dataclasses.replace(s, held=False, outage=False, release_at=None, last_notified_at=now)
+                log.warning("alert.released", **fields, roots=list(plan.roots))
+                event = Event.FLAPPING if s.flapping else Event.FIRING
+                batch.rows.extend(self._delivery.route(self._notification(released, event, now), inhibiting=False))
+                self._keep(s, released, batch)
+                continue
+            dropped = dataclasses.replace(s, status=Status.INACTIVE, since=now, held=False, outage=False,
+                                          release_at=None, notified=False, last_notified_at=None, flapping=False,
+                                          flap_changes=0, bad_streak=0)
+            log.info("alert.dropped", **fields, roots=list(plan.roots))
+            if s.notified:
+                note = self._notification(s, Event.RESOLVED, now, ends_at=now)
+                batch.rows.extend(self._delivery.route(note, direct=False))
+            self._keep(s, dropped, batch)
 
     def _root_seen(self, name: str) -> Seen | None:
         seen = self._seen.get(name)
         if seen is not None and seen.failing and not any(s.active for s in self._index.by_check.get(name, {}).values()):
             # Failing with no alert of its own (its rules disabled): it pages nothing, so it holds nothing back.
-            return Seen(seen.at, False, float("-inf"))
+            return dataclasses.replace(seen, failing=False, since=float("-inf"), since_seen=float("-inf"))
         return seen
 
     def _release(self, checks: Iterable[str], now: float, batch: Batch) -> int:
@@ -309,11 +349,17 @@ class AlertEngine:
             if plan is None or not mine:
                 continue
             for s in [s for s in mine.values() if s.held and s.status is Status.FIRING]:
-                if plan.roots and self._verdict(plan, now, s.release_at) is not Verdict.SEND:
+                if plan.roots and s.outage:
+                    continue  # an outage's: the dependent's first fresh result decides (_decide)
+                decided = self._verdict(plan, now, s.release_at, s.started_at) if plan.roots else Verdict.SEND
+                if decided is Verdict.HOLD:
+                    self._keep(s, dataclasses.replace(s, outage=True), batch)
+                    continue
+                if decided is not Verdict.SEND:
                     continue
                 if plan.windows and active_window(plan.windows, now) is not None:
                     continue  # released once the window is over
-                s = dataclasses.replace(s, held=False, release_at=None, last_notified_at=now)
+                s = dataclasses.replace(s, held=False, outage=False, release_at=None, last_notified_at=now)
                 log.warning("alert.released", alert=s.alertname, check=s.check, key=s.key, roots=list(plan.roots))
                 event = Event.FLAPPING if s.flapping else Event.FIRING
                 batch.rows.extend(self._delivery.route(self._notification(s, event, now), inhibiting=False))
@@ -322,14 +368,23 @@ class AlertEngine:
         return released
 
     def _notification(self, s: AlertState, event: Event, at: float, ends_at: float | None = None) -> Notification:
-        """The notification of an alert; a root's firing lists its dependents' active alerts (`also_failing`)."""
+        """The notification of an alert; a root's firing lists its dependents' active alerts begun during its
+        latest outage (`also_failing`)."""
         annotations = dict(s.annotations)
         below = self._graph.below.get(s.check) if event is not Event.RESOLVED else None
-        text = also_failing(self._index.active_in(below, self._plans)) if below else None
+        text = also_failing(self._begun_since(below, outage_start(self._seen.get(s.check)))) if below else None
         if text:
             annotations["also_failing"] = text
         return Notification(key=s.key, event=event, labels=dict(s.labels), annotations=annotations,
                             starts_at=s.started_at if s.started_at is not None else at, at=at, ends_at=ends_at)
+
+    def _begun_since(self, checks: Iterable[str], since: float) -> Iterator[tuple[str, str, str]]:
+        """(target, check, alertname) of the active alerts of these checks begun at `since` or later."""
+        for name in checks:
+            plan = self._plans.get(name)
+            if plan is not None:
+                yield from ((plan.check.target, name, d.alertname) for d in self._index.by_check.get(name, {}).values()
+                            if d.active and (d.started_at is None or d.started_at >= since))
 
     def release_due(self) -> int:
         """Release the held firing alerts whose wait for news of their roots is over (alerts.hold); the engine's

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from alerts.certs import expiring
-from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations
+from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, name_requests
 from alerts.model import CheckMemory, Observation, Signal
 from alerts.rules import CHECK_FAILED, RULES, Facts, base_labels
 from alerts.steps import passed_steps, per_step
@@ -61,10 +61,28 @@ def evaluate(
     facts = Facts(config, check, result, memory, known, extra_labels,
                   traits=kind_rules_of(rules if kind_rules is None else kind_rules))
     if result.outcome is Outcome.RATE_LIMITED:
-        return _rate_limited(facts) if CHECK_FAILED in rules else []
-    if kind_rules_of(rules if kind_rules is None else kind_rules).per_step:
-        return per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
-    return _judge(facts, rules, kind_rules)
+        found = _rate_limited(facts) if CHECK_FAILED in rules else []
+    elif kind_rules_of(rules if kind_rules is None else kind_rules).per_step:
+        found = per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
+        if result.outcome in _GOOD:
+            # A whole-journey instance (raised by a result that named no step, e.g. rate-limited before its first
+            # step) is GOOD on a journey that passed: no step's instance would ever say so.
+            said = {o.key for o in found}
+            found += [Observation(k, k.split("/", 1)[0], check.name, Signal.GOOD) for k in known
+                      if "/step=" not in k and k not in said and k.split("/")[1:2] == [check.name]]
+    else:
+        found = _judge(facts, rules, kind_rules)
+    return [_named(o, check, result.message) for o in found]
+
+
+def _named(obs: Observation, check: Any, sentence: str) -> Observation:
+    """A BAD observation whose summary tells the result's sentence now also names the check's method and path (and
+    step): every rule's, in one place. A summary about something else (a certificate's expiry) is left alone."""
+    summary = obs.annotations.get("summary") if obs.signal is Signal.BAD else None
+    if summary is None or sentence[:ANNOTATION_LIMIT // 2] not in summary:
+        return obs
+    named = name_requests(summary, check, obs.labels.get("step", ""))
+    return obs if named == summary else obs._replace(annotations={**obs.annotations, "summary": named})
 
 
 def _judge(facts: Facts, rules: Collection[str], kind_rules: Collection[str] | None) -> list[Observation]:
@@ -118,9 +136,13 @@ def _rate_limited(facts: Facts) -> list[Observation]:
     length = result.finished_at - (result.started_at if since is None else since)
     if length < facts.config.alerts.rate_limited_after:
         return []
-    notes = build_annotations(result, RULES[CHECK_FAILED].runbook)
+    # A journey is rate-limited at one step: that step's CheckFailed says so (one alert per step, not a second one
+    # for the journey beside the step's).
+    step = result.details.get("step") if facts.traits.per_step else None
+    facts = facts._replace(step=step) if isinstance(step, str) and step else facts
+    notes = build_annotations(result, RULES[CHECK_FAILED].runbook, step=facts.step)
     notes["summary"] = (f"pam-monitor cannot see this endpoint: rate-limited for {spell(length)} "
                         f"({result.message})")[:ANNOTATION_LIMIT]
     check = facts.check
-    return [Observation(alert_key(CHECK_FAILED, check.name), CHECK_FAILED, check.name, Signal.BAD,
+    return [Observation(alert_key(CHECK_FAILED, check.name, step=facts.step), CHECK_FAILED, check.name, Signal.BAD,
                         base_labels(facts, CHECK_FAILED), notes, confirmed=True)]

@@ -76,7 +76,8 @@ def holds(state: AlertState, plan: Plan | None, config: Config, now: float, *,
     if flapping is not None:
         found.append(flapping)
     if state.held and plan is not None and plan.roots:
-        found.append(dependency_hold({r: root_seen(r) for r in plan.roots}, own, now=now, release_at=state.release_at))
+        found.append(dependency_hold({r: root_seen(r) for r in plan.roots}, own, now=now, release_at=state.release_at,
+                                     started_at=state.started_at, outage=state.outage))
     windows = plan.windows if plan is not None else tuple(config.alerts.maintenance)
     window = active_window(windows, now) if windows else None
     if window is not None:
@@ -85,26 +86,32 @@ def holds(state: AlertState, plan: Plan | None, config: Config, now: float, *,
 
 
 def dependency_hold(roots: Mapping[str, Seen | None], own: Seen | None, *, now: float,
-                    release_at: float | None) -> Hold:
-    """Why a dependent's firing is held back from the direct sinks (the same verdict as alerts.hold.verdict)."""
-    decided = verdict(own, list(roots.values()), now=now, release_at=release_at)
+                    release_at: float | None, started_at: float | None = None, outage: bool = False) -> Hold:
+    """Why a dependent's firing is held back from the direct sinks (the same verdicts as alerts.hold)."""
     failing = [name for name, seen in roots.items() if seen is not None and seen.failing]
     if failing:
         return Hold(None, f"depends on {_names(failing)}, which {'is' if len(failing) == 1 else 'are'} failing: "
                           f"not sent to {DIRECT} until {'it recovers' if len(failing) == 1 else 'they recover'} "
                           "(listed on its alert)")
     everyone = _names(list(roots))
+    if outage:
+        unseen = [name for name, seen in roots.items() if seen is None]
+        if unseen:
+            return Hold(None, f"depends on {_names(unseen)}, which failed and has not been seen since: not sent to "
+                              f"{DIRECT} until it is seen passing and this check's next result still fails")
+        return Hold(None, f"depends on {everyone}, which recovered: sent to {DIRECT} only if this check's next "
+                          "result still fails (its own problem), otherwise dropped")
+    decided = verdict(own, list(roots.values()), now=now, release_at=release_at, started_at=started_at)
     if decided is Verdict.SEND:
         return Hold(now, f"depends on {everyone}, which is fine again: sent to {DIRECT} within a second")
-    if own is None or not own.failing:
-        return Hold(None, f"depends on {everyone}: not sent to {DIRECT} until this check's next result")
     if decided is Verdict.WAIT:
-        unseen = [name for name, seen in roots.items() if seen is None or seen.at < own.since]
+        unseen = [name for name, seen in roots.items() if seen is None
+                  or (seen.at < own.changed if own is not None and own.failing
+                      else started_at is not None and seen.seen_at < started_at)]
         return Hold(release_at, f"depends on {_names(unseen)}, not seen since this check began to fail: not sent to "
                                 f"{DIRECT} until its next result, or once it has had the time to run")
-    recovered = [name for name, seen in roots.items() if seen is not None and own.at < seen.since]
-    return Hold(None, f"depends on {_names(recovered)}, which recovered since: not sent to {DIRECT} until this "
-                      "check's next result (still failing then, it is its own problem)")
+    return Hold(None, f"depends on {everyone}, which recovered since: sent to {DIRECT} only if this check's next "
+                      "result still fails (its own problem), otherwise dropped")
 
 
 def maintenance_hold(window: Maintenance, now: float) -> Hold:

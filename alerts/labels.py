@@ -46,10 +46,54 @@ def daemon_labels(config: Config, alertname: str, severity: str) -> dict[str, st
     return labels
 
 
-def build_annotations(result: Result, runbook: str, table: str = "", step: str = "") -> dict[str, str]:
-    """Summary (the result sentence), observed values and a runbook hint."""
+def requests_of(check: Any, step: str = "") -> str:
+    """What a check asks, as people read it: `GET /api/v1/users/{user_id}/settings` (its path as configured, never
+    with values filled in); a journey step's own request, prefixed with the step; a voice check's health and
+    synthesis requests; "" for a check with no HTTP path (db, postgrest)."""
+    if step:
+        steps = getattr(check, "steps", None) or ()
+        found = next((s for s in steps if getattr(s, "name", None) == step), None)
+        line = _request_line(found) if found is not None else ""
+        return f"step {step}: {line}" if line else f"step {step}"
+    parts = [_request_line(check)]
+    synthesize = getattr(check, "synthesize", None)
+    if synthesize is not None:
+        parts.append(_request_line(synthesize))
+    return ", ".join(p for p in parts if p)
+
+
+def _request_line(spec: Any) -> str:
+    path = getattr(spec, "path", None)
+    if not isinstance(path, str):
+        return ""
+    return f"{getattr(spec, 'method', 'GET')} {path}"
+
+
+def name_requests(summary: str, check: Any, step: str = "") -> str:
+    """An alert summary that names the check's method and path (and step): `GET /health: <sentence>`; left as it
+    is when the sentence already names a request (`GET /...`) and its step."""
+    where = requests_of(check, step)
+    if not where:
+        return summary
+    names_request = _REQUEST.search(summary) is not None
+    names_step = not step or step in summary
+    if names_request and names_step:
+        return summary
+    if names_request:
+        where = f"step {step}"
+    return f"{where}: {summary}"[:ANNOTATION_LIMIT]
+
+
+_REQUEST = re.compile(r"\b(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) /")
+
+
+def build_annotations(result: Result, runbook: str, table: str = "", step: str = "",
+                      check: Any = None) -> dict[str, str]:
+    """Summary (the result sentence, naming the check's method, path and step when `check` is given), observed
+    values and a runbook hint."""
     notes = {
-        "summary": result.message[:ANNOTATION_LIMIT],
+        "summary": (result.message if check is None else name_requests(result.message, check, step))[
+            :ANNOTATION_LIMIT],
         "description": f"{result.check} ({result.kind}): " + (f"step {step}, " if step else "")
         + f"outcome {result.outcome.value}"
         + (f", HTTP {result.status_code}" if result.status_code is not None else "")

@@ -73,6 +73,9 @@ class AlertState:
     or had not been seen since this one failed (the engine sets and clears it; the machine never looks)."""
     release_at: float | None = None
     """A held alert with no news of its root by then is released to the direct sinks."""
+    outage: bool = False
+    """Held behind a root's outage: only this check's first result after the roots recovered releases it (still
+    failing) or drops it (alerts.hold); no timer does."""
 
     @property
     def active(self) -> bool:

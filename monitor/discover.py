@@ -9,21 +9,31 @@ values; a parameter that names a user (`user_id`, `userId`, `uid`, `id` right af
 backend that decodes tokens without verifying them. PUT, POST and PATCH operations get a minimal valid JSON body
 built from their schema (required properties, type-appropriate values) and required query parameters a value,
 so validation cannot answer before the auth layer. With `--journeys`, also a tenant_isolation check per GET
-of a user's resource, and the `identities:` block it needs.
+of a user's resource (each reads the monitoring user's own resource first, the same path with its id, as its
+control), and the `identities:` block it needs, which validates with its variables unset (placeholders after
+`:-` stand in, and the checks then say pam-monitor cannot act as the user).
+
+The target is paced so that watching cannot get pam-monitor banned or rate-limited: `max_rate` (DEFAULT_MAX_RATE)
+and `max_routes_per_minute` (DEFAULT_MAX_ROUTES; backends' IP-blocking middleware bans a client touching too many
+distinct routes a minute), explained in a comment with the time one round of every check takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import yaml
+
+from monitor.core.config.base import ALL_FORGED
 
 _METHODS = ("get", "put", "post", "patch", "delete")
 _WITH_BODY = ("put", "post", "patch")
@@ -37,15 +47,32 @@ _MAX_DEPTH = 6
 OTHER_USER = "00000000-0000-4000-8000-000000000002"
 """The user id a tenant_isolation check asks for: someone who is not the monitoring user."""
 IDENTITY = "monitor_user"
+IDENTITY_VARIABLES = ("SUPABASE_JWT_SECRET", "MONITOR_USER_ID")
+"""The environment variables the identity block reads."""
+UNSET_SECRET = "unset-SUPABASE_JWT_SECRET"  # noqa: S105 - a placeholder that no backend accepts, not a secret
+UNSET_SUB = "00000000-0000-4000-8000-000000000001"
 IDENTITIES_BLOCK = f"""\
 # --journeys: the tenant_isolation checks below act as a signed-in monitoring user, `{IDENTITY}`. Define it:
 # a dedicated user of the project (never a real customer), its token minted with the project's JWT secret, or
 # signed in for real with  sign_in: {{url: "https://<ref>.supabase.co/auth/v1", api_key: "${{SUPABASE_ANON_KEY}}",
 # email: monitor@example.com, password: "${{MONITOR_PASSWORD}}"}}  instead of mint.
+# Set SUPABASE_JWT_SECRET and MONITOR_USER_ID in the environment. Until they are set, the placeholders after ":-"
+# stand in: the file validates, and each tenant_isolation check reports that pam-monitor cannot act as the user
+# (its own read is refused), never a verdict about the backend. The token carries Supabase's claims (role and aud
+# authenticated), like a real signed-in user's.
 identities:
   {IDENTITY}:
-    mint: {{secret: "${{SUPABASE_JWT_SECRET}}", sub: "${{MONITOR_USER_ID}}", ttl: 5m}}
+    mint:
+      secret: "${{SUPABASE_JWT_SECRET:-{UNSET_SECRET}}}"
+      sub: "${{MONITOR_USER_ID:-{UNSET_SUB}}}"
+      ttl: 5m
+      claims: {{role: authenticated, aud: authenticated}}
 """
+DEFAULT_MAX_RATE = 10
+"""Requests a minute `discover` allows its target: conservative, the operator raises it knowing the backend."""
+DEFAULT_MAX_ROUTES = 5
+"""Distinct routes a minute `discover` allows its target (IP-blocking middleware often bans at 20)."""
+_REQUESTS_PER_RUN = {"auth_contract": 1 + len(ALL_FORGED), "tenant_isolation": 2}
 
 
 class DiscoverError(Exception):
@@ -287,9 +314,12 @@ def base_url_for(doc: dict[str, Any], found_at: str, source: str, given: str | N
 
 
 def render(
-    doc: dict[str, Any], found_at: str, target: str, base_url: str | None, *, journeys: bool = False
+    doc: dict[str, Any], found_at: str, target: str, base_url: str | None, *, journeys: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[str, int]:
-    """The whole generated config file (a header saying what it is, its target, its checks) and its check count."""
+    """The whole generated config file (a header saying what it is, its target, its checks) and its check count.
+    `environ` (default os.environ) only says which of the identity's variables are unset, in a comment."""
+    environ = os.environ if environ is None else environ
     checks = discover_checks(doc, target)
     isolation = isolation_checks(doc, target) if journeys else []
     users = sum(1 for check in checks if "forged_claims" in check)
@@ -303,13 +333,37 @@ def render(
     if base_url is None:
         header += ["# BACKEND_URL: the document names no server and --base-url was not given; set BACKEND_URL in the",
                    "# environment to the backend's base URL (e.g. http://127.0.0.1:8000), or edit base_url below."]
-    body = {"targets": {target: {"base_url": base_url or "${BACKEND_URL}"}}, "checks": checks + isolation}
     identities = ""
     if journeys:
-        header.append(f"# {len(isolation)} tenant_isolation checks (--journeys) ask for user {OTHER_USER}'s data.")
+        header.append(f"# {len(isolation)} tenant_isolation checks (--journeys) ask for user {OTHER_USER}'s data,")
+        header.append("# each after reading the monitoring user's own resource (the same path, its id) as a control.")
+        unset = [name for name in IDENTITY_VARIABLES if not environ.get(name)]
+        if unset:
+            header.append(f"# {' and '.join(unset)} {'was' if len(unset) == 1 else 'were'} not set when this file was "
+                          "written: see the identities block.")
         identities = IDENTITIES_BLOCK
-    text = "\n".join(header) + "\n" + identities + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+    targets = yaml.safe_dump({"targets": {target: {"base_url": base_url or "${BACKEND_URL}"}}}, sort_keys=False)
+    text = ("\n".join(header) + "\n" + identities + targets + _pacing_block(checks + isolation)
+            + yaml.safe_dump({"checks": checks + isolation}, sort_keys=False, default_flow_style=False))
     return text, len(checks) + len(isolation)
+
+
+def _pacing_block(checks: list[dict[str, Any]]) -> str:
+    """The target's max_rate and max_routes_per_minute, with a comment saying why and what a round costs."""
+    requests = sum(_REQUESTS_PER_RUN.get(str(c["kind"]), 1) for c in checks)
+    # Scheduled runs get max_rate less the confirmations' reserve (monitor/pacing.py): 80 % of it.
+    minutes = max(requests / (DEFAULT_MAX_RATE * 0.8), len(checks) / (DEFAULT_MAX_ROUTES * 0.8))
+    rate, routes, took = DEFAULT_MAX_RATE, DEFAULT_MAX_ROUTES, max(1, round(minutes))
+    return (
+        f"    # Paced so that watching cannot get pam-monitor banned or rate-limited: at most {rate} requests\n"
+        f"    # and {routes} distinct routes a minute (IP-blocking middleware bans a client touching too many\n"
+        "    # routes a minute; a rate limiter answers 429). Every check's interval is stretched to fit: one round of\n"
+        f"    # these {len(checks)} checks ({requests} requests) takes about {took:,} min, and so does "
+        "`pam-monitor check`\n"
+        "    # (use --only NAME to run a few). Raise both once you know the backend's limits.\n"
+        f"    max_rate: {DEFAULT_MAX_RATE}/m\n"
+        f"    max_routes_per_minute: {DEFAULT_MAX_ROUTES}\n"
+    )
 
 
 def isolation_checks(doc: dict[str, Any], target: str) -> list[dict[str, Any]]:

@@ -127,24 +127,29 @@ class Runner:
     # -- one run -----------------------------------------------------------------------------------------
 
     async def run_once(self, check: Check, *, confirmation: bool = False, admit_by: float | None = None,
-                       must_trust: bool = True) -> Result | None:
+                       must_trust: bool = True, extra: bool = False) -> Result | None:
         """Run one check and record it; None when the run was skipped as saturated. Never raises.
 
         The run first takes its target's request slots, waiting until `admit_by` (event-loop time; None: as long
         as it takes); its deadline starts once it holds them. A `timeout` or `slow` verdict that the monitor's own
         saturation may have caused (`saturation.untrusted`: a request that reached the wire late, or event-loop
-        lag) is discarded; with `must_trust=False` it is reported instead, saying so.
+        lag) is discarded; with `must_trust=False` it is reported instead, saying so. An `extra` run (confirmation,
+        early root run) took its requests from its target's reserve when it was scheduled (monitor/pacing.py).
+        A target with `max_routes_per_minute` admits the run once its route window has room (by `admit_by`).
         """
         loop = asyncio.get_running_loop()
         slots = self.admission.slots_for(check.target)
         wanted = self.pacing.requests(check.name)
         if admit_by is None:
             await self.pacing.wait_turn(check.name)
+        if not await self.pacing.wait_route(check.name, deadline=admit_by):
+            self.saturation.skipped(check.name, "no room in the target's max_routes_per_minute in time")
+            return None
         if not await slots.acquire(wanted, deadline=admit_by):
             self.saturation.skipped(check.name, "no request slot in time")
             return None
         try:
-            if admit_by is not None:
+            if admit_by is not None and not extra:
                 self.pacing.charge(check.name)
             started_at = self.deps.clock.time()
             admitted = loop.time()
@@ -153,6 +158,8 @@ class Runner:
                 observed, cut = await self._probe(check, deadline, hard_stop)
             ended = loop.time()
             slots.release(wanted, held=ended - admitted)
+            # Its routes count in the target's window from when the run ended: a server sees the requests then.
+            self.pacing.touch(check.name)
         except BaseException:
             slots.release(wanted)
             raise
@@ -361,7 +368,7 @@ class Runner:
         if task is not None:
             self.in_flight.add(task)
         try:
-            await self.run_once(check, confirmation=extra == CONFIRMATION, admit_by=admit_by)
+            await self.run_once(check, confirmation=extra == CONFIRMATION, admit_by=admit_by, extra=extra is not None)
         finally:
             if task is not None:
                 self.in_flight.discard(task)

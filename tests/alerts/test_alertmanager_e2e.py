@@ -64,7 +64,7 @@ async def test_regression_fires_with_labels_and_resolves(alertmanager: Alertmana
         assert {"alertname": "ContractRegression", "check": CHECK, "kind": "auth_contract", "severity": "critical",
                 "service": "pam-backend", "target": "backend", "from": "403", "to": "500", "env": "test",
                 "team": "core"} == labels
-        assert "expected 401|403, got 500" == found[0]["annotations"]["summary"]
+        assert "GET /api/v1/users/{user_id}/settings: expected 401|403, got 500" == found[0]["annotations"]["summary"]
         watchdog = await seen(lambda: alertmanager.alerts_named("MonitorWatchdog"))
         assert "none" == watchdog[0]["labels"]["severity"]
         listed = e.active_alerts()

@@ -87,7 +87,7 @@ def hold(engine: Any, check: str) -> tuple[Any, ...]:
 
 async def test_a_dependent_held_back_says_by_which_check(tmp_path: Path) -> None:
     """Backend down: the root's EndpointDown is not held; the dependent's says its root is failing (no end known).
-    The root recovers first: the dependent waits for its own next result; failing still, it is sent: no hold."""
+    The root recovers first: the dependent's own next result decides; failing still, it is sent: no hold."""
     clock = FakeClock()
     async with make_engine(dependent_config(tmp_path), prometheus_client.CollectorRegistry(), clock) as e:
         down(e, clock, HTTP, DEPENDENT, ok=True)
@@ -97,8 +97,8 @@ async def test_a_dependent_held_back_says_by_which_check(tmp_path: Path) -> None
         assert (None, "depends on backend_health, which is failing: not sent to PagerDuty, Slack and webhooks until "
                       "it recovers (listed on its alert)") == hold(e, DEPENDENT)
         down(e, clock, HTTP, ok=True)
-        assert (None, "depends on backend_health, which recovered since: not sent to PagerDuty, Slack and webhooks "
-                      "until this check's next result (still failing then, it is its own problem)") \
+        assert (None, "depends on backend_health, which recovered: sent to PagerDuty, Slack and webhooks only if "
+                      "this check's next result still fails (its own problem), otherwise dropped") \
             == hold(e, DEPENDENT)
         down(e, clock, DEPENDENT)
         assert (None, None) == hold(e, DEPENDENT)

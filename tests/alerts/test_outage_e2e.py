@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -123,3 +124,84 @@ def test_backend_killed_pages_once_and_alertmanager_inhibits_the_dependents(tmp_
         bodies = rec.bodies("/hook")
         assert [("firing", "EndpointDown", "backend_health")] == [
             (b["status"], b["alerts"][0]["labels"]["alertname"], b["alerts"][0]["labels"]["check"]) for b in bodies]
+
+
+def backend_with_a_broken_route() -> Starlette:
+    """The stand-in backend plus /api/v1/profile, whose body never matches its check's expectation (a CheckFailed
+    that fires before any outage)."""
+
+    async def profile(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "degraded"})
+
+    app = backend()
+    app.router.routes.append(Route("/api/v1/profile", profile))
+    return app
+
+
+def test_backend_killed_and_restarted_posts_one_firing_and_one_resolution(tmp_path: Path) -> None:
+    """Issue 17 row 5, end to end: `pam-monitor run` watches eleven checks; profile's CheckFailed is firing (and
+    posted) before the backend dies. The backend is killed for a while, then restarted on the same port: the
+    webhook stand-in gets exactly one firing and one resolution for the root (EndpointDown backend_health), the
+    root's firing lists no alert that began before the outage, profile's CheckFailed is neither resolved nor
+    re-fired (it keeps its startsAt), and nothing stale comes after the recovery (waited past the hold bound)."""
+    rec = Recorder()
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        hook = stack.enter_context(serve_asgi(rec.app())) + "/hook"
+        target = contextlib.ExitStack()
+        stack.enter_context(target)
+        url = target.enter_context(serve_asgi(backend_with_a_broken_route(), port=port))
+        config = tmp_path / "pam-monitor.yaml"
+        config.write_text(_webhook_config(url, hook, tmp_path / "state"), encoding="utf-8")
+        daemon = stack.enter_context(run_daemon(config, free_port(), tmp_path))
+
+        def posts() -> list[tuple[str, str, str, str]]:
+            return [(b["status"], b["alerts"][0]["labels"]["alertname"], b["alerts"][0]["labels"]["check"],
+                     b["alerts"][0]["startsAt"]) for b in rec.bodies("/hook")]
+
+        daemon.wait_for(lambda: [p[:3] for p in posts()] == [("firing", "CheckFailed", "profile")], timeout=30,
+                        what="profile's CheckFailed posted before the outage")
+        daemon.wait_for(lambda: {c["name"]: c["outcome"] for c in daemon.status()["checks"]}.get("item_0") == "ok",
+                        timeout=20, what="the other checks ok")
+        before = posts()[0][3]
+
+        target.close()  # the backend dies
+        daemon.wait_for(lambda: ("firing", "EndpointDown", "backend_health") in [p[:3] for p in posts()], timeout=30,
+                        what="the root's page")
+        daemon.wait_for(lambda: sum(1 for a in daemon.status()["alerts"] if a["alertname"] == "EndpointDown") == 11,
+                        timeout=30, what="eleven EndpointDown alerts (ten held)")
+        time.sleep(4.0)  # the outage goes on for two more intervals
+
+        restarted = stack.enter_context(serve_asgi(backend_with_a_broken_route(), port=port))
+        assert restarted == url
+        daemon.wait_for(lambda: ("resolved", "EndpointDown", "backend_health") in [p[:3] for p in posts()],
+                        timeout=30, what="the root's resolution")
+        daemon.wait_for(lambda: [(a["alertname"], a["labels"]["check"]) for a in daemon.status()["alerts"]]
+                        == [("CheckFailed", "profile")], timeout=30, what="only profile's CheckFailed left")
+        time.sleep(6.0)  # past every hold bound (interval + timeout: 3.5 s): a stale release would come now
+        sent = posts()
+        alerts = daemon.status()["alerts"]
+    firing = next(p for p in rec.bodies("/hook") if p["status"] == "firing"
+                  and p["alerts"][0]["labels"]["check"] == "backend_health")
+    assert [("firing", "CheckFailed", "profile"), ("firing", "EndpointDown", "backend_health"),
+            ("resolved", "EndpointDown", "backend_health")] == [p[:3] for p in sent]
+    also = firing["alerts"][0]["annotations"].get("also_failing", "")
+    assert "profile (EndpointDown)" in also or "profile" not in also  # listed only with what began in the outage
+    assert "CheckFailed" not in also
+    assert [("CheckFailed", "profile", before)] == [(a["alertname"], a["labels"]["check"], a["since"])
+                                                    for a in alerts]
+
+
+def _webhook_config(backend_url: str, hook: str, state_dir: Path) -> str:
+    """The ten checks of config_text plus profile (a JSON expectation its answer never meets), a webhook only."""
+    raw = yaml.safe_load(config_text(backend_url, cast(Alertmanager, _NoAlertmanager()), hook, state_dir))
+    raw["checks"].append({"name": "profile", "kind": "http", "target": "backend", "path": "/api/v1/profile",
+                          "expect": {"status": [200], "json": {"status": "healthy"}}})
+    raw["alerts"]["sinks"] = [{"kind": "webhook", "url": hook}]
+    return yaml.safe_dump(raw)
+
+
+class _NoAlertmanager:
+    """Stands in for an Alertmanager in config_text when only the webhook is wanted (its sink is dropped)."""
+
+    url = "http://127.0.0.1:1"

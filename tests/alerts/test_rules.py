@@ -51,12 +51,13 @@ def test_403_to_500_is_contract_regression_with_http_codes() -> None:
 
 
 def test_regression_annotations_carry_the_sentence_and_runbook() -> None:
-    """summary is the result sentence; observed values and a runbook hint are there."""
+    """summary is the result sentence, after the check's method and path; observed values and a runbook hint are
+    there."""
     r = result("settings_get_unauth", "server_error", status=500, message="expected 401|403, got 500 after 0.12 s",
                details={"body": "Internal Server Error"})
     memory = remember(CheckMemory(), result("settings_get_unauth", "ok", status=403))
     notes = dict(bad(r, memory)["ContractRegression/settings_get_unauth"].annotations)
-    assert "expected 401|403, got 500 after 0.12 s" == notes["summary"]
+    assert "GET /api/v1/users/{user_id}/settings: expected 401|403, got 500 after 0.12 s" == notes["summary"]
     assert ("500", "server_error") == (notes["status_code"], notes["outcome"])
     assert '{"body":"Internal Server Error"}' == notes["observed"]
     assert notes["runbook"].startswith("The endpoint used to answer")

@@ -4,6 +4,7 @@ with forged tokens impersonating the user in the path and minimal request bodies
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,11 @@ def discover(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def check_config(config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`pam-monitor check` on a discovered config, its target's max_rate raised from the environment (the file is
+    run unchanged): the written 10/m would make two auth_contract runs of 5 requests take about 40 s."""
+    env = {**os.environ, "PAM_MONITOR_TARGETS__BACKEND__MAX_RATE": "600/m"}
     return subprocess.run(command("check", "--config", str(config), "--format", "json"), capture_output=True,
-                          text=True, timeout=60, cwd=cwd)
+                          text=True, timeout=60, cwd=cwd, env=env)
 
 
 @pytest.mark.parametrize(("flaw", "code", "outcomes"), [

@@ -4,6 +4,7 @@ the output loads as a config once the identity's variables are set, and its chec
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from starlette.routing import Route
 
 from monitor.core.config import load_config
 from monitor.core.results import Outcome
-from monitor.discover import OTHER_USER, isolation_checks, names_a_user
+from monitor.discover import OTHER_USER, UNSET_SUB, isolation_checks, names_a_user
 from monitor.runner import run_deadlines
 from probes import REGISTRY
 from probes.deps import build_deps
@@ -102,3 +103,29 @@ async def _run(config: Any, check: Any) -> Any:
         return await REGISTRY[check.kind].probe(check, deps, deadline)
     finally:
         await deps.aclose()
+
+
+def test_output_validates_with_the_identity_variables_unset(tmp_path: Path) -> None:
+    """Issue 17: `discover --journeys` output validates as written with SUPABASE_JWT_SECRET and MONITOR_USER_ID
+    unset (placeholders after `:-` stand in, and a comment names the unset variables); the minted token carries
+    Supabase's role and aud claims; set, the variables win."""
+    app = Starlette(routes=[Route("/openapi.json", lambda request: JSONResponse(SPEC))])
+    out = tmp_path / "checks.yaml"
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPABASE_JWT_SECRET", "MONITOR_USER_ID")}
+    with serve_asgi(app) as base:
+        done = subprocess.run(command("discover", "--openapi", f"{base}/openapi.json", "--journeys", "--base-url",
+                                      "http://127.0.0.1:9", "--output", str(out)), capture_output=True, timeout=60,
+                              env=env)
+    assert 0 == done.returncode, done.stderr
+    text = out.read_text()
+    assert "# SUPABASE_JWT_SECRET and MONITOR_USER_ID were not set when this file was written" in text
+    checked = subprocess.run(command("validate", "--config", str(out)), capture_output=True, text=True, timeout=60,
+                             env=env)
+    assert 0 == checked.returncode, checked.stderr
+    mint = load_config(out, environ={}).identities["monitor_user"].mint
+    assert mint is not None
+    assert ({"role": "authenticated", "aud": "authenticated"}, UNSET_SUB) == (mint.claims, mint.sub)
+    mint = load_config(out, environ={"SUPABASE_JWT_SECRET": JWT_SECRET, "MONITOR_USER_ID": MONITOR_SUB}).identities[
+        "monitor_user"].mint
+    assert mint is not None
+    assert (JWT_SECRET, MONITOR_SUB) == (mint.secret.get_secret_value(), mint.sub)

@@ -3,6 +3,7 @@ bad has its root checks run early."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
@@ -143,3 +144,22 @@ async def test_a_check_turning_bad_runs_its_roots_early(make_runner: Any, schedu
     assert ("health",) == runner._roots["report"]
     assert ("health",) == runner._roots["settings"]
     assert "health" not in runner._roots
+
+
+async def test_row6_a_paced_target_confirms_confirm_delay_after_the_failure(
+    make_runner: Any, scheduler: MonotonicScheduler
+) -> None:
+    """Issue 17 row 6: 60 checks on a target with max_rate 40/m are paced (intervals stretched to 112.5 s) and
+    their scheduled runs spend everything their share allows; one of them fails: its confirmation is still due
+    confirm_delay (2 s) later, from the reserved share, not at the next paced slot 112 s later (before, the
+    scheduled runs had emptied the one bucket the confirmation needed)."""
+    checks = [{"name": f"c{i:02d}", "path": f"/r/{i}"} for i in range(60)]
+    runner = make_runner(_config(checks, targets={"t": {"base_url": "http://127.0.0.1:9", "max_rate": "40/m"}}),
+                         Script(c07=[ProbeResult(Outcome.SERVER_ERROR, "500", status_code=500)]))
+    assert runner.pacing.interval("c07") > 100  # paced: 112.5 s (100 s before the reserve was 20 %)
+    loop = asyncio.get_running_loop()
+    for i in range(20):  # scheduled runs, admitted and charged as the scheduler's would be
+        assert await runner.run_once(runner.checks[f"c{i + 10:02d}"], admit_by=loop.time() + 5.0) is not None
+    assert await runner.run_once(runner.checks["c07"], admit_by=loop.time() + 5.0) is not None
+    assert "confirmation" == runner._extra["c07"]
+    assert 1 < _due_in(scheduler, "c07") <= 2

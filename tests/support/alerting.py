@@ -61,12 +61,15 @@ def make_config(state_dir: Path | None = None, *, sinks: list[dict[str, Any]] | 
 
 def result(check: str, outcome: Outcome | str, *, status: int | None = None, message: str | None = None,
            at: float = T0, confirmation: bool = False, tables: dict[str, bool] | None = None,
-           details: dict[str, Any] | None = None, kind: str | None = None, http: HttpFacts | None = None) -> Result:
-    """A finished run of `check` with the given outcome (and, for an HTTP kind, what its transport saw)."""
+           details: dict[str, Any] | None = None, kind: str | None = None, http: HttpFacts | None = None,
+           finished_at: float | None = None) -> Result:
+    """A finished run of `check` with the given outcome (and, for an HTTP kind, what its transport saw); it
+    finishes when it starts unless `finished_at` says otherwise."""
     outcome = Outcome(outcome)
     observed = ProbeResult(outcome, message or f"{check}: {outcome.value}" + (f", got {status}" if status else ""),
                            status, details or {}, tables or {}, http=http)
-    return Result(check, kind or KINDS[check], observed, duration_s=0.012, started_at=at, finished_at=at,
+    return Result(check, kind or KINDS[check], observed, duration_s=0.012, started_at=at,
+                  finished_at=at if finished_at is None else finished_at,
                   confirmation=confirmation)
 
 

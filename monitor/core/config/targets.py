@@ -37,6 +37,10 @@ class Target(Strict):
         description="an http:// proxy every probe request to this target goes through (CONNECT for https); "
         "user:password@ in it is sent as Proxy-Authorization and redacted",
     )
+    max_routes_per_minute: int | None = Field(
+        default=None, ge=1,
+        description="distinct routes pam-monitor may touch on this target in any minute (for IP-blocking middleware)",
+    )
 
     @field_validator("base_url")
     @classmethod
