@@ -25,6 +25,8 @@ from tests.support.daemon import command, run_daemon
 from tests.support.ip_blocker import BLOCKED, IpBlocker, RateLimiter, secured_backend
 from tests.support.servers import free_port, serve_asgi
 
+pytestmark = pytest.mark.process  # runs discover, check and the daemon as processes against the blocker
+
 ROUTES = 200
 
 

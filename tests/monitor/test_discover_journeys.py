@@ -105,6 +105,7 @@ async def _run(config: Any, check: Any) -> Any:
         await deps.aclose()
 
 
+@pytest.mark.process  # runs validate as a process
 def test_output_validates_with_the_identity_variables_unset(tmp_path: Path) -> None:
     """Issue 17: `discover --journeys` output validates as written with SUPABASE_JWT_SECRET and MONITOR_USER_ID
     unset (placeholders after `:-` stand in, and a comment names the unset variables); the minted token carries
