@@ -48,8 +48,8 @@ async def probe(check: TenantIsolationCheck, deps: Deps, deadline: float) -> Pro
     session, credential = got
     headers = credential.apply(request_headers(deps.targets[check.target], check))
     other_read = fetch(deps, check.target, check, deadline=deadline, headers=headers)
-    if check.own_read:
-        own_spec = _own_spec(check, deps, credential.sub)
+    own_spec = _own_spec(check, deps, credential.sub)
+    if own_spec is not None:
         answer, own = await asyncio.gather(
             other_read, fetch(deps, check.target, own_spec, deadline=deadline, headers=headers))
     else:
@@ -59,14 +59,16 @@ async def probe(check: TenantIsolationCheck, deps: Deps, deadline: float) -> Pro
     return judge(check, answer, session, own=own, learner=learner_for(check, deps))
 
 
-def _own_spec(check: TenantIsolationCheck, deps: Deps, sub: str) -> TenantIsolationCheck:
-    """The check with the identity's own path values, made once per check and user (fetch caches by spec)."""
+def _own_spec(check: TenantIsolationCheck, deps: Deps, sub: str) -> TenantIsolationCheck | None:
+    """The check with the identity's own path values, made once per check and user (fetch caches by spec); None
+    when there is no own read (own_read: false, or no placeholder names the user and own_params is not set)."""
     slot = f"tenant_isolation/own/{check.name}"
     kept = deps.resources.get(slot)
     if isinstance(kept, tuple) and kept[0] is check and kept[1] == sub:
-        spec: TenantIsolationCheck = kept[2]
+        spec: TenantIsolationCheck | None = kept[2]
         return spec
-    spec = check.model_copy(update={"params": check.own_values(sub)})
+    values = check.own_values(sub)
+    spec = check.model_copy(update={"params": values}) if values is not None else None
     deps.resources[slot] = (check, sub, spec)
     return spec
 
@@ -122,7 +124,8 @@ def judge(check: TenantIsolationCheck, answer: Fetched | Failed, session: Sessio
         failed = http.failed_result(answer)
         return result(failed.outcome, f"reading another user's {noun}: {failed.message}", failed.status_code)
     after = f"after {answer.elapsed:.2f} s"
-    control = f" (its own {noun}: {own.status})" if isinstance(own, Fetched) else " (no own-read control)"
+    control = (f" (its own {noun}: {own.status})" if isinstance(own, Fetched) else
+               " (no own-read control: set own_params to prove the identity works)")
     if answer.status in REFUSED:
         expected = learner.expected() if learner is not None else None
         shape = shape_of(answer)
@@ -211,5 +214,5 @@ KIND = Kind(
         Outcome.IDENTITY_FAILED,
     ),
     alerts=("AuthBypass", "ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed"),
-    requests=lambda check: 2 if check.own_read else 1,
+    requests=lambda check: 2,  # the own read (the control) and the other user's
 )
