@@ -8,10 +8,10 @@ requests go out at once. The judgement, first row that holds:
 |--------------------------------------------------------------------------------|------------------------------|
 | the other user's resource answered 2xx                                         | auth_bypass                  |
 | either answer is a refusal whose body is a blocker's or WAF's                  | invalid_response + foreign   |
+| either is a 401/403/404 of another shape than the endpoint's own (learned)     | invalid_response + foreign   |
 | the own read got no answer (timeout, connection...)                            | that outcome                 |
 | the own read got 429                                                           | rate_limited                 |
 | the own read got a 3xx or 4xx (401: the token was refused)                     | identity_failed              |
-| the other read: 401, 403 or 404 of another shape than the endpoint's own       | invalid_response + foreign   |
 | the other read: 401, 403 or 404                                                | ok                           |
 | the other read: 5xx, 429, anything else                                        | server_error..., rate_limited, unexpected_status |
 
@@ -114,6 +114,19 @@ def judge(check: TenantIsolationCheck, answer: Fetched | Failed, session: Sessio
                           f"{_quote(got, session)}: a blocker, WAF or gateway refused pam-monitor itself; isolation "
                           "not judged", got.status, body_excerpt=_excerpt(got, session),
                           foreign_refusal=_foreign(got, session, blocked_body=True))
+    expected = learner.expected() if learner is not None else None
+    for label, got in (("another user's", answer), ("its own", own)):
+        if expected is not None and isinstance(got, Fetched) and got.status in REFUSED:
+            shape = shape_of(got)
+            if not expected.matches(shape):
+                found = layer(got, own_token=True)
+                return result(
+                    Outcome.INVALID_RESPONSE,
+                    f"reading {label} {noun}, {check.identity} was refused with {shape.describe()}, but this "
+                    f"endpoint's owner check refuses with {expected.describe()}: "
+                    f"{found + ' answered' if found else 'another layer answered'}",
+                    got.status, body_excerpt=_excerpt(got, session),
+                    foreign_refusal=_foreign(got, session, blocked_body=False))
     if own is not None:
         verdict = _own_failed(check, own, session, noun)
         if verdict is not None:
@@ -127,17 +140,7 @@ def judge(check: TenantIsolationCheck, answer: Fetched | Failed, session: Sessio
     control = (f" (its own {noun}: {own.status})" if isinstance(own, Fetched) else
                " (no own-read control: set own_params to prove the identity works)")
     if answer.status in REFUSED:
-        expected = learner.expected() if learner is not None else None
-        shape = shape_of(answer)
-        if expected is not None and not expected.matches(shape):
-            found = layer(answer, own_token=True)
-            return result(
-                Outcome.INVALID_RESPONSE,
-                f"{check.identity} refused with {shape.describe()}, but this endpoint's owner check refuses with "
-                f"{expected.describe()}: {found + ' answered' if found else 'another layer answered'}",
-                answer.status, body_excerpt=_excerpt(answer, session),
-                foreign_refusal=_foreign(answer, session, blocked_body=False))
-        learning = learner.observe_good([shape]) if learner is not None else ""
+        learning = learner.observe_good([shape_of(answer)]) if learner is not None else ""
         return result(Outcome.OK, f"{check.identity} was refused another user's {noun}: {answer.status} {after}"
                       f"{control}" + (f"; {learning}" if learning else ""), answer.status)
     # Scrubbed before it is cut: a token echoed across the cut would otherwise survive in part.
@@ -170,7 +173,7 @@ def _own_failed(check: TenantIsolationCheck, own: Fetched | Failed, session: Ses
         # judged as usual and the sentence shows the own read's status. The backend's failure is other checks' news.
         return None
     why = ("its token was refused (a wrong JWT secret, an expired or revoked user?)" if own.status == 401
-           else f"{layer(own, own_token=True) or 'the backend'} refused it")
+           else f"{layer(own) or 'the backend'} refused it")
     return (f"{check.identity} could not read its own {noun} (expected 2xx, got {said}): {why}; the monitor cannot "
             "act as the user, so a refusal of another user's data proves nothing", Outcome.IDENTITY_FAILED,
             own.status, {"body_excerpt": _excerpt(own, session)})
