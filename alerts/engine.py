@@ -238,7 +238,9 @@ class AlertEngine:
         if new != state:
             self._keep(stored, new, batch)
         if state.active and not new.active:
-            self._release([n for n, p in self._plans.items() if p.check.target == check.target], now, batch)
+            # Only what still fails on its own is released; what healed with the wall resolves quietly.
+            self._release([n for n, p in self._plans.items() if p.check.target == check.target], now, batch,
+                          still_bad=True)
 
     def _target_blocked(self, target: str) -> bool:
         """Whether MonitorBlocked is pending or firing for the target: its checks' alerts wait behind it."""
@@ -333,14 +335,16 @@ class AlertEngine:
             return Seen(seen.at, False, float("-inf"))
         return seen
 
-    def _release(self, checks: Iterable[str], now: float, batch: Batch) -> int:
-        """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold)."""
+    def _release(self, checks: Iterable[str], now: float, batch: Batch, *, still_bad: bool = False) -> int:
+        """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold);
+        `still_bad`: only those whose latest observation was BAD."""
         released = 0
         for name in checks:
             plan, mine = self._plans.get(name), self._index.by_check.get(name)
             if plan is None or not mine:
                 continue
-            for s in [s for s in mine.values() if s.held and s.status is Status.FIRING]:
+            for s in [s for s in mine.values() if s.held and s.status is Status.FIRING
+                      and (not still_bad or s.bad_streak > 0)]:
                 if self._target_blocked(plan.check.target):
                     continue  # released when MonitorBlocked ends
                 if plan.roots and self._verdict(plan, now, s.release_at) is not Verdict.SEND:
