@@ -8,6 +8,7 @@ written costs only that: the shapes stay in memory, one warning is logged, probi
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import structlog
@@ -52,8 +53,6 @@ class StoredRefusals(RefusalMemory):
     def close(self) -> None:
         """Close the database connection."""
         if self._store is not None:
-            try:
+            with contextlib.suppress(StoreError):
                 self._store.close()
-            except StoreError:
-                pass
             self._store = None

@@ -31,8 +31,8 @@ WORST_FIRST: tuple[Outcome, ...] = (
 
 The target unreachable, then a probe bug, then definitive findings from the most specific (a named missing
 table) to the least (a body that does not match), then `identity_failed` (the monitor could not act as its user:
-nothing was learned about that part, but a finding in another part outranks it), then `slow` (an answer that came, late), then `rate_limited`
-(nothing was learned: a definitive finding in another part outranks it), then `ok`.
+nothing was learned about that part, but a finding in another part outranks it), then `slow` (an answer that came,
+late), then `rate_limited` (nothing was learned: a definitive finding in another part outranks it), then `ok`.
 """
 
 

@@ -371,7 +371,9 @@ JUDGEMENT: tuple[Callable[[_Run], ProbeResult | None], ...] = (
 """Rows 1 to 10b of the table in this module's docstring, in order; row 11 (`ok`) is what is left."""
 
 
-def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed], learner: Learner | None = None) -> ProbeResult:
+def judge(
+    check: AuthContractCheck, answers: dict[str, Fetched | Failed], learner: Learner | None = None
+) -> ProbeResult:
     """Apply the judgement table (module docstring) to every variant's answer: the first row that holds decides.
     `learner` holds the endpoint's own refusal shape (row 10b) and learns it from good runs."""
     run = _Run(check, answers, {name: got for name, got in answers.items() if isinstance(got, Fetched)}, learner)

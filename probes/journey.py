@@ -254,7 +254,8 @@ def _passed(
     if slow is not None:
         step, verdict = slow
         details["step"] = step.name
-        message = f"step {step.name}: {step.method} {step.path}: {verdict.message}; {len(run.steps)} steps passed{who}: {listing}"
+        message = (f"step {step.name}: {step.method} {step.path}: {verdict.message}; {len(run.steps)} steps "
+                   f"passed{who}: {listing}")
         return ProbeResult(Outcome.SLOW, run.scrub(message), status_code=status, details=details,
                            phases=dict(run.phases))
     message = f"{len(run.steps)} steps ok{who} in {total:.2f} s: {listing}"

@@ -13,14 +13,14 @@ requests go out at once. The judgement, first row that holds:
 | the own read got 429                                                           | rate_limited                 |
 | the own read got a 3xx or 4xx (401: the token was refused)                     | identity_failed              |
 | the other read: 401, 403 or 404                                                | ok                           |
-| the other read: 5xx, 429, anything else                                        | server_error..., rate_limited, unexpected_status |
+| the other read: 5xx, 429, anything else                                        | server_error..., rate_limited... |
 
 An own read that got a 5xx passes the control (the token got past the auth layer; the backend failing is what
-other checks report), and the sentence shows it. A refusal proves isolation only from a working identity: without the own read, a broken identity (a wrong JWT
-secret, an expired password) gets 401 for everything and reads "refused: ok" while isolation is gone. The
-refusal's shape (probes/_refusal.py) is `refusal` when declared, else learned from the first good runs. The other
-user's data is never copied into the result: a 2xx reports its status and size only. Every sentence starts with
-the method and path template.
+other checks report), and the sentence shows it. A refusal proves isolation only from a working identity: without
+the own read, a broken identity (a wrong JWT secret, an expired password) gets 401 for everything and reads
+"refused: ok" while isolation is gone. The refusal's shape (probes/_refusal.py) is `refusal` when declared, else
+learned from the first good runs. The other user's data is never copied into the result: a 2xx reports its status
+and size only. Every sentence starts with the method and path template.
 """
 
 from __future__ import annotations

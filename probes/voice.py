@@ -74,7 +74,8 @@ async def _synthesize(check: VoiceCheck, spec: Synthesize, deps: Deps, deadline:
 def health_part(check: VoiceCheck, got: Fetched | Failed) -> _Part:
     """The health endpoint's answer judged like an `http` check's, then its JSON `status` against healthy_status."""
     result = http.failed_result(got) if isinstance(got, Failed) else http.assess(check.expect, got)
-    if isinstance(got, Fetched) and result.outcome in (Outcome.OK, Outcome.SLOW) and "status" not in check.expect.json_fields:
+    healthy = result.outcome in (Outcome.OK, Outcome.SLOW)
+    if isinstance(got, Fetched) and healthy and "status" not in check.expect.json_fields:
         said = _unhealthy_status(check, got)
         if said is not None:
             result = ProbeResult(Outcome.INVALID_RESPONSE, said, status_code=got.status,

@@ -53,7 +53,8 @@ async def test_forged_token_routed_is_auth_bypass(base_url: str, make_deps: Deps
     """A forged token answered 404 while no token got 403: only a request past the auth layer is routed."""
     result = await run_probe(make_check(query={"alg_none": "404"}), make_deps(base_url))
     assert Outcome.AUTH_BYPASS == result.outcome
-    assert ("GET /auth: forged alg_none token got 404 while no token got 403: the request got past the auth layer (only a "
+    assert ("GET /auth: forged alg_none token got 404 while no token got 403: the request got past the auth "
+            "layer (only a "
             "request past it reaches routing or validation of the path and body)") == result.message
 
 
@@ -61,7 +62,8 @@ async def test_5xx_on_one_forged_variant_is_auth_bypass(base_url: str, make_deps
     """A 500 for the garbage token while no token got 403 is auth_bypass naming that variant."""
     result = await run_probe(make_check(query={"garbage": "500"}), make_deps(base_url))
     assert (Outcome.AUTH_BYPASS, 403) == (result.outcome, result.status_code)
-    assert ("GET /auth: forged garbage token got 500 while no token got 403: the request got past the auth layer and crashed "
+    assert ("GET /auth: forged garbage token got 500 while no token got 403: the request got past the auth "
+            "layer and crashed "
             "the handler") == result.message
     assert 500 == result.details["garbage"]
 
@@ -71,7 +73,8 @@ async def test_5xx_without_token_is_server_error(base_url: str, make_deps: DepsF
     query = dict.fromkeys(["none", "garbage", "wrong_signature", "alg_none", "expired"], "500")
     result = await run_probe(make_check(query=query, forged=["garbage"]), make_deps(base_url))
     assert (Outcome.SERVER_ERROR, 500) == (result.outcome, result.status_code)
-    assert result.message.startswith("GET /auth: expected 401|403, no token got 500, forged garbage token got 500 after ")
+    assert result.message.startswith("GET /auth: expected 401|403, no token got 500, forged garbage token "
+                                     "got 500 after ")
 
 
 async def test_5xx_naming_a_relation_is_table_missing(base_url: str, make_deps: DepsFactory) -> None:

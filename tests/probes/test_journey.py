@@ -75,7 +75,8 @@ FAILURES: list[tuple[str, str, list[dict[str, Any]] | None, str, Outcome, int | 
      "step read: GET /api/v1/users/{sub}/settings: expected 200, got 500 after "),
     ("csrf_missing", "write", _without_csrf_header(), "write", Outcome.UNEXPECTED_STATUS, 403,
      'step write: PUT /api/v1/users/{sub}/settings: expected 200, got 403 after '),
-    ("write_500", "write", None, "write", Outcome.TABLE_MISSING, 500, "step write: PUT /api/v1/users/{sub}/settings: expected 200, got 500 after "),
+    ("write_500", "write", None, "write", Outcome.TABLE_MISSING, 500,
+     "step write: PUT /api/v1/users/{sub}/settings: expected 200, got 500 after "),
     ("lost_write", "read_back", None, "read_back", Outcome.INVALID_RESPONSE, 200,
      "step read_back: GET /api/v1/users/{sub}/settings: json field monitor_nonce: expected '"),
 ]
@@ -137,7 +138,8 @@ async def test_lost_write_names_the_field_and_both_values(backend: Server, made:
     state.lost_write = True
     result = await run_probe(journey(), deps)
     assert Outcome.INVALID_RESPONSE == result.outcome
-    assert (f"step read_back: GET /api/v1/users/{{sub}}/settings: json field monitor_nonce: expected '{result.details['run_id']}', "
+    assert (f"step read_back: GET /api/v1/users/{{sub}}/settings: json field monitor_nonce: expected "
+            f"'{result.details['run_id']}', "
             f"got '{stored}'") == result.message
 
 

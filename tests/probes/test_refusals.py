@@ -259,8 +259,8 @@ async def test_synthesis_refused_by_csrf_says_csrf(walled: Walled, made: Made) -
     wall.csrf_posts = True
     result = await run_probe(voice(), made(url, {"monitor_user": minted(MONITOR_SUB)}))
     assert Outcome.UNEXPECTED_STATUS == result.outcome, result.message
-    assert ("synthesis: POST /api/v1/pam/voice/tts: expected 2xx, got 403 after " in result.message
-            and result.message.endswith("; the CSRF middleware answered")), result.message
+    assert "synthesis: POST /api/v1/pam/voice/tts: expected 2xx, got 403 after " in result.message
+    assert result.message.endswith("; the CSRF middleware answered"), result.message
 
 
 async def test_limited_voice_health_fails_without_expect_json(walled: Walled, made: Made) -> None:
