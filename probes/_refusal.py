@@ -136,6 +136,18 @@ def foreign_refusal(got: Fetched, *, is_blocked: bool | None = None) -> dict[str
             "excerpt": got.excerpt()}
 
 
+_GATEWAY_SCHEMES = frozenset({"basic", "digest", "negotiate", "ntlm"})
+
+
+def gateway_challenge(got: Fetched) -> bool:
+    """Whether a 401/407 asks for credentials a bearer-token API never asks for (Basic, Digest, Negotiate, NTLM):
+    a gateway or proxy in front of the backend refused, not the backend's auth layer."""
+    if got.status not in (401, 407):
+        return False
+    scheme = got.headers.get("www-authenticate" if got.status == 401 else "proxy-authenticate", "")
+    return scheme.strip().split(" ", 1)[0].lower() in _GATEWAY_SCHEMES
+
+
 def blocked_refusal(got: Fetched) -> dict[str, Any] | None:
     """`foreign_refusal(got)` when the answer is a refusal status with a block-marker body, else None."""
     if got.status in REFUSAL_STATUSES and blocked(got):

@@ -18,7 +18,7 @@ from probes._http import (
     status_list,
     wait_phrase,
 )
-from probes._refusal import REFUSAL_STATUSES, blocked_refusal, layer
+from probes._refusal import REFUSAL_STATUSES, blocked_refusal, foreign_refusal, gateway_challenge, layer
 from probes.deps import Deps
 from probes.kind import Kind
 
@@ -49,6 +49,8 @@ def status_failure(expected: list[int], got: Fetched, *, shown: str | None = Non
     foreign = blocked_refusal(got)
     if foreign is not None:
         return _blocked(message, got, foreign, details)
+    if gateway_challenge(got):
+        details["foreign_refusal"] = foreign_refusal(got, is_blocked=False)
     if got.status in _LAYERED:
         found = layer(got)
         if found is not None:

@@ -36,6 +36,7 @@ from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
 from probes import http
 from probes._http import MISSING, Failed, Fetched, body_excerpt, fetch, json_path, parse_json, request_headers
+from probes._refusal import blocked_refusal, gateway_challenge
 from probes.deps import Deps
 from probes.identity import Credential, Session, SignInFailed, credential_for, new_run_id
 from probes.kind import Kind
@@ -87,7 +88,8 @@ async def probe(check: JourneyCheck, deps: Deps, deadline: float) -> ProbeResult
         _keep_cookies(answer, run)
         if answer.status == 401 and run.session is not None and run.credential is not None:
             run.session.invalidate(run.credential)  # the next run asks for a new token
-        if answer.status == 401 and sent_token and 401 not in step.expect.status:
+        if (answer.status == 401 and sent_token and 401 not in step.expect.status
+                and blocked_refusal(answer) is None and not gateway_challenge(answer)):
             return _failed(check, step, run, _token_refused(check, answer), answer)
         verdict = http.assess(_filled_expect(step.expect, run.values), answer)
         if verdict.outcome not in _PASSED:

@@ -285,3 +285,15 @@ async def test_http_check_expecting_403_is_not_ok_behind_the_blocker(walled: Wal
                                       "path": "/api/v1/users/x/settings", "expect": {"status": [403]}})
     result = await run_probe(check, made(url, {}))
     assert (Outcome.INVALID_RESPONSE, True) == (result.outcome, result.details["foreign_refusal"]["blocked"])
+
+
+async def test_basic_gateway_in_front_of_a_journey_is_not_the_identity(walled: Walled, made: Made) -> None:
+    """A 401 asking for Basic credentials is a gateway's, not the backend refusing the identity's token: the step
+    is unexpected_status naming the gateway, with foreign_refusal (not blocked), never identity_failed."""
+    _, wall, url = walled
+    wall.gateway = True
+    result = await run_probe(settings_journey(), made(url, {"monitor_user": minted(MONITOR_SUB)}))
+    assert (Outcome.UNEXPECTED_STATUS, "csrf") == (result.outcome, result.details["step"]), result.message
+    assert "a gateway asking for Basic credentials answered" in result.message
+    assert {"shape": "401 text/plain WWW-Authenticate: Basic", "blocked": False, "excerpt": "Unauthorized"} == dict(
+        result.details["foreign_refusal"])
