@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from monitor.core.config import AuthContractCheck, HttpCheck, JourneyCheck, TenantIsolationCheck, VoiceCheck
+from monitor.core.config import (
+    AuthContractCheck,
+    HttpCheck,
+    JourneyCheck,
+    PostgrestCheck,
+    TenantIsolationCheck,
+    VoiceCheck,
+)
 from monitor.core.results import Outcome, ProbeResult
 from monitor.refusals import StoredRefusals
 from probes import auth_contract
@@ -297,3 +304,15 @@ async def test_basic_gateway_in_front_of_a_journey_is_not_the_identity(walled: W
     assert "a gateway asking for Basic credentials answered" in result.message
     assert {"shape": "401 text/plain WWW-Authenticate: Basic", "blocked": False, "excerpt": "Unauthorized"} == dict(
         result.details["foreign_refusal"])
+
+
+async def test_postgrest_behind_the_blocker_carries_foreign_refusal(walled: Walled, made: Made) -> None:
+    """PostgREST's table requests answered by the IP blocker: invalid_response (no table judged missing or present)
+    with foreign_refusal, for MonitorBlocked."""
+    _, wall, url = walled
+    wall.banned = True
+    check = PostgrestCheck.model_validate({"name": "rest", "kind": "postgrest", "target": "backend", **TIMING,
+                                           "required_tables": ["user_settings"]})
+    result = await run_probe(check, made(url, {}))
+    assert (Outcome.INVALID_RESPONSE, {}) == (result.outcome, dict(result.tables)), result.message
+    assert True is result.details["foreign_refusal"]["blocked"]
