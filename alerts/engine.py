@@ -279,7 +279,7 @@ class AlertEngine:
         with `since` (= the sinks' startsAt), `state_since`, `flapping`, `held_until` and `held_reason`."""
         now = self._clock.time()
         return explain.active(self._index.states.values(), self._plans, self._config, now, root_seen=self._root_seen,
-                              seen=self._seen, watchdog=self._gauge.watchdog(now))
+                              seen=self._seen, watchdog=self._gauge.watchdog(now), walled=self._target_blocked)
 
     def state_problem(self) -> str | None:
         """None while alert state is being saved; otherwise what /readyz says (alerts.journal)."""

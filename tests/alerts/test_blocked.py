@@ -83,6 +83,10 @@ async def test_ip_block_pages_once_for_the_target_and_holds_the_rest(
         assert ("critical", "backend") == (page["labels"]["severity"], page["labels"]["target"])
         firing = {a["labels"]["alertname"] for a in engine.active_alerts() if a["state"] == "firing"}
         assert {"MonitorBlocked", "CheckFailed"} <= firing
+        held = {a["labels"]["check"]: a["held_reason"] for a in engine.active_alerts()
+                if a["alertname"] == "CheckFailed"}
+        assert {"target backend refuses pam-monitor itself (MonitorBlocked): not sent to PagerDuty, Slack and "
+                "webhooks until that ends"} == set(held.values()), held
         sent = {(a["labels"]["alertname"], a["labels"].get("check", "")) for b in rec.bodies("/am/api/v2/alerts")
                 for a in b}
         assert {("CheckFailed", "backend_health"), ("CheckFailed", "settings_get_unauth"),
