@@ -238,9 +238,14 @@ class AlertEngine:
         if new != state:
             self._keep(stored, new, batch)
         if state.active and not new.active:
-            # Only what still fails on its own is released; what healed with the wall resolves quietly.
-            self._release([n for n, p in self._plans.items() if p.check.target == check.target], now, batch,
-                          still_bad=True)
+            # Only what still fails on its own is released; what healed with the wall resolves quietly. A dependent
+            # held behind the wall now waits for news of its roots as long as any dependent does.
+            mine = [n for n, p in self._plans.items() if p.check.target == check.target]
+            for name in mine:
+                for s in list(self._index.by_check.get(name, {}).values()):
+                    if s.held and s.release_at is None and self._plans[name].roots:
+                        self._keep(s, dataclasses.replace(s, release_at=now + self._plans[name].bound), batch)
+            self._release(mine, now, batch, still_bad=True)
 
     def _target_blocked(self, target: str) -> bool:
         """Whether MonitorBlocked is pending or firing for the target: its checks' alerts wait behind it."""

@@ -52,6 +52,7 @@ _OWNER = re.compile(
     re.IGNORECASE,
 )
 _SCAN = 16 * 1024
+_GATEWAY_SCHEMES = frozenset({"basic", "digest", "negotiate", "ntlm"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +137,6 @@ def foreign_refusal(got: Fetched, *, is_blocked: bool | None = None) -> dict[str
             "excerpt": got.excerpt()}
 
 
-_GATEWAY_SCHEMES = frozenset({"basic", "digest", "negotiate", "ntlm"})
-
-
 def gateway_challenge(got: Fetched) -> bool:
     """Whether a 401/407 asks for credentials a bearer-token API never asks for (Basic, Digest, Negotiate, NTLM):
     a gateway or proxy in front of the backend refused, not the backend's auth layer."""
@@ -170,7 +168,9 @@ class Expected:
         """Whether `got` is this endpoint's own refusal: the shape learned for its status, or (a status not seen
         while learning, or a declared layout) the same media type, keys and scheme."""
         if self.declared:
-            return any(s.media == got.media and s.keys == got.keys for s in self.shapes)
+            # A declared shape names no scheme: a challenge for gateway credentials is never the API's own.
+            return got.scheme.lower() not in _GATEWAY_SCHEMES and any(
+                s.media == got.media and s.keys == got.keys for s in self.shapes)
         same_status = [s for s in self.shapes if s.status == got.status]
         if same_status:
             return any(s.layout == got.layout for s in same_status)
