@@ -91,15 +91,26 @@ class Shape:
                    None if keys is None else tuple(str(k) for k in keys), str(raw.get("scheme", "")))
 
 
+def _header(got: Fetched, name: bytes) -> str:
+    """The first value of a response header (`name` lower-case), '' when absent; read from the raw headers (building
+    httpx.Headers for each look-up would cost more than the judgement)."""
+    return next((value.decode("latin-1") for key, value in got.raw_headers if key.lower() == name), "")
+
+
+def _media(got: Fetched) -> str:
+    return _header(got, b"content-type").split(";", 1)[0].strip().lower()
+
+
 def shape_of(got: Fetched) -> Shape:
     """The fingerprint of an answer."""
-    scheme = got.headers.get("www-authenticate", "").strip().split(" ", 1)[0]
+    scheme = _header(got, b"www-authenticate").strip().split(" ", 1)[0]
+    media = _media(got)
     keys: tuple[str, ...] | None = None
-    if _jsonish(got.content_type):
+    if _jsonish(media):
         parsed, document, _ = parse_json(got)
         if parsed and isinstance(document, dict):
             keys = tuple(sorted(str(k) for k in document))
-    return Shape(got.status, got.content_type, keys, scheme.capitalize() if scheme else "")
+    return Shape(got.status, media, keys, scheme.capitalize() if scheme else "")
 
 
 def _jsonish(media: str) -> bool:
@@ -112,7 +123,7 @@ def blocked(got: Fetched) -> bool:
     text = got.body[:_SCAN].decode("utf-8", errors="replace")
     if _BLOCK.search(text):
         return True
-    return not _jsonish(got.content_type) and _ACCESS_DENIED.search(text) is not None
+    return not _jsonish(_media(got)) and _ACCESS_DENIED.search(text) is not None
 
 
 def layer(got: Fetched, *, own_token: bool = False) -> str | None:
@@ -120,7 +131,7 @@ def layer(got: Fetched, *, own_token: bool = False) -> str | None:
     text = got.body[:_SCAN].decode("utf-8", errors="replace")
     if blocked(got):
         return "a blocker, WAF or gateway in front of the backend"
-    if got.headers.get("www-authenticate", "").strip().lower().startswith("basic"):
+    if _header(got, b"www-authenticate").strip().lower().startswith("basic"):
         return "a gateway asking for Basic credentials"
     if _CSRF.search(text):
         return "the CSRF middleware"
@@ -142,7 +153,7 @@ def gateway_challenge(got: Fetched) -> bool:
     a gateway or proxy in front of the backend refused, not the backend's auth layer."""
     if got.status not in (401, 407):
         return False
-    scheme = got.headers.get("www-authenticate" if got.status == 401 else "proxy-authenticate", "")
+    scheme = _header(got, b"www-authenticate" if got.status == 401 else b"proxy-authenticate")
     return scheme.strip().split(" ", 1)[0].lower() in _GATEWAY_SCHEMES
 
 
@@ -200,11 +211,17 @@ class Learner:
         raw = self._deps.refusals.get(self.key)
         if raw is None:
             return None
+        cached = self._deps.resources.get(f"refusal-parsed/{self.key}")
+        if isinstance(cached, tuple) and cached[0] == raw:
+            parsed: Expected | None = cached[1]
+            return parsed
         try:
             shapes = tuple(Shape.from_dict(item) for item in json.loads(raw))
         except (ValueError, KeyError, TypeError):
-            return None
-        return Expected(shapes, declared=False) if shapes else None
+            shapes = ()
+        parsed = Expected(shapes, declared=False) if shapes else None
+        self._deps.resources[f"refusal-parsed/{self.key}"] = (raw, parsed)
+        return parsed
 
     def observe_good(self, shapes: list[Shape]) -> str:
         """A good run's refusal shapes (none blocked); they become the baseline after AGREEING_RUNS agreeing runs.

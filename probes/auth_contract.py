@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.config import AuthContractCheck
@@ -127,6 +127,14 @@ class _Run:
     answers: dict[str, Fetched | Failed]
     responses: dict[str, Fetched]  # the answers that are responses, in the same order
     learner: Learner | None = None
+    _shapes: dict[str, Shape] = field(default_factory=dict)  # filled on first use (row 10b, then ok)
+
+    def shape(self, name: str) -> Shape:
+        """The fingerprint of a variant's answer (parsed once per run)."""
+        found = self._shapes.get(name)
+        if found is None:
+            found = self._shapes[name] = shape_of(self.responses[name])
+        return found
 
     @property
     def expected(self) -> list[int]:
@@ -273,7 +281,7 @@ def _foreign_shape(run: _Run) -> ProbeResult | None:
     if expected is None:
         return None
     for name, got in run.responses.items():
-        shape = shape_of(got)
+        shape = run.shape(name)
         if expected.matches(shape):
             continue
         said = "declared in expect.refusal" if expected.declared else "learned from its first good runs"
@@ -349,7 +357,7 @@ def _all_refused(run: _Run) -> ProbeResult:
     responses = run.responses
     said = ", ".join(f"{_label(n)} {g.status}" for n, g in responses.items())
     slowest = max(g.elapsed for g in responses.values())
-    shapes: list[Shape] = [shape_of(g) for g in responses.values()]
+    shapes: list[Shape] = [run.shape(name) for name in responses]
     learning = run.learner.observe_good(shapes) if run.learner is not None else ""
     note = f"; {learning}" if learning else ""
     return run.result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s){note}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -28,9 +29,9 @@ _LAYERED = frozenset({401, 403, 407, 451})
 async def probe(check: HttpCheck, deps: Deps, deadline: float) -> ProbeResult:
     """Run one `http` check against its target, giving up at `deadline` (event-loop time)."""
     got = await fetch(deps, check.target, check, deadline=deadline)
-    if isinstance(got, Failed):
-        return failed_result(got)
-    return assess(check.expect, got)
+    verdict = failed_result(got) if isinstance(got, Failed) else assess(check.expect, got)
+    # Every sentence says where to look: the method and the path template (never the filled URL).
+    return dataclasses.replace(verdict, message=f"{check.method} {check.path}: {verdict.message}")
 
 
 def failed_result(failed: Failed) -> ProbeResult:
