@@ -20,7 +20,7 @@ import httpx
 import prometheus_client
 import structlog
 
-from alerts import explain, saturated
+from alerts import blocked, explain, saturated
 from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery, sink_of
 from alerts.evaluate import evaluate, quiet, remember
 from alerts.gauges import FiringGauge
@@ -95,6 +95,7 @@ class AlertEngine:
         self._store: Journal | None = None  # the journal, once open
         self._index = StateIndex()
         self._seen: dict[str, Seen] = {}  # roots' and dependents' latest conclusive results (not persisted)
+        self._walls = blocked.Tracker()  # each target's checks' foreign refusals (MonitorBlocked)
         self._plans, self._graph = plans_for(config, rules_by_kind)
         self._timer: asyncio.Task[None] | None = None
         self._skips_seen = 0
@@ -143,6 +144,7 @@ class AlertEngine:
         self._config = config
         self._plans, self._graph = plans_for(config, self._rules_by_kind)
         self._seen = {name: seen for name, seen in self._seen.items() if self._graph.tracked(name)}
+        self._walls.forget({name: plan.check for name, plan in self._plans.items()})
         self._gauge.configure(config)
         self._delivery.configure(config)
         if self._store is None:
@@ -190,6 +192,7 @@ class AlertEngine:
         window = active_window(plan.windows, now) if plan.windows else None
         policy = plan.policy if window is None else plan.silenced
         batch = Batch()
+        self._judge_wall(check, result, now, batch)
         # A passing result on a check with no alert state can only say GOOD about alerts that do not exist.
         observations = () if not mine and quiet(self._config, result) else evaluate(
             self._config, check, result, memory, known, rules=plan.rules, kind_rules=plan.kind_rules,
@@ -221,6 +224,39 @@ class AlertEngine:
             self._release({check.name, *self._graph.dependents.get(check.name, ())}, now, batch)
         new_memory = remember(memory, result)
         self._write(store, batch, now, memory=[(check.name, new_memory)] if new_memory != memory else [])
+
+    def _judge_wall(self, check: Any, result: Result, now: float, batch: Batch) -> None:
+        """MonitorBlocked for the check's target after this result (alerts/blocked.py), before the check's own
+        alerts are stepped, so that they are held behind it; its end releases what it held."""
+        obs = self._walls.observe(self._config, check, result)
+        if obs is None or not blocked.enabled(self._config):
+            return
+        stored = self._index.states.get(obs.key)
+        if stored is None and obs.signal is Signal.GOOD:
+            return
+        window = active_window(self._config.alerts.maintenance, now) if self._config.alerts.maintenance else None
+        state = stored or AlertState(obs.key, obs.alertname, obs.check)
+        new, actions = step(state, obs, now, blocked.policy(self._config, silenced=window is not None))
+        if new.status is Status.PENDING and state.status is Status.INACTIVE:
+            log.info("alert.pending", alert=obs.alertname, target=check.target, check=check.name)
+        for action in actions:
+            self._act(None, state, action, result, batch, window_reason=window.reason if window else None)
+        if new != state:
+            self._keep(stored, new, batch)
+        if state.active and not new.active:
+            # Only what still fails on its own is released; what healed with the wall resolves quietly. A dependent
+            # held behind the wall now waits for news of its roots as long as any dependent does.
+            mine = [n for n, p in self._plans.items() if p.check.target == check.target]
+            for name in mine:
+                for s in list(self._index.by_check.get(name, {}).values()):
+                    if s.held and s.release_at is None and self._plans[name].roots:
+                        self._keep(s, dataclasses.replace(s, release_at=now + self._plans[name].bound), batch)
+            self._release(mine, now, batch, still_bad=True)
+
+    def _target_blocked(self, target: str) -> bool:
+        """Whether MonitorBlocked is pending or firing for the target: its checks' alerts wait behind it."""
+        state = self._index.states.get(blocked.key(target))
+        return state is not None and state.active
 
     def saturation(self, skipped_total: int) -> None:
         """Judge MonitorSaturated (alerts/saturated.py) from the daemon's skipped runs since start, every reason.
@@ -254,7 +290,7 @@ class AlertEngine:
         with `since` (= the sinks' startsAt), `state_since`, `flapping`, `held_until` and `held_reason`."""
         now = self._clock.time()
         return explain.active(self._index.states.values(), self._plans, self._config, now, root_seen=self._root_seen,
-                              seen=self._seen, watchdog=self._gauge.watchdog(now))
+                              seen=self._seen, watchdog=self._gauge.watchdog(now), walled=self._target_blocked)
 
     def state_problem(self) -> str | None:
         """None while alert state is being saved; otherwise what /readyz says (alerts.journal)."""
@@ -284,12 +320,16 @@ class AlertEngine:
         if result is not None:
             extra = {"outcome": result.outcome.value, "status_code": result.status_code}
         fresh = before.status is not Status.FIRING or not before.notified  # direct sinks know nothing of it yet
-        if not s.held and plan is not None and plan.roots and fresh and action.event in (Event.FIRING, Event.FLAPPING):
+        walled = plan is not None and self._target_blocked(plan.check.target)
+        if not s.held and plan is not None and (plan.roots or walled) and fresh and action.event in (Event.FIRING,
+                                                                                                      Event.FLAPPING):
             release_at = (s.started_at if s.started_at is not None else action.at) + plan.bound
-            decided = self._verdict(plan, action.at, release_at, s.started_at)
+            # Behind MonitorBlocked there is nothing to wait for: its end releases the hold (no release_at).
+            decided = Verdict.HOLD if walled else self._verdict(plan, action.at, release_at, s.started_at)
             if decided is not Verdict.SEND:
-                s = dataclasses.replace(s, held=True, release_at=release_at, outage=decided is Verdict.HOLD)
-                extra["held"] = decided.value
+                s = dataclasses.replace(s, held=True, release_at=None if walled else release_at,
+                                        outage=not walled and decided is Verdict.HOLD)
+                extra["held"] = "monitor_blocked" if walled else decided.value
         resolved = action.event is Event.RESOLVED
         (log.info if resolved else log.warning)(_LOG_EVENT[action.event], **fields, **extra)
         note = self._notification(s, action.event, action.at, ends_at=action.at if resolved else None)
@@ -341,14 +381,18 @@ class AlertEngine:
             return dataclasses.replace(seen, failing=False, since=float("-inf"), since_seen=float("-inf"))
         return seen
 
-    def _release(self, checks: Iterable[str], now: float, batch: Batch) -> int:
-        """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold)."""
+    def _release(self, checks: Iterable[str], now: float, batch: Batch, *, still_bad: bool = False) -> int:
+        """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold);
+        `still_bad`: only those whose latest observation was BAD."""
         released = 0
         for name in checks:
             plan, mine = self._plans.get(name), self._index.by_check.get(name)
             if plan is None or not mine:
                 continue
-            for s in [s for s in mine.values() if s.held and s.status is Status.FIRING]:
+            for s in [s for s in mine.values() if s.held and s.status is Status.FIRING
+                      and (not still_bad or s.bad_streak > 0)]:
+                if self._target_blocked(plan.check.target):
+                    continue  # released when MonitorBlocked ends
                 if plan.roots and s.outage:
                     continue  # an outage's: the dependent's first fresh result decides (_decide)
                 decided = self._verdict(plan, now, s.release_at, s.started_at) if plan.roots else Verdict.SEND
@@ -423,6 +467,8 @@ class AlertEngine:
                 continue
             if s.alertname == saturated.SATURATED and saturated.enabled(self._config):
                 continue  # a daemon-level alert: no check to lose
+            if blocked.target_of(s) in self._config.targets and blocked.enabled(self._config):
+                continue  # a target-level alert: its target is still configured
             if s.status is Status.FIRING and s.notified and s.check in self._config.elsewhere:
                 self._hand_over(s, now, batch)
             elif s.status is Status.FIRING and s.notified:

@@ -45,11 +45,12 @@ def entry(state: AlertState, holds: Sequence[Hold] = ()) -> dict[str, Any]:
 
 def active(states: Iterable[AlertState], plans: Mapping[str, Plan], config: Config, now: float, *,
            root_seen: Callable[[str], Seen | None], seen: Mapping[str, Seen],
-           watchdog: Notification | None) -> list[dict[str, Any]]:
+           watchdog: Notification | None, walled: Callable[[str], bool] = lambda target: False) -> list[dict[str, Any]]:
     """Pending and firing alerts (firing first, then by alertname and key), then the MonitorWatchdog while it is
-    up: the /status entries with their holds explained."""
+    up: the /status entries with their holds explained. `walled(target)`: MonitorBlocked holds that target."""
     ordered = sorted((s for s in states if s.active), key=lambda s: (s.status is not Status.FIRING, s.alertname, s.key))
-    entries = [entry(s, holds(s, plans.get(s.check), config, now, root_seen=root_seen, own=seen.get(s.check)))
+    entries = [entry(s, holds(s, plans.get(s.check), config, now, root_seen=root_seen, own=seen.get(s.check),
+                              walled=walled))
                for s in ordered]
     return [*entries, watchdog_entry(watchdog)] if watchdog is not None else entries
 
@@ -64,7 +65,8 @@ def watchdog_entry(watchdog: Notification) -> dict[str, Any]:
 
 
 def holds(state: AlertState, plan: Plan | None, config: Config, now: float, *,
-          root_seen: Callable[[str], Seen | None], own: Seen | None) -> list[Hold]:
+          root_seen: Callable[[str], Seen | None], own: Seen | None,
+          walled: Callable[[str], bool] = lambda target: False) -> list[Hold]:
     """Every hold on a firing alert (none on a pending one). `plan` is its check's (None for a daemon-level alert),
     `root_seen` what the engine knows of a root check, `own` what it knows of the alert's check."""
     if state.status is not Status.FIRING:
@@ -75,7 +77,10 @@ def holds(state: AlertState, plan: Plan | None, config: Config, now: float, *,
     flapping = flap_hold(state, policy)
     if flapping is not None:
         found.append(flapping)
-    if state.held and plan is not None and plan.roots:
+    if state.held and plan is not None and walled(plan.check.target):
+        found.append(Hold(None, f"target {plan.check.target} refuses pam-monitor itself (MonitorBlocked): not sent "
+                                f"to {DIRECT} until that ends"))
+    elif state.held and plan is not None and plan.roots:
         found.append(dependency_hold({r: root_seen(r) for r in plan.roots}, own, now=now, release_at=state.release_at,
                                      started_at=state.started_at, outage=state.outage))
     windows = plan.windows if plan is not None else tuple(config.alerts.maintenance)

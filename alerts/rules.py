@@ -158,8 +158,9 @@ def _one_per_check(signal_of: SignalFn, extra_labels: Callable[[Facts], Mapping[
 
 
 def _signed_out(result: Result) -> bool:
-    """Whether the check never reached its target: its identity could not get a token (step `sign_in`)."""
-    return result.details.get("step") == SIGN_IN_STEP
+    """Whether the run says nothing about its target: its identity could not get a token (step `sign_in`), or the
+    monitor could not act as its user (`identity_failed`: its token refused, its own data unreadable)."""
+    return result.outcome is Outcome.IDENTITY_FAILED or result.details.get("step") == SIGN_IN_STEP
 
 
 def _answered(result: Result) -> bool:
@@ -214,6 +215,8 @@ def _endpoint_down(facts: Facts) -> Signal | None:
 
 
 def _voice_degraded(facts: Facts) -> Signal | None:
+    if facts.result.outcome is Outcome.IDENTITY_FAILED:
+        return None  # the monitor's identity failed, not the voice system (CheckFailed says it)
     return Signal.GOOD if facts.result.outcome is Outcome.OK else Signal.BAD
 
 
@@ -322,7 +325,7 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "voice health not ok, synthesis failed or slow",
          "The voice subsystem is degraded: check the TTS provider (Edge-TTS), its fallbacks and the voice health "
          "endpoint's details.",
-         _one_per_check(_voice_degraded), _always(*FAILING)),
+         _one_per_check(_voice_degraded), _always(*(FAILING - {Outcome.IDENTITY_FAILED}))),
     Rule("DatabaseDown", "critical",
          "the db round trip fails (connection, timeout, authentication, other SQLSTATE)",
          "The database round trip fails: check PostgreSQL availability, connection limits, credentials and "
@@ -348,6 +351,14 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "The check failed in a way no more specific alert covers: read the summary (expected vs got) and the "
          "observed values; a rate-limited check needs a lower request rate (max_rate) or an allow-list entry.",
          _not_from_results, _always(*FAILING), fallback=True),
+    Rule("MonitorBlocked", "critical",
+         "the target refuses pam-monitor itself: a block-marker body (blocked, banned, denied by policy, a WAF page) "
+         "on its health check or on 2 of its checks, or the same foreign refusal shape on 2 of its checks (the health "
+         "check among them); one per target (label `target`); its other alerts are held behind it",
+         "The target refuses pam-monitor itself (an IP-blocking middleware, a WAF, a gateway whose credentials "
+         "expired): every check of this target is blind until this clears. Read the quoted body; allow-list the "
+         "monitor's address or user agent, renew the gateway credentials, or lower the request rate (max_rate).",
+         _not_from_results, _always(), covers=False),
     Rule("MonitorSaturated", "warning",
          "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
          "target's max_rate); it is the monitor, not the target",

@@ -28,6 +28,7 @@ _TABLES = {
     "check_memory": ("check_name", "body"),
     "outbox": ("id", "lane", "body", "attempts", "next_attempt_at", "created_at"),
     "quarantine": ("id", "source", "ref", "body", "reason", "quarantined_at"),
+    "refusal_shape": ("key", "body"),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, ref TEXT NOT NULL, body TEXT,
     reason TEXT NOT NULL, quarantined_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS refusal_shape (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 _VERSION = 1
 _MIGRATIONS = {
@@ -204,6 +206,20 @@ class Store:
                 self._db.execute("INSERT INTO quarantine (source, ref, body, reason, quarantined_at) "
                                  "VALUES (?, ?, ?, ?, ?)", (row.source, row.ref, row.body, row.reason, now))
                 self._db.execute(f"DELETE FROM {row.source} WHERE {keys[row.source]} = ?", (row.ref,))  # noqa: S608
+
+    # -------------------------------------------------------------------------------- learned refusal shapes
+
+    def refusal_shapes(self) -> dict[str, str]:
+        """Every endpoint's learned refusal shape (probes/_refusal.py) by key, as stored (JSON text)."""
+        with self._failing("read"):
+            rows = self._db.execute("SELECT key, body FROM refusal_shape").fetchall()
+        return {str(key): str(body) for key, body in rows}
+
+    def save_refusal_shape(self, key: str, body: str) -> None:
+        """Keep one learned refusal shape (its own small transaction; alert state is not touched)."""
+        self._still_there()
+        with self._failing("write"), self._tx():
+            _apply(self._db, "refusal_shape", "key", {key: body})
 
     @property
     def writes(self) -> int:

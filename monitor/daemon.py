@@ -21,13 +21,14 @@ from monitor.core.errors import ConfigError, StateDirError, StoreError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
 from monitor.metrics import Metrics
+from monitor.refusals import StoredRefusals
 from monitor.reload import RELOAD_TIMEOUT_S, load_in_child
 from monitor.runner import Runner
 from monitor.saturation import Saturation
 from monitor.schedule import MonotonicScheduler, SchedulerClock
 from monitor.server import LoopCall, ServerThread, bind_socket, build_server, create_app
 from monitor.state import State
-from probes.deps import Deps, build_deps
+from probes.deps import Deps, RefusalMemory, build_deps
 
 log = structlog.get_logger("pam_monitor.daemon")
 
@@ -150,6 +151,8 @@ class Daemon:
             engine_factory(config, self.metrics.registry, self.clock) if engine_factory else None
         )
         self.deps: Deps | None = None
+        # Endpoints' learned refusal shapes, one object across reloads (kept in state_dir once the engine started).
+        self.refusals: RefusalMemory = RefusalMemory()
         self.runner: Runner | None = None
         self.scheduler: MonotonicScheduler | None = None
         self.server: ServerThread | None = None
@@ -214,7 +217,7 @@ class Daemon:
         self.config = config
         _share_equal_parts(config)
         self.redactor.update(collect_secrets(config))
-        self.deps = build_deps(config, self.clock)
+        self.deps = build_deps(config, self.clock, self.refusals)
         if old_runner is not None:
             old_runner.stop(self.scheduler)
         self.runner = Runner(
@@ -277,6 +280,7 @@ class Daemon:
                 return code
             self.state.alerts = self.engine.active_alerts
             self.state.persistence = self.engine.state_problem
+            self.refusals = StoredRefusals.open(self.config.state_dir)
             alerts = LoopCall(loop, self.engine.active_alerts)
             self._spawn(self._judge_saturation(self.engine))
         self._adopt(self.config)
@@ -334,5 +338,7 @@ class Daemon:
         await self.saturation.lag.aclose()
         if self.deps is not None:
             await self.deps.aclose()
+        if isinstance(self.refusals, StoredRefusals):
+            self.refusals.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

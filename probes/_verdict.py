@@ -22,6 +22,7 @@ WORST_FIRST: tuple[Outcome, ...] = (
     Outcome.SERVER_ERROR,
     Outcome.UNEXPECTED_STATUS,
     Outcome.INVALID_RESPONSE,
+    Outcome.IDENTITY_FAILED,
     Outcome.SLOW,
     Outcome.RATE_LIMITED,
     Outcome.OK,
@@ -29,8 +30,9 @@ WORST_FIRST: tuple[Outcome, ...] = (
 """The fixed order in which parts' outcomes are combined, gravest first.
 
 The target unreachable, then a probe bug, then definitive findings from the most specific (a named missing
-table) to the least (a body that does not match), then `slow` (an answer that came, late), then `rate_limited`
-(nothing was learned: a definitive finding in another part outranks it), then `ok`.
+table) to the least (a body that does not match), then `identity_failed` (the monitor could not act as its user:
+nothing was learned about that part, but a finding in another part outranks it), then `slow` (an answer that came,
+late), then `rate_limited` (nothing was learned: a definitive finding in another part outranks it), then `ok`.
 """
 
 

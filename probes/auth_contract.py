@@ -10,6 +10,7 @@ The judgement: `expected` is `expect.status` (default 401|403). The first row th
 | #  | when                                                                        | outcome                      |
 |----|-----------------------------------------------------------------------------|------------------------------|
 | 1  | any request answered 2xx (even if another was rate limited)                 | auth_bypass                  |
+| 1b | a refusal's body is a blocker's or WAF's (blocked, banned, denied by policy) | invalid_response + foreign  |
 | 2  | any request got 429, or 503 with Retry-After (retry_after: largest wait)    | rate_limited (inconclusive)  |
 | 3  | no token got 5xx (table_missing when the body names a missing relation)     | server_error, table_missing  |
 | 4  | no token got an expected status and a forged token got 5xx                  | auth_bypass                  |
@@ -19,12 +20,17 @@ The judgement: `expected` is `expect.status` (default 401|403). The first row th
 | 8  | a forged token got another status outside `expected` (400, 405...)          | unexpected_status, no bypass |
 | 9  | expect.body_regex or expect.json is set and a refusal's body does not match | invalid_response             |
 | 10 | no body expectation is set and a refusal's body names CSRF                  | invalid_response             |
+| 10b| a refusal's fingerprint is not the endpoint's own (declared or learned)     | invalid_response + foreign   |
 | 11 | otherwise: every request refused with an expected status                    | ok                           |
 
 Rows 4 and 5: only a request that got past the auth layer reaches a handler that can crash, or routing and
 validation of the path and body. Row 8: a 400 for a malformed header is common and proves nothing either way.
 Rows 9 and 10: a 403 from a CSRF middleware or an owner check is not the auth layer's refusal; the sentence says
-which layer seems to have answered.
+which layer seems to have answered. Rows 1b and 10b (probes/_refusal.py): a refusal from someone in front of the
+backend (an IP blocker, a WAF, a gateway) proves nothing about auth. Its fingerprint (status, media type, JSON key
+set, WWW-Authenticate scheme) is compared with `expect.refusal` or with the shapes learned from the check's first
+good runs; either row puts `foreign_refusal` in details, which MonitorBlocked reads. Every sentence starts with the
+method and path template.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.config import AuthContractCheck
@@ -50,6 +56,7 @@ from probes._http import (
     status_list,
     wait_phrase,
 )
+from probes._refusal import REFUSAL_STATUSES, Learner, Shape, blocked, declared, foreign_refusal, layer, shape_of
 from probes.deps import Deps
 from probes.kind import Kind
 
@@ -102,7 +109,15 @@ async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeR
     answers = await asyncio.gather(
         *(fetch(deps, check.target, check, deadline=deadline, headers=headers) for _, headers in variants)
     )
-    return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)))
+    return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)), learner_for(check, deps))
+
+
+def learner_for(check: AuthContractCheck, deps: Deps) -> Learner:
+    """The check's refusal baseline: `expect.refusal` when declared, else learned (keyed by what it requests)."""
+    spec = check.expect.refusal
+    expected = declared(check.expect.status, spec.media_type, spec.keys) if spec is not None else None
+    statuses = "|".join(str(code) for code in sorted(check.expect.status))
+    return Learner(deps, f"auth_contract/{check.name}/{check.method} {check.path}/{statuses}", expected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +127,15 @@ class _Run:
     check: AuthContractCheck
     answers: dict[str, Fetched | Failed]
     responses: dict[str, Fetched]  # the answers that are responses, in the same order
+    learner: Learner | None = None
+    _shapes: dict[str, Shape] = field(default_factory=dict)  # filled on first use (row 10b, then ok)
+
+    def shape(self, name: str) -> Shape:
+        """The fingerprint of a variant's answer (parsed once per run)."""
+        found = self._shapes.get(name)
+        if found is None:
+            found = self._shapes[name] = shape_of(self.responses[name])
+        return found
 
     @property
     def expected(self) -> list[int]:
@@ -139,8 +163,13 @@ class _Run:
             name: (got.status if isinstance(got, Fetched) else (got.status or got.outcome.value))
             for name, got in self.answers.items()
         }
-        return ProbeResult(outcome, message, status_code=self.anchor.status, details={**details, **extra},
-                           retry_after=self.retry_after())
+        return ProbeResult(outcome, f"{self.request}: {message}", status_code=self.anchor.status,
+                           details={**details, **extra}, retry_after=self.retry_after())
+
+    @property
+    def request(self) -> str:
+        """'GET /api/v1/users/{user_id}/settings': what every sentence starts with."""
+        return f"{self.check.method} {self.check.path}"
 
 
 def _said(answers: dict[str, Fetched]) -> str:
@@ -228,8 +257,42 @@ def _no_answer(run: _Run) -> ProbeResult | None:
 
 
 def _hint(got: Fetched, variant: str) -> str:
-    layer = who_answered(got.text(), variant)
-    return f"; {layer}" if layer is not None else ""
+    said = who_answered(got.text(), variant)
+    if said is None:
+        found = layer(got, own_token=variant != NO_TOKEN)
+        said = f"{found} answered" if found is not None else None
+    return f"; {said}" if said is not None else ""
+
+
+def _blocked(run: _Run) -> ProbeResult | None:
+    walled = {n: g for n, g in run.responses.items() if g.status in REFUSAL_STATUSES and blocked(g)}
+    if not walled:
+        return None
+    name, first = next(iter(walled.items()))
+    return run.result(
+        Outcome.INVALID_RESPONSE,
+        f"{_said(walled)} {short_repr(first.excerpt())}: a blocker, WAF or gateway refused pam-monitor itself, not "
+        "the auth layer; this run proves nothing about auth",
+        body_excerpt=first.excerpt(), foreign_refusal=foreign_refusal(first, is_blocked=True), refused_by=name,
+    )
+
+
+def _foreign_shape(run: _Run) -> ProbeResult | None:
+    expected = run.learner.expected() if run.learner is not None else None
+    if expected is None:
+        return None
+    for name, got in run.responses.items():
+        shape = run.shape(name)
+        if expected.matches(shape):
+            continue
+        said = "declared in expect.refusal" if expected.declared else "learned from its first good runs"
+        return run.result(
+            Outcome.INVALID_RESPONSE,
+            f"{_label(name)} refused with {shape.describe()}, but this endpoint's auth layer refuses with "
+            f"{expected.describe()} ({said}): {_hint(got, name).removeprefix('; ') or 'another layer answered'}",
+            body_excerpt=got.excerpt(), foreign_refusal=foreign_refusal(got, is_blocked=False),
+        )
+    return None
 
 
 def _anchor_unexpected(run: _Run) -> ProbeResult | None:
@@ -295,11 +358,15 @@ def _all_refused(run: _Run) -> ProbeResult:
     responses = run.responses
     said = ", ".join(f"{_label(n)} {g.status}" for n, g in responses.items())
     slowest = max(g.elapsed for g in responses.values())
-    return run.result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s)")
+    shapes: list[Shape] = [run.shape(name) for name in responses]
+    learning = run.learner.observe_good(shapes) if run.learner is not None else ""
+    note = f"; {learning}" if learning else ""
+    return run.result(Outcome.OK, f"all {len(responses)} refused: {said} (slowest {slowest:.2f} s){note}")
 
 
 JUDGEMENT: tuple[Callable[[_Run], ProbeResult | None], ...] = (
     _bypass_2xx,
+    _blocked,
     _rate_limited,
     _server_error,
     _bypass_crash,
@@ -308,13 +375,17 @@ JUDGEMENT: tuple[Callable[[_Run], ProbeResult | None], ...] = (
     _anchor_unexpected,
     _forged_unexpected,
     _refusal_bodies,
+    _foreign_shape,
 )
-"""Rows 1 to 10 of the table in this module's docstring, in order; row 11 (`ok`) is what is left."""
+"""Rows 1 to 10b of the table in this module's docstring, in order; row 11 (`ok`) is what is left."""
 
 
-def judge(check: AuthContractCheck, answers: dict[str, Fetched | Failed]) -> ProbeResult:
-    """Apply the judgement table (module docstring) to every variant's answer: the first row that holds decides."""
-    run = _Run(check, answers, {name: got for name, got in answers.items() if isinstance(got, Fetched)})
+def judge(
+    check: AuthContractCheck, answers: dict[str, Fetched | Failed], learner: Learner | None = None
+) -> ProbeResult:
+    """Apply the judgement table (module docstring) to every variant's answer: the first row that holds decides.
+    `learner` holds the endpoint's own refusal shape (row 10b) and learns it from good runs."""
+    run = _Run(check, answers, {name: got for name, got in answers.items() if isinstance(got, Fetched)}, learner)
     for row in JUDGEMENT:
         verdict = row(run)
         if verdict is not None:

@@ -46,6 +46,26 @@ class _NoCookies(http.cookiejar.CookiePolicy):
         return False
 
 
+class RefusalMemory:
+    """Learned refusal shapes by key (probes/_refusal.py), kept for the life of the process.
+
+    The daemon hands `build_deps` one that also writes them to the state database in `state_dir` (the same object
+    across reloads), so a restart does not learn them again; `pam-monitor check` keeps them in memory only. A
+    store that cannot write must still remember: `put` never raises.
+    """
+
+    def __init__(self, initial: Mapping[str, str] | None = None) -> None:
+        self._values: dict[str, str] = dict(initial or {})
+
+    def get(self, key: str) -> str | None:
+        """The stored value, or None."""
+        return self._values.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        """Remember `value` under `key`."""
+        self._values[key] = value
+
+
 @dataclass
 class Deps:
     """Shared resources for probes. One instance per loaded config; `aclose()` releases it."""
@@ -70,6 +90,8 @@ class Deps:
     resources: dict[str, object] = field(default_factory=dict)
     # The configured secrets' redactor (monitor.core.secrets), for text cut from a body: it runs before the cut.
     redact: Callable[[str], str] | None = None
+    # Endpoints' own refusal shapes, learned from their first good runs (probes/_refusal.py).
+    refusals: RefusalMemory = field(default_factory=RefusalMemory)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def transport_for(self, target: Target) -> WireTransport:
@@ -134,8 +156,8 @@ class Deps:
         self._closers.clear()
 
 
-def build_deps(config: Config, clock: Clock | None = None) -> Deps:
-    """Build the shared resources for a config."""
+def build_deps(config: Config, clock: Clock | None = None, refusals: RefusalMemory | None = None) -> Deps:
+    """Build the shared resources for a config (`refusals`: learned refusal shapes to share across reloads)."""
     return Deps(
         targets=dict(config.targets),
         body_limit=config.http.body_limit,
@@ -145,6 +167,7 @@ def build_deps(config: Config, clock: Clock | None = None) -> Deps:
         clock=clock or SystemClock(),
         identities=dict(config.identities),
         redact=Redactor(collect_secrets(config)).scrub,
+        refusals=refusals if refusals is not None else RefusalMemory(),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -19,16 +20,19 @@ from probes._http import (
     status_list,
     wait_phrase,
 )
+from probes._refusal import REFUSAL_STATUSES, blocked_refusal, foreign_refusal, gateway_challenge, layer
 from probes.deps import Deps
 from probes.kind import Kind
+
+_LAYERED = frozenset({401, 403, 407, 451})
 
 
 async def probe(check: HttpCheck, deps: Deps, deadline: float) -> ProbeResult:
     """Run one `http` check against its target, giving up at `deadline` (event-loop time)."""
     got = await fetch(deps, check.target, check, deadline=deadline)
-    if isinstance(got, Failed):
-        return failed_result(got)
-    return assess(check.expect, got)
+    verdict = failed_result(got) if isinstance(got, Failed) else assess(check.expect, got)
+    # Every sentence says where to look: the method and the path template (never the filled URL).
+    return dataclasses.replace(verdict, message=f"{check.method} {check.path}: {verdict.message}")
 
 
 def failed_result(failed: Failed) -> ProbeResult:
@@ -44,6 +48,15 @@ def status_failure(expected: list[int], got: Fetched, *, shown: str | None = Non
     """
     message = f"expected {shown or status_list(expected)}, got {got.status} after {got.elapsed:.2f} s"
     details: dict[str, Any] = {"body_excerpt": got.excerpt()} if not 200 <= got.status < 300 else {}
+    foreign = blocked_refusal(got)
+    if foreign is not None:
+        return _blocked(message, got, foreign, details)
+    if gateway_challenge(got):
+        details["foreign_refusal"] = foreign_refusal(got, is_blocked=False)
+    if got.status in _LAYERED:
+        found = layer(got)
+        if found is not None:
+            message += f"; {found} answered"
     if got.rate_limited:
         return ProbeResult(
             Outcome.RATE_LIMITED,
@@ -64,10 +77,26 @@ def status_failure(expected: list[int], got: Fetched, *, shown: str | None = Non
     return ProbeResult(Outcome.UNEXPECTED_STATUS, message, status_code=got.status, details=details)
 
 
+def _blocked(message: str, got: Fetched, foreign: dict[str, Any], details: dict[str, Any]) -> ProbeResult:
+    """A refusal whose body is a blocker's or WAF's: never ok, never the endpoint's own answer (foreign_refusal)."""
+    return ProbeResult(
+        Outcome.INVALID_RESPONSE,
+        f"{message}: a blocker, WAF or gateway refused pam-monitor itself ({short_repr(got.excerpt()[:120])}); "
+        "this run says nothing about the endpoint",
+        status_code=got.status, details={**details, "foreign_refusal": foreign},
+    )
+
+
 def assess(expect: HttpExpect, got: Fetched) -> ProbeResult:
-    """Apply `expect` to a response: status, then JSON fields, then body regex, then latency."""
+    """Apply `expect` to a response: status, then JSON fields, then body regex, then latency. An expected refusal
+    whose body is a blocker's or WAF's is no answer of the endpoint: invalid_response (foreign_refusal)."""
     if got.status not in expect.status:
         return status_failure(expect.status, got)
+    if got.status in REFUSAL_STATUSES:
+        foreign = blocked_refusal(got)
+        if foreign is not None:
+            return _blocked(f"got {got.status} after {got.elapsed:.2f} s", got, foreign,
+                            {"body_excerpt": got.excerpt()})
     details: dict[str, Any] = {"bytes": len(got.body)}
     if got.truncated:
         details["truncated"] = True

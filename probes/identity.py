@@ -235,11 +235,16 @@ class Session:
         except (ValueError, UnicodeDecodeError):
             document = None
         if status != 200:
+            # A refusal (4xx) means the monitor cannot act as its user (a wrong password, a banned user, a wrong
+            # API key): identity_failed, never the backend's fault; a 5xx is the auth server failing.
             outcome = (Outcome.RATE_LIMITED if status == 429 else Outcome.SERVER_ERROR if is_server_error(status)
-                       else Outcome.UNEXPECTED_STATUS)
+                       else Outcome.IDENTITY_FAILED)
             reason = _auth_error(document) or body_excerpt(body) or "no body"
             retry = retry_after_seconds(headers.get("retry-after"), self.deps.clock.time()) if status == 429 else None
-            return SignInFailed(outcome, self.scrub(f"{what} failed: {status} {reason}"), status, retry)
+            said = f"{what} failed: {status} {reason}"
+            if outcome is Outcome.IDENTITY_FAILED:
+                said += " (the auth server refused the identity: the monitor cannot act as the user)"
+            return SignInFailed(outcome, self.scrub(said), status, retry)
         token = document.get("access_token") if isinstance(document, dict) else None
         if not isinstance(token, str) or not token:
             return SignInFailed(Outcome.INVALID_RESPONSE,

@@ -3,6 +3,11 @@
 Each run gets a fresh `{run_id}`, the identity's token (sent as `Authorization: Bearer` on every step) and an
 empty cookie jar: cookies set by one step's response go to the later steps of the same run (a CSRF double
 submit needs that) and are dropped with the run. The whole journey shares the run's deadline.
+
+A failing step's sentence is `step <name>: <METHOD> <path template>: ...`. A step that sent the identity's token
+and got a 401 it did not expect is `identity_failed` (the token was refused: a wrong JWT secret, a revoked user),
+never the backend's outage; a refusal whose body is a blocker's or WAF's carries `foreign_refusal` (http.py); a
+rate-limited step is named in the sentence and in details (`step`, `rate_limited_step`).
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
 from probes import http
 from probes._http import MISSING, Failed, Fetched, body_excerpt, fetch, json_path, parse_json, request_headers
+from probes._refusal import blocked_refusal, gateway_challenge
 from probes.deps import Deps
 from probes.identity import Credential, Session, SignInFailed, credential_for, new_run_id
 from probes.kind import Kind
 
 _PASSED = (Outcome.OK, Outcome.SLOW)
-_WITH_EXCERPT = (Outcome.UNEXPECTED_STATUS, Outcome.SERVER_ERROR, Outcome.RATE_LIMITED)
+_WITH_EXCERPT = (Outcome.UNEXPECTED_STATUS, Outcome.SERVER_ERROR, Outcome.RATE_LIMITED, Outcome.IDENTITY_FAILED)
 
 
 @dataclass
@@ -75,13 +81,16 @@ async def probe(check: JourneyCheck, deps: Deps, deadline: float) -> ProbeResult
     slow: tuple[JourneyStep, ProbeResult] | None = None
     last: Fetched | None = None
     for step in check.steps:
-        answer = await _send(check, step, run, deps, deadline)
+        answer, sent_token = await _send(check, step, run, deps, deadline)
         run.phases[step.name] = answer.elapsed
         if isinstance(answer, Failed):
             return _failed(check, step, run, http.failed_result(answer), None)
         _keep_cookies(answer, run)
         if answer.status == 401 and run.session is not None and run.credential is not None:
             run.session.invalidate(run.credential)  # the next run asks for a new token
+        if (answer.status == 401 and sent_token and 401 not in step.expect.status
+                and blocked_refusal(answer) is None and not gateway_challenge(answer)):
+            return _failed(check, step, run, _token_refused(check, answer), answer)
         verdict = http.assess(_filled_expect(step.expect, run.values), answer)
         if verdict.outcome not in _PASSED:
             return _failed(check, step, run, verdict, answer)
@@ -96,7 +105,20 @@ async def probe(check: JourneyCheck, deps: Deps, deadline: float) -> ProbeResult
     return _passed(check, run, slow, last)
 
 
-async def _send(check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, deadline: float) -> Fetched | Failed:
+def _token_refused(check: JourneyCheck, answer: Fetched) -> ProbeResult:
+    """A 401 to the identity's own token: the monitor cannot act as its user (not the backend's fault)."""
+    return ProbeResult(
+        Outcome.IDENTITY_FAILED,
+        f"{check.identity}'s token was refused: 401 after {answer.elapsed:.2f} s (a wrong JWT secret, an expired or "
+        "revoked user?); the monitor cannot act as the user, so this run says nothing about the backend",
+        status_code=answer.status, details={"body_excerpt": answer.excerpt()},
+    )
+
+
+async def _send(
+    check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, deadline: float
+) -> tuple[Fetched | Failed, bool]:
+    """The step's answer, and whether the identity's token went with it (the step did not set its own)."""
     values = run.values
     # Braces left in the filled path are literal text: escape them from RequestSpec.filled_path's format_map.
     path = fill_template(step.path, values, lambda v: quote(v, safe="")).replace("{", "{{").replace("}", "}}")
@@ -110,6 +132,7 @@ async def _send(check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, d
     headers = request_headers(target, spec)
     if run.credential is not None:
         headers = run.credential.apply(headers)
+    sent_token = run.credential is not None and not any(n.lower() == "authorization" for n in step.headers)
     for name, secret in step.headers.items():
         # The step's own header replaces one of the same name in any case (an Authorization of its own too).
         headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
@@ -118,7 +141,7 @@ async def _send(check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, d
         jar = "; ".join(f"{name}={value}" for name, value in run.cookies.items())
         own = next((k for k in headers if k.lower() == "cookie"), None)
         headers[own or "Cookie"] = f"{headers[own]}; {jar}" if own else jar
-    return await fetch(deps, check.target, spec, deadline=deadline, headers=headers)
+    return await fetch(deps, check.target, spec, deadline=deadline, headers=headers), sent_token
 
 
 def _keep_cookies(answer: Fetched, run: _Run) -> None:
@@ -199,9 +222,11 @@ def _failed(
 ) -> ProbeResult:
     """The journey's result when `step` failed: the step's outcome, its name first in the sentence."""
     run.steps.append(_step_record(step, verdict, run.phases.get(step.name, 0.0)))
-    message = f"step {step.name}: {verdict.message}"
+    message = f"step {step.name}: {step.method} {step.path}: {verdict.message}"
     details: dict[str, Any] = {"step": step.name, "steps": run.steps, "run_id": run.values[RUN_ID],
                                "expected": list(step.expect.status)}
+    if verdict.outcome is Outcome.RATE_LIMITED:
+        details["rate_limited_step"] = step.name
     if check.identity is not None:
         details["identity"] = check.identity
     details.update({k: v for k, v in verdict.details.items() if k != "bytes"})
@@ -231,7 +256,8 @@ def _passed(
     if slow is not None:
         step, verdict = slow
         details["step"] = step.name
-        message = f"step {step.name}: {verdict.message}; {len(run.steps)} steps passed{who}: {listing}"
+        message = (f"step {step.name}: {step.method} {step.path}: {verdict.message}; {len(run.steps)} steps "
+                   f"passed{who}: {listing}")
         return ProbeResult(Outcome.SLOW, run.scrub(message), status_code=status, details=details,
                            phases=dict(run.phases))
     message = f"{len(run.steps)} steps ok{who} in {total:.2f} s: {listing}"
@@ -255,6 +281,7 @@ KIND = Kind(
         Outcome.RATE_LIMITED,
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
+        Outcome.IDENTITY_FAILED,
     ),
     alerts=("ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed"),
     phases=phases,

@@ -19,6 +19,7 @@ from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
 from monitor.core.status import is_server_error
 from probes import _http, _json
+from probes._refusal import blocked_refusal
 from probes._verdict import worst
 from probes.deps import Deps
 from probes.kind import Kind
@@ -45,6 +46,7 @@ class _TableResult:
     status: int | None
     present: bool | None  # None: the answer does not tell (auth failure, 5xx, no answer)
     retry_after: float | None = None
+    foreign: dict[str, Any] | None = None  # a refusal from a blocker, WAF or gateway (probes/_refusal.py)
 
 
 def _headers(target: Target, spec: RequestSpec, schema: str) -> dict[str, str]:
@@ -85,6 +87,11 @@ def _judge(table: str, fetched: _http.Fetched, redact: Redactor) -> _TableResult
     said = redact(_http.body_excerpt(text.encode()) if text else fetched.excerpt())
     if 200 <= status < 300:
         return _TableResult(table, Outcome.OK, "", status, True)
+    walled = blocked_refusal(fetched)
+    if walled is not None:
+        walled["excerpt"] = redact(walled["excerpt"])
+        return _TableResult(table, Outcome.INVALID_RESPONSE, f"{table}: {status}, a blocker, WAF or gateway refused "
+                            f"pam-monitor itself ({said})", status, None, foreign=walled)
     if fetched.rate_limited:
         wait = _http.wait_phrase(fetched.retry_after)
         return _TableResult(table, Outcome.RATE_LIMITED, f"{table}: {status}, rate limited ({wait})", status, None,
@@ -158,6 +165,9 @@ async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResu
     # message.
     outcome = worst(r.outcome for r in bad)
     deciding = next(r for r in bad if r.outcome is outcome)
+    foreign = next((r.foreign for r in bad if r.foreign is not None), None)
+    if foreign is not None:
+        details["foreign_refusal"] = foreign
     missing = [r.table for r in results if r.outcome is Outcome.TABLE_MISSING]
     if missing:
         details["missing_tables"] = missing

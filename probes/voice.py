@@ -5,19 +5,26 @@ endpoint is still tried, and the sentence reports both ("voice health: ...; synt
 worse of the two by the fixed order of probes/_verdict.py (WORST_FIRST); `status_code` and `body_excerpt` are
 the deciding part's; `details` has one entry per part (`health`, `synthesis`) with its outcome, status and
 duration; `phases` time both.
+
+A health body whose JSON `status` field is outside `healthy_status` (default ok, healthy, up, pass;
+case-insensitive) is `invalid_response` (VoiceDegraded) even without `expect.json`: `{"status": "limited"}` is a
+degraded voice system however it is answered (an `expect.json` entry for `status` takes over). Each part's sentence
+names its method and path; a refused synthesis names the layer that answered (the CSRF middleware, an owner check,
+a blocker) when its body says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.core.config import Synthesize, VoiceCheck
+from monitor.core.config import RequestSpec, Synthesize, VoiceCheck
 from monitor.core.results import Outcome, ProbeResult
 from probes import http
 from probes._audio import sniff
-from probes._http import Failed, Fetched, fetch, request_headers
+from probes._http import Failed, Fetched, fetch, parse_json, request_headers, short_repr
 from probes._verdict import rank
 from probes.deps import Deps
 from probes.identity import SignInFailed, credential_for
@@ -25,7 +32,7 @@ from probes.kind import Kind
 
 # Observed values that are free text go at the top level of details (where the runner redacts secrets), and only
 # the deciding part's; the per-part summaries hold numbers and short tokens.
-_TEXT_KEYS = ("body_excerpt", "tables_missing", "code", "step", "identity")
+_TEXT_KEYS = ("body_excerpt", "tables_missing", "code", "step", "identity", "foreign_refusal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,21 +65,45 @@ async def _synthesize(check: VoiceCheck, spec: Synthesize, deps: Deps, deadline:
     if spec.identity is not None:
         signed = await credential_for(deps, spec.identity, deadline)
         if isinstance(signed, SignInFailed):
-            return _Part("synthesis", "synthesis", signed.result(spec.identity), 0.0)
+            return _Part("synthesis", "synthesis", _named(spec, signed.result(spec.identity)), 0.0)
         headers = signed[1].apply(request_headers(deps.targets[check.target], spec))
     audio = await fetch(deps, check.target, spec, deadline=deadline, cap=cap, headers=headers)
     return synthesis_part(spec, audio)
 
 
 def health_part(check: VoiceCheck, got: Fetched | Failed) -> _Part:
-    """The health endpoint's answer judged like an `http` check's."""
+    """The health endpoint's answer judged like an `http` check's, then its JSON `status` against healthy_status."""
     result = http.failed_result(got) if isinstance(got, Failed) else http.assess(check.expect, got)
-    return _Part("health", "voice health", result, got.elapsed)
+    healthy = result.outcome in (Outcome.OK, Outcome.SLOW)
+    if isinstance(got, Fetched) and healthy and "status" not in check.expect.json_fields:
+        said = _unhealthy_status(check, got)
+        if said is not None:
+            result = ProbeResult(Outcome.INVALID_RESPONSE, said, status_code=got.status,
+                                 details={**result.details, "health_status": said.split("'")[1]})
+    return _Part("health", "voice health", _named(check, result), got.elapsed)
+
+
+def _unhealthy_status(check: VoiceCheck, got: Fetched) -> str | None:
+    """A sentence when the body's JSON `status` is a string outside healthy_status; None otherwise."""
+    parsed, document, _ = parse_json(got)
+    if not parsed or not isinstance(document, dict) or not isinstance(document.get("status"), str):
+        return None
+    value = document["status"]
+    healthy = [h.lower() for h in check.healthy_status]
+    if value.lower() in healthy:
+        return None
+    return (f"{got.status} but the body says status '{short_repr(value)[1:-1]}', not one of {', '.join(healthy)}: "
+            f"{short_repr(got.excerpt())}")
+
+
+def _named(spec: RequestSpec, result: ProbeResult) -> ProbeResult:
+    """The result with its sentence led by the request's method and path template."""
+    return dataclasses.replace(result, message=f"{spec.method} {spec.path}: {result.message}")
 
 
 def synthesis_part(spec: Synthesize, audio: Fetched | Failed) -> _Part:
     """The synthesis answer judged: 2xx, audio content-type, enough bytes, a real audio header, in time."""
-    return _Part("synthesis", "synthesis", synthesis_result(spec, audio), audio.elapsed)
+    return _Part("synthesis", "synthesis", _named(spec, synthesis_result(spec, audio)), audio.elapsed)
 
 
 def synthesis_result(spec: Synthesize, audio: Fetched | Failed) -> ProbeResult:
@@ -142,7 +173,7 @@ KIND = Kind(
     name="voice",
     model=VoiceCheck,
     probe=probe,
-    outcomes=http.KIND.outcomes,
+    outcomes=(*http.KIND.outcomes, Outcome.IDENTITY_FAILED),
     alerts=("ContractRegression", "TableMissing", "EndpointDown", "VoiceDegraded", "CertificateExpiring",
             "CheckFailed"),
     phases=phases,

@@ -32,6 +32,8 @@ class Outcome(enum.StrEnum):
     POLICY_ERROR = "policy_error"
     DB_ERROR = "db_error"
     INTERNAL_ERROR = "internal_error"
+    IDENTITY_FAILED = "identity_failed"
+    """The monitor cannot act as the user (its token refused, its own data unreadable): not the backend's fault."""
 
     @property
     def success(self) -> bool:

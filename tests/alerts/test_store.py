@@ -136,6 +136,8 @@ PUBLIC_CALLS: dict[str, Callable[[Store], Any]] = {
                                outbox={1: row(1)}),
     "quarantine": lambda s: s.quarantine([Unreadable("outbox", "1", "{", "bad")], 1.0),
     "changes": lambda s: s.changes,
+    "refusal_shapes": lambda s: s.refusal_shapes(),
+    "save_refusal_shape": lambda s: s.save_refusal_shape("auth_contract/c", "[]"),
 }
 
 

@@ -93,7 +93,7 @@ def _states_after_inhibition(tmp_path: Path, alerts: list[dict[str, Any]], settl
         def settled_states() -> bool:
             states.clear()
             states.update({
-                (a["labels"]["alertname"], a["labels"]["service"], a["labels"]["check"]): a["status"]["state"]
+                (a["labels"]["alertname"], a["labels"]["service"], a["labels"].get("check", "")): a["status"]["state"]
                 for a in am.alerts()
             })
             return len(states) == len(alerts) and list(states.values()).count("suppressed") >= settled
@@ -160,4 +160,24 @@ def test_real_alertmanager_inhibits_dependents_while_their_root_is_down(tmp_path
         ("CheckFailed", "pam-backend", "settings_put_unauth"): "suppressed",
         ("EndpointDown", "pam-backend", "rest_tables"): "active",
         ("CheckFailed", "pam-backend", "rest_health"): "active",
+    } == _states_after_inhibition(tmp_path, alerts, settled=2)
+
+
+@pytest.mark.e2e
+def test_real_alertmanager_inhibits_a_blocked_targets_alerts(tmp_path: Path) -> None:
+    """MonitorBlocked (a target-level alert: no check label) mutes every other alert on the same service and
+    target, whatever its alertname; another target's alerts stay active, and it does not mute itself."""
+    blocked = {"labels": {"alertname": "MonitorBlocked", "severity": "critical", "service": "pam-backend",
+                          "target": "backend"}}
+    alerts = [
+        blocked,
+        _alert("CheckFailed", check="settings_get_unauth", kind="auth_contract", target="backend"),
+        _alert("EndpointDown", check="backend_health", kind="http", target="backend"),
+        _alert("EndpointDown", check="rest_health", kind="http", target="supabase"),
+    ]
+    assert {
+        ("MonitorBlocked", "pam-backend", ""): "active",
+        ("CheckFailed", "pam-backend", "settings_get_unauth"): "suppressed",
+        ("EndpointDown", "pam-backend", "backend_health"): "suppressed",
+        ("EndpointDown", "pam-backend", "rest_health"): "active",
     } == _states_after_inhibition(tmp_path, alerts, settled=2)

@@ -92,7 +92,7 @@ def test_cli_output_defines_the_identity_validates_and_runs(tmp_path: Path) -> N
         check = next(c for c in config.checks if c.name == "api_v1_users_user_id_settings_get_isolation")
         result = asyncio.run(_run(config, check))
     assert (Outcome.OK, 403) == (result.outcome, result.status_code), result.message
-    assert 1 == len(state.tokens)
+    assert 2 == len(state.tokens)  # the own-read control and the other user's resource, both signed in
     assert "5m" == yaml.safe_load(text)["identities"]["monitor_user"]["mint"]["ttl"]
 
 

@@ -68,7 +68,8 @@ async def test_unverified_decode_behind_an_owner_check_is_auth_bypass(
     compares `sub` with the path. Forged tokens impersonating the path's user read the settings."""
     result = await run_probe(settings_check(forged_claims=IMPERSONATE), make_deps(backend["unverified_fallback"]))
     assert (Outcome.AUTH_BYPASS, 403) == (result.outcome, result.status_code)
-    assert ("forged wrong_signature token got 200, forged alg_none token got 200, forged expired token got 200: "
+    assert ("GET /api/v1/users/{user_id}/settings: forged wrong_signature token got 200, forged alg_none "
+            "token got 200, forged expired token got 200: "
             "expected 401|403; the endpoint answered without valid credentials") == result.message
     assert {"no_token": 403, "garbage": 401, "wrong_signature": 200, "alg_none": 200, "expired": 200} == dict(
         result.details)
@@ -84,7 +85,8 @@ async def test_without_forged_claims_the_owner_check_hides_the_bypass(
     bodies = await run_probe(settings_check(expect={"json": AUTH_BODIES}), deps)
     assert (Outcome.OK, Outcome.INVALID_RESPONSE) == (plain.outcome, bodies.outcome)
     assert bodies.message.startswith(
-        "forged wrong_signature token got 403 but the body does not match expect.json (json field detail: expected "
+        "GET /api/v1/users/{user_id}/settings: forged wrong_signature token got 403 but the body does not "
+        "match expect.json (json field detail: expected "
         "one of 'Not authenticated', 'Invalid authentication credentials', got 'Not the owner of this resource'): ")
     assert bodies.message.endswith("an authorisation (owner) check answered, so the token was accepted as valid")
 
@@ -107,7 +109,8 @@ async def test_handler_crashing_on_invalid_tokens_is_auth_bypass(
     """No token gets 401, every invalid token a 500: the requests got past the auth layer into the handler."""
     result = await run_probe(settings_check(), make_deps(backend["crash_on_invalid"]))
     assert (Outcome.AUTH_BYPASS, 401) == (result.outcome, result.status_code)
-    assert ("forged garbage token got 500, forged wrong_signature token got 500, forged alg_none token got 500, "
+    assert ("GET /api/v1/users/{user_id}/settings: forged garbage token got 500, forged wrong_signature "
+            "token got 500, forged alg_none token got 500, "
             "forged expired token got 500 while no token got 401: the request got past the auth layer and crashed "
             "the handler") == result.message
     assert "Internal Server Error" == result.details["body_excerpt"]
@@ -121,7 +124,8 @@ async def test_routing_or_validation_after_auth_is_auth_bypass(
     result = await run_probe(settings_check(method), make_deps(backend["routes_after_auth"]))
     assert Outcome.AUTH_BYPASS == result.outcome
     assert result.message.startswith(
-        f"forged wrong_signature token got {status}, forged alg_none token got {status}, forged expired token got "
+        f"{method} /api/v1/users/{{user_id}}/settings: forged wrong_signature token got {status}, forged "
+        f"alg_none token got {status}, forged expired token got "
         f"{status} while no token got 403: the request got past the auth layer"), result.message
 
 
@@ -134,7 +138,8 @@ async def test_csrf_middleware_before_auth_is_invalid_response(
     plain = await run_probe(settings_check("PUT"), deps)
     expecting = await run_probe(settings_check("PUT", expect={"body_regex": "authenticat"}), deps)
     assert (Outcome.INVALID_RESPONSE, 403) == (plain.outcome, plain.status_code)
-    assert ("no token got 403 '{\"detail\":\"CSRF token missing or invalid\"}', refused by a CSRF layer before the "
+    assert ("PUT /api/v1/users/{user_id}/settings: no token got 403 '{\"detail\":\"CSRF token missing or "
+            "invalid\"}', refused by a CSRF layer before the "
             "auth layer: this check proves nothing about auth; send the CSRF header in `headers` or set "
             "expect.body_regex") == plain.message
     assert Outcome.INVALID_RESPONSE == expecting.outcome
@@ -150,13 +155,17 @@ async def test_csrf_header_sent_reaches_the_auth_layer(backend: dict[Flaw, str],
     assert (Outcome.OK, Outcome.OK) == (put.outcome, get.outcome), (put.message, get.message)
 
 
+G = "GET /api/v1/users/{user_id}/settings: "
+
+
 async def test_400_for_a_malformed_header_is_not_auth_bypass(
     backend: dict[Flaw, str], make_deps: DepsFactory
 ) -> None:
     """A 400 for the garbage token (not `Bearer <JWT>`) is unexpected_status, never a critical auth_bypass."""
     result = await run_probe(settings_check(forged_claims=IMPERSONATE), make_deps(backend["malformed_400"]))
     assert (Outcome.UNEXPECTED_STATUS, 403) == (result.outcome, result.status_code)
-    assert result.message.startswith("expected 401|403, forged garbage token got 400 while no token got 403: not the "
+    assert result.message.startswith(G + "expected 401|403, forged garbage token got 400 while no token got "
+                                         "403: not the "
                                      "auth layer's refusal, but not judged a bypass either")
     assert {"no_token": 403, "garbage": 400, "wrong_signature": 401, "alg_none": 401, "expired": 401,
             "body_excerpt": '{"detail":"Malformed Authorization header"}'} == dict(result.details)
@@ -172,7 +181,7 @@ async def test_rate_limiter_is_rate_limited_with_its_wait(make_deps: DepsFactory
     assert result.retry_after is not None
     assert 50 <= result.retry_after <= 60, result.retry_after
     assert 3 == sum(1 for status in result.details.values() if status == 429), result.details
-    assert result.message.startswith("rate limited: "), result.message
+    assert result.message.startswith("GET /api/v1/users/{user_id}/settings: rate limited: "), result.message
     assert result.message.endswith(f", retry after {result.retry_after:g} s; nothing was learned about auth this run")
 
 

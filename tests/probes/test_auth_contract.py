@@ -12,6 +12,7 @@ from monitor.core.config import AuthContractCheck
 from monitor.core.results import Outcome
 from probes import auth_contract
 from probes._http import Failed, Fetched
+from probes.deps import Deps
 from tests.support.targets import TIMING, DepsFactory, run_probe, valid_token
 
 VARIANTS = ["no_token", "garbage", "wrong_signature", "alg_none", "expired"]
@@ -31,28 +32,29 @@ async def test_refusing_endpoint_is_ok(base_url: str, make_deps: DepsFactory) ->
     assert {"no_token": 403, "garbage": 401, "wrong_signature": 401, "alg_none": 401, "expired": 401} == dict(
         result.details
     )
-    assert result.message.startswith("all 5 refused: no token 403, forged garbage token 401")
+    assert result.message.startswith("GET /auth: all 5 refused: no token 403, forged garbage token 401")
 
 
 async def test_open_endpoint_is_auth_bypass(base_url: str, make_deps: DepsFactory) -> None:
     """A 200 without credentials is auth_bypass naming the variant and the status."""
     result = await run_probe(make_check(query={"none": "200"}), make_deps(base_url))
     assert (Outcome.AUTH_BYPASS, 200) == (result.outcome, result.status_code)
-    assert result.message.startswith("no token got 200: expected 401|403")
+    assert result.message.startswith("GET /auth: no token got 200: expected 401|403")
 
 
 async def test_forged_token_accepted_is_auth_bypass(base_url: str, make_deps: DepsFactory) -> None:
     """A 2xx for a forged alg-none token while no token gets 403 is auth_bypass naming that variant."""
     result = await run_probe(make_check(query={"alg_none": "200"}), make_deps(base_url))
     assert (Outcome.AUTH_BYPASS, 403) == (result.outcome, result.status_code)
-    assert result.message.startswith("forged alg_none token got 200")
+    assert result.message.startswith("GET /auth: forged alg_none token got 200")
 
 
 async def test_forged_token_routed_is_auth_bypass(base_url: str, make_deps: DepsFactory) -> None:
     """A forged token answered 404 while no token got 403: only a request past the auth layer is routed."""
     result = await run_probe(make_check(query={"alg_none": "404"}), make_deps(base_url))
     assert Outcome.AUTH_BYPASS == result.outcome
-    assert ("forged alg_none token got 404 while no token got 403: the request got past the auth layer (only a "
+    assert ("GET /auth: forged alg_none token got 404 while no token got 403: the request got past the auth "
+            "layer (only a "
             "request past it reaches routing or validation of the path and body)") == result.message
 
 
@@ -60,7 +62,8 @@ async def test_5xx_on_one_forged_variant_is_auth_bypass(base_url: str, make_deps
     """A 500 for the garbage token while no token got 403 is auth_bypass naming that variant."""
     result = await run_probe(make_check(query={"garbage": "500"}), make_deps(base_url))
     assert (Outcome.AUTH_BYPASS, 403) == (result.outcome, result.status_code)
-    assert ("forged garbage token got 500 while no token got 403: the request got past the auth layer and crashed "
+    assert ("GET /auth: forged garbage token got 500 while no token got 403: the request got past the auth "
+            "layer and crashed "
             "the handler") == result.message
     assert 500 == result.details["garbage"]
 
@@ -70,7 +73,8 @@ async def test_5xx_without_token_is_server_error(base_url: str, make_deps: DepsF
     query = dict.fromkeys(["none", "garbage", "wrong_signature", "alg_none", "expired"], "500")
     result = await run_probe(make_check(query=query, forged=["garbage"]), make_deps(base_url))
     assert (Outcome.SERVER_ERROR, 500) == (result.outcome, result.status_code)
-    assert result.message.startswith("expected 401|403, no token got 500, forged garbage token got 500 after ")
+    assert result.message.startswith("GET /auth: expected 401|403, no token got 500, forged garbage token "
+                                     "got 500 after ")
 
 
 async def test_5xx_naming_a_relation_is_table_missing(base_url: str, make_deps: DepsFactory) -> None:
@@ -96,7 +100,7 @@ async def test_body_regex(base_url: str, make_deps: DepsFactory) -> None:
     good = await run_probe(make_check(expect={"body_regex": "authenticat"}), deps)
     bad = await run_probe(make_check(expect={"body_regex": "^Forbidden$"}), deps)
     assert (Outcome.OK, Outcome.INVALID_RESPONSE) == (good.outcome, bad.outcome)
-    assert bad.message.startswith("no token got 403 but the body does not match regex '^Forbidden$': ")
+    assert bad.message.startswith("GET /auth: no token got 403 but the body does not match regex '^Forbidden$': ")
 
 
 def test_requests_that_all_failed_are_attributed_to_the_no_token_request() -> None:
@@ -108,7 +112,7 @@ def test_requests_that_all_failed_are_attributed_to_the_no_token_request() -> No
     answers["garbage"] = Failed(Outcome.CONNECTION_ERROR, "server closed the connection", 0.1, status=200)
     result = auth_contract.judge(make_check(), answers)
     assert (Outcome.TIMEOUT, None) == (result.outcome, result.status_code)
-    assert "no token: timed out after 0.30 s waiting for the response" == result.message
+    assert "GET /auth: no token: timed out after 0.30 s waiting for the response" == result.message
     assert {**dict.fromkeys(VARIANTS, "timeout"), "garbage": 200} == dict(result.details)
 
 
@@ -143,6 +147,15 @@ def answer(status: int, body: str = "", *, retry_after: str | None = None) -> Fe
     return Fetched(status, headers, body.encode(), False, 0.01, 1 << 20, wait)
 
 
+def page(status: int, body: str, *, media: str = "text/html", scheme: str | None = None) -> Fetched:
+    """A non-JSON refusal (a WAF's page, a gateway's challenge) as fetch() returns it."""
+    headers = [(b"content-type", media.encode())]
+    if scheme is not None:
+        headers.append((b"www-authenticate", scheme.encode()))
+    return Fetched(status, headers, body.encode(), False, 0.01, 1 << 20)
+
+
+BLOCKED = '{"message": "Your IP address has been blocked due to security violations"}'
 NOT_AUTH = '{"detail": "Not authenticated"}'
 INVALID = '{"detail": "Invalid authentication credentials"}'
 REFUSED: dict[str, Fetched | Failed] = {"no_token": answer(403, NOT_AUTH),
@@ -156,6 +169,10 @@ JUDGEMENT_CASES: list[tuple[str, dict[str, Fetched | Failed], dict[str, Any], Ou
      "no token got 200: expected 401|403; the endpoint answered without valid credentials", None),
     ("1 2xx beats a 429", {"alg_none": answer(200, "{}"), "expired": answer(429, retry_after="30")}, {},
      Outcome.AUTH_BYPASS, "forged alg_none token got 200: expected 401|403", 30.0),
+    ("1b an IP blocker's JSON 403", {name: answer(403, BLOCKED) for name in VARIANTS}, {},
+     Outcome.INVALID_RESPONSE, "no token got 403, forged garbage token got 403", None),
+    ("1b a blocker's 429 is no rate limit", {"no_token": answer(429, BLOCKED, retry_after="30")}, {},
+     Outcome.INVALID_RESPONSE, "no token got 429 ", 30.0),
     ("2 a forged token limited", {"expired": answer(429, retry_after="30")}, {}, Outcome.RATE_LIMITED,
      "rate limited: forged expired token got 429, retry after 30 s; nothing was learned about auth this run", 30.0),
     ("2 largest wait of 429 and 503", {"garbage": answer(503, retry_after="10"), "expired": answer(429,
@@ -217,6 +234,13 @@ JUDGEMENT_CASES: list[tuple[str, dict[str, Fetched | Failed], dict[str, Any], Ou
      "expect.body_regex", None),
     ("10 a body regex the CSRF refusal matches is trusted", {"no_token": answer(403, '{"detail": "CSRF missing"}')},
      {"expect": {"body_regex": "CSRF|authenticat|Invalid"}}, Outcome.OK, "all 5 refused: no token 403", None),
+    ("10b a WAF page where the auth layer declared JSON", {"no_token": page(403, "<html>Forbidden</html>")},
+     {"expect": {"refusal": {"media_type": "application/json", "keys": ["detail"]}}}, Outcome.INVALID_RESPONSE,
+     "no token refused with 403 text/html, but this endpoint's auth layer refuses with application/json "
+     "keys=[detail] (declared in expect.refusal): an authorisation (owner) check answered", None),
+    ("10b a gateway's Basic challenge", {"garbage": page(401, "Unauthorized", scheme="Basic realm=\"gw\"")},
+     {"expect": {"refusal": {"media_type": "application/json", "keys": ["detail"]}}}, Outcome.INVALID_RESPONSE,
+     "forged garbage token refused with 401 text/html WWW-Authenticate: Basic, but", None),
     ("11 all refused", {}, {"expect": {"json": {"detail": {"regex": "^(Not authenticated|Invalid)"}}}}, Outcome.OK,
      "all 5 refused: no token 403, forged garbage token 401, forged wrong_signature token 401, forged alg_none "
      "token 401, forged expired token 401 (slowest 0.01 s)", None),
@@ -229,12 +253,14 @@ def test_judgement_table(row: str, changed: dict[str, Fetched | Failed], fields:
                          says: str, retry_after: float | None) -> None:
     """Each row of the judgement (probes/auth_contract.py) decides as documented, with its sentence, including
     which row wins when two hold; retry_after is the largest wait a limited answer asked for."""
-    result = auth_contract.judge(make_check(**fields), {**REFUSED, **changed})
+    check = make_check(**fields)
+    learner = auth_contract.learner_for(check, Deps(targets={}, body_limit=1, user_agent="t"))
+    result = auth_contract.judge(check, {**REFUSED, **changed}, learner)
     assert (outcome, retry_after) == (result.outcome, result.retry_after), result.message
-    assert result.message.startswith(says), result.message
+    assert result.message.startswith("GET /auth: " + says), result.message
 
 
 def test_every_row_of_the_table_is_tested() -> None:
-    """The judgement has ten rows before `ok`, and the table above has a case for each of them and for ok."""
-    assert 9 == len(auth_contract.JUDGEMENT)  # rows 9 and 10 are one function
-    assert {str(n) for n in range(1, 12)} == {case[0].split()[0] for case in JUDGEMENT_CASES}
+    """The judgement has twelve rows before `ok`, and the table above has a case for each of them and for ok."""
+    assert 11 == len(auth_contract.JUDGEMENT)  # rows 9 and 10 are one function
+    assert {str(n) for n in range(1, 12)} | {"1b", "10b"} == {case[0].split()[0] for case in JUDGEMENT_CASES}

@@ -31,7 +31,8 @@ IDENTITIES = {"u": Identity.model_validate({"mint": {"secret": JWT_SECRET, "sub"
 
 KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "http": ({"path": "/health"}, ""),
-    "auth_contract": ({"path": "/api/v1/users/{user_id}/settings", "params": {"user_id": "u-1"}}, "no token: "),
+    "auth_contract": ({"path": "/api/v1/users/{user_id}/settings", "params": {"user_id": "u-1"}},
+                      "GET /api/v1/users/{user_id}/settings: no token: "),
     "voice": ({"path": "/api/v1/pam/voice/health"}, "voice health: "),
     "postgrest": ({"required_tables": ["user_settings", "affiliate_sales"]}, "2 of 2 tables failed (user_settings: "),
     "db": ({"required_tables": ["user_settings"], "canary": True, "require_rls": True}, ""),

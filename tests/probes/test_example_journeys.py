@@ -65,7 +65,8 @@ def test_check_runs_the_example_and_sees_what_users_see(
     journey = checks["settings_journey"]
     assert ("table_missing", "read", "user_settings") == (
         journey["outcome"], journey["details"]["step"], journey["details"]["table"])  # type: ignore[index]
-    assert str(journey["message"]).startswith("step read: expected 200, got 500 after ")
+    assert str(journey["message"]).startswith("step read: GET /api/v1/users/{sub}/settings: expected 200, "
+                                              "got 500 after ")
     db = checks["db_as_user"]
     assert ("permission_denied", "user_settings") == (db["outcome"], db["details"]["table"])  # type: ignore[index]
     assert "ok" == checks["settings_isolation"]["outcome"]

@@ -28,7 +28,7 @@ async def test_ok_with_json_field(base_url: str, make_deps: DepsFactory) -> None
                        expect={"status": [200], "json": {"status": "healthy"}})
     result = await run_probe(check, make_deps(base_url))
     assert (Outcome.OK, 200) == (result.outcome, result.status_code)
-    assert result.message.startswith("200 after ")
+    assert result.message.startswith("GET /respond: 200 after ")
 
 
 async def test_500_is_server_error_with_excerpt(base_url: str, make_deps: DepsFactory) -> None:
@@ -37,7 +37,7 @@ async def test_500_is_server_error_with_excerpt(base_url: str, make_deps: DepsFa
     result = await run_probe(check, make_deps(base_url))
     assert Outcome.SERVER_ERROR == result.outcome
     assert 500 == result.status_code
-    assert result.message.startswith("expected 200, got 500 after ")
+    assert result.message.startswith("GET /respond: expected 200, got 500 after ")
     assert "boom went the server" == result.details["body_excerpt"]
 
 
@@ -75,7 +75,7 @@ async def test_wrong_json_field(base_url: str, make_deps: DepsFactory) -> None:
     check = make_check(query={"body": json.dumps({"status": "limited"})}, expect={"json": {"status": "healthy"}})
     result = await run_probe(check, make_deps(base_url))
     assert Outcome.INVALID_RESPONSE == result.outcome
-    assert "json field status: expected 'healthy', got 'limited'" == result.message
+    assert "GET /respond: json field status: expected 'healthy', got 'limited'" == result.message
     assert 200 == result.status_code
 
 
@@ -146,8 +146,8 @@ async def test_bad_header_value_is_reported_without_the_secret(
     deps = make_deps(base_url, headers={"X-Api-Key": value})
     result = await run_probe(make_check(), deps)
     assert Outcome.INTERNAL_ERROR == result.outcome
-    assert ("could not encode the request: the value of header X-Api-Key has a control or non-ASCII character; "
-            "check the configured headers") == result.message
+    assert ("GET /respond: could not encode the request: the value of header X-Api-Key has a control or non-ASCII "
+            "character; check the configured headers") == result.message
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -106,7 +106,7 @@ async def test_tls_self_signed_is_tls_error(tls_cert: Path, make_deps: DepsFacto
     async with raw_tcp_server(canned_handler(OK_ANSWER), tls=server_tls) as url:
         result = await run_probe(make_check("/"), make_deps(url))
     assert Outcome.TLS_ERROR == result.outcome
-    assert result.message.startswith("TLS handshake with 127.0.0.1 failed: ")
+    assert result.message.startswith("GET /: TLS handshake with 127.0.0.1 failed: ")
     assert "certificate verify failed" in result.message
 
 
@@ -132,7 +132,7 @@ async def test_https_to_a_plain_http_port_is_tls_error(base_url: str, make_deps:
     """Speaking TLS to a plain-HTTP server fails the handshake: tls_error."""
     result = await run_probe(make_check("/"), make_deps(base_url.replace("http://", "https://")))
     assert Outcome.TLS_ERROR == result.outcome
-    assert result.message.startswith("TLS handshake with 127.0.0.1 failed: ")
+    assert result.message.startswith("GET /: TLS handshake with 127.0.0.1 failed: ")
 
 
 # ---------------------------------------------------------------------------------------------- broken answers
@@ -177,7 +177,7 @@ async def test_broken_answers(
     async with raw_tcp_server(canned_handler(*parts, reset=reset)) as url:
         result = await run_probe(make_check("/"), make_deps(url))
     assert (outcome, status) == (result.outcome, result.status_code), result.message
-    assert result.message.startswith(starts), result.message
+    assert result.message.startswith("GET /: " + starts), result.message
 
 
 async def test_failure_is_a_result_not_an_exception(make_deps: DepsFactory) -> None:
@@ -194,7 +194,7 @@ async def test_connect_that_never_completes_is_timeout(make_deps: DepsFactory) -
     with unaccepted_port() as url:
         result = await run_probe(make_check("/", **{**TIMING, "timeout": 0.3}), make_deps(url))
     assert (Outcome.TIMEOUT, None) == (result.outcome, result.status_code)
-    took = re.match(r"timed out after (\d+\.\d\d) s ", result.message)
+    took = re.match(r"GET /: timed out after (\d+\.\d\d) s ", result.message)
     assert took is not None, result.message
     assert 0.0 < float(took.group(1)) <= 0.3, result.message
 

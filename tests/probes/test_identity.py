@@ -157,10 +157,10 @@ async def test_wrong_password_is_a_clear_sign_in_failure(backend: Server, auth: 
     _, auth_url = auth
     deps = made(url, {"monitor_user": signed_in(auth_url, password="not-the-Password-77")})
     result = await run_probe(journey(), deps)
-    assert (Outcome.UNEXPECTED_STATUS, "sign_in", 400, None) == (
+    assert (Outcome.IDENTITY_FAILED, "sign_in", 400, None) == (
         result.outcome, result.details["step"], result.details["sign_in_status"], result.status_code)
-    assert (f"step sign_in: sign-in as {EMAIL} failed: 400 invalid_credentials (Invalid login credentials)"
-            == result.message)
+    assert (f"step sign_in: sign-in as {EMAIL} failed: 400 invalid_credentials (Invalid login credentials) (the "
+            "auth server refused the identity: the monitor cannot act as the user)" == result.message)
     assert "not-the-Password-77" not in repr(result)
     assert [] == state.tokens
 

@@ -70,14 +70,15 @@ def _without_csrf_header() -> list[dict[str, Any]]:
 
 FAILURES: list[tuple[str, str, list[dict[str, Any]] | None, str, Outcome, int | None, str]] = [
     ("no_csrf_field", "csrf", None, "csrf", Outcome.INVALID_RESPONSE, 200,
-     "step csrf: cannot capture csrf: the response has no json.csrf_token"),
+     "step csrf: GET /api/auth/csrf-token: cannot capture csrf: the response has no json.csrf_token"),
     ("settings_500", "read", None, "read", Outcome.TABLE_MISSING, 500,
-     "step read: expected 200, got 500 after "),
+     "step read: GET /api/v1/users/{sub}/settings: expected 200, got 500 after "),
     ("csrf_missing", "write", _without_csrf_header(), "write", Outcome.UNEXPECTED_STATUS, 403,
-     'step write: expected 200, got 403 after '),
-    ("write_500", "write", None, "write", Outcome.TABLE_MISSING, 500, "step write: expected 200, got 500 after "),
+     'step write: PUT /api/v1/users/{sub}/settings: expected 200, got 403 after '),
+    ("write_500", "write", None, "write", Outcome.TABLE_MISSING, 500,
+     "step write: PUT /api/v1/users/{sub}/settings: expected 200, got 500 after "),
     ("lost_write", "read_back", None, "read_back", Outcome.INVALID_RESPONSE, 200,
-     "step read_back: json field monitor_nonce: expected '"),
+     "step read_back: GET /api/v1/users/{sub}/settings: json field monitor_nonce: expected '"),
 ]
 
 
@@ -137,7 +138,8 @@ async def test_lost_write_names_the_field_and_both_values(backend: Server, made:
     state.lost_write = True
     result = await run_probe(journey(), deps)
     assert Outcome.INVALID_RESPONSE == result.outcome
-    assert (f"step read_back: json field monitor_nonce: expected '{result.details['run_id']}', "
+    assert (f"step read_back: GET /api/v1/users/{{sub}}/settings: json field monitor_nonce: expected "
+            f"'{result.details['run_id']}', "
             f"got '{stored}'") == result.message
 
 
@@ -165,7 +167,7 @@ async def test_a_hanging_step_times_out_within_the_deadline(base_url: str, made:
     result = await run_probe(journey(steps, timeout=0.5), deps)
     took = loop.time() - started
     assert (Outcome.TIMEOUT, "stuck") == (result.outcome, result.details["step"]), result.message
-    assert result.message.startswith("step stuck: timed out after "), result.message
+    assert result.message.startswith("step stuck: GET /hang: timed out after "), result.message
     # At the deadline, not before it; the upper bound is generous (a busy machine delays the loop by seconds): it
     # only proves the run did not wait for the hanging step itself.
     assert 0.45 <= took < 3.0
@@ -180,7 +182,7 @@ async def test_slow_step_is_slow_and_named(base_url: str, made: Made) -> None:
     result = await run_probe(journey(steps), deps)
     assert (Outcome.SLOW, "sluggish") == (result.outcome, result.details["step"]), result.message
     assert ["quick", "sluggish", "after"] == [s["name"] for s in result.details["steps"]]
-    assert result.message.startswith("step sluggish: 200 after 0.2"), result.message
+    assert result.message.startswith("step sluggish: GET /respond: 200 after 0.2"), result.message
 
 
 async def test_no_token_cookie_or_secret_in_a_result_even_when_echoed(backend: Server, made: Made) -> None:

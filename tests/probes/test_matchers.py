@@ -78,7 +78,8 @@ async def test_voice_health_uses_matchers(base_url: str, make_deps: DepsFactory)
     degraded = await run_probe(check("degraded"), deps)
     limited = await run_probe(check("limited"), deps)
     assert (Outcome.OK, Outcome.INVALID_RESPONSE) == (degraded.outcome, limited.outcome)
-    assert "voice health: json field status: expected one of 'healthy', 'degraded', got 'limited'" == limited.message
+    assert ("voice health: GET /voice/health: json field status: expected one of 'healthy', 'degraded', got "
+            "'limited'") == limited.message
 
 
 async def test_auth_contract_refusal_bodies_use_matchers(base_url: str, make_deps: DepsFactory) -> None:
@@ -91,8 +92,8 @@ async def test_auth_contract_refusal_bodies_use_matchers(base_url: str, make_dep
     good = await run_probe(check({"detail": {"regex": "authenticat"}, "variant": {"exists": True}}), deps)
     bad = await run_probe(check({"variant": {"one_of": ["none"]}}), deps)
     assert (Outcome.OK, Outcome.INVALID_RESPONSE) == (good.outcome, bad.outcome)
-    assert bad.message.startswith("forged garbage token got 401 but the body does not match expect.json (json field "
-                                  "variant: expected one of 'none', got 'garbage')"), bad.message
+    assert bad.message.startswith("GET /auth: forged garbage token got 401 but the body does not match expect.json "
+                                  "(json field variant: expected one of 'none', got 'garbage')"), bad.message
 
 
 HEAD = 'targets:\n  backend: {base_url: "http://127.0.0.1:8000"}\nchecks:\n'

@@ -20,8 +20,8 @@ from tests.support.targets import http_check as make_check
 
 
 def limited_message(result: Any) -> bool:
-    return re.fullmatch(r"rate limited: expected 200, got 429 after \d\.\d\d s, retry after \d+ s; this run says "
-                        r"nothing about the endpoint", result.message) is not None
+    return re.fullmatch(r"GET /respond: rate limited: expected 200, got 429 after \d\.\d\d s, retry after \d+ s; "
+                        r"this run says nothing about the endpoint", result.message) is not None
 
 
 async def test_http_429_after_the_limit_is_rate_limited(make_deps: DepsFactory) -> None:

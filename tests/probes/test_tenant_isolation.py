@@ -32,8 +32,10 @@ async def test_example_passes_when_the_owner_check_refuses(backend: Server, made
     deps = made(url, dict(config.identities))
     result = await run_probe(check, deps)
     assert (Outcome.OK, 403) == (result.outcome, result.status_code), result.message
-    assert result.message.startswith("monitor_user was refused another user's settings: 403 after ")
-    assert 1 == len(state.tokens), "the identity's token was not sent"
+    assert result.message.startswith("GET /api/v1/users/{user_id}/settings: monitor_user was refused another "
+                                     "user's settings: 403 after ")
+    assert "(its own settings: 200)" in result.message
+    assert 2 == len(state.tokens), "the identity's token was not sent with both reads (own and other)"
 
 
 async def test_served_to_another_tenant_is_auth_bypass(backend: Server, made: Made) -> None:
@@ -45,7 +47,8 @@ async def test_served_to_another_tenant_is_auth_bypass(backend: Server, made: Ma
     deps = made(url, {"monitor_user": minted(MONITOR_SUB)})
     result = await run_probe(isolation(), deps)
     assert (Outcome.AUTH_BYPASS, 200) == (result.outcome, result.status_code)
-    assert result.message.startswith("monitor_user read another user's settings: 200 after "), result.message
+    assert result.message.startswith("GET /api/v1/users/{user_id}/settings: monitor_user read another user's "
+                                     "settings: 200 after "), result.message
     assert "Private Road" not in repr(result)
     assert JWT_SECRET not in repr(result)
 
@@ -62,9 +65,10 @@ async def test_served_to_another_tenant_is_auth_bypass(backend: Server, made: Ma
 ])
 async def test_statuses(base_url: str, made: Made, query: dict[str, str], outcome: Outcome, says: str) -> None:
     """401/403/404 ok; 2xx auth_bypass; 5xx server_error (table_missing when a relation is named); 429
-    rate_limited; other statuses unexpected_status."""
+    rate_limited; other statuses unexpected_status. (/respond has no user in its path, so the own-read control is
+    off here: these cases judge the other read's status alone.)"""
     deps = made(base_url, {"monitor_user": minted(MONITOR_SUB)})
-    result = await run_probe(isolation(path="/respond", params={}, query=query), deps)
+    result = await run_probe(isolation(path="/respond", params={}, query=query, own_read=False), deps)
     assert outcome == result.outcome, result.message
     assert says in result.message
 

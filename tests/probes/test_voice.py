@@ -36,7 +36,8 @@ async def test_healthy_with_real_wav(base_url: str, make_deps: DepsFactory) -> N
     assert ("ok", 200, "wav", "audio/wav", 1644) == (synthesis["outcome"], synthesis["status_code"],
                                                      synthesis["format"], synthesis["content_type"], synthesis["bytes"])
     assert ("ok", 200) == (result.details["health"]["outcome"], result.details["health"]["status_code"])
-    assert re.fullmatch(r"voice health: 200 after \d\.\d\d s; synthesis: synthesized 1644 bytes of wav "
+    assert re.fullmatch(r"voice health: GET /voice/health: 200 after \d\.\d\d s; synthesis: POST \S+: "
+                        r"synthesized 1644 bytes of wav "
                         r"\(audio/wav\) in \d\.\d\d s", result.message), result.message
 
 
@@ -60,8 +61,9 @@ async def test_limited_health_is_invalid_response(base_url: str, make_deps: Deps
     check = make_check(health={"status": "limited"}, audio={"kind": "wav"}, expect={"json": {"status": "healthy"}})
     result = await run_probe(check, make_deps(base_url))
     assert (Outcome.INVALID_RESPONSE, 200) == (result.outcome, result.status_code)
-    assert result.message.startswith("voice health: json field status: expected 'healthy', got 'limited'; "
-                                     "synthesis: synthesized 1644 bytes of wav"), result.message
+    assert result.message.startswith("voice health: GET /voice/health: json field status: expected "
+                                     "'healthy', got 'limited'; "
+                                     "synthesis: POST /audio: synthesized 1644 bytes of wav"), result.message
     assert ["health", "synthesis"] == list(result.phases)
 
 
@@ -69,14 +71,15 @@ async def test_voice_down_is_server_error(base_url: str, make_deps: DepsFactory)
     """A 503 from voice health is server_error."""
     result = await run_probe(make_check(health={"code": "503", "status": "unavailable"}), make_deps(base_url))
     assert (Outcome.SERVER_ERROR, 503) == (result.outcome, result.status_code)
-    assert result.message.startswith("voice health: expected 200, got 503 after ")
+    assert result.message.startswith("voice health: GET /voice/health: expected 200, got 503 after ")
 
 
 async def test_synthesis_5xx_is_server_error(base_url: str, make_deps: DepsFactory) -> None:
     """Healthy voice but a 503 from synthesis is server_error saying it was the synthesis."""
     result = await run_probe(make_check(audio={"status": "503"}), make_deps(base_url))
     assert (Outcome.SERVER_ERROR, 503) == (result.outcome, result.status_code)
-    assert re.fullmatch(r"voice health: 200 after \d\.\d\d s; synthesis: expected 2xx, got 503 after \d\.\d\d s",
+    assert re.fullmatch(r"voice health: GET /voice/health: 200 after \d\.\d\d s; synthesis: POST \S+: "
+                        r"expected 2xx, got 503 after \d\.\d\d s",
                         result.message), result.message
 
 
@@ -84,14 +87,16 @@ async def test_short_audio(base_url: str, make_deps: DepsFactory) -> None:
     """200 bytes of zeros as audio/wav is invalid_response stating the byte count and the missing format."""
     result = await run_probe(make_check(audio={"kind": "zeros", "size": "200"}), make_deps(base_url))
     assert Outcome.INVALID_RESPONSE == result.outcome
-    assert "; synthesis: expected at least 1000 bytes; got audio/wav, 200 bytes, format unknown" in result.message
+    assert ("; synthesis: POST /audio: expected at least 1000 bytes; got audio/wav, 200 bytes, format "
+            "unknown") in result.message
 
 
 async def test_wrong_content_type(base_url: str, make_deps: DepsFactory) -> None:
     """Real WAV bytes labelled text/html fail the content-type assertion."""
     result = await run_probe(make_check(audio={"kind": "wav", "ctype": "text/html"}), make_deps(base_url))
     assert Outcome.INVALID_RESPONSE == result.outcome
-    assert "; synthesis: expected content-type audio/; got text/html, 1644 bytes, format wav" in result.message
+    assert ("; synthesis: POST /audio: expected content-type audio/; got text/html, 1644 bytes, format "
+            "wav") in result.message
 
 
 async def test_bytes_that_are_not_audio(base_url: str, make_deps: DepsFactory) -> None:
@@ -123,7 +128,7 @@ async def test_synthesis_hang_is_timeout(base_url: str, make_deps: DepsFactory) 
     check = make_check(timeout=0.4, synthesize={"path": "/hang"})
     result = await run_probe(check, make_deps(base_url))
     assert Outcome.TIMEOUT == result.outcome
-    assert "; synthesis: timed out after" in result.message
+    assert "; synthesis: POST /hang: timed out after" in result.message
 
 
 # ---------------------------------------------------------------------------------------------- both parts
@@ -148,15 +153,19 @@ def system_check() -> VoiceCheck:
 # (health, synthesis, outcome, status_code, health part, synthesis part, sentence pattern)
 PARTS = [
     ("healthy", "works", Outcome.OK, 200, "ok", "ok",
-     r"voice health: 200 after \S+ s; synthesis: synthesized 1644 bytes of wav \(audio/wav\) in \S+ s"),
+     r"voice health: GET /voice/health: 200 after \S+ s; synthesis: POST \S+: synthesized 1644 bytes of wav "
+     r"\(audio/wav\) in \S+ s"),
     ("degraded", "works", Outcome.INVALID_RESPONSE, 200, "invalid_response", "ok",
-     r"voice health: json field status: expected 'healthy', got 'degraded'; synthesis: synthesized 1644 bytes .*"),
+     r"voice health: GET /voice/health: json field status: expected 'healthy', got 'degraded'; synthesis: "
+     r"POST \S+: synthesized 1644 bytes .*"),
     ("healthy", "broken", Outcome.SERVER_ERROR, 500, "ok", "server_error",
-     r"voice health: 200 after \S+ s; synthesis: expected 2xx, got 500 after \S+ s"),
+     r"voice health: GET /voice/health: 200 after \S+ s; synthesis: POST \S+: expected 2xx, got 500 after \S+ s"),
     ("degraded", "broken", Outcome.SERVER_ERROR, 500, "invalid_response", "server_error",
-     r"voice health: json field status: expected 'healthy', got 'degraded'; synthesis: expected 2xx, got 500 .*"),
+     r"voice health: GET /voice/health: json field status: expected 'healthy', got 'degraded'; synthesis: "
+     r"POST \S+: expected 2xx, got 500 .*"),
     ("down", "silent", Outcome.SERVER_ERROR, 503, "server_error", "invalid_response",
-     r"voice health: expected 200, got 503 after \S+ s; synthesis: expected content-type audio/; got "
+     r"voice health: GET /voice/health: expected 200, got 503 after \S+ s; synthesis: POST \S+: expected "
+     r"content-type audio/; got "
      r"application/json, \d+ bytes, format unknown .*"),
 ]
 

@@ -40,6 +40,7 @@ async def test_failed_sign_in_fails_the_synthesis_part(backend: Server, made: Ma
     deps = made(url, {"monitor_user": signed_in(f"http://127.0.0.1:{free_port()}")})
     result = await run_probe(voice(identity="monitor_user"), deps)
     assert (Outcome.CONNECTION_ERROR, "sign_in") == (result.outcome, result.details["step"])
-    assert result.message.startswith("voice health: 200 after "), result.message
-    assert "; synthesis: step sign_in: sign-in as monitor@example.com failed: " in result.message
+    assert result.message.startswith("voice health: GET /api/v1/pam/voice/health: 200 after "), result.message
+    assert ("; synthesis: POST /api/v1/pam/voice/tts: step sign_in: sign-in as monitor@example.com "
+            "failed: ") in result.message
     assert "health" in result.phases

@@ -174,6 +174,21 @@ class HttpCheck(CheckBase, RequestSpec):
     expect: HttpExpect = Field(default_factory=HttpExpect)
 
 
+class RefusalShape(Strict):
+    """The shape of an endpoint's own refusal: its media type and top-level JSON keys (never values).
+
+    Declared, it replaces the shape pam-monitor would otherwise learn from the check's first good runs: a refusal
+    of another shape (a WAF's HTML page, a gateway's Basic challenge, a blocker's JSON) is then `invalid_response`.
+    """
+
+    media_type: Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")] = Field(
+        description="e.g. application/json (no parameters)")
+    keys: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, description="the top-level keys of a JSON object body, e.g. [detail]; omit for non-JSON")
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class AuthExpect(BodyExpect):
     """What a protected endpoint must answer to a caller without valid credentials.
 
@@ -183,6 +198,8 @@ class AuthExpect(BodyExpect):
     """
 
     status: list[Annotated[int, Field(ge=400, le=499)]] = Field(default_factory=lambda: [401, 403], min_length=1)
+    refusal: RefusalShape | None = Field(
+        default=None, description="the auth layer's refusal shape; default: learned from the first good runs")
 
     @field_validator("status")
     @classmethod
@@ -278,6 +295,11 @@ class VoiceCheck(CheckBase, RequestSpec):
 
     kind: Literal["voice"]
     expect: HttpExpect = Field(default_factory=HttpExpect)
+    healthy_status: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["ok", "healthy", "up", "pass"], min_length=1,
+        description="values of the health body's JSON `status` field that mean healthy (case-insensitive); any "
+        "other value is a failure (VoiceDegraded) even without expect.json",
+    )
     synthesize: Synthesize | None = None
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.core.config.base import NAME_PATTERN, Method, Strict
-from monitor.core.config.checks import CheckBase, HttpExpect, RequestSpec, UrlPath
+from monitor.core.config.checks import CheckBase, HttpExpect, RefusalShape, RequestSpec, UrlPath, path_placeholders
 
 SUB = "sub"
 RUN_ID = "run_id"
@@ -178,3 +178,41 @@ class TenantIsolationCheck(CheckBase, RequestSpec):
 
     kind: Literal["tenant_isolation"]
     identity: str = Field(description="the identity whose token is sent; it must NOT own the requested resource")
+    own_read: bool = Field(
+        default=True, description="first read the identity's OWN resource (2xx required) as the control that the "
+        "identity works; false turns the control off")
+    own_params: dict[str, str] = Field(
+        default_factory=dict, description="path values for the identity's own resource ({sub} allowed); default: "
+        "the path's user placeholder (its only one, or the one named like user) set to {sub}")
+    refusal: RefusalShape | None = Field(
+        default=None, description="the owner check's refusal shape; default: learned from the first good runs")
+
+    @model_validator(mode="after")
+    def _own_params(self) -> TenantIsolationCheck:
+        if not self.own_params:
+            return self
+        names = path_placeholders(self.path)
+        unknown = sorted(set(self.own_params) - names)
+        missing = sorted(names - set(self.own_params))
+        if unknown or missing:
+            raise ValueError(
+                f"own_params must give exactly the placeholders of path {self.path!r} ("
+                + (", ".join(sorted(names)) or "none") + f"); unknown: {', '.join(unknown) or 'none'}, missing: "
+                f"{', '.join(missing) or 'none'}")
+        bad = sorted(name for value in self.own_params.values() for name in template_names(value) if name != SUB)
+        if bad:
+            raise ValueError(f"own_params may use only {{sub}}, not {', '.join('{' + b + '}' for b in bad)}")
+        return self
+
+    def own_values(self, sub: str) -> dict[str, str] | None:
+        """The path values of the identity's own resource for the user `sub`; None when the control is off or the
+        path has no placeholder that names the user (then the result says there was no control)."""
+        if not self.own_read:
+            return None
+        if self.own_params:
+            return {name: fill_template(value, {SUB: sub}) for name, value in self.own_params.items()}
+        names = sorted(path_placeholders(self.path))
+        users = [n for n in names if "user" in n.lower()] if len(names) != 1 else names
+        if len(users) != 1:
+            return None
+        return {**self.params, users[0]: sub}
