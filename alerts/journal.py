@@ -330,6 +330,9 @@ class Journal:
         self._dirty_states.clear()
         self._dirty_memory.clear()
         self._dirty_rows.clear()
+        if self._resync:
+            log.warning("alerts.state_rewritten", path=str(self._state_dir), states=len(self.states),
+                        outbox=len(self._rows))
         self._resync = False
         if self._failing_since is not None:
             log.warning("alerts.state_write_recovered", path=str(self._state_dir), failed_writes=self._attempts,

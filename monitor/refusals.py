@@ -4,6 +4,11 @@ probes/_refusal.py learns each auth_contract and tenant_isolation endpoint's own
 runs; the daemon keeps them in the `refusal_shape` table of the alert state database in `state_dir`, so a restart
 does not learn again (and cannot learn from a wall that went up meanwhile). A database that cannot be read or
 written costs only that: the shapes stay in memory, one warning is logged, probing goes on.
+
+No connection is kept open between writes (shapes are learned a few times per check, ever): a second long-lived
+connection on the state database would share SQLite's per-inode WAL and shared-memory mapping with the alert
+store's, so after someone deleted the -wal/-shm files the store's fresh connection would keep writing into the
+deleted ones and a crash would lose them (and repeat a page).
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ log = structlog.get_logger("pam_monitor.refusals")
 class StoredRefusals(RefusalMemory):
     """RefusalMemory whose `put` also writes to the state database; never raises."""
 
-    def __init__(self, store: Store | None, initial: dict[str, str]) -> None:
+    def __init__(self, state_dir: Path | None, initial: dict[str, str]) -> None:
         super().__init__(initial)
-        self._store = store
+        self._state_dir = state_dir
         self._warned = False
 
     @classmethod
@@ -33,26 +38,33 @@ class StoredRefusals(RefusalMemory):
         """The shapes stored in `state_dir` (none, in memory only, when the database cannot be used)."""
         try:
             store = Store.open(state_dir)
-            return cls(store, store.refusal_shapes())
+            try:
+                return cls(state_dir, store.refusal_shapes())
+            finally:
+                with contextlib.suppress(StoreError):
+                    store.close()
         except StoreError as exc:
             log.warning("refusals.unavailable", error=str(exc), kept="in memory until the next restart")
             return cls(None, {})
 
     def put(self, key: str, value: str) -> None:
         """Remember the shape, and save it (a failed write is logged once and the shape stays in memory)."""
+        known = self.get(key)
         super().put(key, value)
-        if self._store is None:
+        if self._state_dir is None or known == value:
             return
         try:
-            self._store.save_refusal_shape(key, value)
+            store = Store.open(self._state_dir)
+            try:
+                store.save_refusal_shape(key, value)
+            finally:
+                with contextlib.suppress(StoreError):
+                    store.close()
         except StoreError as exc:
             if not self._warned:
                 self._warned = True
                 log.warning("refusals.unsaved", error=str(exc), kept="in memory until the next restart")
 
     def close(self) -> None:
-        """Close the database connection."""
-        if self._store is not None:
-            with contextlib.suppress(StoreError):
-                self._store.close()
-            self._store = None
+        """Stop writing to the state database (nothing is held open between writes)."""
+        self._state_dir = None

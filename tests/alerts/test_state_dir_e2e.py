@@ -79,7 +79,7 @@ def test_a_lock_left_by_a_killed_daemon_does_not_block_a_restart(tmp_path: Path)
 
 def test_deleted_wal_and_shm_then_kill_9_does_not_repeat_a_page(tmp_path: Path) -> None:
     """A daemon pages (EndpointDown to a webhook); its database's -wal and -shm are deleted; the daemon logs
-    alerts.state_files_replaced naming them and rewrites its state into fresh files; after kill -9 and a restart
+    alerts.state_files_replaced naming them and rewrites its state into fresh files (alerts.state_rewritten); after kill -9 and a restart
     on the same state_dir the still-failing check does not page again. (Before: nothing was logged, the restart
     read "states": 0 and the webhook got the same firing again.)"""
     rec = Recorder()
@@ -98,6 +98,10 @@ def test_deleted_wal_and_shm_then_kill_9_does_not_repeat_a_page(tmp_path: Path) 
                 what="alerts.state_files_replaced")
             assert {str(state / (FILENAME + "-wal")), str(state / (FILENAME + "-shm"))} <= set(replaced[0]["files"])
             assert "error" == replaced[0]["level"]
+            # The rewrite comes at the next write after the discovery: kill only once it is on disk (on a busy
+            # machine the kill could otherwise land between the two and test nothing but the timing).
+            first.wait_for(lambda: [e for e in first.logs() if e.get("event") == "alerts.state_rewritten"],
+                           what="alerts.state_rewritten")
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(timeout=10)
         with run_daemon(config, free_port(), tmp_path) as second:
