@@ -54,6 +54,7 @@ from monitor.core.config.checks import (
     path_placeholders,
     split_table,
 )
+from monitor.core.config.exposition import DETAIL_FAMILIES, DetailFamily, MetricsSettings
 from monitor.core.config.identities import Identity, Mint, SignIn
 from monitor.core.config.journeys import (
     RUN_ID,
@@ -79,6 +80,7 @@ __all__ = [
     "CHECK_KINDS",
     "CHECK_MODELS",
     "DEFAULT_REPLICAS",
+    "DETAIL_FAMILIES",
     "ENV_PREFIX",
     "MATCHER_KEYS",
     "NAME_PATTERN",
@@ -97,6 +99,7 @@ __all__ = [
     "Config",
     "DbCheck",
     "Defaults",
+    "DetailFamily",
     "Duration",
     "Flapping",
     "ForgedToken",
@@ -110,6 +113,7 @@ __all__ = [
     "JsonMatcher",
     "Maintenance",
     "Method",
+    "MetricsSettings",
     "Mint",
     "PagerDutySink",
     "PostgrestCheck",

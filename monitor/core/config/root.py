@@ -18,6 +18,7 @@ from pydantic import (
 
 from monitor.core.config.alerting import Alerts
 from monitor.core.config.base import NAME_PATTERN, Duration, Strict, require_timeout_below_interval
+from monitor.core.config.exposition import MetricsSettings
 from monitor.core.config.identities import Identity
 from monitor.core.config.kinds import CHECK_MODELS, Check, identity_refs
 from monitor.core.config.targets import Target
@@ -69,6 +70,7 @@ class Config(Strict):
     )
     checks: list[Check] = Field(default_factory=list)
     alerts: Alerts = Field(default_factory=Alerts)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     # Set by apply_shard, never from the file: the file's checks that other shards run.
     _elsewhere: frozenset[str] = PrivateAttr(default_factory=frozenset)
 

@@ -136,7 +136,18 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "unknown_top_level_key",
         "servce: x\n",
         ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, defaults, http, "
-         "identities, listen, log_level, service, shutdown_timeout, state_dir, targets"],
+         "identities, listen, log_level, metrics, service, shutdown_timeout, state_dir, targets"],
+    ),
+    (
+        "unknown_metrics_detail_family",
+        "metrics: {detail: [outcome_onehot, phase_histogram]}\n",
+        ["{f}:1: metrics.detail[1]: must be one of 'outcome_onehot' or 'duration_histogram', got text (value not "
+         "shown: it may be a secret)"],
+    ),
+    (
+        "metrics_detail_family_twice",
+        "metrics: {detail: [duration_histogram, duration_histogram]}\n",
+        ["{f}:1: metrics.detail: lists a family twice; name each of outcome_onehot, duration_histogram at most once"],
     ),
     (
         "bad_time_zone",
