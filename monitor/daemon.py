@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,11 @@ from pydantic import BaseModel
 
 from monitor import __version__
 from monitor.core.clock import Clock, SystemClock
-from monitor.core.config import Config, parse_listen
+from monitor.core.config import Config, HeartbeatCheck, parse_listen
 from monitor.core.errors import ConfigError, StateDirError, StoreError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
+from monitor.heartbeat import HeartbeatEndpoint, HeartbeatTable
 from monitor.metrics import Metrics
 from monitor.reload import RELOAD_TIMEOUT_S, load_in_child
 from monitor.runner import Runner
@@ -28,6 +30,7 @@ from monitor.schedule import MonotonicScheduler, SchedulerClock
 from monitor.server import LoopCall, ServerThread, bind_socket, build_server, create_app
 from monitor.state import State
 from probes.deps import Deps, build_deps
+from probes.heartbeat import BOOK, HeartbeatBook
 
 log = structlog.get_logger("pam_monitor.daemon")
 
@@ -162,6 +165,10 @@ class Daemon:
         self._reload_again = False
         self.reload_timeout = RELOAD_TIMEOUT_S
         self._background: set[asyncio.Task[Any]] = set()
+        # Calls of heartbeat checks: kept across reloads, and across restarts in the state database.
+        self.heartbeats = HeartbeatBook(self.clock.time)
+        self._heartbeat_checks: dict[str, HeartbeatCheck] = {}
+        self._heartbeat_table: HeartbeatTable | None = None
 
     # -- control -------------------------------------------------------------------------------------------
 
@@ -219,6 +226,9 @@ class Daemon:
         _share_equal_parts(config)
         self.redactor.update(collect_secrets(config))
         self.deps = build_deps(config, self.clock)
+        self.deps.resources[BOOK] = self.heartbeats
+        self._heartbeat_checks = {c.name: c for c in config.checks if isinstance(c, HeartbeatCheck) and c.enabled}
+        self.heartbeats.watch(self._heartbeat_checks)
         if old_runner is not None:
             old_runner.stop(self.scheduler)
         self.runner = Runner(
@@ -283,11 +293,14 @@ class Daemon:
             self.state.persistence = self.engine.state_problem
             alerts = LoopCall(loop, self.engine.active_alerts)
             self._spawn(self._judge_saturation(self.engine))
+        self._open_heartbeat_table()
         self._adopt(self.config)
         self.scheduler.start()
         # Served from its own thread and event loop: a flood of scrapers never delays a probe.
+        beats = HeartbeatEndpoint(self.heartbeats, lambda: self._heartbeat_checks, self.redactor.scrub,
+                                  self.clock.monotonic)
         app = create_app(self.state, self.metrics, lambda: self.config.service, alerts=alerts,
-                         clock=self.clock.time)
+                         clock=self.clock.time, heartbeat=beats)
         self.server = ServerThread(build_server(app, host, port), sock)
         self.server.start()
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
@@ -298,6 +311,20 @@ class Daemon:
         await self._shutdown()
         log.info("daemon.stopped")
         return 0
+
+    def _open_heartbeat_table(self) -> None:
+        """Load the heartbeat calls saved by the last run and save new ones; without the table (a state_dir
+        problem the alert store reports on its own) they are kept in memory only."""
+        if not any(isinstance(c, HeartbeatCheck) for c in self.config.checks) and self.engine is None:
+            return
+        try:
+            self._heartbeat_table = HeartbeatTable(self.config.state_dir)
+            self.heartbeats.load(self._heartbeat_table.load())
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("heartbeat.table_unusable", state_dir=str(self.config.state_dir), error=str(exc),
+                        kept="in memory until restart")
+            return
+        self.heartbeats.persist_with(self._heartbeat_table.save)
 
     async def _judge_saturation(self, engine: Engine) -> None:
         """Hand the alert engine the skipped-run count at its cadence (MonitorSaturated), until cancelled."""
@@ -338,5 +365,7 @@ class Daemon:
         await self.saturation.lag.aclose()
         if self.deps is not None:
             await self.deps.aclose()
+        if self._heartbeat_table is not None:
+            self._heartbeat_table.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -161,11 +161,13 @@ class _Busy:
 def create_app(
     state: State, metrics: Metrics, service: Callable[[], str], clock: Callable[[], float] = time.time, *,
     alerts: AlertsSource | None = None, metrics_ttl: float = METRICS_TTL, max_heavy: int = MAX_HEAVY,
+    heartbeat: Callable[[Request], Awaitable[Response]] | None = None,
 ) -> Starlette:
     """Build the ASGI app; it reads the live State and Metrics, so it survives config reloads.
 
     `clock` (epoch seconds) is what the page counts relative times ("3 min ago") from. `alerts` (default: the
-    state's own provider, called in place) gives the active alerts for /status and the page.
+    state's own provider, called in place) gives the active alerts for /status and the page. `heartbeat`
+    (monitor/heartbeat.py) answers `/heartbeat/<check>` and `/heartbeat/<check>/fail` for jobs.
     """
     scrape = _Shared(metrics.render_chunks, metrics_ttl)
 
@@ -192,6 +194,10 @@ def create_app(
         doc = state.status(await active_alerts())
         return HTMLResponse(render_page(doc, service(), state.ready()[1], now=clock()))
 
+    async def beat(request: Request) -> Response:  # a function: Starlette runs a callable object as raw ASGI
+        assert heartbeat is not None
+        return await heartbeat(request)
+
     return Starlette(
         routes=[
             Route("/metrics", metrics_endpoint),
@@ -199,6 +205,8 @@ def create_app(
             Route("/readyz", readyz),
             Route("/status", status),
             Route("/", index),
+            *([Route("/heartbeat/{check}", beat, methods=["GET", "POST"]),
+               Route("/heartbeat/{check}/fail", beat, methods=["GET", "POST"])] if heartbeat else []),
         ],
         middleware=[Middleware(_Busy, limit=max_heavy, paths=HEAVY_PATHS)],
     )

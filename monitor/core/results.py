@@ -32,6 +32,7 @@ class Outcome(enum.StrEnum):
     POLICY_ERROR = "policy_error"
     DB_ERROR = "db_error"
     INTERNAL_ERROR = "internal_error"
+    HEARTBEAT_MISSED = "heartbeat_missed"
 
     @property
     def success(self) -> bool:

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENVIRON = {"DATABASE_URL": "postgresql://app@127.0.0.1/app", "PAGERDUTY_ROUTING_KEY": "r" * 32,
            "SUPABASE_JWT_SECRET": "s" * 40}
 POSTGREST = {"name": "rest_tables", "kind": "postgrest", "target": "backend", "required_tables": ["a", "b"]}
+HEARTBEAT = {"name": "nightly", "kind": "heartbeat", "interval": "1d", "token": "t" * 20}
 
 # kind -> (its example check, series at start-up, after one ok run, after one run of each of its outcomes).
 # Each further outcome adds its counter; each distinct change of outcome adds a transitions series.
@@ -28,6 +29,7 @@ BUDGET: dict[str, tuple[str, int, int, int]] = {
     "journey": ("settings_journey", 17, 19, 41),  # + a phase per step (4 here)
     "tenant_isolation": ("settings_isolation", 13, 15, 37),
     "db": ("db_roundtrip", 12, 14, 44),  # no HTTP series; + 5 tables and 3 phases (connect, query, canary)
+    "heartbeat": ("nightly", 4, 6, 10),  # no HTTP series
 }
 HTTP_CHECK_LIMIT = 20
 """blackbox_exporter's http_2xx probe: 17 series over plain HTTP, 21 over TLS (README, blackbox_exporter parity)."""
@@ -38,7 +40,7 @@ def _example_checks() -> dict[str, object]:
                                                                                     "journeys.yaml")]
     checks: dict[str, object] = {c.name: c for config in configs for c in config.checks}
     extra = Config.model_validate({"targets": {"backend": {"base_url": "http://127.0.0.1:9"}},
-                                   "checks": [POSTGREST]})
+                                   "checks": [POSTGREST, HEARTBEAT]})
     checks.update({c.name: c for c in extra.checks})
     return checks
 

@@ -55,6 +55,7 @@ from monitor.core.config.checks import (
     split_table,
 )
 from monitor.core.config.exposition import DETAIL_FAMILIES, DetailFamily, MetricsSettings
+from monitor.core.config.heartbeat import HeartbeatCheck
 from monitor.core.config.identities import Identity, Mint, SignIn
 from monitor.core.config.journeys import (
     RUN_ID,
@@ -103,6 +104,7 @@ __all__ = [
     "Duration",
     "Flapping",
     "ForgedToken",
+    "HeartbeatCheck",
     "HttpCheck",
     "HttpExpect",
     "HttpMethod",

@@ -39,6 +39,7 @@ AlertName = Literal[
     "CertificateExpiring",
     "MonitorSaturated",
     "MonitorWatchdog",
+    "HeartbeatMissed",
 ]
 
 

@@ -32,9 +32,10 @@ from monitor.core.config.matchers import validate_json_expectations
 
 
 class CheckBase(Strict):
-    """Fields shared by every kind of check. `target_type` says which kind of target the check needs."""
+    """Fields shared by every kind of check. `target_type` says which kind of target the check needs ("none": the
+    check has no target, e.g. `heartbeat`)."""
 
-    target_type: ClassVar[Literal["http", "dsn"]] = "http"
+    target_type: ClassVar[Literal["http", "dsn", "none"]] = "http"
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     target: str
@@ -295,7 +296,7 @@ def split_table(name: str, default_schema: str = "public") -> tuple[str, str]:
 class DbCheck(CheckBase):
     """Kind `db`: PostgreSQL round trip (connect, SELECT 1, tables, columns, RLS, canary)."""
 
-    target_type: ClassVar[Literal["http", "dsn"]] = "dsn"
+    target_type: ClassVar[Literal["http", "dsn", "none"]] = "dsn"
     kind: Literal["db"]
     required_tables: list[TableName] = Field(default_factory=list)
     required_columns: dict[TableName, list[ColumnName]] = Field(default_factory=dict)

@@ -15,13 +15,16 @@ from monitor.core.config.checks import (
     PostgrestCheck,
     VoiceCheck,
 )
+from monitor.core.config.heartbeat import HeartbeatCheck
 from monitor.core.config.journeys import JourneyCheck, TenantIsolationCheck
 
 CHECK_MODELS: tuple[type[CheckBase], ...] = (
     HttpCheck, AuthContractCheck, VoiceCheck, DbCheck, PostgrestCheck, JourneyCheck, TenantIsolationCheck,
+    HeartbeatCheck,
 )
 Check = Annotated[
-    HttpCheck | AuthContractCheck | VoiceCheck | DbCheck | PostgrestCheck | JourneyCheck | TenantIsolationCheck,
+    HttpCheck | AuthContractCheck | VoiceCheck | DbCheck | PostgrestCheck | JourneyCheck | TenantIsolationCheck
+    | HeartbeatCheck,
     Field(discriminator="kind"),
 ]
 CHECK_KINDS: tuple[str, ...] = tuple(typing.get_args(m.model_fields["kind"].annotation)[0] for m in CHECK_MODELS)

@@ -134,7 +134,7 @@ class CheckRef:
 def cross_check(config: Config) -> list[tuple[str, str]]:
     """Rules that span several parts of a valid configuration; returns (field path, problem) pairs."""
     return cross_rules(
-        [CheckRef(i, c.name, c.kind, c.target, type(c).target_type == "http", tuple(c.depends_on),
+        [CheckRef(i, c.name, c.kind, c.target or None, type(c).target_type == "http", tuple(c.depends_on),
                   tuple(identity_refs(c)))
          for i, c in enumerate(config.checks)],
         {name: target.is_http for name, target in config.targets.items()},
@@ -327,5 +327,7 @@ def raw_facts(
     return checks, targets, sinks, health_checks, identities
 
 
-def _needs_http() -> dict[str, bool]:
-    return {typing.get_args(m.model_fields["kind"].annotation)[0]: m.target_type == "http" for m in CHECK_MODELS}
+def _needs_http() -> dict[str, bool | None]:
+    # None: a kind without a target (heartbeat), whose model refuses one itself.
+    return {typing.get_args(m.model_fields["kind"].annotation)[0]: None if m.target_type == "none"
+            else m.target_type == "http" for m in CHECK_MODELS}

@@ -30,7 +30,7 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "unknown_kind",
         BASE + "checks:\n  - {name: a, kind: htp, target: backend}\n",
         ["{f}:5: checks[0] (a): unknown kind 'htp'; allowed: 'http', 'auth_contract', 'voice', 'db', 'postgrest', "
-         "'journey', 'tenant_isolation'"],
+         "'journey', 'tenant_isolation', 'heartbeat'"],
     ),
     (
         "status_out_of_range",
@@ -143,6 +143,18 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "metrics: {detail: [outcome_onehot, phase_histogram]}\n",
         ["{f}:1: metrics.detail[1]: must be one of 'outcome_onehot' or 'duration_histogram', got text (value not "
          "shown: it may be a secret)"],
+    ),
+    (
+        "heartbeat_token_too_short",
+        "checks:\n  - {name: nightly, kind: heartbeat, interval: 1h, token: x9y8z7}\n",
+        ["{f}:2: checks[0] (nightly).token: is shorter than 16 characters; use a random one (`openssl rand -hex 16`), "
+         "from the environment (\"${VAR}\") or a file (\"${file:/path}\")"],
+    ),
+    (
+        "heartbeat_with_a_target",
+        BASE + "checks:\n  - {name: nightly, kind: heartbeat, target: backend, token: 0123456789abcdef0123}\n",
+        ["{f}:5: checks[0] (nightly).target: a heartbeat check has no target (its job calls the daemon); remove "
+         "`target`, got 'backend'"],
     ),
     (
         "metrics_detail_family_twice",
