@@ -16,6 +16,7 @@ from typing import Any
 
 from alerts.certs import expiring
 from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations
+from alerts.links import with_links
 from alerts.model import CheckMemory, Observation, Signal
 from alerts.rules import CHECK_FAILED, RULES, Facts, base_labels
 from alerts.steps import passed_steps, per_step
@@ -59,10 +60,12 @@ def evaluate(
     """
     facts = Facts(config, check, result, memory, known, extra_labels)
     if result.outcome is Outcome.RATE_LIMITED:
-        return _rate_limited(facts) if CHECK_FAILED in rules else []
-    if check.kind == "journey":
-        return per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
-    return _judge(facts, rules, kind_rules)
+        found = _rate_limited(facts) if CHECK_FAILED in rules else []
+    elif check.kind == "journey":
+        found = per_step(facts, rules, lambda step: _judge(step, rules, kind_rules), alert_key)
+    else:
+        found = _judge(facts, rules, kind_rules)
+    return with_links(config, check, found)
 
 
 def _judge(facts: Facts, rules: Collection[str], kind_rules: Collection[str] | None) -> list[Observation]:

@@ -15,6 +15,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from alerts.links import check_links
 from monitor import __version__
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config, HeartbeatCheck, parse_listen
@@ -227,6 +228,7 @@ class Daemon:
         self.redactor.update(collect_secrets(config))
         self.deps = build_deps(config, self.clock)
         self.deps.resources[BOOK] = self.heartbeats
+        self.state.links = check_links(config)
         self._heartbeat_checks = {c.name: c for c in config.checks if isinstance(c, HeartbeatCheck) and c.enabled}
         self.heartbeats.watch(self._heartbeat_checks)
         if old_runner is not None:

@@ -161,8 +161,8 @@ def _check_row(check: Mapping[str, Any], now: float) -> str:
     every = _every(float(interval)) if isinstance(interval, int | float) else "-"
     status = check.get("status_code")
     return (
-        f'<tr class="r-{level}"><td class="nw"><span class="dot c-{level}"></span><b>{esc(check.get("name"))}</b>'
-        f'<div class="sub">{esc(check.get("kind"))}</div></td>'
+        f'<tr class="r-{level}" id="check-{esc(check.get("name"))}"><td class="nw"><span class="dot c-{level}"></span>'
+        f'<b>{esc(check.get("name"))}</b><div class="sub">{esc(check.get("kind"))}{_links(check)}</div></td>'
         f'<td><span class="badge c-{level}">{esc(outcome or "not run yet")}</span>'
         f'{f"<div class=sub>HTTP {esc(status)}</div>" if status else ""}</td>'
         f'<td class="nw">{_time(check.get("finished_at"), now) if check.get("finished_at") else "-"}'
@@ -170,6 +170,12 @@ def _check_row(check: Mapping[str, Any], now: float) -> str:
         f"<td>{esc(every)}</td><td>{_strip(check.get('history') or [])}</td>"
         f'<td class="msg">{esc(check.get("message"))}</td></tr>'
     )
+
+
+def _links(item: Mapping[str, Any]) -> str:
+    """` · runbook · dashboard` links of a check or an alert, where configured (alerts/links.py)."""
+    return "".join(f' · <a href="{esc(item[key])}">{text}</a>' for key, text in
+                   (("runbook_url", "runbook"), ("dashboard_url", "dashboard")) if item.get(key))
 
 
 def _held(alert: Mapping[str, Any], now: float) -> str:
@@ -185,6 +191,12 @@ def _held(alert: Mapping[str, Any], now: float) -> str:
     return f'<span class="tag">{text}</span>'
 
 
+def _check_link(labels: Mapping[str, Any]) -> str:
+    """A link to the alert's check's row on this page (its anchor `#check-<name>`), when it has a check."""
+    check = labels.get("check")
+    return f'<a href="#check-{esc(check)}">{esc(check)}</a> · ' if check else ""
+
+
 def _alert_row(alert: Mapping[str, Any], now: float) -> str:
     severity = _severity(alert)
     level = _SEVERITY_LEVEL.get(severity, "idle")
@@ -194,7 +206,8 @@ def _alert_row(alert: Mapping[str, Any], now: float) -> str:
     return (
         f'<tr class="r-{level if state == "firing" else "idle"}">'
         f'<td><span class="badge c-{level}">{esc(severity)}</span></td>'
-        f'<td><b>{esc(alert.get("alertname"))}</b><div class="sub">{esc(shown)}</div></td>'
+        f'<td><b>{esc(alert.get("alertname"))}</b><div class="sub">{_check_link(labels)}{esc(shown)}{_links(alert)}'
+        f"</div></td>"
         f'<td>{esc(state)} {_held(alert, now)}</td>'
         f'<td>{_time(alert.get("since"), now) if alert.get("since") else "-"}</td></tr>'
     )

@@ -62,6 +62,8 @@ class State:
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
         self._lock = threading.Lock()
+        # Per check: its status-page, runbook and dashboard links (alerts.links.check_links), set by the daemon.
+        self.links: Mapping[str, Mapping[str, str]] = {}
         self.results: dict[str, Result] = {}
         self.kinds: dict[str, str] = {}
         self.intervals: dict[str, float] = {}
@@ -149,6 +151,7 @@ class State:
             else:
                 entry = result.to_status()
             entry["interval_s"] = intervals.get(name)
+            entry.update(self.links.get(name, {}))  # status_url, runbook_url, dashboard_url (alerts/links.py)
             entry["history"] = [
                 {"outcome": outcome.value, "finished_at": iso(finished_at)} for outcome, finished_at in history[name]
             ]

@@ -28,6 +28,7 @@ from monitor.core.config.base import (
     Strict,
     require_timeout_below_interval,
 )
+from monitor.core.config.links import LinkTemplate
 from monitor.core.config.matchers import validate_json_expectations
 
 
@@ -50,6 +51,8 @@ class CheckBase(Strict):
     depends_on: list[str] = Field(
         default_factory=list, description="checks whose failure explains this one's (its alerts are held back)"
     )
+    runbook_url: LinkTemplate | None = Field(default=None, description="runbook link of this check's alerts")
+    dashboard_url: LinkTemplate | None = Field(default=None, description="dashboard link of this check's alerts")
 
     @field_validator("interval")
     @classmethod

@@ -21,6 +21,7 @@ from monitor.core.config.base import NAME_PATTERN, Duration, Strict, require_tim
 from monitor.core.config.exposition import MetricsSettings
 from monitor.core.config.identities import Identity
 from monitor.core.config.kinds import CHECK_MODELS, Check, identity_refs
+from monitor.core.config.links import ExternalUrl, LinkTemplate
 from monitor.core.config.targets import Target
 
 
@@ -71,6 +72,11 @@ class Config(Strict):
     checks: list[Check] = Field(default_factory=list)
     alerts: Alerts = Field(default_factory=Alerts)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    external_url: ExternalUrl | None = Field(
+        default=None, description="where people reach the status page (default http://<listen>/)")
+    runbook_url: LinkTemplate | None = Field(
+        default=None, description="runbook link on every alert unless a target or check sets its own")
+    dashboard_url: LinkTemplate | None = Field(default=None, description="dashboard link on every alert")
     # Set by apply_shard, never from the file: the file's checks that other shards run.
     _elsewhere: frozenset[str] = PrivateAttr(default_factory=frozenset)
 

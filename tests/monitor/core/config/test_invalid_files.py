@@ -23,8 +23,9 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "typo_in_check_key",
         BASE + "checks:\n  - {name: a, kind: http, target: backend, timout: 5s}\n",
         ["{f}:5: checks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
-         "depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, labels, "
-         "maintenance, method, name, params, path, query, success_threshold, target, timeout"],
+         "dashboard_url, depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, "
+         "kind, labels, maintenance, method, name, params, path, query, runbook_url, success_threshold, target, "
+         "timeout"],
     ),
     (
         "unknown_kind",
@@ -135,8 +136,9 @@ INVALID: list[tuple[str, str, list[str]]] = [
     (
         "unknown_top_level_key",
         "servce: x\n",
-        ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, defaults, http, "
-         "identities, listen, log_level, metrics, service, shutdown_timeout, state_dir, targets"],
+        ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, dashboard_url, "
+         "defaults, external_url, http, identities, listen, log_level, metrics, runbook_url, service, "
+         "shutdown_timeout, state_dir, targets"],
     ),
     (
         "unknown_metrics_detail_family",
@@ -155,6 +157,34 @@ INVALID: list[tuple[str, str, list[str]]] = [
         BASE + "checks:\n  - {name: nightly, kind: heartbeat, target: backend, token: 0123456789abcdef0123}\n",
         ["{f}:5: checks[0] (nightly).target: a heartbeat check has no target (its job calls the daemon); remove "
          "`target`, got 'backend'"],
+    ),
+    (
+        "runbook_url_unknown_placeholder",
+        'runbook_url: "https://wiki.example.com/{team}/{alertname}"\n',
+        ["{f}:1: runbook_url: has unknown placeholder 'team'; use {check}, {target} or {alertname}, got "
+         "'https://wiki.example.com/{team}/{alertname}'"],
+    ),
+    (
+        "runbook_url_format_spec",
+        'targets:\n  backend: {base_url: "http://127.0.0.1:8000", runbook_url: "https://wiki/{check!r}"}\n',
+        ["{f}:2: targets.backend.runbook_url: has a placeholder with a conversion or format spec; write it plain: "
+         "{check}, {target} or {alertname}, got 'https://wiki/{check!r}'"],
+    ),
+    (
+        "runbook_url_broken_brace",
+        BASE + 'checks:\n  - {name: a, kind: http, target: backend, runbook_url: "https://wiki/{check"}\n',
+        ["{f}:5: checks[0] (a).runbook_url: is not a valid template (expected '}' before end of string); write "
+         "placeholders as {check}, {target}, {alertname} and a literal brace as {{ or }}, got 'https://wiki/{check'"],
+    ),
+    (
+        "dashboard_url_relative",
+        'dashboard_url: "grafana/d/{check}"\n',
+        ["{f}:1: dashboard_url: must be an absolute http:// or https:// URL, got 'grafana/d/{check}'"],
+    ),
+    (
+        "external_url_without_scheme",
+        "external_url: status.example.com\n",
+        ["{f}:1: external_url: must be an absolute http:// or https:// URL, got 'status.example.com'"],
     ),
     (
         "metrics_detail_family_twice",
