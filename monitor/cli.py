@@ -154,10 +154,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = asyncio.run(_check_once(config, args.only, redactor))
     if args.format == "json":
         doc = {"checks": [r.to_status() for r in results]}
+        _add_over_time(doc["checks"], config)
         print(json.dumps(doc, indent=2))
     else:
         print(render_table(results))
     return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
+
+
+def _add_over_time(checks: list[dict[str, Any]], config: Config) -> None:
+    """Each check's availability and latency over time, when `state_dir` holds a daemon's history."""
+    from monitor.history import read_over_time
+
+    found = read_over_time(config.state_dir, [c["name"] for c in checks], time.time)
+    if found is not None:
+        for entry in checks:
+            entry["over_time"] = found.get(entry["name"])
 
 
 async def _check_once(config: Config, only: list[str] | None, redactor: Redactor) -> list[Result]:

@@ -23,6 +23,7 @@ from monitor.core.errors import ConfigError, StateDirError, StoreError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
 from monitor.heartbeat import HeartbeatEndpoint, HeartbeatTable
+from monitor.history import FLUSH_EVERY_S, SUMMARY_EVERY_S, History
 from monitor.metrics import Metrics
 from monitor.reload import RELOAD_TIMEOUT_S, load_in_child
 from monitor.runner import Runner
@@ -170,6 +171,7 @@ class Daemon:
         self.heartbeats = HeartbeatBook(self.clock.time)
         self._heartbeat_checks: dict[str, HeartbeatCheck] = {}
         self._heartbeat_table: HeartbeatTable | None = None
+        self.history: History | None = None
 
     # -- control -------------------------------------------------------------------------------------------
 
@@ -235,7 +237,7 @@ class Daemon:
             old_runner.stop(self.scheduler)
         self.runner = Runner(
             config, self.deps, self.metrics, self.state,
-            on_result=self.engine.observe if self.engine is not None else None, redact=self.redactor.scrub,
+            on_result=self._on_result, redact=self.redactor.scrub,
             saturation=self.saturation,
         )
         self.runner.start(self.scheduler)
@@ -296,6 +298,7 @@ class Daemon:
             alerts = LoopCall(loop, self.engine.active_alerts)
             self._spawn(self._judge_saturation(self.engine))
         self._open_heartbeat_table()
+        self._open_history()
         self._adopt(self.config)
         self.scheduler.start()
         # Served from its own thread and event loop: a flood of scrapers never delays a probe.
@@ -313,6 +316,43 @@ class Daemon:
         await self._shutdown()
         log.info("daemon.stopped")
         return 0
+
+    def _on_result(self, result: Result) -> None:
+        """Each finished run: into the history's in-memory buckets, then to the alert engine."""
+        if self.history is not None:
+            self.history.record(result)
+        if self.engine is not None:
+            self.engine.observe(result)
+
+    def _open_history(self) -> None:
+        """Open the availability/latency rollups in the state database; without it (a state_dir problem the
+        alert store reports on its own) /status has no `over_time`."""
+        if self.engine is None:
+            return
+        try:
+            self.history = History(self.config.state_dir, self.clock.time)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("history.unusable", state_dir=str(self.config.state_dir), error=str(exc))
+            return
+        history = self.history
+        self.state.over_time = history.summary
+        self._spawn(self._flush_history(history))
+
+    async def _flush_history(self, history: History) -> None:
+        """Write the history's pending buckets every FLUSH_EVERY_S and recompute its summary every
+        SUMMARY_EVERY_S (at once on start-up), off the event loop, until cancelled."""
+        loop = asyncio.get_running_loop()
+        refreshed = float("-inf")
+        while True:
+            try:
+                if loop.time() - refreshed >= SUMMARY_EVERY_S:
+                    refreshed = loop.time()
+                    await asyncio.to_thread(history.refresh)
+                else:
+                    await asyncio.to_thread(history.flush)
+            except Exception as exc:
+                log.error("history.flush_failed", error_type=type(exc).__name__, error=str(exc))
+            await asyncio.sleep(FLUSH_EVERY_S)
 
     def _open_heartbeat_table(self) -> None:
         """Load the heartbeat calls saved by the last run and save new ones; without the table (a state_dir
@@ -369,5 +409,10 @@ class Daemon:
             await self.deps.aclose()
         if self._heartbeat_table is not None:
             self._heartbeat_table.close()
+        if self.history is not None:
+            try:
+                self.history.close()
+            except sqlite3.Error as exc:
+                log.warning("history.close_failed", error=str(exc))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -168,8 +168,29 @@ def _check_row(check: Mapping[str, Any], now: float) -> str:
         f'<td class="nw">{_time(check.get("finished_at"), now) if check.get("finished_at") else "-"}'
         f'<div class="sub">{esc(took)}</div></td>'
         f"<td>{esc(every)}</td><td>{_strip(check.get('history') or [])}</td>"
-        f'<td class="msg">{esc(check.get("message"))}</td></tr>'
+        f'<td class="msg">{esc(check.get("message"))}{_over_time(check.get("over_time"))}</td></tr>'
     )
+
+
+def _percent(value: object) -> str:
+    return f"{float(value) * 100:.2f}".rstrip("0").rstrip(".") + "%" if isinstance(value, int | float) else "-"
+
+
+def _over_time(over: object) -> str:
+    """Availability per window, p95 over 24 h and the 30-day strip (monitor/history.py), when there is history."""
+    if not isinstance(over, Mapping):
+        return ""
+    parts = [f"{label} {_percent((over.get(label) or {}).get('availability'))}" for label in ("1h", "24h", "7d", "30d")]
+    p95 = (over.get("24h") or {}).get("p95_s")
+    if isinstance(p95, int | float):
+        parts.append(f"p95 {p95 * 1000:.0f} ms")
+    cells = []
+    for i, day in enumerate(over.get("days") or []):
+        level = "none" if day is None else "c-ok" if day >= 0.999 else "c-warn" if day >= 0.99 else "c-bad"
+        cells.append(f'<span class="cell {level}" title="day {i + 1} of 30: {esc(_percent(day))}"></span>')
+    strip = "".join(cells)
+    return (f'<div class="sub">{esc(" · ".join(parts))}</div>'
+            f'<div class="strip days" aria-label="availability per day, last 30 days, oldest first">{strip}</div>')
 
 
 def _links(item: Mapping[str, Any]) -> str:
@@ -266,7 +287,7 @@ _CSS = (
     ".badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}"
     ".dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}"
     ".strip{display:flex;gap:2px}.cell{display:inline-block;width:8px;height:18px;border-radius:2px}"
-    ".cell.none{background:#eef1f4}"
+    ".cell.none{background:#eef1f4}.days .cell{width:5px;height:10px}"
     ".tag{display:inline-block;margin-left:4px;padding:0 6px;border:1px solid #d1d9e0;border-radius:6px;"
     "font-size:12px;color:#59636e}"
     + "".join(f".c-{name}{{background:{colour}}}" for name, colour in PALETTE.items())

@@ -64,6 +64,8 @@ class State:
         self._lock = threading.Lock()
         # Per check: its status-page, runbook and dashboard links (alerts.links.check_links), set by the daemon.
         self.links: Mapping[str, Mapping[str, str]] = {}
+        # Per check: availability and latency over 1h/24h/7d/30d and a 30-day strip (monitor/history.py).
+        self.over_time: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
         self.results: dict[str, Result] = {}
         self.kinds: dict[str, str] = {}
         self.intervals: dict[str, float] = {}
@@ -141,6 +143,7 @@ class State:
             results = dict(self.results)
             history = {name: tuple(self.history.get(name, ())) for name in order}
         checks: list[dict[str, Any]] = []
+        over_time = self.over_time() if self.over_time is not None else {}
         for name in order:
             result = results.get(name)
             if result is None:
@@ -152,6 +155,8 @@ class State:
                 entry = result.to_status()
             entry["interval_s"] = intervals.get(name)
             entry.update(self.links.get(name, {}))  # status_url, runbook_url, dashboard_url (alerts/links.py)
+            if self.over_time is not None:
+                entry["over_time"] = over_time.get(name)
             entry["history"] = [
                 {"outcome": outcome.value, "finished_at": iso(finished_at)} for outcome, finished_at in history[name]
             ]
