@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in CONFIG_VERBS and args.config not in (None, env_path("PAM_MONITOR_CONFIG")):
         parser.error(f"--config does not apply to {args.command}")
     handlers = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "notify": _cmd_notify,
-                "demo": _cmd_demo, "discover": _cmd_discover}
+                "demo": _cmd_demo, "discover": _cmd_discover, "rules": _cmd_rules}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -225,6 +225,22 @@ def _cmd_notify(args: argparse.Namespace) -> int:
     accepted = sum(1 for a in answers if a.accepted)
     print(f"{accepted} of {len(answers)} accepted the test notification")
     return EXIT_OK if accepted == len(answers) else EXIT_FAILED
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from monitor.slo import render_rules, specs
+
+    config = _load(args, sys.stderr, require_checks=False)
+    if config is None:
+        return EXIT_CONFIG
+    text = render_rules(config, job=args.job)
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+    if not specs(config):
+        print("pam-monitor: the config has no slo: no rules written", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

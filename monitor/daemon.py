@@ -30,6 +30,7 @@ from monitor.runner import Runner
 from monitor.saturation import Saturation
 from monitor.schedule import MonotonicScheduler, SchedulerClock
 from monitor.server import LoopCall, ServerThread, bind_socket, build_server, create_app
+from monitor.slo import budgets
 from monitor.state import State
 from probes.deps import Deps, build_deps
 from probes.heartbeat import BOOK, HeartbeatBook
@@ -336,6 +337,8 @@ class Daemon:
             return
         history = self.history
         self.state.over_time = history.summary
+        self.state.slos = lambda: budgets(self.config, history.summary()) if self.config.slos or any(
+            c.slo for c in self.config.checks) else []
         self._spawn(self._flush_history(history))
 
     async def _flush_history(self, history: History) -> None:

@@ -199,6 +199,23 @@ def _links(item: Mapping[str, Any]) -> str:
                    (("runbook_url", "runbook"), ("dashboard_url", "dashboard")) if item.get(key))
 
 
+def _budgets(slos: Sequence[Mapping[str, Any]]) -> str:
+    """The SLO table: objective, window, availability and the error budget left (monitor/slo.py)."""
+    if not slos:
+        return ""
+    rows = []
+    for slo in slos:
+        left = slo.get("budget_left")
+        level = "idle" if not isinstance(left, int | float) else "ok" if left > 0.25 else "warn" if left > 0 else "bad"
+        rows.append(f'<tr class="r-{level}"><td><b>{esc(slo.get("slo"))}</b><div class="sub">'
+                    f'{esc(", ".join(slo.get("checks") or []))}</div></td>'
+                    f'<td>{esc(_percent(slo.get("objective")))} over {esc(slo.get("window"))}</td>'
+                    f'<td>{esc(_percent(slo.get("availability")))}</td>'
+                    f'<td><span class="badge c-{level}">{esc(_percent(left))} left</span></td></tr>')
+    return ("<h2>Error budgets</h2><table><tr><th>SLO</th><th>objective</th><th>availability</th>"
+            f"<th>budget</th></tr>{''.join(rows)}</table>")
+
+
 def _held(alert: Mapping[str, Any], now: float) -> str:
     """`held (flapping) until 14:05`, `held (reason)`, or `flapping`, from keys the alert engine may supply."""
     flapping = bool(alert.get("flapping"))
@@ -267,6 +284,7 @@ as of <time datetime="{esc(iso(now))}">{esc(_absolute(now))}</time>
 <table><tr><th>check</th><th>outcome</th><th>last run</th><th>every</th>
 <th>last {HISTORY_CELLS} results (oldest first)</th><th>message</th></tr>
 {"".join(_check_row(c, now) for c in checks)}</table>
+{_budgets(doc.get("slos") or [])}
 </main>
 <script>{_JS}</script>
 </body></html>

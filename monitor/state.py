@@ -66,6 +66,8 @@ class State:
         self.links: Mapping[str, Mapping[str, str]] = {}
         # Per check: availability and latency over 1h/24h/7d/30d and a 30-day strip (monitor/history.py).
         self.over_time: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+        # Every SLO's error budget left (monitor/slo.py), when the config has SLOs and a history.
+        self.slos: Callable[[], list[dict[str, Any]]] | None = None
         self.results: dict[str, Result] = {}
         self.kinds: dict[str, str] = {}
         self.intervals: dict[str, float] = {}
@@ -161,4 +163,7 @@ class State:
                 {"outcome": outcome.value, "finished_at": iso(finished_at)} for outcome, finished_at in history[name]
             ]
             checks.append(entry)
-        return {"checks": checks, "alerts": self.alerts() if alerts is None else alerts}
+        doc = {"checks": checks, "alerts": self.alerts() if alerts is None else alerts}
+        if self.slos is not None:
+            doc["slos"] = self.slos()
+        return doc

@@ -30,6 +30,7 @@ from monitor.core.config.base import (
 )
 from monitor.core.config.links import LinkTemplate
 from monitor.core.config.matchers import validate_json_expectations
+from monitor.core.config.slo import Slo
 
 
 class CheckBase(Strict):
@@ -53,6 +54,7 @@ class CheckBase(Strict):
     )
     runbook_url: LinkTemplate | None = Field(default=None, description="runbook link of this check's alerts")
     dashboard_url: LinkTemplate | None = Field(default=None, description="dashboard link of this check's alerts")
+    slo: Slo | None = Field(default=None, description="an objective for this check: {objective: 99.9%, window: 30d}")
 
     @field_validator("interval")
     @classmethod

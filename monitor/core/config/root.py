@@ -22,6 +22,7 @@ from monitor.core.config.exposition import MetricsSettings
 from monitor.core.config.identities import Identity
 from monitor.core.config.kinds import CHECK_MODELS, Check, identity_refs
 from monitor.core.config.links import ExternalUrl, LinkTemplate
+from monitor.core.config.slo import SloGroup
 from monitor.core.config.targets import Target
 
 
@@ -77,6 +78,8 @@ class Config(Strict):
     runbook_url: LinkTemplate | None = Field(
         default=None, description="runbook link on every alert unless a target or check sets its own")
     dashboard_url: LinkTemplate | None = Field(default=None, description="dashboard link on every alert")
+    slos: dict[Annotated[str, Field(pattern=NAME_PATTERN)], SloGroup] = Field(
+        default_factory=dict, description="objectives over groups of checks, by name")
     # Set by apply_shard, never from the file: the file's checks that other shards run.
     _elsewhere: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
@@ -147,7 +150,22 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         [(i, sink.display_name) for i, sink in enumerate(config.alerts.sinks)],
         {name: target.health_check for name, target in config.targets.items() if target.health_check},
         set(config.identities),
-    )
+    ) + slo_rules(config)
+
+
+def slo_rules(config: Config) -> list[tuple[str, str]]:
+    """An SLO group names existing checks, and no group takes the name of a check's own `slo` (named after it)."""
+    names = {c.name for c in config.checks}
+    own = {c.name for c in config.checks if c.slo is not None}
+    problems = []
+    for name, group in config.slos.items():
+        if name in own:
+            problems.append((f"slos.{name}", f"check {name!r} has its own slo, named after it; rename this group"))
+        for i, check in enumerate(group.checks):
+            if check not in names:
+                known = ", ".join(sorted(names)) or "none"
+                problems.append((f"slos.{name}.checks[{i}]", f"no check is named {check!r}; known checks: {known}"))
+    return problems
 
 
 def dependencies(config: Config) -> dict[str, tuple[str, ...]]:

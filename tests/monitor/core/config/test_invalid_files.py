@@ -24,7 +24,7 @@ INVALID: list[tuple[str, str, list[str]]] = [
         BASE + "checks:\n  - {name: a, kind: http, target: backend, timout: 5s}\n",
         ["{f}:5: checks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
          "dashboard_url, depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, "
-         "kind, labels, maintenance, method, name, params, path, query, runbook_url, success_threshold, target, "
+         "kind, labels, maintenance, method, name, params, path, query, runbook_url, slo, success_threshold, target, "
          "timeout"],
     ),
     (
@@ -138,7 +138,7 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "servce: x\n",
         ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, dashboard_url, "
          "defaults, external_url, http, identities, listen, log_level, metrics, runbook_url, service, "
-         "shutdown_timeout, state_dir, targets"],
+         "shutdown_timeout, slos, state_dir, targets"],
     ),
     (
         "unknown_metrics_detail_family",
@@ -185,6 +185,30 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "external_url_without_scheme",
         "external_url: status.example.com\n",
         ["{f}:1: external_url: must be an absolute http:// or https:// URL, got 'status.example.com'"],
+    ),
+    (
+        "slo_window_without_history",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, slo: {objective: 99.9%, window: 28d}}\n",
+        ["{f}:5: checks[0] (a).slo.window: must be one of 1h, 24h, 7d, 30d (the windows pam-monitor keeps history "
+         "for), got '28d'"],
+    ),
+    (
+        "slo_objective_of_100_percent",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, slo: {objective: 100%}}\n",
+        ["{f}:5: checks[0] (a).slo.objective: must be less than 1, got '100%'"],
+    ),
+    (
+        "slo_burn_short_window_not_shorter",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, slo: {objective: 99%, alerts: "
+        "[{severity: critical, factor: 2, long: 5m, short: 1h}]}}\n",
+        ["{f}:5: checks[0] (a).slo.alerts[0]: short must be less than long (the short window confirms the burn is "
+         "still going on)"],
+    ),
+    (
+        "slo_group_names_an_unknown_check",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend}\nslos:\n  site: {checks: [a, b], objective: "
+        "99.9%}\n",
+        ["{f}:7: slos.site.checks[1]: no check is named 'b'; known checks: a"],
     ),
     (
         "metrics_detail_family_twice",
