@@ -178,6 +178,13 @@ async def _check_once(config: Config, only: list[str] | None, redactor: Redactor
     from probes.deps import build_deps
 
     deps = build_deps(config)
+    if any(c.kind == "heartbeat" for c in config.checks):
+        from monitor.heartbeat import saved_book
+        from probes.heartbeat import BOOK
+
+        book = saved_book(config.state_dir, deps.clock.time)
+        if book is not None:
+            deps.resources[BOOK] = book
     try:
         runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic),
                         redact=redactor.scrub)

@@ -40,10 +40,14 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS heartbeats (
 class HeartbeatTable:
     """The `heartbeats` table in the state database (alerts.sqlite3 in `state_dir`), on its own connection."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, read_only: bool = False) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(Path(state_dir) / FILENAME), isolation_level=None, timeout=5.0,
-                                   check_same_thread=False)
+        path = Path(state_dir) / FILENAME
+        if read_only:
+            self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=1.0,
+                                       check_same_thread=False)
+            return
+        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=5.0, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(_SCHEMA)
 
@@ -71,6 +75,24 @@ class HeartbeatTable:
         """Close the connection."""
         with self._lock:
             self._db.close()
+
+
+def saved_book(state_dir: Path, clock: Callable[[], float]) -> HeartbeatBook | None:
+    """The calls a daemon saved in `state_dir`, read without writing, for a one-off `pam-monitor check` (judged
+    without a restart's grace); None when there are none."""
+    if not (Path(state_dir) / FILENAME).is_file():
+        return None
+    try:
+        table = HeartbeatTable(state_dir, read_only=True)
+        try:
+            beats = table.load()
+        finally:
+            table.close()
+    except sqlite3.Error:  # no heartbeats table: no daemon with heartbeat checks ran here
+        return None
+    book = HeartbeatBook(clock, started=float("-inf"))
+    book.load(beats)
+    return book
 
 
 def _opt(value: object) -> float | None:
@@ -173,4 +195,4 @@ async def _message(request: Request) -> str:
     return bytes(data[:BODY_READ_MAX]).decode("utf-8", errors="replace")
 
 
-__all__ = ["HeartbeatEndpoint", "HeartbeatTable", "clean_message"]
+__all__ = ["HeartbeatEndpoint", "HeartbeatTable", "clean_message", "saved_book"]

@@ -39,12 +39,14 @@ class HeartbeatBook:
     watching, so a restart gives each job at least `grace` before a miss is judged.
     """
 
-    def __init__(self, clock: Callable[[], float], on_change: Callable[[str, Beat], None] | None = None) -> None:
+    def __init__(self, clock: Callable[[], float], on_change: Callable[[str, Beat], None] | None = None, *,
+                 started: float | None = None) -> None:
         self._clock = clock
         self._on_change = on_change
         self._lock = threading.Lock()
         self._beats: dict[str, Beat] = {}
-        self.started = clock()
+        # A one-off reader (`pam-monitor check`) passes -inf: it judges the saved calls without a restart's grace.
+        self.started = clock() if started is None else started
 
     def persist_with(self, on_change: Callable[[str, Beat], None] | None) -> None:
         """Tell `on_change` of every change from now on (the daemon's table, once it is open)."""
@@ -132,12 +134,13 @@ def judge(check: HeartbeatCheck, beat: Beat | None, now: float, started: float) 
 
 
 async def probe(check: HeartbeatCheck, deps: Deps, deadline: float) -> ProbeResult:
-    """Judge the daemon's book of calls; without one (`pam-monitor check`), say so."""
+    """Judge the daemon's book of calls (in `pam-monitor check`, the calls saved in state_dir); without one,
+    say so."""
     book = deps.resources.get(BOOK)
     if not isinstance(book, HeartbeatBook):
         return ProbeResult(Outcome.INTERNAL_ERROR,
-                           "heartbeat checks are judged by the running daemon (pam-monitor run), which receives "
-                           "the calls; a one-off check has none to judge")
+                           "heartbeat checks are judged from the calls the daemon (pam-monitor run) received, "
+                           "and state_dir holds none")
     return judge(check, book.get(check.name), deps.clock.time(), book.started)
 
 

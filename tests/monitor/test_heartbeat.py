@@ -165,3 +165,32 @@ def test_a_daemon_takes_calls_pages_a_miss_and_remembers_the_last_call(tmp_path:
         assert last == daemon.check("nightly")["details"]["last_ping"]
         logs += daemon.raw_logs()
     assert TOKEN not in logs
+
+
+def test_check_judges_the_calls_a_daemon_saved(tmp_path: Path) -> None:
+    """`pam-monitor check` judges heartbeat checks from the calls saved in state_dir (no restart grace): a recent
+    call is ok, an old one heartbeat_missed; with no saved calls the check says it has nothing to judge."""
+    import time
+
+    from tests.monitor.test_cli import _run
+
+    state = tmp_path / "state"
+    state.mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        state_dir: {state}
+        checks:
+          - {{name: fresh, kind: heartbeat, interval: 1h, grace: 5m, token: "{TOKEN}"}}
+          - {{name: stale, kind: heartbeat, interval: 1h, grace: 5m, token: "{TOKEN}"}}
+        """))
+    nothing = json.loads(_run("check", "-c", str(path), "--format", "json", cwd=tmp_path).stdout)
+    table = HeartbeatTable(state)
+    now = time.time()
+    table.save("fresh", Beat(now - 7200, now - 600))
+    table.save("stale", Beat(now - 7200, now - 3 * 3600))
+    table.close()
+    done = _run("check", "-c", str(path), "--format", "json", cwd=tmp_path)
+    doc = json.loads(done.stdout)
+    assert ["internal_error", "internal_error"] == [c["outcome"] for c in nothing["checks"]]
+    assert [("fresh", "ok"), ("stale", "heartbeat_missed")] == [(c["name"], c["outcome"]) for c in doc["checks"]]
+    assert 1 == done.returncode

@@ -99,7 +99,7 @@ def test_the_book_records_calls_and_tells_its_listener() -> None:
 
 def test_the_probe_judges_the_daemons_book_and_says_when_there_is_none() -> None:
     """With the book in deps.resources the probe judges it at the deps clock's time; without one (a one-off
-    `pam-monitor check`) it says that only the daemon can judge heartbeats."""
+    `pam-monitor check` where state_dir holds no calls) it says there is nothing to judge."""
     check = _check()
     deps = Deps(targets={}, body_limit=1024, user_agent="t")
     alone = asyncio.run(probe(check, deps, 0.0))
@@ -108,5 +108,5 @@ def test_the_probe_judges_the_daemons_book_and_says_when_there_is_none() -> None
     deps.resources[BOOK] = book
     judged = asyncio.run(probe(check, deps, 0.0))
     assert (Outcome.INTERNAL_ERROR, Outcome.OK) == (alone.outcome, judged.outcome)
-    assert "judged by the running daemon" in alone.message
+    assert "state_dir holds none" in alone.message
     assert judged.message.startswith("last heartbeat 0s ago")
