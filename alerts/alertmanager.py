@@ -66,8 +66,10 @@ class AlertmanagerSpec:
                 "startsAt": iso(min(n.starts_at, ends)),
                 "endsAt": iso(ends),
             }
-            if ctx.generator_url:
-                alert["generatorURL"] = ctx.generator_url
+            # The check's row on the status page (alerts/links.py), else the page itself.
+            generator = n.annotations.get("status_url") or ctx.generator_url
+            if generator:
+                alert["generatorURL"] = generator
             out.append(alert)
         return out
 

@@ -28,6 +28,7 @@ import prometheus_client
 import structlog
 
 from alerts.journal import Journal
+from alerts.links import status_base
 from alerts.model import Notification, SinkContext
 from alerts.registry import SINKS
 from alerts.sink import SendResult, SinkSpec, http_client
@@ -141,7 +142,7 @@ class Delivery:
         """Adopt a config: create the sinks' metric series, plan lanes (started at once if delivery runs)."""
         self._config = config
         self._ctx = SinkContext(service=config.service, resend_interval=config.alerts.resend_interval,
-                                generator_url=f"http://{config.listen}/")
+                                generator_url=status_base(config))
         planned: dict[str, tuple[Any, SinkSpec[Any], int, str]] = {}
         for sink in config.alerts.sinks:
             for result in NOTIFICATION_RESULTS:

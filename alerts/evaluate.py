@@ -16,6 +16,7 @@ from typing import Any
 
 from alerts.certs import expiring
 from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, name_requests
+from alerts.links import with_links
 from alerts.model import CheckMemory, Observation, Signal
 from alerts.rules import CHECK_FAILED, RULES, Facts, base_labels
 from alerts.steps import passed_steps, per_step
@@ -72,7 +73,7 @@ def evaluate(
                       if "/step=" not in k and k not in said and k.split("/")[1:2] == [check.name]]
     else:
         found = _judge(facts, rules, kind_rules)
-    return [_named(o, check, result.message) for o in found]
+    return with_links(config, check, [_named(o, check, result.message) for o in found])
 
 
 def _named(obs: Observation, check: Any, sentence: str) -> Observation:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from alerts.hold import Seen, Verdict, verdict
+from alerts.links import LINK_ANNOTATIONS
 from alerts.machine import AlertState, Hold, Policy, Status, flap_hold
 from alerts.maintenance import active_window, window_end
 from alerts.model import Notification
@@ -40,6 +41,7 @@ def entry(state: AlertState, holds: Sequence[Hold] = ()) -> dict[str, Any]:
         "flapping": state.flapping,
         "held_until": iso(max(until)) if holds and len(until) == len(holds) else None,
         "held_reason": "; ".join(h.reason for h in holds) or None,
+        **{k: v for k, v in state.annotations.items() if k in LINK_ANNOTATIONS},  # runbook, dashboard, status
     }
 
 

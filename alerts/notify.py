@@ -16,6 +16,7 @@ from typing import Any, Literal
 import httpx
 
 from alerts.labels import label_name
+from alerts.links import status_base
 from alerts.model import Event, Notification, SinkContext
 from alerts.registry import SINKS
 from alerts.sink import SinkSpec, classify, http_client
@@ -86,7 +87,7 @@ async def send_tests(config: Config, sinks: Sequence[Any], *, now: float, client
         async with http_client(config) as own:
             return await send_tests(config, sinks, now=now, client=own, specs=specs)
     ctx = SinkContext(service=config.service, resend_interval=config.alerts.resend_interval,
-                      generator_url=f"http://{config.listen}/")
+                      generator_url=status_base(config))
     jobs = []
     for sink in sinks:
         spec, name = specs[sink.kind], str(sink.display_name)

@@ -19,6 +19,7 @@ from monitor.core.config import PagerDutySink
 
 SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info", "none": "info"}
 SUMMARY_LIMIT = 1024
+_LINKS = (("runbook_url", "Runbook"), ("dashboard_url", "Dashboard"), ("status_url", "Status page"))
 
 
 def dedup_key(notification: Notification) -> str:
@@ -70,8 +71,12 @@ class PagerDutySpec:
                                "event": notification.event.value, "starts_at": iso(notification.starts_at)},
         }
         body["client"] = "pam-monitor"
-        if ctx.generator_url:
-            body["client_url"] = ctx.generator_url
+        notes = notification.annotations
+        if notes.get("status_url") or ctx.generator_url:
+            body["client_url"] = notes.get("status_url") or ctx.generator_url
+        shown = [{"href": notes[key], "text": text} for key, text in _LINKS if notes.get(key)]
+        if shown:
+            body["links"] = shown
         return body
 
     async def send(

@@ -196,6 +196,13 @@ def _auth_bypass(facts: Facts) -> Signal | None:
     return Signal.GOOD if _answered(facts.result) else None
 
 
+def _heartbeat_missed(facts: Facts) -> Signal | None:
+    outcome = facts.result.outcome
+    if outcome is Outcome.HEARTBEAT_MISSED:
+        return Signal.BAD
+    return Signal.GOOD if outcome is Outcome.OK else None
+
+
 def _schema_drift(facts: Facts) -> Signal | None:
     outcome = facts.result.outcome
     if outcome in (Outcome.COLUMN_MISSING, Outcome.RLS_DISABLED):
@@ -359,6 +366,11 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "expired): every check of this target is blind until this clears. Read the quoted body; allow-list the "
          "monitor's address or user agent, renew the gateway credentials, or lower the request rate (max_rate).",
          _not_from_results, _always(), covers=False),
+    Rule("HeartbeatMissed", "critical",
+         "a `heartbeat` check got no call within `interval` + `grace`, or its job called `/fail`",
+         "A scheduled job did not report in time, or reported a failure: check that it ran (cron, systemd timer, "
+         "Kubernetes CronJob), its logs and its exit status; the summary says when it last reported.",
+         _one_per_check(_heartbeat_missed), _always(Outcome.HEARTBEAT_MISSED)),
     Rule("MonitorSaturated", "warning",
          "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
          "target's max_rate); it is the monitor, not the target",

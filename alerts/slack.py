@@ -20,6 +20,12 @@ _WORDING = {
 }
 TEXT_LIMIT = 2900  # a section block's text is limited to 3000 characters
 
+_LINKS = (("runbook_url", "runbook"), ("dashboard_url", "dashboard"), ("status_url", "status page"))
+
+
+def _link(url: str) -> str:
+    """A URL inside Slack's <url|text>: its control characters escaped as Slack asks (&, <, >), and | encoded."""
+    return url.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "%7C")
 
 class SlackSpec:
     """The Slack sink: one message per notification, one lane."""
@@ -60,6 +66,10 @@ class SlackSpec:
         runbook = notification.annotations.get("runbook")
         if runbook and not notification.resolved:
             lines.append(f"runbook: {runbook}")
+        shown = [f"<{_link(notification.annotations[key])}|{text}>" for key, text in _LINKS
+                 if notification.annotations.get(key)]
+        if shown:
+            lines.append(" · ".join(shown))
         text = "\n".join(lines)[:TEXT_LIMIT]
         return {
             "text": f"{head}: {summary}"[:TEXT_LIMIT] if summary else head,

@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in CONFIG_VERBS and args.config not in (None, env_path("PAM_MONITOR_CONFIG")):
         parser.error(f"--config does not apply to {args.command}")
     handlers = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "notify": _cmd_notify,
-                "demo": _cmd_demo, "discover": _cmd_discover, "init": _cmd_init}
+                "demo": _cmd_demo, "discover": _cmd_discover, "init": _cmd_init,
+                "rules": _cmd_rules}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -187,10 +188,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = asyncio.run(_check_once(config, args.only, redactor))
     if args.format == "json":
         doc = {"checks": [r.to_status() for r in results]}
+        _add_over_time(doc["checks"], config)
         print(json.dumps(doc, indent=2))
     else:
         print(render_table(results))
     return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
+
+
+def _add_over_time(checks: list[dict[str, Any]], config: Config) -> None:
+    """Each check's availability and latency over time, when `state_dir` holds a daemon's history."""
+    from monitor.history import read_over_time
+
+    found = read_over_time(config.state_dir, [c["name"] for c in checks], time.time)
+    if found is not None:
+        for entry in checks:
+            entry["over_time"] = found.get(entry["name"])
 
 
 async def _check_once(config: Config, only: list[str] | None, redactor: Redactor) -> list[Result]:
@@ -200,6 +212,13 @@ async def _check_once(config: Config, only: list[str] | None, redactor: Redactor
     from probes.deps import build_deps
 
     deps = build_deps(config)
+    if any(c.kind == "heartbeat" for c in config.checks):
+        from monitor.heartbeat import saved_book
+        from probes.heartbeat import BOOK
+
+        book = saved_book(config.state_dir, deps.clock.time)
+        if book is not None:
+            deps.resources[BOOK] = book
     try:
         runner = Runner(config, deps, Metrics(process_metrics=False), State(deps.clock.monotonic),
                         redact=redactor.scrub)
@@ -248,6 +267,22 @@ def _cmd_notify(args: argparse.Namespace) -> int:
     accepted = sum(1 for a in answers if a.accepted)
     print(f"{accepted} of {len(answers)} accepted the test notification")
     return EXIT_OK if accepted == len(answers) else EXIT_FAILED
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from monitor.slo import render_rules, specs
+
+    config = _load(args, sys.stderr, require_checks=False)
+    if config is None:
+        return EXIT_CONFIG
+    text = render_rules(config, job=args.job)
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+    if not specs(config):
+        print("pam-monitor: the config has no slo: no rules written", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

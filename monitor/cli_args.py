@@ -104,8 +104,19 @@ _VERBS: dict[str, tuple[str, str, str, str]] = {
         "pam-monitor init\n"
         "pam-monitor init --openapi http://127.0.0.1:8000 my-backend.yaml",
     ),
+    "rules": (
+        "write Prometheus recording and alerting rules for the config's SLOs (burn-rate alerts)",
+        "Write the Prometheus rules that watch every SLO of the config file (a check's `slo`, or a group under "
+        "`slos:`): the error ratio recorded over each window its burn-rate alerts use, and one ErrorBudgetBurn "
+        "alert per burn window (labels slo, window, severity). Load the file into Prometheus beside "
+        "deploy/prometheus/rules.yml; check it with promtool check rules.",
+        "0  rules written (an empty group list when the config has no SLO)\n"
+        "2  bad configuration, no config file, or bad usage",
+        "pam-monitor rules --config pam-monitor.yaml -o slo-rules.yml\n"
+        "pam-monitor rules -c pam-monitor.yaml --job pam-monitor-prod",
+    ),
 }
-CONFIG_VERBS = ("run", "check", "validate", "notify")
+CONFIG_VERBS = ("run", "check", "validate", "notify", "rules")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -308,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("--sink", default=None, metavar="NAME",
                         help="only the sink with this name (its `name`, else its kind) (default: every sink)")
     _add_log_options(notify, top=False, level_default="warning")
+
+    rules = verb("rules")
+    _add_config_option(rules, top=False)
+    rules.add_argument("--job", default="pam-monitor",
+                       help="the Prometheus job that scrapes pam-monitor (default: pam-monitor)")
+    rules.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+                       help="file to write (default: stdout)")
 
     demo = verb("demo")
     demo.add_argument("--listen", type=listen_address, default="127.0.0.1:9108", metavar="HOST:PORT",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,15 @@ import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from alerts.links import check_links
 from monitor import __version__
 from monitor.core.clock import Clock, SystemClock
-from monitor.core.config import Config, parse_listen
+from monitor.core.config import Config, HeartbeatCheck, parse_listen
 from monitor.core.errors import ConfigError, StateDirError, StoreError
 from monitor.core.results import Result
 from monitor.core.secrets import Redactor, collect_secrets
+from monitor.heartbeat import HeartbeatEndpoint, HeartbeatTable
+from monitor.history import FLUSH_EVERY_S, SUMMARY_EVERY_S, History
 from monitor.metrics import Metrics
 from monitor.refusals import StoredRefusals
 from monitor.reload import RELOAD_TIMEOUT_S, load_in_child
@@ -27,8 +31,10 @@ from monitor.runner import Runner
 from monitor.saturation import Saturation
 from monitor.schedule import MonotonicScheduler, SchedulerClock
 from monitor.server import LoopCall, ServerThread, bind_socket, build_server, create_app
+from monitor.slo import budgets
 from monitor.state import State
 from probes.deps import Deps, RefusalMemory, build_deps
+from probes.heartbeat import BOOK, HeartbeatBook
 
 log = structlog.get_logger("pam_monitor.daemon")
 
@@ -161,6 +167,11 @@ class Daemon:
         self._reload_again = False
         self.reload_timeout = RELOAD_TIMEOUT_S
         self._background: set[asyncio.Task[Any]] = set()
+        # Calls of heartbeat checks: kept across reloads, and across restarts in the state database.
+        self.heartbeats = HeartbeatBook(self.clock.time)
+        self._heartbeat_checks: dict[str, HeartbeatCheck] = {}
+        self._heartbeat_table: HeartbeatTable | None = None
+        self.history: History | None = None
 
     # -- control -------------------------------------------------------------------------------------------
 
@@ -218,11 +229,15 @@ class Daemon:
         _share_equal_parts(config)
         self.redactor.update(collect_secrets(config))
         self.deps = build_deps(config, self.clock, self.refusals)
+        self.deps.resources[BOOK] = self.heartbeats
+        self.state.links = check_links(config)
+        self._heartbeat_checks = {c.name: c for c in config.checks if isinstance(c, HeartbeatCheck) and c.enabled}
+        self.heartbeats.watch(self._heartbeat_checks)
         if old_runner is not None:
             old_runner.stop(self.scheduler)
         self.runner = Runner(
             config, self.deps, self.metrics, self.state,
-            on_result=self.engine.observe if self.engine is not None else None, redact=self.redactor.scrub,
+            on_result=self._on_result, redact=self.redactor.scrub,
             saturation=self.saturation,
         )
         self.runner.start(self.scheduler)
@@ -283,11 +298,15 @@ class Daemon:
             self.refusals = StoredRefusals.open(self.config.state_dir)
             alerts = LoopCall(loop, self.engine.active_alerts)
             self._spawn(self._judge_saturation(self.engine))
+        self._open_heartbeat_table()
+        self._open_history()
         self._adopt(self.config)
         self.scheduler.start()
         # Served from its own thread and event loop: a flood of scrapers never delays a probe.
+        beats = HeartbeatEndpoint(self.heartbeats, lambda: self._heartbeat_checks, self.redactor.scrub,
+                                  self.clock.monotonic)
         app = create_app(self.state, self.metrics, lambda: self.config.service, alerts=alerts,
-                         clock=self.clock.time, config=lambda: self.config)
+                         clock=self.clock.time, config=lambda: self.config, heartbeat=beats)
         self.server = ServerThread(build_server(app, host, port), sock)
         self.server.start()
         log.info("daemon.started", version=__version__, listen=self.config.listen, service=self.config.service,
@@ -298,6 +317,59 @@ class Daemon:
         await self._shutdown()
         log.info("daemon.stopped")
         return 0
+
+    def _on_result(self, result: Result) -> None:
+        """Each finished run: into the history's in-memory buckets, then to the alert engine."""
+        if self.history is not None:
+            self.history.record(result)
+        if self.engine is not None:
+            self.engine.observe(result)
+
+    def _open_history(self) -> None:
+        """Open the availability/latency rollups in the state database; without it (a state_dir problem the
+        alert store reports on its own) /status has no `over_time`."""
+        if self.engine is None:
+            return
+        try:
+            self.history = History(self.config.state_dir, self.clock.time)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("history.unusable", state_dir=str(self.config.state_dir), error=str(exc))
+            return
+        history = self.history
+        self.state.over_time = history.summary
+        self.state.slos = lambda: budgets(self.config, history.summary()) if self.config.slos or any(
+            c.slo for c in self.config.checks) else []
+        self._spawn(self._flush_history(history))
+
+    async def _flush_history(self, history: History) -> None:
+        """Write the history's pending buckets every FLUSH_EVERY_S and recompute its summary every
+        SUMMARY_EVERY_S (at once on start-up), off the event loop, until cancelled."""
+        loop = asyncio.get_running_loop()
+        refreshed = float("-inf")
+        while True:
+            try:
+                if loop.time() - refreshed >= SUMMARY_EVERY_S:
+                    refreshed = loop.time()
+                    await asyncio.to_thread(history.refresh)
+                else:
+                    await asyncio.to_thread(history.flush)
+            except Exception as exc:
+                log.error("history.flush_failed", error_type=type(exc).__name__, error=str(exc))
+            await asyncio.sleep(FLUSH_EVERY_S)
+
+    def _open_heartbeat_table(self) -> None:
+        """Load the heartbeat calls saved by the last run and save new ones; without the table (a state_dir
+        problem the alert store reports on its own) they are kept in memory only."""
+        if not any(isinstance(c, HeartbeatCheck) for c in self.config.checks) and self.engine is None:
+            return
+        try:
+            self._heartbeat_table = HeartbeatTable(self.config.state_dir)
+            self.heartbeats.load(self._heartbeat_table.load())
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("heartbeat.table_unusable", state_dir=str(self.config.state_dir), error=str(exc),
+                        kept="in memory until restart")
+            return
+        self.heartbeats.persist_with(self._heartbeat_table.save)
 
     async def _judge_saturation(self, engine: Engine) -> None:
         """Hand the alert engine the skipped-run count at its cadence (MonitorSaturated), until cancelled."""
@@ -340,5 +412,12 @@ class Daemon:
             await self.deps.aclose()
         if isinstance(self.refusals, StoredRefusals):
             self.refusals.close()
+        if self._heartbeat_table is not None:
+            self._heartbeat_table.close()
+        if self.history is not None:
+            try:
+                self.history.close()
+            except sqlite3.Error as exc:
+                log.warning("history.close_failed", error=str(exc))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

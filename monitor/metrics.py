@@ -1,11 +1,15 @@
 """Prometheus metrics: a client registry for daemon-wide series, a fast renderer for per-check ones.
 
-Per-check series are many (about 40 a check, 40,000 at 1,000 checks) and prometheus_client spends ~5 µs a sample
-rendering them, which would put a scrape past 150 ms. So per-check families are kept here as plain numbers and
-rendered from them at each scrape, in batches and pieces (`render_chunks`: nothing rendered is kept between
-scrapes); daemon-wide series (scheduler, alerts, notifications, build info, process) stay in prometheus_client.
-A check gets the HTTP series (blackbox_exporter's names) when its kind's record says it speaks HTTP
-(`set_checks`).
+Per-check series are many (about 15 a check by default, 15,000 at 1,000 checks) and prometheus_client spends
+~5 µs a sample rendering them, which would put a scrape past 50 ms. So per-check families are kept as plain
+numbers here and rendered at scrape time; daemon-wide series (scheduler, alerts, notifications, build info,
+process) stay in prometheus_client.
+
+The default set is budgeted (README "Metrics": a table of series per kind, held by tests/monitor/test_budget.py):
+what blackbox_exporter exposes for the same probe (the HTTP series for checks whose kind's record says it
+speaks HTTP), plus the last outcome as one series and a counter per outcome
+that occurred. Families that cost a series per bucket or per possible outcome are `DETAIL` families, rendered only
+for the names listed in `metrics.detail`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.process_collector import ProcessCollector
 
 from monitor import __version__
+from monitor.core.config import DETAIL_FAMILIES
 from monitor.core.results import HTTP_PHASES, HttpFacts, Outcome, Result, TlsFacts
 
 CHECK_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -38,38 +43,50 @@ CHUNK_BYTES = 48 * 1024
 in the HTTP layer reuse the same heap memory scrape after scrape (128 KB pieces kept ~0.5 MB more resident at
 1,000 checks), and large enough that the HTTP layer handles few of them (~85 at 1,000 checks)."""
 
-# (name, type, help) in the order they are rendered.
-_FAMILIES: tuple[tuple[str, str, str], ...] = (
-    ("probe_success", "gauge", "Whether the last run of the check succeeded (1) or not (0)."),
-    ("probe_duration_seconds", "gauge", "Duration of the last run of the check in seconds."),
-    ("probe_http_status_code", "gauge", "HTTP status code of the last run (0 when there was no HTTP answer)."),
-    ("pam_monitor_check_last_run_timestamp_seconds", "gauge", "Unix time the last run finished (0: never ran)."),
-    ("pam_monitor_check_duration_seconds", "histogram", "Duration of check runs in seconds."),
-    ("pam_monitor_check_results_total", "counter", "Check runs by outcome."),
-    ("pam_monitor_check_outcome", "gauge", "The last outcome of the check, one-hot (1 for the current outcome)."),
-    ("pam_monitor_status_transitions_total", "counter", "Changes of outcome between consecutive runs."),
-    ("pam_monitor_db_table_present", "gauge", "Whether a required table was present at the last run (1) or not (0)."),
-    ("pam_monitor_db_phase_duration_seconds", "gauge", "Duration of each phase of the last run in seconds."),
+DETAIL: tuple[str, ...] = DETAIL_FAMILIES
+"""Opt-in families (`metrics: {detail: [...]}`): `outcome_onehot` is pam_monitor_check_outcome, a series per
+outcome the kind can produce (12 for http, nearly all 0); `duration_histogram` is pam_monitor_check_duration_seconds,
+12 series a check."""
+
+# (name, type, help, the DETAIL name that turns it on or None for the default set), in the order they are rendered.
+_FAMILIES: tuple[tuple[str, str, str, str | None], ...] = (
+    ("probe_success", "gauge", "Whether the last run of the check succeeded (1) or not (0).", None),
+    ("probe_duration_seconds", "gauge", "Duration of the last run of the check in seconds.", None),
+    ("probe_http_status_code", "gauge", "HTTP status code of the last run (0 when there was no HTTP answer).", None),
+    ("pam_monitor_check_last_run_timestamp_seconds", "gauge", "Unix time the last run finished (0: never ran).",
+     None),
+    ("pam_monitor_check_duration_seconds", "histogram", "Duration of check runs in seconds.", "duration_histogram"),
+    ("pam_monitor_check_results_total", "counter",
+     "Check runs by outcome (a series per outcome that occurred, made on its first run).", None),
+    ("pam_monitor_check_last_outcome", "gauge",
+     "Always 1, labelled with the outcome of the last run (one series a check; none before the first run).", None),
+    ("pam_monitor_check_outcome", "gauge", "The last outcome of the check, one-hot (1 for the current outcome).",
+     "outcome_onehot"),
+    ("pam_monitor_status_transitions_total", "counter", "Changes of outcome between consecutive runs.", None),
+    ("pam_monitor_db_table_present", "gauge", "Whether a required table was present at the last run (1) or not (0).",
+     None),
+    ("pam_monitor_db_phase_duration_seconds", "gauge", "Duration of each phase of the last run in seconds.", None),
     ("probe_http_duration_seconds", "gauge",
-     "Duration of the last run's first HTTP request by phase, in seconds (blackbox_exporter's phases)."),
-    ("probe_http_version", "gauge", "HTTP version of the last run's first response (1.1; 0: no answer)."),
+     "Duration of the last run's first HTTP request by phase, in seconds (blackbox_exporter's phases).", None),
+    ("probe_http_version", "gauge", "HTTP version of the last run's first response (1.1; 0: no answer).", None),
     ("probe_http_content_length", "gauge",
-     "Content-Length of the last run's first response (-1: not announced; 0: no answer)."),
-    ("probe_dns_lookup_time_seconds", "gauge", "Time the last run's first request took to resolve its host."),
-    ("probe_http_ssl", "gauge", "Whether the last run's first request went over TLS (1) or not (0)."),
+     "Content-Length of the last run's first response (-1: not announced; 0: no answer).", None),
+    ("probe_dns_lookup_time_seconds", "gauge", "Time the last run's first request took to resolve its host.", None),
+    ("probe_http_ssl", "gauge", "Whether the last run's first request went over TLS (1) or not (0).", None),
     ("probe_ssl_earliest_cert_expiry", "gauge",
-     "Earliest notAfter (Unix seconds) of the certificates the server presented at the last TLS handshake."),
+     "Earliest notAfter (Unix seconds) of the certificates the server presented at the last TLS handshake.", None),
     ("probe_ssl_last_chain_expiry_timestamp_seconds", "gauge",
-     "Earliest notAfter (Unix seconds) of the chain verified at the last TLS handshake (not with verify_tls off)."),
-    ("probe_tls_version_info", "gauge", "The TLS version negotiated at the last TLS handshake (always 1)."),
+     "Earliest notAfter (Unix seconds) of the chain verified at the last TLS handshake (not with verify_tls off).",
+     None),
+    ("probe_tls_version_info", "gauge", "The TLS version negotiated at the last TLS handshake (always 1).", None),
 )
 _HEADERS: tuple[str, ...] = tuple(
-    f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" for name, kind, help_text in _FAMILIES
+    f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" for name, kind, help_text, _ in _FAMILIES
 )
+_DETAIL_OF: tuple[str | None, ...] = tuple(detail for *_, detail in _FAMILIES)
 
 
 _NO_HTTP = HttpFacts(phases=dict.fromkeys(HTTP_PHASES, 0.0))
-_PHASE_SET = frozenset(HTTP_PHASES)
 
 
 def _fmt(value: float) -> str:
@@ -135,7 +152,8 @@ class _Templates:
     """
 
     def __init__(self, outcomes: tuple[str, ...]) -> None:
-        self.results = "".join(f'pam_monitor_check_results_total{{\0,outcome="{o}"}} %d\n' for o in outcomes)
+        # (before the labels, after them) per outcome: a counter line is written only once its outcome occurred.
+        self.results = tuple(("pam_monitor_check_results_total{", f',outcome="{o}"}} ') for o in outcomes)
         # One template per current outcome ("": never ran), the 0s and the 1 written in.
         self.one_hot = {
             current: "".join(
@@ -160,39 +178,42 @@ def _family_lines(i: int, series: list[_CheckSeries], templates: dict[tuple[str,
         return "".join([(_HISTOGRAM % (*itertools.accumulate(s.buckets), s.hist_count, s.hist_sum, s.hist_count))
                         .replace("\0", s.labels) for s in series])
     if i == 5:
-        # `results` holds every declared outcome, in order, from set_checks on.
-        return "".join([(templates[s.outcomes].results % tuple(s.results)).replace("\0", s.labels)
-                        for s in series])
+        # A counter exists from its outcome's first run: 12 series a check of which 11 read 0 were half a scrape.
+        return "".join([f"{prefix}{s.labels}{suffix}{n}\n" for s in series
+                        for (prefix, suffix), n in zip(templates[s.outcomes].results, s.results, strict=True) if n])
     if i == 6:
+        return "".join([f'pam_monitor_check_last_outcome{{{s.labels},outcome="{s.current}"}} 1\n'
+                        for s in series if s.current])
+    if i == 7:
         # A current outcome a reload dropped from the list (an undeclared one) shows as never ran.
         return "".join([(templates[s.outcomes].one_hot.get(s.current) or templates[s.outcomes].one_hot[""])
                         .replace("\0", s.labels) for s in series])
-    if i == 7:
+    if i == 8:
         return "".join([f'pam_monitor_status_transitions_total{{{s.labels},from="{a}",to="{b}"}} {n}\n'
                         for s in series if s.transitions for (a, b), n in sorted(s.transitions.items())])
-    if i == 8:
+    if i == 9:
         return "".join([f'pam_monitor_db_table_present{{{s.labels},table="{_esc(t)}"}} '
                         f"{_fmt((s.table_present or {}).get(t, 0.0))}\n" for s in series for t in s.tables])
-    if i == 9:
+    if i == 10:
         return "".join([f'pam_monitor_db_phase_duration_seconds{{{s.labels},phase="{p}"}} '
                         f"{_fmt((s.phase_seconds or {}).get(p, 0.0))}\n" for s in series for p in s.phases])
     http = [(s.labels, s.http) for s in series if s.http is not None]
-    if i == 10:
-        return "".join([(_HTTP_PHASES % _phase_values(f.phases)).replace("\0", lb) for lb, f in http])
     if i == 11:
-        return "".join([f"probe_http_version{{{lb}}} {f.version!r}\n" for lb, f in http])
+        return "".join([(_HTTP_PHASES % _phase_values(f.phases)).replace("\0", lb) for lb, f in http])
     if i == 12:
-        return "".join([f"probe_http_content_length{{{lb}}} {f.content_length}\n" for lb, f in http])
+        return "".join([f"probe_http_version{{{lb}}} {f.version!r}\n" for lb, f in http])
     if i == 13:
-        return "".join([f"probe_dns_lookup_time_seconds{{{lb}}} {f.dns_lookup_s!r}\n" for lb, f in http])
+        return "".join([f"probe_http_content_length{{{lb}}} {f.content_length}\n" for lb, f in http])
     if i == 14:
+        return "".join([f"probe_dns_lookup_time_seconds{{{lb}}} {f.dns_lookup_s!r}\n" for lb, f in http])
+    if i == 15:
         return "".join([f"probe_http_ssl{{{lb}}} {0 if f.tls is None else 1}\n" for lb, f in http])
     # TLS series exist only once a handshake was seen: a 0 would read as a certificate that expired in 1970.
     tls = [(s.labels, s.tls) for s in series if s.tls is not None]
-    if i == 15:
+    if i == 16:
         return "".join([f"probe_ssl_earliest_cert_expiry{{{lb}}} {_fmt(t.earliest_expiry)}\n"
                         for lb, t in tls if t.earliest_expiry is not None])
-    if i == 16:
+    if i == 17:
         return "".join([f"probe_ssl_last_chain_expiry_timestamp_seconds{{{lb}}} {_fmt(t.chain_expiry)}\n"
                         for lb, t in tls if t.chain_expiry is not None])
     return "".join([f'probe_tls_version_info{{{lb},version="{t.version_label}"}} 1\n' for lb, t in tls])
@@ -247,20 +268,25 @@ class Metrics:
         self._series: dict[str, _CheckSeries] = {}
         self._templates: dict[tuple[str, ...], _Templates] = {}
         self._outcome_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._detail: frozenset[str] = frozenset()
 
     # -- per-check series ---------------------------------------------------------------------------------
 
     def set_checks(
         self, checks: Iterable[tuple[str, str, Sequence[Outcome], Sequence[str], Sequence[str], bool]],
+        detail: Iterable[str] = (),
     ) -> None:
         """Declare the running checks as (name, kind, outcomes, tables, phases, speaks_http); series start at 0.
         Checks whose kind speaks HTTP (its Kind record says so) get blackbox_exporter's HTTP series, at 0 until
         their first run.
 
+        `detail` names the opt-in families (`DETAIL`) to render from now on.
+
         Series of checks that keep their name and kind keep their values across a reload; series of removed
         checks disappear.
         """
         with self._lock:
+            self._detail = frozenset(detail)
             old = self._series
             new: dict[str, _CheckSeries] = {}
             for name, kind, outcomes, tables, phases, speaks_http in checks:
@@ -308,9 +334,11 @@ class Metrics:
                 return
             outcome = result.outcome.value
             series.success = 1 if result.success else 0
-            series.duration = result.duration_s
+            # Written to the microsecond (the timestamp to the millisecond): the digits repr adds beyond that are
+            # noise, and at 8 such lines a check they were a tenth of a scrape.
+            series.duration = round(result.duration_s, 6)
             series.status_code = result.status_code or 0
-            series.last_run = result.finished_at
+            series.last_run = round(result.finished_at, 3)
             for i, bound in enumerate(CHECK_DURATION_BUCKETS):
                 if result.duration_s <= bound:
                     series.buckets[i] += 1
@@ -343,8 +371,10 @@ class Metrics:
             if series.http is not None:
                 # A run that sent no request (a config problem found before sending) reads as no answer.
                 facts = result.http or _NO_HTTP
-                if facts.phases.keys() != _PHASE_SET:  # rendering reads all five
-                    facts = dataclasses.replace(facts, phases={p: facts.phases.get(p, 0.0) for p in HTTP_PHASES})
+                if facts is not _NO_HTTP:  # rendering reads all five phases, to the microsecond like the duration
+                    facts = dataclasses.replace(facts, phases={p: round(facts.phases.get(p, 0.0), 6)
+                                                               for p in HTTP_PHASES},
+                                                dns_lookup_s=round(facts.dns_lookup_s, 6))
                 series.http = facts
                 # A run whose first request got no handshake and no answer (refused, a failed handshake, a timeout
                 # before it) says nothing about the certificate: the last one seen stays. An answer over plain HTTP
@@ -370,6 +400,8 @@ class Metrics:
         pending: list[str] = []
         size = 0
         for i, header in enumerate(_HEADERS):
+            if _DETAIL_OF[i] is not None and _DETAIL_OF[i] not in self._detail:
+                continue
             pending.append(header)
             with self._lock:
                 series = list(self._series.values())
@@ -384,4 +416,4 @@ class Metrics:
         yield "".join(pending).encode()
 
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "DETAIL", "Metrics"]

@@ -206,17 +206,61 @@ def _check_row(check: Mapping[str, Any], now: float) -> str:
     request, hint = check.get("request"), check.get("hint") or runbook_hint(outcome)
     failing = level in ("bad", "warn")
     return (
-        f'<tr class="r-{level}"><td class="nw"><span class="dot c-{level}"></span><b>{esc(check.get("name"))}</b>'
-        f'<div class="sub">{esc(check.get("kind"))}</div></td>'
+        f'<tr class="r-{level}" id="check-{esc(check.get("name"))}"><td class="nw"><span class="dot c-{level}"></span>'
+        f'<b>{esc(check.get("name"))}</b><div class="sub">{esc(check.get("kind"))}{_links(check)}</div></td>'
         f'<td><span class="badge c-{level}">{esc(outcome or "not run yet")}</span>'
         f'{f"<div class=sub>HTTP {esc(status)}</div>" if status else ""}</td>'
         f'<td class="nw">{_time(check.get("finished_at"), now) if check.get("finished_at") else "-"}'
         f'<div class="sub">{esc(took)}</div></td>'
         f"<td>{esc(every)}</td><td>{_strip(check.get('history') or [])}</td>"
-        f'<td class="msg">{esc(check.get("message"))}'
+        f'<td class="msg">{esc(check.get("message"))}{_over_time(check.get("over_time"))}'
         f'{f"<div class=where>{esc(request)}</div>" if failing and request else ""}'
         f'{f"<div class=hint>{esc(hint)}</div>" if failing and hint else ""}</td></tr>'
     )
+
+
+def _percent(value: object) -> str:
+    return f"{float(value) * 100:.2f}".rstrip("0").rstrip(".") + "%" if isinstance(value, int | float) else "-"
+
+
+def _over_time(over: object) -> str:
+    """Availability per window, p95 over 24 h and the 30-day strip (monitor/history.py), when there is history."""
+    if not isinstance(over, Mapping):
+        return ""
+    parts = [f"{label} {_percent((over.get(label) or {}).get('availability'))}" for label in ("1h", "24h", "7d", "30d")]
+    p95 = (over.get("24h") or {}).get("p95_s")
+    if isinstance(p95, int | float):
+        parts.append(f"p95 {p95 * 1000:.0f} ms")
+    cells = []
+    for i, day in enumerate(over.get("days") or []):
+        level = "none" if day is None else "c-ok" if day >= 0.999 else "c-warn" if day >= 0.99 else "c-bad"
+        cells.append(f'<span class="cell {level}" title="day {i + 1} of 30: {esc(_percent(day))}"></span>')
+    strip = "".join(cells)
+    return (f'<div class="sub">{esc(" · ".join(parts))}</div>'
+            f'<div class="strip days" aria-label="availability per day, last 30 days, oldest first">{strip}</div>')
+
+
+def _links(item: Mapping[str, Any]) -> str:
+    """` · runbook · dashboard` links of a check or an alert, where configured (alerts/links.py)."""
+    return "".join(f' · <a href="{esc(item[key])}">{text}</a>' for key, text in
+                   (("runbook_url", "runbook"), ("dashboard_url", "dashboard")) if item.get(key))
+
+
+def _budgets(slos: Sequence[Mapping[str, Any]]) -> str:
+    """The SLO table: objective, window, availability and the error budget left (monitor/slo.py)."""
+    if not slos:
+        return ""
+    rows = []
+    for slo in slos:
+        left = slo.get("budget_left")
+        level = "idle" if not isinstance(left, int | float) else "ok" if left > 0.25 else "warn" if left > 0 else "bad"
+        rows.append(f'<tr class="r-{level}"><td><b>{esc(slo.get("slo"))}</b><div class="sub">'
+                    f'{esc(", ".join(slo.get("checks") or []))}</div></td>'
+                    f'<td>{esc(_percent(slo.get("objective")))} over {esc(slo.get("window"))}</td>'
+                    f'<td>{esc(_percent(slo.get("availability")))}</td>'
+                    f'<td><span class="badge c-{level}">{esc(_percent(left))} left</span></td></tr>')
+    return ("<h2>Error budgets</h2><table><tr><th>SLO</th><th>objective</th><th>availability</th>"
+            f"<th>budget</th></tr>{''.join(rows)}</table>")
 
 
 def _held(alert: Mapping[str, Any], now: float) -> str:
@@ -232,6 +276,12 @@ def _held(alert: Mapping[str, Any], now: float) -> str:
     return f'<span class="tag">{text}</span>'
 
 
+def _check_link(labels: Mapping[str, Any]) -> str:
+    """A link to the alert's check's row on this page (its anchor `#check-<name>`), when it has a check."""
+    check = labels.get("check")
+    return f'<a href="#check-{esc(check)}">{esc(check)}</a> · ' if check else ""
+
+
 def _alert_row(alert: Mapping[str, Any], now: float) -> str:
     severity = _severity(alert)
     level = _SEVERITY_LEVEL.get(severity, "idle")
@@ -241,7 +291,8 @@ def _alert_row(alert: Mapping[str, Any], now: float) -> str:
     return (
         f'<tr class="r-{level if state == "firing" else "idle"}">'
         f'<td><span class="badge c-{level}">{esc(severity)}</span></td>'
-        f'<td><b>{esc(alert.get("alertname"))}</b><div class="sub">{esc(shown)}</div></td>'
+        f'<td><b>{esc(alert.get("alertname"))}</b><div class="sub">{_check_link(labels)}{esc(shown)}{_links(alert)}'
+        f"</div></td>"
         f'<td>{esc(state)} {_held(alert, now)}</td>'
         f'<td>{_time(alert.get("since"), now) if alert.get("since") else "-"}</td></tr>'
     )
@@ -288,6 +339,7 @@ as of <time datetime="{esc(iso(now))}">{esc(_absolute(now))}</time>
 <table><tr><th>check</th><th>outcome</th><th>last run</th><th>every</th>
 <th>last {HISTORY_CELLS} results (oldest first)</th><th>message</th></tr>
 {"".join(_check_row(c, now) for c in checks)}</table>
+{_budgets(doc.get("slos") or [])}
 </main>
 <script>{_JS}</script>
 </body></html>
@@ -309,7 +361,7 @@ _CSS = (
     ".badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}"
     ".dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}"
     ".strip{display:flex;gap:2px}.cell{display:inline-block;width:8px;height:18px;border-radius:2px}"
-    ".cell.none{background:#eef1f4}"
+    ".cell.none{background:#eef1f4}.days .cell{width:5px;height:10px}"
     ".tag{display:inline-block;margin-left:4px;padding:0 6px;border:1px solid #d1d9e0;border-radius:6px;"
     "font-size:12px;color:#59636e}"
     + "".join(f".c-{name}{{background:{colour}}}" for name, colour in PALETTE.items())

@@ -120,7 +120,7 @@ class Runner:
         for c in self.checks.values():
             kind = self.registry[c.kind]
             declared.append((c.name, c.kind, kind.outcomes, kind.tables(c), kind.phases(c), kind.speaks_http))
-        self.metrics.set_checks(declared)
+        self.metrics.set_checks(declared, detail=self.config.metrics.detail)
         self.state.set_checks([(c.name, c.kind) for c in self.checks.values()], dict(self.pacing.intervals))
         self.pacing.announce()
 

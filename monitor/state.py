@@ -62,6 +62,12 @@ class State:
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
         self._lock = threading.Lock()
+        # Per check: its status-page, runbook and dashboard links (alerts.links.check_links), set by the daemon.
+        self.links: Mapping[str, Mapping[str, str]] = {}
+        # Per check: availability and latency over 1h/24h/7d/30d and a 30-day strip (monitor/history.py).
+        self.over_time: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+        # Every SLO's error budget left (monitor/slo.py), when the config has SLOs and a history.
+        self.slos: Callable[[], list[dict[str, Any]]] | None = None
         self.results: dict[str, Result] = {}
         self.kinds: dict[str, str] = {}
         self.intervals: dict[str, float] = {}
@@ -139,6 +145,7 @@ class State:
             results = dict(self.results)
             history = {name: tuple(self.history.get(name, ())) for name in order}
         checks: list[dict[str, Any]] = []
+        over_time = self.over_time() if self.over_time is not None else {}
         for name in order:
             result = results.get(name)
             if result is None:
@@ -149,8 +156,14 @@ class State:
             else:
                 entry = result.to_status()
             entry["interval_s"] = intervals.get(name)
+            entry.update(self.links.get(name, {}))  # status_url, runbook_url, dashboard_url (alerts/links.py)
+            if self.over_time is not None:
+                entry["over_time"] = over_time.get(name)
             entry["history"] = [
                 {"outcome": outcome.value, "finished_at": iso(finished_at)} for outcome, finished_at in history[name]
             ]
             checks.append(entry)
-        return {"checks": checks, "alerts": self.alerts() if alerts is None else alerts}
+        doc = {"checks": checks, "alerts": self.alerts() if alerts is None else alerts}
+        if self.slos is not None:
+            doc["slos"] = self.slos()
+        return doc

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from monitor.core.kinds import KindRules
-from probes import auth_contract, db, http, journey, postgrest, tenant_isolation, voice
+from probes import auth_contract, db, heartbeat, http, journey, postgrest, tenant_isolation, voice
 from probes._http import with_http_facts
 from probes.kind import Kind, Prober
 
@@ -27,6 +27,7 @@ REGISTRY: Mapping[str, Kind[Any]] = MappingProxyType({
     "postgrest": _traced(postgrest.KIND),
     "journey": _traced(dataclasses.replace(journey.KIND, per_step=True)),
     "tenant_isolation": _traced(tenant_isolation.KIND),
+    "heartbeat": heartbeat.KIND,
 })
 """Every check kind: its config model, prober, outcomes, alert rules, phases and tables (probes/kind.py)."""
 

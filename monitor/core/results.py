@@ -34,6 +34,7 @@ class Outcome(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"
     IDENTITY_FAILED = "identity_failed"
     """The monitor cannot act as the user (its token refused, its own data unreadable): not the backend's fault."""
+    HEARTBEAT_MISSED = "heartbeat_missed"
 
     @property
     def success(self) -> bool:

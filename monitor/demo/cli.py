@@ -61,7 +61,7 @@ pam-monitor demo
   database         {db_line}
   status page      {status}/
   status JSON      curl -s {status}/status | python3 -m json.tool
-  metrics          curl -s {status}/metrics | grep -E '^(probe_success|pam_monitor_check_outcome.* 1$)'
+  metrics          curl -s {status}/metrics | grep -E '^(probe_success|pam_monitor_check_last_outcome)'
   config in use    {config_path}   (edit it, then: kill -HUP {os.getpid()})
 
 One round of the same checks from another terminal (paste these lines there):

@@ -65,12 +65,15 @@ async def test_regression_fires_with_labels_and_resolves(alertmanager: Alertmana
                 "service": "pam-backend", "target": "backend", "from": "403", "to": "500", "env": "test",
                 "team": "core"} == labels
         assert "GET /api/v1/users/{user_id}/settings: expected 401|403, got 500" == found[0]["annotations"]["summary"]
+        # The link to the check's row on the status page (no external_url: the daemon's listen address).
+        assert f"http://127.0.0.1:9108/#check-{CHECK}" == found[0]["annotations"]["status_url"] == found[0][
+            "generatorURL"]
         watchdog = await seen(lambda: alertmanager.alerts_named("MonitorWatchdog"))
         assert "none" == watchdog[0]["labels"]["severity"]
         listed = e.active_alerts()
         assert [{"alertname": "ContractRegression", "state": "firing", "labels": labels,
                  "since": found[0]["startsAt"], "state_since": listed[0]["state_since"], "flapping": False,
-                 "held_until": None, "held_reason": None},
+                 "held_until": None, "held_reason": None, "status_url": found[0]["annotations"]["status_url"]},
                 {"alertname": "MonitorWatchdog", "state": "firing", "labels": watchdog[0]["labels"],
                  "since": watchdog[0]["startsAt"], "state_since": watchdog[0]["startsAt"], "flapping": False,
                  "held_until": None, "held_reason": None}] == listed

@@ -53,7 +53,8 @@ async def test_a_flapping_alert_says_why_and_until_when(tmp_path: Path) -> None:
         voice(e, clock, "BBGGBBGGBBGGBB")  # results at T0 .. T0+390 s; the seventh change at T0+390
         labels = named(e, "VoiceDegraded", VOICE)
         assert {"alertname": "VoiceDegraded", "state": "firing", "since": iso(T0 + 360), "state_since": iso(T0 + 390),
-                "flapping": True, "held_until": iso(T0 + 390 + 600), "held_reason": FLAPPING} \
+                "flapping": True, "held_until": iso(T0 + 390 + 600), "held_reason": FLAPPING,
+                "status_url": "http://127.0.0.1:9108/#check-voice_health"} \
             == {k: v for k, v in (labels or {}).items() if k != "labels"}
         voice(e, clock, "GG")  # good twice by T0+450: the condition changed again
         assert (iso(T0 + 450 + 600), FLAPPING) == fields(e, "VoiceDegraded", VOICE, "held_until", "held_reason")

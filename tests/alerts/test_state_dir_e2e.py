@@ -80,8 +80,8 @@ def test_a_lock_left_by_a_killed_daemon_does_not_block_a_restart(tmp_path: Path)
 def test_deleted_wal_and_shm_then_kill_9_does_not_repeat_a_page(tmp_path: Path) -> None:
     """A daemon pages (EndpointDown to a webhook); its database's -wal and -shm are deleted; the daemon logs
     alerts.state_files_replaced naming them and rewrites its state into fresh files (alerts.state_rewritten);
-    after kill -9 and a restart on the same state_dir the still-failing check does not page again. (Before: nothing was logged, the restart
-    read "states": 0 and the webhook got the same firing again.)"""
+    after kill -9 and a restart on the same state_dir the still-failing check does not page again. (Before:
+    nothing was logged, the restart read "states": 0 and the webhook got the same firing again.)"""
     rec = Recorder()
     state = tmp_path / "state"
     with serve_asgi(rec.app()) as hook, serve_asgi(_broken()) as target:

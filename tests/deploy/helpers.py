@@ -21,14 +21,14 @@ DEPLOY = ROOT / "deploy"
 EXAMPLE = ROOT / "examples" / "pam-monitor.yaml"
 INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager"
 
-# The documented metric names, exactly. Histograms also expose _bucket/_sum/_count.
+# The documented default metric names, exactly (what the dashboard and the rules may use: they must work without
+# `metrics.detail`). Histograms also expose _bucket/_sum/_count.
 DOCUMENTED_METRICS = frozenset({
     "probe_success",
     "probe_duration_seconds",
     "probe_http_status_code",
-    "pam_monitor_check_duration_seconds",
     "pam_monitor_check_results_total",
-    "pam_monitor_check_outcome",
+    "pam_monitor_check_last_outcome",
     "pam_monitor_status_transitions_total",
     "pam_monitor_check_last_run_timestamp_seconds",
     "pam_monitor_db_table_present",
@@ -52,7 +52,9 @@ BLACKBOX_METRICS = frozenset({
     "probe_ssl_last_chain_expiry_timestamp_seconds",
     "probe_tls_version_info",
 })
-HISTOGRAMS = ("pam_monitor_check_duration_seconds", "pam_monitor_scheduler_lateness_seconds")
+# The opt-in families (`metrics: {detail: [...]}`): documented, but off by default.
+DETAIL_METRICS = frozenset({"pam_monitor_check_outcome", "pam_monitor_check_duration_seconds"})
+HISTOGRAMS = ("pam_monitor_scheduler_lateness_seconds",)
 SERIES_NAMES = DOCUMENTED_METRICS | BLACKBOX_METRICS | {
     f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")
 }

@@ -65,8 +65,8 @@ checks:
 """
 MANY_PROBLEMS_LINES = [
     "{f}:5: checks[0] (health).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
-    "depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, labels, "
-    "maintenance, method, name, params, path, query, success_threshold, target, timeout",
+    "dashboard_url, depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, "
+    "labels, maintenance, method, name, params, path, query, runbook_url, slo, success_threshold, target, timeout",
     "{f}:6: checks[1] (settings_get).failure_threshold: must be a whole number from 1 to 100, got text "
     "(value not shown: it may be a secret)",
     "{f}:7: checks[2] (db_roundtrip).target: unknown target 'databse'; defined targets: backend, database",

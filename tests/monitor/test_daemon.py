@@ -80,7 +80,8 @@ def test_endpoints_metrics_and_logs_tell_the_truth(tmp_path: Path) -> None:
             target.status = 500
             daemon.wait_for(lambda: daemon.check("health")["outcome"] == "server_error", what="server_error")
             assert 500.0 == daemon.metric('probe_http_status_code{check="health",kind="http"}')
-            assert 1.0 == daemon.metric('pam_monitor_check_outcome{check="health",kind="http",outcome="server_error"}')
+            assert 1.0 == daemon.metric(
+                'pam_monitor_check_last_outcome{check="health",kind="http",outcome="server_error"}')
             assert 1.0 <= (daemon.metric(
                 'pam_monitor_status_transitions_total{check="health",kind="http",from="ok",to="server_error"}') or 0)
         logs = daemon.logs()  # json.loads on every line: a non-JSON line fails here

@@ -1,4 +1,4 @@
-"""Tests for monitor.metrics: every series at 0 from start-up, correct values, and promtool-valid exposition."""
+"""Tests for monitor.metrics: default series at 0 from start-up, opt-in detail, values, promtool-valid exposition."""
 
 from __future__ import annotations
 
@@ -37,24 +37,40 @@ def _samples(text: str) -> dict[str, str]:
     return out
 
 
-def test_every_series_exists_at_zero_before_the_first_run() -> None:
-    """Before any run, per-check, per-outcome, per-table and daemon-wide series all read 0 (not absent)."""
+def test_every_default_series_exists_at_zero_before_the_first_run() -> None:
+    """Before any run, the default per-check, per-table and daemon-wide series all read 0 (not absent); outcome
+    counters and the last outcome do not exist yet, and the detail families are not rendered unless asked for."""
     m = Metrics(process_metrics=False)
     _declared(m)
     s = _samples(m.render().decode())
     assert "0" == s['probe_success{check="health",kind="http"}']
-    assert "0" == s['pam_monitor_check_results_total{check="health",kind="http",outcome="server_error"}']
-    assert "0" == s['pam_monitor_check_outcome{check="db_roundtrip",kind="db",outcome="table_missing"}']
+    assert "0.0" == s['pam_monitor_check_last_run_timestamp_seconds{check="health",kind="http"}']
     assert "0" == s['pam_monitor_db_table_present{check="db_roundtrip",kind="db",table="auth.users"}']
     assert "0" == s['pam_monitor_db_phase_duration_seconds{check="db_roundtrip",kind="db",phase="query"}']
-    assert "0" == s['pam_monitor_check_duration_seconds_count{check="health",kind="http"}']
     assert "0.0" == s['pam_monitor_scheduler_skipped_runs_total{reason="max_instances"}']
     assert "1.0" == s['pam_monitor_build_info{version="0.1.0"}']
     assert 'pam_monitor_db_table_present{check="health",kind="http",table="user_settings"}' not in s
+    made_on_first_run = ("pam_monitor_check_results_total", "pam_monitor_check_last_outcome",
+                         "pam_monitor_check_outcome", "pam_monitor_check_duration_seconds")
+    assert [] == [name for name in s if name.startswith(made_on_first_run)]
 
 
-def test_observe_sets_values_histogram_one_hot_and_transitions() -> None:
-    """Results move success, status code, cumulative buckets, counters, the one-hot gauge and transitions."""
+def test_detail_families_exist_at_zero_when_asked_for() -> None:
+    """With `detail`, the one-hot outcome gauge (a series per declared outcome) and the duration histogram exist
+    at 0 from start-up, as every series did before the budget."""
+    m = Metrics(process_metrics=False)
+    m.set_checks([("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), ())],
+                 detail=("outcome_onehot", "duration_histogram"))
+    s = _samples(m.render().decode())
+    lb = 'check="health",kind="http"'
+    assert ["0", "0", "0"] == [s[f'pam_monitor_check_outcome{{{lb},outcome="{o}"}}']
+                               for o in ("ok", "server_error", "timeout")]
+    assert "0" == s[f"pam_monitor_check_duration_seconds_count{{{lb}}}"]
+
+
+def test_observe_sets_values_counters_last_outcome_and_transitions() -> None:
+    """Results move success and status code; a counter appears at an outcome's first run; the last outcome is one
+    series whose label follows the run; transitions count changes."""
     m = Metrics(process_metrics=False)
     _declared(m)
     m.observe(_result("health", Outcome.OK, 0.03, status_code=200), None)
@@ -62,14 +78,60 @@ def test_observe_sets_values_histogram_one_hot_and_transitions() -> None:
     s = _samples(m.render().decode())
     lb = 'check="health",kind="http"'
     assert ("0", "500") == (s[f"probe_success{{{lb}}}"], s[f"probe_http_status_code{{{lb}}}"])
+    assert ("1", "1") == (s[f'pam_monitor_check_results_total{{{lb},outcome="ok"}}'],
+                          s[f'pam_monitor_check_results_total{{{lb},outcome="server_error"}}'])
+    assert f'pam_monitor_check_results_total{{{lb},outcome="timeout"}}' not in s
+    assert [f'pam_monitor_check_last_outcome{{{lb},outcome="server_error"}}'] == [
+        name for name in s if name.startswith("pam_monitor_check_last_outcome{")]
+    assert "1" == s[f'pam_monitor_check_last_outcome{{{lb},outcome="server_error"}}']
+    assert "1" == s[f'pam_monitor_status_transitions_total{{{lb},from="ok",to="server_error"}}']
+
+
+def test_detail_histogram_and_one_hot_follow_the_runs() -> None:
+    """With both detail families on, the histogram's cumulative buckets and the one-hot gauge follow the runs."""
+    m = Metrics(process_metrics=False)
+    m.set_checks([("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), ())],
+                 detail=("outcome_onehot", "duration_histogram"))
+    m.observe(_result("health", Outcome.OK, 0.03, status_code=200), None)
+    m.observe(_result("health", Outcome.SERVER_ERROR, 0.3, status_code=500), Outcome.OK)
+    s = _samples(m.render().decode())
+    lb = 'check="health",kind="http"'
     buckets = ("0.01", "0.05", "0.1", "0.25", "0.5", "+Inf")
     assert ["0", "1", "1", "1", "2", "2"] == [
         s[f'pam_monitor_check_duration_seconds_bucket{{{lb},le="{le}"}}'] for le in buckets
     ]
-    assert "1" == s[f'pam_monitor_check_results_total{{{lb},outcome="server_error"}}']
-    assert ("0", "1") == (s[f'pam_monitor_check_outcome{{{lb},outcome="ok"}}'],
-                          s[f'pam_monitor_check_outcome{{{lb},outcome="server_error"}}'])
-    assert "1" == s[f'pam_monitor_status_transitions_total{{{lb},from="ok",to="server_error"}}']
+    assert ("0", "1", "0") == (s[f'pam_monitor_check_outcome{{{lb},outcome="ok"}}'],
+                               s[f'pam_monitor_check_outcome{{{lb},outcome="server_error"}}'],
+                               s[f'pam_monitor_check_outcome{{{lb},outcome="timeout"}}'])
+
+
+def test_a_reload_can_turn_detail_off() -> None:
+    """set_checks without detail after one with it: the detail families leave the scrape, the counters stay."""
+    m = Metrics(process_metrics=False)
+    declared = [("health", "http", (Outcome.OK,), (), ())]
+    m.set_checks(declared, detail=("outcome_onehot", "duration_histogram"))
+    m.observe(_result("health", Outcome.OK), None)
+    m.set_checks(declared)
+    text = m.render().decode()
+    assert "pam_monitor_check_outcome{" not in text
+    assert "pam_monitor_check_duration_seconds" not in text
+    assert 'pam_monitor_check_results_total{check="health",kind="http",outcome="ok"} 1' in text
+
+
+def test_durations_are_written_to_the_microsecond() -> None:
+    """Durations and phases are rounded to the microsecond and the last-run time to the millisecond, so a sample
+    is not 17 digits of noise (they were a tenth of a scrape)."""
+    m = Metrics(process_metrics=False)
+    _declared(m)
+    facts = dataclasses.replace(FACTS, phases={**FACTS.phases, "connect": 0.00212345678912}, dns_lookup_s=1.23456789e-4)
+    observed = ProbeResult(Outcome.OK, "200", status_code=200, http=facts)
+    m.observe(Result("health", "http", observed, duration_s=0.0412345678, started_at=1000.0,
+                     finished_at=1795000000.123456789), None)
+    s = _samples(m.render().decode())
+    lb = 'check="health",kind="http"'
+    assert ("0.041235", "0.002123", "0.000123", "1795000000.123") == (
+        s[f"probe_duration_seconds{{{lb}}}"], s[f'probe_http_duration_seconds{{{lb},phase="connect"}}'],
+        s[f"probe_dns_lookup_time_seconds{{{lb}}}"], s[f"pam_monitor_check_last_run_timestamp_seconds{{{lb}}}"])
 
 
 def test_tables_keep_last_known_value_when_not_reported() -> None:
@@ -153,6 +215,8 @@ def test_promtool_accepts_the_exposition() -> None:
         pytest.fail("promtool is missing: apt-get install prometheus (the CI script installs it)")
     m = Metrics()
     _declared(m)
+    m.set_checks([("health", "http", (Outcome.OK, Outcome.TIMEOUT), (), ())], detail=("outcome_onehot",
+                                                                                    "duration_histogram"))
     m.observe(_result("health", Outcome.TIMEOUT), None)
     m.observe(_result("health", Outcome.OK), Outcome.TIMEOUT)
     tls = TlsFacts("TLSv1.3", 1.8e9, "CN=a", "CN=b", earliest_expiry=1.7e9, chain_expiry=1.7e9)

@@ -110,8 +110,10 @@ async def test_result_holds_the_observation_itself() -> None:
 
 async def test_series_are_declared_from_the_kind_records() -> None:
     """Outcomes, tables and phases of each check's series come from its kind's record: a db check declares its
-    outcomes, its tables and its phases (canary included) at 0 before any run."""
+    outcomes (in the opt-in one-hot family the config asks for), its tables and its phases (canary included) at 0
+    before any run."""
     config = Config.model_validate({
+        "metrics": {"detail": ["outcome_onehot"]},
         "targets": {"db": {"dsn": "postgresql://u@127.0.0.1:9/x"}},
         "defaults": {"interval": "10s", "timeout": "1s"},
         "checks": [{"name": "d", "kind": "db", "target": "db", "canary": True, "required_tables": ["a"],

@@ -122,7 +122,7 @@ async def test_a_run_not_admitted_in_its_window_is_skipped_as_saturated_with_no_
     assert 1.0 == _skipped(runner)
     assert "late" not in runner.state.results
     exposition = runner.metrics.render().decode()
-    assert 'pam_monitor_check_duration_seconds_count{check="late",kind="http"} 0\n' in exposition
+    assert 'pam_monitor_check_results_total{check="late"' not in exposition  # no outcome counted, not even one
     assert 'pam_monitor_check_last_run_timestamp_seconds{check="late",kind="http"} 0.0\n' in exposition
     assert ["scheduler.saturated"] == [e["event"] for e in logs if e["log_level"] == "warning"]
 

@@ -64,7 +64,8 @@ def test_scrapes_close_together_share_one_render_and_a_lone_scrape_keeps_nothing
         again = [httpx.get(f"{one}/metrics").text for _ in range(3)]
         assert 2 == metrics.renders
         afresh = [httpx.get(f"{two}/metrics").text for _ in range(2)]
-    assert line % 0 in lone
+    # An outcome's counter exists from its first run on: the lone scrape came before any.
+    assert "pam_monitor_check_results_total{" not in lone
     assert line % 1 in shared
     assert [shared] * 3 == again
     assert 4 == metrics.renders
@@ -177,3 +178,37 @@ async def test_server_thread_answers_while_the_daemon_loop_is_blocked() -> None:
     await server.stop(5)
     assert 200 == status
     assert False is server.alive
+
+
+def test_metrics_are_gzipped_when_the_scraper_asks_and_plain_otherwise() -> None:
+    """Accept-Encoding: gzip (what Prometheus sends) gets a gzip body that inflates to the plain one, with
+    Content-Encoding and Vary; no header or `gzip;q=0` gets the plain text."""
+    import gzip
+
+    state, metrics = _state_and_metrics()
+    metrics.observe(_result(Outcome.OK), None)
+    app = create_app(state, metrics, lambda: "svc", metrics_ttl=0)
+    with serve_asgi(app) as base, httpx.Client() as client:
+        def raw(encoding: str | None) -> tuple[str | None, str | None, bytes]:
+            headers = {"Accept-Encoding": encoding} if encoding is not None else {"Accept-Encoding": "identity"}
+            with client.stream("GET", f"{base}/metrics", headers=headers) as answer:
+                body = b"".join(answer.iter_raw())
+                return answer.headers.get("content-encoding"), answer.headers.get("vary"), body
+
+        plain_encoding, _, plain = raw(None)
+        zipped_encoding, vary, zipped = raw("gzip")
+        refused_encoding, _, refused = raw("gzip;q=0, identity")
+    assert (None, "gzip", "Accept-Encoding", None) == (plain_encoding, zipped_encoding, vary, refused_encoding)
+    assert plain == gzip.decompress(zipped) == refused
+    assert b'pam_monitor_check_results_total{check="a",kind="http",outcome="ok"} 1' in plain
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("gzip", True), ("deflate, gzip;q=1.0, *;q=0.5", True), ("GZIP", True), ("*", True),
+    ("gzip;q=0", False), ("identity", False), ("", False), ("gzip;q=zero", False), ("br, deflate", False),
+])
+def test_accept_encoding_is_read_like_rfc_9110(header: str, expected: bool) -> None:
+    """gzip (or *) with a q above 0 allows it; q=0 or an unreadable q refuses it; other codings do not count."""
+    from monitor.server import accepts_gzip
+
+    assert expected == accepts_gzip(header)

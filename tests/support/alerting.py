@@ -33,6 +33,8 @@ CHECKS: list[dict[str, Any]] = [
                {"name": "write", "method": "PUT", "path": "/api/v1/users/{sub}/settings", "json": {"n": "{run_id}"}}]},
     {"name": "settings_isolation", "kind": "tenant_isolation", "target": "backend", "identity": "monitor_user",
      "path": "/api/v1/users/{user_id}/settings", "params": {"user_id": "00000000-0000-4000-8000-000000000002"}},
+    {"name": "nightly_backup", "kind": "heartbeat", "interval": "1h", "grace": "10m",
+     "token": "heartbeat-token-of-the-alert-tests"},
 ]
 IDENTITIES: dict[str, Any] = {
     "monitor_user": {"mint": {"secret": "test-jwt-secret-that-is-long-enough-for-hs256",

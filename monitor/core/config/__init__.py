@@ -55,6 +55,8 @@ from monitor.core.config.checks import (
     path_placeholders,
     split_table,
 )
+from monitor.core.config.exposition import DETAIL_FAMILIES, DetailFamily, MetricsSettings
+from monitor.core.config.heartbeat import HeartbeatCheck
 from monitor.core.config.identities import Identity, Mint, SignIn
 from monitor.core.config.journeys import (
     RUN_ID,
@@ -80,6 +82,7 @@ __all__ = [
     "CHECK_KINDS",
     "CHECK_MODELS",
     "DEFAULT_REPLICAS",
+    "DETAIL_FAMILIES",
     "ENV_PREFIX",
     "MATCHER_KEYS",
     "NAME_PATTERN",
@@ -98,9 +101,11 @@ __all__ = [
     "Config",
     "DbCheck",
     "Defaults",
+    "DetailFamily",
     "Duration",
     "Flapping",
     "ForgedToken",
+    "HeartbeatCheck",
     "HttpCheck",
     "HttpExpect",
     "HttpMethod",
@@ -111,6 +116,7 @@ __all__ = [
     "JsonMatcher",
     "Maintenance",
     "Method",
+    "MetricsSettings",
     "Mint",
     "PagerDutySink",
     "PostgrestCheck",

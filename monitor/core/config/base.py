@@ -40,6 +40,7 @@ AlertName = Literal[
     "MonitorSaturated",
     "MonitorWatchdog",
     "MonitorBlocked",
+    "HeartbeatMissed",
 ]
 
 

@@ -28,13 +28,16 @@ from monitor.core.config.base import (
     Strict,
     require_timeout_below_interval,
 )
+from monitor.core.config.links import LinkTemplate
 from monitor.core.config.matchers import validate_json_expectations
+from monitor.core.config.slo import Slo
 
 
 class CheckBase(Strict):
-    """Fields shared by every kind of check. `target_type` says which kind of target the check needs."""
+    """Fields shared by every kind of check. `target_type` says which kind of target the check needs ("none": the
+    check has no target, e.g. `heartbeat`)."""
 
-    target_type: ClassVar[Literal["http", "dsn"]] = "http"
+    target_type: ClassVar[Literal["http", "dsn", "none"]] = "http"
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     target: str
@@ -49,6 +52,9 @@ class CheckBase(Strict):
     depends_on: list[str] = Field(
         default_factory=list, description="checks whose failure explains this one's (its alerts are held back)"
     )
+    runbook_url: LinkTemplate | None = Field(default=None, description="runbook link of this check's alerts")
+    dashboard_url: LinkTemplate | None = Field(default=None, description="dashboard link of this check's alerts")
+    slo: Slo | None = Field(default=None, description="an objective for this check: {objective: 99.9%, window: 30d}")
 
     @field_validator("interval")
     @classmethod
@@ -317,7 +323,7 @@ def split_table(name: str, default_schema: str = "public") -> tuple[str, str]:
 class DbCheck(CheckBase):
     """Kind `db`: PostgreSQL round trip (connect, SELECT 1, tables, columns, RLS, canary)."""
 
-    target_type: ClassVar[Literal["http", "dsn"]] = "dsn"
+    target_type: ClassVar[Literal["http", "dsn", "none"]] = "dsn"
     kind: Literal["db"]
     required_tables: list[TableName] = Field(default_factory=list)
     required_columns: dict[TableName, list[ColumnName]] = Field(default_factory=dict)

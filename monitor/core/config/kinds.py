@@ -15,10 +15,12 @@ from monitor.core.config.checks import (
     PostgrestCheck,
     VoiceCheck,
 )
+from monitor.core.config.heartbeat import HeartbeatCheck
 from monitor.core.config.journeys import JourneyCheck, TenantIsolationCheck
 
 Check = Annotated[
-    HttpCheck | AuthContractCheck | VoiceCheck | DbCheck | PostgrestCheck | JourneyCheck | TenantIsolationCheck,
+    HttpCheck | AuthContractCheck | VoiceCheck | DbCheck | PostgrestCheck | JourneyCheck | TenantIsolationCheck
+    | HeartbeatCheck,
     Field(discriminator="kind"),
 ]
 """A check as the config file gives it; a new kind's model is added here and nowhere else in the config."""

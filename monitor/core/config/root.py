@@ -18,8 +18,11 @@ from pydantic import (
 
 from monitor.core.config.alerting import Alerts
 from monitor.core.config.base import NAME_PATTERN, Duration, Strict, require_timeout_below_interval
+from monitor.core.config.exposition import MetricsSettings
 from monitor.core.config.identities import Identity
 from monitor.core.config.kinds import CHECK_MODELS, Check, identity_refs
+from monitor.core.config.links import ExternalUrl, LinkTemplate
+from monitor.core.config.slo import SloGroup
 from monitor.core.config.targets import Target
 
 
@@ -69,6 +72,14 @@ class Config(Strict):
     )
     checks: list[Check] = Field(default_factory=list)
     alerts: Alerts = Field(default_factory=Alerts)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    external_url: ExternalUrl | None = Field(
+        default=None, description="where people reach the status page (default http://<listen>/)")
+    runbook_url: LinkTemplate | None = Field(
+        default=None, description="runbook link on every alert unless a target or check sets its own")
+    dashboard_url: LinkTemplate | None = Field(default=None, description="dashboard link on every alert")
+    slos: dict[Annotated[str, Field(pattern=NAME_PATTERN)], SloGroup] = Field(
+        default_factory=dict, description="objectives over groups of checks, by name")
     # Set by apply_shard, never from the file: the file's checks that other shards run.
     _elsewhere: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
@@ -132,14 +143,29 @@ class CheckRef:
 def cross_check(config: Config) -> list[tuple[str, str]]:
     """Rules that span several parts of a valid configuration; returns (field path, problem) pairs."""
     return cross_rules(
-        [CheckRef(i, c.name, c.kind, c.target, type(c).target_type == "http", tuple(c.depends_on),
+        [CheckRef(i, c.name, c.kind, c.target or None, type(c).target_type == "http", tuple(c.depends_on),
                   tuple(identity_refs(c)))
          for i, c in enumerate(config.checks)],
         {name: target.is_http for name, target in config.targets.items()},
         [(i, sink.display_name) for i, sink in enumerate(config.alerts.sinks)],
         {name: target.health_check for name, target in config.targets.items() if target.health_check},
         set(config.identities),
-    )
+    ) + slo_rules(config)
+
+
+def slo_rules(config: Config) -> list[tuple[str, str]]:
+    """An SLO group names existing checks, and no group takes the name of a check's own `slo` (named after it)."""
+    names = {c.name for c in config.checks}
+    own = {c.name for c in config.checks if c.slo is not None}
+    problems = []
+    for name, group in config.slos.items():
+        if name in own:
+            problems.append((f"slos.{name}", f"check {name!r} has its own slo, named after it; rename this group"))
+        for i, check in enumerate(group.checks):
+            if check not in names:
+                known = ", ".join(sorted(names)) or "none"
+                problems.append((f"slos.{name}.checks[{i}]", f"no check is named {check!r}; known checks: {known}"))
+    return problems
 
 
 def dependencies(config: Config) -> dict[str, tuple[str, ...]]:
@@ -325,5 +351,7 @@ def raw_facts(
     return checks, targets, sinks, health_checks, identities
 
 
-def _needs_http() -> dict[str, bool]:
-    return {typing.get_args(m.model_fields["kind"].annotation)[0]: m.target_type == "http" for m in CHECK_MODELS}
+def _needs_http() -> dict[str, bool | None]:
+    # None: a kind without a target (heartbeat), whose model refuses one itself.
+    return {typing.get_args(m.model_fields["kind"].annotation)[0]: None if m.target_type == "none"
+            else m.target_type == "http" for m in CHECK_MODELS}

@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from monitor.core.config.base import Rate, Strict
+from monitor.core.config.links import LinkTemplate
 
 
 class Target(Strict):
@@ -25,6 +26,7 @@ class Target(Strict):
     api_key: SecretStr | None = Field(default=None, description="PostgREST/Supabase `apikey` header")
     bearer_token: SecretStr | None = Field(default=None, description="`Authorization: Bearer` for PostgREST")
     verify_tls: bool = True
+    runbook_url: LinkTemplate | None = Field(default=None, description="runbook link of this target's checks' alerts")
     ca_file: Path | None = None
     health_check: str | None = Field(
         default=None, description="a check of this target that its other checks depend on (one outage, one page)"

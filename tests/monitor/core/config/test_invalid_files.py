@@ -23,14 +23,15 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "typo_in_check_key",
         BASE + "checks:\n  - {name: a, kind: http, target: backend, timout: 5s}\n",
         ["{f}:5: checks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
-         "depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, labels, "
-         "maintenance, method, name, params, path, query, success_threshold, target, timeout"],
+         "dashboard_url, depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, "
+         "kind, labels, maintenance, method, name, params, path, query, runbook_url, slo, success_threshold, target, "
+         "timeout"],
     ),
     (
         "unknown_kind",
         BASE + "checks:\n  - {name: a, kind: htp, target: backend}\n",
         ["{f}:5: checks[0] (a): unknown kind 'htp'; allowed: 'http', 'auth_contract', 'voice', 'db', 'postgrest', "
-         "'journey', 'tenant_isolation'"],
+         "'journey', 'tenant_isolation', 'heartbeat'"],
     ),
     (
         "status_out_of_range",
@@ -135,8 +136,84 @@ INVALID: list[tuple[str, str, list[str]]] = [
     (
         "unknown_top_level_key",
         "servce: x\n",
-        ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, defaults, http, "
-         "identities, listen, log_level, service, shutdown_timeout, state_dir, targets"],
+        ["{f}:1: servce: unknown key 'servce'; did you mean 'service'? allowed keys: alerts, checks, dashboard_url, "
+         "defaults, external_url, http, identities, listen, log_level, metrics, runbook_url, service, "
+         "shutdown_timeout, slos, state_dir, targets"],
+    ),
+    (
+        "unknown_metrics_detail_family",
+        "metrics: {detail: [outcome_onehot, phase_histogram]}\n",
+        ["{f}:1: metrics.detail[1]: must be one of 'outcome_onehot' or 'duration_histogram', got text (value not "
+         "shown: it may be a secret)"],
+    ),
+    (
+        "heartbeat_token_too_short",
+        "checks:\n  - {name: nightly, kind: heartbeat, interval: 1h, token: x9y8z7}\n",
+        ["{f}:2: checks[0] (nightly).token: is shorter than 16 characters; use a random one (`openssl rand -hex 16`), "
+         "from the environment (\"${VAR}\") or a file (\"${file:/path}\")"],
+    ),
+    (
+        "heartbeat_with_a_target",
+        BASE + "checks:\n  - {name: nightly, kind: heartbeat, target: backend, token: 0123456789abcdef0123}\n",
+        ["{f}:5: checks[0] (nightly).target: a heartbeat check has no target (its job calls the daemon); remove "
+         "`target`, got 'backend'"],
+    ),
+    (
+        "runbook_url_unknown_placeholder",
+        'runbook_url: "https://wiki.example.com/{team}/{alertname}"\n',
+        ["{f}:1: runbook_url: has unknown placeholder 'team'; use {check}, {target} or {alertname}, got "
+         "'https://wiki.example.com/{team}/{alertname}'"],
+    ),
+    (
+        "runbook_url_format_spec",
+        'targets:\n  backend: {base_url: "http://127.0.0.1:8000", runbook_url: "https://wiki/{check!r}"}\n',
+        ["{f}:2: targets.backend.runbook_url: has a placeholder with a conversion or format spec; write it plain: "
+         "{check}, {target} or {alertname}, got 'https://wiki/{check!r}'"],
+    ),
+    (
+        "runbook_url_broken_brace",
+        BASE + 'checks:\n  - {name: a, kind: http, target: backend, runbook_url: "https://wiki/{check"}\n',
+        ["{f}:5: checks[0] (a).runbook_url: is not a valid template (expected '}' before end of string); write "
+         "placeholders as {check}, {target}, {alertname} and a literal brace as {{ or }}, got 'https://wiki/{check'"],
+    ),
+    (
+        "dashboard_url_relative",
+        'dashboard_url: "grafana/d/{check}"\n',
+        ["{f}:1: dashboard_url: must be an absolute http:// or https:// URL, got 'grafana/d/{check}'"],
+    ),
+    (
+        "external_url_without_scheme",
+        "external_url: status.example.com\n",
+        ["{f}:1: external_url: must be an absolute http:// or https:// URL, got 'status.example.com'"],
+    ),
+    (
+        "slo_window_without_history",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, slo: {objective: 99.9%, window: 28d}}\n",
+        ["{f}:5: checks[0] (a).slo.window: must be one of 1h, 24h, 7d, 30d (the windows pam-monitor keeps history "
+         "for), got '28d'"],
+    ),
+    (
+        "slo_objective_of_100_percent",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, slo: {objective: 100%}}\n",
+        ["{f}:5: checks[0] (a).slo.objective: must be less than 1, got '100%'"],
+    ),
+    (
+        "slo_burn_short_window_not_shorter",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend, slo: {objective: 99%, alerts: "
+        "[{severity: critical, factor: 2, long: 5m, short: 1h}]}}\n",
+        ["{f}:5: checks[0] (a).slo.alerts[0]: short must be less than long (the short window confirms the burn is "
+         "still going on)"],
+    ),
+    (
+        "slo_group_names_an_unknown_check",
+        BASE + "checks:\n  - {name: a, kind: http, target: backend}\nslos:\n  site: {checks: [a, b], objective: "
+        "99.9%}\n",
+        ["{f}:7: slos.site.checks[1]: no check is named 'b'; known checks: a"],
+    ),
+    (
+        "metrics_detail_family_twice",
+        "metrics: {detail: [duration_histogram, duration_histogram]}\n",
+        ["{f}:1: metrics.detail: lists a family twice; name each of outcome_onehot, duration_histogram at most once"],
     ),
     (
         "bad_time_zone",

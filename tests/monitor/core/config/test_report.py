@@ -87,8 +87,8 @@ def test_values_from_variables_files_and_secret_fields_are_never_shown(tmp_path:
     problems = _problems(tmp_path, body, environ={"IV": "EnvSecret7"})
     assert [
         "{f}:3: targets.db: must be a mapping (key: value) with keys among: api_key, base_url, bearer_token, ca_file, "
-        "dsn, headers, health_check, max_rate, max_routes_per_minute, proxy_url, verify_tls; got text (value not "
-        "shown: it may be a secret)",
+        "dsn, headers, health_check, max_rate, max_routes_per_minute, proxy_url, runbook_url, verify_tls; got text "
+        "(value not shown: it may be a secret)",
         "{f}:5: checks[0] (a).interval: cannot read (value hidden) as a duration; expected a number of seconds or a "
         "duration such as 500ms, 30s, 5m, 1h, 1h30m",
         "{f}:6: checks[1] (b).success_threshold: must be a whole number from 1 to 100, got text (value not shown: it "
