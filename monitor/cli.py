@@ -279,7 +279,11 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     if args.output is None:
         print(text, end="")
     else:
-        args.output.write_text(text)
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a directory, a missing parent, permissions, a full disk
+            print(f"pam-monitor rules: {args.output}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if not specs(config):
         print("pam-monitor: the config has no slo: no rules written", file=sys.stderr)
     return EXIT_OK

@@ -163,6 +163,14 @@ def listen_address(text: str) -> str:
     return text
 
 
+def job_name(text: str) -> str:
+    """A Prometheus job name as the rules select on it (`job="..."`): not empty, printable, no quote or backslash."""
+    if not text or not text.isprintable() or any(c in text for c in '"\\'):
+        raise argparse.ArgumentTypeError(f"must be the Prometheus job that scrapes pam-monitor (printable, no quotes), "
+                                         f"got {text!r}")
+    return text
+
+
 DEMO_MIN_INTERVAL, DEMO_MAX_INTERVAL = 1.0, 3600.0
 
 
@@ -322,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = verb("rules")
     _add_config_option(rules, top=False)
-    rules.add_argument("--job", default="pam-monitor",
+    rules.add_argument("--job", type=job_name, default="pam-monitor",
                        help="the Prometheus job that scrapes pam-monitor (default: pam-monitor)")
     rules.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
                        help="file to write (default: stdout)")

@@ -49,6 +49,10 @@ RUNBOOK: dict[str, str] = {
                     "policies.",
     "db_error": "The database query failed: read the message, then the database's logs.",
     "internal_error": "pam-monitor itself failed on this check: read its logs and report the error.",
+    "identity_failed": "The monitor could not act as its user (sign-in refused, its token rejected, its own data "
+                       "unreadable): check the identity's secret or password and the user, not the backend.",
+    "heartbeat_missed": "The job did not call in time, or called /fail: check that it ran, its logs and its exit "
+                        "status.",
 }
 """What to look at first for each outcome that is not ok: one sentence each (the page's and /status's `hint`)."""
 

@@ -299,8 +299,9 @@ def parse_json(fetched: Fetched) -> tuple[bool, Any, str]:
     except _json.JsonTooDeep as exc:
         return False, None, str(exc)
     except (ValueError, UnicodeDecodeError):
-        kind = fetched.content_type or "no content-type"
-        return False, None, f"the body is not JSON ({kind}, {len(fetched.body)} bytes)"
+        # The header's value as sent may hold control characters: the sentence stays one printable line.
+        kind = " ".join("".join(c if c.isprintable() else " " for c in fetched.content_type or "").split())
+        return False, None, f"the body is not JSON ({kind or 'no content-type'}, {len(fetched.body)} bytes)"
 
 
 # ---------------------------------------------------------------------------------------------- Retry-After

@@ -62,6 +62,17 @@ def _process_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
                     "`pytestmark = pytest.mark.process` to its module or @pytest.mark.process to it", pytrace=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """What a process-marked test's module or session fixtures start while they are torn down (after its
+    `_process_tier_guard`, e.g. `podman rm` when an image test's module ends) is that test's, not the next one's."""
+    try:
+        return (yield)
+    finally:
+        if item.get_closest_marker("process") is not None:
+            _spawned.clear()
+
+
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
     """Undo what configure_logging() did in a test: structlog's config and the root logger's handlers and level.

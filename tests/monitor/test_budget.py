@@ -24,10 +24,10 @@ HEARTBEAT = {"name": "nightly", "kind": "heartbeat", "interval": "1d", "token": 
 BUDGET: dict[str, tuple[str, int, int, int]] = {
     "http": ("backend_health", 13, 15, 37),
     "auth_contract": ("settings_get_unauth", 13, 15, 37),
-    "voice": ("voice_health", 15, 17, 39),  # + 2 phases (health, synthesis)
+    "voice": ("voice_health", 15, 17, 41),  # + 2 phases (health, synthesis)
     "postgrest": ("rest_tables", 15, 17, 41),  # + a table-present series per required table (2 here)
-    "journey": ("settings_journey", 17, 19, 41),  # + a phase per step (4 here)
-    "tenant_isolation": ("settings_isolation", 13, 15, 37),
+    "journey": ("settings_journey", 17, 19, 43),  # + a phase per step (4 here)
+    "tenant_isolation": ("settings_isolation", 13, 15, 39),
     "db": ("db_roundtrip", 12, 14, 44),  # no HTTP series; + 5 tables and 3 phases (connect, query, canary)
     "heartbeat": ("nightly", 4, 6, 10),  # no HTTP series
 }
@@ -59,7 +59,8 @@ def test_series_per_check_stay_within_the_budget(kind: str) -> None:
     record = probes.REGISTRY[kind]
     assert kind == check.kind  # type: ignore[attr-defined]
     metrics = Metrics(process_metrics=False)
-    metrics.set_checks([(name, kind, record.outcomes, record.tables(check), record.phases(check))])
+    metrics.set_checks([(name, kind, record.outcomes, record.tables(check), record.phases(check),
+                         record.speaks_http)])
     counted = [_count(metrics, name)]
     previous = None
     for i, outcome in enumerate(record.outcomes):
@@ -76,7 +77,7 @@ def test_an_https_check_has_no_more_series_than_blackbox_exporter_gives_the_same
     """An http check over TLS, after a good run, has its default series plus the three TLS ones: at most 20."""
     metrics = Metrics(process_metrics=False)
     record = probes.REGISTRY["http"]
-    metrics.set_checks([("api", "http", record.outcomes, (), ())])
+    metrics.set_checks([("api", "http", record.outcomes, (), (), True)])
     tls = TlsFacts("TLSv1.3", 1.8e9, "CN=a", "CN=b", earliest_expiry=1.8e9, chain_expiry=1.8e9)
     facts = HttpFacts(phases={"resolve": 0.001}, version=1.1, content_length=2, tls=tls)
     metrics.observe(Result("api", "http", ProbeResult(record.outcomes[0], "m", status_code=200, http=facts),
@@ -90,7 +91,7 @@ def test_detail_families_add_what_they_say() -> None:
     counts = []
     for detail in ((), ("outcome_onehot",), ("duration_histogram",)):
         metrics = Metrics(process_metrics=False)
-        metrics.set_checks([("h", "http", record.outcomes, (), ())], detail=detail)
+        metrics.set_checks([("h", "http", record.outcomes, (), (), True)], detail=detail)
         counts.append(_count(metrics, "h"))
     assert [13, 13 + len(record.outcomes), 13 + 12] == counts
 

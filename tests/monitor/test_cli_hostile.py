@@ -81,6 +81,11 @@ HOSTILE: dict[str, dict[str, list[str]]] = {
     "init": {
         "--openapi": ["", "{dir}", "{missing}", "{binary}"],
     },
+    "rules": {
+        "--config": ["", "{dir}", "{missing}", "{binary}"],
+        "--job": ["", 'a"b', "a\nb"],
+        "--output": ["{dir}", "{missing}/x.yaml"],
+    },
 }
 # Options that take no value (flags) or only print: nothing hostile can be given to them.
 FLAGS = {"--help", "--version", "--no-db", "--journeys", "--test", "--strict", "--force"}
@@ -88,7 +93,7 @@ FLAGS = {"--help", "--version", "--no-db", "--journeys", "--test", "--strict", "
 NEEDS: dict[str, list[str]] = {
     "run": ["--config", "{config}"], "check": ["--config", "{config}"], "validate": ["--config", "{config}"],
     "notify": ["--test", "--config", "{config}"], "demo": [], "discover": ["--openapi", "{openapi}"],
-    "init": ["{root}/init-out.yaml"],  # a PATH that does not exist, so the option under test is what is refused
+    "init": ["{root}/init-out.yaml"], "rules": ["--config", "{config}"],  # a PATH that does not exist, so the option under test is what is refused
 }
 # A config file's problems are one line each, then one summary line (as validate documents it).
 SUMMARY = "problem(s) in the configuration; nothing was started"

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
 from monitor.core.config import Config, HeartbeatCheck
@@ -141,6 +142,7 @@ def _daemon_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.process  # runs the daemon as a process
 def test_a_daemon_takes_calls_pages_a_miss_and_remembers_the_last_call(tmp_path: Path) -> None:
     """In `pam-monitor run`: a curl-style GET keeps the check ok; with no call for interval + grace it is
     heartbeat_missed and HeartbeatMissed fires (critical); after a restart /status still shows the last call,
@@ -167,6 +169,7 @@ def test_a_daemon_takes_calls_pages_a_miss_and_remembers_the_last_call(tmp_path:
     assert TOKEN not in logs
 
 
+@pytest.mark.process  # runs the daemon and check as processes
 def test_check_judges_the_calls_a_daemon_saved(tmp_path: Path) -> None:
     """`pam-monitor check` judges heartbeat checks from the calls saved in state_dir (no restart grace): a recent
     call is ok, an old one heartbeat_missed; with no saved calls the check says it has nothing to judge."""

@@ -59,7 +59,7 @@ def test_detail_families_exist_at_zero_when_asked_for() -> None:
     """With `detail`, the one-hot outcome gauge (a series per declared outcome) and the duration histogram exist
     at 0 from start-up, as every series did before the budget."""
     m = Metrics(process_metrics=False)
-    m.set_checks([("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), ())],
+    m.set_checks([("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), (), True)],
                  detail=("outcome_onehot", "duration_histogram"))
     s = _samples(m.render().decode())
     lb = 'check="health",kind="http"'
@@ -90,7 +90,7 @@ def test_observe_sets_values_counters_last_outcome_and_transitions() -> None:
 def test_detail_histogram_and_one_hot_follow_the_runs() -> None:
     """With both detail families on, the histogram's cumulative buckets and the one-hot gauge follow the runs."""
     m = Metrics(process_metrics=False)
-    m.set_checks([("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), ())],
+    m.set_checks([("health", "http", (Outcome.OK, Outcome.SERVER_ERROR, Outcome.TIMEOUT), (), (), True)],
                  detail=("outcome_onehot", "duration_histogram"))
     m.observe(_result("health", Outcome.OK, 0.03, status_code=200), None)
     m.observe(_result("health", Outcome.SERVER_ERROR, 0.3, status_code=500), Outcome.OK)
@@ -108,7 +108,7 @@ def test_detail_histogram_and_one_hot_follow_the_runs() -> None:
 def test_a_reload_can_turn_detail_off() -> None:
     """set_checks without detail after one with it: the detail families leave the scrape, the counters stay."""
     m = Metrics(process_metrics=False)
-    declared = [("health", "http", (Outcome.OK,), (), ())]
+    declared = [("health", "http", (Outcome.OK,), (), (), True)]
     m.set_checks(declared, detail=("outcome_onehot", "duration_histogram"))
     m.observe(_result("health", Outcome.OK), None)
     m.set_checks(declared)
@@ -215,7 +215,7 @@ def test_promtool_accepts_the_exposition() -> None:
         pytest.fail("promtool is missing: apt-get install prometheus (the CI script installs it)")
     m = Metrics()
     _declared(m)
-    m.set_checks([("health", "http", (Outcome.OK, Outcome.TIMEOUT), (), ())], detail=("outcome_onehot",
+    m.set_checks([("health", "http", (Outcome.OK, Outcome.TIMEOUT), (), (), True)], detail=("outcome_onehot",
                                                                                     "duration_histogram"))
     m.observe(_result("health", Outcome.TIMEOUT), None)
     m.observe(_result("health", Outcome.OK), Outcome.TIMEOUT)
