@@ -20,7 +20,6 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from alerts.store import FILENAME
 from monitor.core.config import HeartbeatCheck
 from probes.heartbeat import Beat, HeartbeatBook
 
@@ -37,12 +36,17 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS heartbeats (
 )"""
 
 
+HEARTBEAT_FILENAME = "heartbeats.sqlite3"
+"""The heartbeats' own database in `state_dir` (not the alert store's file: a second connection to it would share
+SQLite's WAL mapping with the store's and stop the store from rewriting its state after its -wal was deleted)."""
+
+
 class HeartbeatTable:
-    """The `heartbeats` table in the state database (alerts.sqlite3 in `state_dir`), on its own connection."""
+    """The `heartbeats` table in its own database (heartbeats.sqlite3 in `state_dir`)."""
 
     def __init__(self, state_dir: Path, *, read_only: bool = False) -> None:
         self._lock = threading.Lock()
-        path = Path(state_dir) / FILENAME
+        path = Path(state_dir) / HEARTBEAT_FILENAME
         if read_only:
             self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=1.0,
                                        check_same_thread=False)
@@ -80,7 +84,7 @@ class HeartbeatTable:
 def saved_book(state_dir: Path, clock: Callable[[], float]) -> HeartbeatBook | None:
     """The calls a daemon saved in `state_dir`, read without writing, for a one-off `pam-monitor check` (judged
     without a restart's grace); None when there are none."""
-    if not (Path(state_dir) / FILENAME).is_file():
+    if not (Path(state_dir) / HEARTBEAT_FILENAME).is_file():
         return None
     try:
         table = HeartbeatTable(state_dir, read_only=True)

@@ -81,10 +81,17 @@ def quantile(q: float, counts: list[int]) -> float | None:
     return LATENCY_BOUNDS[-1]
 
 
+HISTORY_FILENAME = "history.sqlite3"
+"""The rollups' own database in `state_dir`. Not the alert store's file: a second long-lived connection to that one
+would share SQLite's per-inode WAL and shared-memory mapping with the store's, and after someone deleted its -wal or
+-shm the store could not reopen it (disk I/O error) to write the alert state again; and the history's size (tens of
+MB at 1,000 checks) stays apart from the state that decides pages."""
+
+
 class History:
     """The rollups of one state database; `record` on the probe path, `flush` and `summary` from other threads."""
 
-    def __init__(self, state_dir: Path, clock: Callable[[], float], *, filename: str = "alerts.sqlite3",
+    def __init__(self, state_dir: Path, clock: Callable[[], float], *, filename: str = HISTORY_FILENAME,
                  read_only: bool = False) -> None:
         self._clock = clock
         self._lock = threading.Lock()  # the pending deltas
@@ -96,7 +103,7 @@ class History:
         else:
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=5.0, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout=5000")
-            # As the alert store sets it (the same file): a flush is one WAL append, not a journal and two fsyncs.
+            # As the alert store sets it: a flush is one WAL append, not a journal and two fsyncs.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_schema())
@@ -252,7 +259,7 @@ class History:
 def read_over_time(state_dir: Path, checks: Iterable[str], clock: Callable[[], float]) -> Mapping[str, Any] | None:
     """What a running (or stopped) daemon's history says about these checks, read without writing; None when
     `state_dir` holds no history (`pam-monitor check --format json` adds it per check when there is one)."""
-    path = Path(state_dir) / "alerts.sqlite3"
+    path = Path(state_dir) / HISTORY_FILENAME
     if not path.is_file():
         return None
     try:

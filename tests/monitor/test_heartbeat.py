@@ -115,7 +115,7 @@ def test_calls_are_rate_limited_per_check_and_bad_tokens_do_not_lock_the_job_out
 
 
 def test_the_table_keeps_beats_across_connections(tmp_path: Path) -> None:
-    """Saved beats load back from a new connection to the same state database (alerts.sqlite3), beside the
+    """Saved beats load back from a new connection to the same heartbeat database (heartbeats.sqlite3), beside the
     alert store's tables."""
     table = HeartbeatTable(tmp_path)
     table.save("nightly", Beat(1.0, 2.0, None, ""))
@@ -125,7 +125,7 @@ def test_the_table_keeps_beats_across_connections(tmp_path: Path) -> None:
     again = HeartbeatTable(tmp_path)
     assert {"nightly": Beat(1.0, 3.0, 4.0, "disk full"), "hourly": Beat(5.0)} == again.load()
     again.close()
-    names = sqlite3.connect(tmp_path / "alerts.sqlite3").execute("SELECT name FROM sqlite_master").fetchall()
+    names = sqlite3.connect(tmp_path / "heartbeats.sqlite3").execute("SELECT name FROM sqlite_master").fetchall()
     assert ("heartbeats",) in names
 
 

@@ -112,7 +112,7 @@ def test_the_probe_path_writes_nothing_until_flush(tmp_path: Path) -> None:
     for i in range(100):
         history.record(_result("api", START + i))
         history.record(_result("web", START + i))
-    db = sqlite3.connect(tmp_path / "alerts.sqlite3")
+    db = sqlite3.connect(tmp_path / "history.sqlite3")
     assert 0 == db.execute("SELECT count(*) FROM history_5m").fetchone()[0]
     assert 4 == history.flush()
     assert (2, 200) == db.execute("SELECT count(*), sum(runs) FROM history_5m").fetchone()
@@ -126,7 +126,7 @@ def test_a_month_stays_within_the_size_bound(tmp_path: Path) -> None:
     history = History(tmp_path, clock)
     checks = ["a", "b", "c"]
     _simulate(history, clock, checks, 32 * DAY, every=60.0)
-    db = sqlite3.connect(tmp_path / "alerts.sqlite3")
+    db = sqlite3.connect(tmp_path / "history.sqlite3")
     fine = db.execute("SELECT count(*), min(start) FROM history_5m").fetchone()
     coarse = db.execute("SELECT count(*), min(start) FROM history_1h").fetchone()
     assert fine[0] <= 3 * 301
