@@ -20,7 +20,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from alerts.store import FILENAME
+from alerts.persist.database import FILENAME
 from monitor.core.config import HeartbeatCheck
 from probes.heartbeat import Beat, HeartbeatBook
 
