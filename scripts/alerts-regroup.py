@@ -5,10 +5,11 @@ sinks/) to the new module paths: imports, `alerts/x.py` paths, `alerts.x` mentio
     python3 scripts/alerts-regroup.py FILE...      # rewrites in place, prints each file it changed
 
 For a branch made before the regroup: after merging it, run this on the files it added or edited, then
-`ruff check --select I --fix` (import order) and read the diff. `from alerts import a, b` of modules becomes one
-line per subpackage (a renamed module keeps its old local name with `as`). `alerts.rules` / `alerts.maintenance`
-in prose are left alone (they are config keys too); a moved test that finds the repository with
-`Path(__file__).parents[2]` needs [3].
+`ruff check --select I --fix` (import order) and read the diff. `from alerts import a, b` of moved modules becomes
+one line per subpackage (a renamed module keeps its old local name with `as`); names that did not move stay.
+`alerts.rules` / `alerts.maintenance` in prose are left alone (they are config keys too); a moved test that finds
+the repository with `Path(__file__).parents[2]` needs [3]. Lines saying `old` -> `new` (the README's changelog
+entry for the regroup) are left as they are.
 """
 from __future__ import annotations
 
@@ -56,7 +57,15 @@ def _new(name: str) -> str:
     return MODULES[name]
 
 
+MAPPING_LINE = re.compile(r"` -> `alerts\.")
+
+
 def rewrite(text: str) -> str:
+    """The file's text with every old path rewritten, except on lines that list the mapping itself."""
+    return "".join(line if MAPPING_LINE.search(line) else _rewrite(line) for line in text.splitlines(keepends=True))
+
+
+def _rewrite(text: str) -> str:
     text = IMPORT_FROM.sub(lambda m: f"{m[1]}alerts.{_new(m[2])}{m[3]}", text)
     text = IMPORT.sub(lambda m: f"{m[1]}alerts.{_new(m[2])}", text)
     text = PATH.sub(lambda m: f"alerts/{_new(m[1]).replace('.', '/')}.py", text)
@@ -75,17 +84,18 @@ def _from_package(m: re.Match[str]) -> str:
     moved = [name for name in names if name.split(" as ")[0] in MODULES]
     if not moved:
         return m[0]
-    if len(moved) != len(names):
-        print(f"by hand (modules and names mixed): {m[0].strip()}", file=sys.stderr)
-        return m[0]
+    # Names that did not move (a module still at the top, such as a branch's new one, or a re-exported name)
+    # stay on a `from alerts import` line of their own.
+    kept = [name for name in names if name not in moved]
     by_package: dict[str, list[str]] = {}
-    for name in names:
+    for name in moved:
         module, _, alias = name.partition(" as ")
         package, new = MODULES[module].split(".")
         local = alias or module
         by_package.setdefault(package, []).append(new if new == local else f"{new} as {local}")
-    return "\n".join(f"{m[1]}from alerts.{package} import {', '.join(found)}"
-                     for package, found in sorted(by_package.items()))
+    lines = [f"{m[1]}from alerts import {', '.join(kept)}"] if kept else []
+    lines += [f"{m[1]}from alerts.{package} import {', '.join(found)}" for package, found in sorted(by_package.items())]
+    return "\n".join(lines)
 
 
 def main(paths: list[str]) -> None:
