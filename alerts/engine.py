@@ -1,4 +1,4 @@
-"""The alert engine's bookkeeping: result -> rules -> state machine -> store -> outbox (delivered by alerts.delivery).
+"""The alert engine's bookkeeping: result -> rules -> state machine -> store -> outbox (delivered by sinks.delivery).
 
     async with AlertEngine(config, rules_by_kind=..., registry=..., clock=...) as engine:
         engine.observe(result)          # synchronous and short; the outbox is drained in the background
@@ -20,20 +20,21 @@ import httpx
 import prometheus_client
 import structlog
 
-from alerts import blocked, explain, saturated
-from alerts.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery, sink_of
-from alerts.evaluate import evaluate, quiet, remember
-from alerts.gauges import FiringGauge
-from alerts.hold import Seen, Verdict, also_failing, fresh, outage_start, pre_existing, seen_after, verdict
-from alerts.journal import CHECK_EVERY, RETRY_BASE, Journal
-from alerts.machine import Action, AlertState, Status, step
-from alerts.maintenance import active_window
+from alerts.judge import blocked, saturated
+from alerts.judge.evaluate import evaluate, quiet, remember
+from alerts.lifecycle import explain
+from alerts.lifecycle.gauges import FiringGauge
+from alerts.lifecycle.hold import Seen, Verdict, also_failing, fresh, outage_start, pre_existing, seen_after, verdict
+from alerts.lifecycle.machine import Action, AlertState, Status, step
+from alerts.lifecycle.maintenance import active_window
+from alerts.lifecycle.plan import Batch, Plan, plans_for
+from alerts.lifecycle.state_index import StateIndex
 from alerts.model import CheckMemory, Event, Notification, Signal
-from alerts.plan import Batch, Plan, plans_for
-from alerts.registry import SINKS
-from alerts.sink import SinkSpec
-from alerts.states import StateIndex
-from alerts.store import Store
+from alerts.persist.database import Store
+from alerts.persist.mirror import CHECK_EVERY, RETRY_BASE, Journal
+from alerts.sinks.delivery import BACKOFF_BASE, BACKOFF_CAP, Delivery, sink_of
+from alerts.sinks.registry import SINKS
+from alerts.sinks.spec import SinkSpec
 from monitor.core.clock import Clock
 from monitor.core.config import Config
 from monitor.core.results import Outcome, Result
@@ -63,7 +64,7 @@ class AlertEngine:
     `rules_by_kind` maps a check kind to the alertnames its results can raise (the probes declare it).
     Use it as an async context manager, or call `start()` and `aclose(timeout)`; `flush_timeout` is how long
     leaving the context waits for queued notifications (what is left stays in the outbox for the next start).
-    A dependent's firing is held back from direct sinks while a check it depends on fails (alerts.hold).
+    A dependent's firing is held back from direct sinks while a check it depends on fails (alerts.lifecycle.hold).
     """
 
     saturation_every: float = saturated.EVERY
@@ -120,7 +121,7 @@ class AlertEngine:
         """Open the state database, reconcile persisted state with the config, start delivery.
 
         Raises StoreError (StateDirError when state_dir cannot be created or written) when the state cannot be
-        used; once started, a failing write is kept in memory, retried and reported (alerts.journal)."""
+        used; once started, a failing write is kept in memory, retried and reported (alerts.persist.mirror)."""
         if self._store is not None:
             return
         store = self._journal
@@ -226,7 +227,7 @@ class AlertEngine:
         self._write(store, batch, now, memory=[(check.name, new_memory)] if new_memory != memory else [])
 
     def _judge_wall(self, check: Any, result: Result, now: float, batch: Batch) -> None:
-        """MonitorBlocked for the check's target after this result (alerts/blocked.py), before the check's own
+        """MonitorBlocked for the check's target after this result (alerts/judge/blocked.py), before the check's own
         alerts are stepped, so that they are held behind it; its end releases what it held."""
         obs = self._walls.observe(self._config, check, result)
         if obs is None or not blocked.enabled(self._config):
@@ -259,7 +260,7 @@ class AlertEngine:
         return state is not None and state.active
 
     def saturation(self, skipped_total: int) -> None:
-        """Judge MonitorSaturated (alerts/saturated.py) from the daemon's skipped runs since start, every reason.
+        """Judge MonitorSaturated (alerts/judge/saturated.py) from the daemon's skipped runs since start, every reason.
 
         The daemon calls it every `saturated.EVERY` seconds; runs skipped since the previous call make one BAD
         evaluation. Synchronous and short, like `observe`.
@@ -293,7 +294,7 @@ class AlertEngine:
                               seen=self._seen, watchdog=self._gauge.watchdog(now), walled=self._target_blocked)
 
     def state_problem(self) -> str | None:
-        """None while alert state is being saved; otherwise what /readyz says (alerts.journal)."""
+        """None while alert state is being saved; otherwise what /readyz says (alerts.persist.mirror)."""
         return self._journal.problem
 
     def stats(self) -> EngineStats:
@@ -341,7 +342,7 @@ class AlertEngine:
                        release_at=release_at, started_at=started_at)
 
     def _suspension(self, plan: Plan, result: Result, now: float) -> Callable[[AlertState], bool]:
-        """Which of a dependent's active alerts this result must leave as they are (alerts.hold.pre_existing)."""
+        """Which of a dependent's active alerts this result must leave as they are (lifecycle.hold.pre_existing)."""
         own, roots = self._seen.get(plan.check.name), [self._root_seen(r) for r in plan.roots]
         failed = result.outcome not in _ANSWERED
         return lambda s: pre_existing(s.started_at, own, roots, failed=failed, now=now, bound=plan.bound)
@@ -382,7 +383,7 @@ class AlertEngine:
         return seen
 
     def _release(self, checks: Iterable[str], now: float, batch: Batch, *, still_bad: bool = False) -> int:
-        """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.hold);
+        """Tell the direct sinks about the held firing alerts of these checks that may go now (alerts.lifecycle.hold);
         `still_bad`: only those whose latest observation was BAD."""
         released = 0
         for name in checks:
@@ -431,7 +432,7 @@ class AlertEngine:
                             if d.active and (d.started_at is None or d.started_at >= since))
 
     def release_due(self) -> int:
-        """Release the held firing alerts whose wait for news of their roots is over (alerts.hold); the engine's
+        """Release the held firing alerts whose wait for news of their roots is over (lifecycle.hold); the engine's
         hold timer calls it every second. Returns how many went to the direct sinks."""
         store, now = self._store, self._clock.time()
         if store is None or not self._index.held:

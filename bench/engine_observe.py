@@ -32,7 +32,7 @@ import prometheus_client
 import structlog
 
 from alerts import AlertEngine
-from alerts.store import Store
+from alerts.persist.database import Store
 from monitor.core.config import Config
 from monitor.core.results import Outcome, Result
 from probes import RULES_BY_KIND

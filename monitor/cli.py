@@ -120,7 +120,7 @@ def _validate_unset(args: argparse.Namespace, unset: UnsetVariables) -> int:
 
 def _validated(args: argparse.Namespace, state_dir: Path, *, enabled: int, total: int, targets: int,
                sinks: int) -> int:
-    from alerts.store import inspect
+    from alerts.persist.database import inspect
 
     problems = inspect(state_dir)
     if problems:
@@ -244,7 +244,7 @@ def render_table(results: Sequence[Result]) -> str:
 
 
 def _cmd_notify(args: argparse.Namespace) -> int:
-    from alerts.notify import chosen_sinks, send_tests
+    from alerts.sinks.notify import chosen_sinks, send_tests
 
     # A test notification needs only the chosen sinks' secrets: no check, target or identity is read.
     config = _load(args, sys.stderr, require_checks=False, scope=Scope(checks=frozenset(), sinks=args.sink))

@@ -286,7 +286,7 @@ class Daemon:
             try:
                 await self.engine.start()
             except StoreError as exc:
-                # One line, no traceback: what is wrong, with which path, and the fix (alerts.store words it).
+                # One line, no traceback: what is wrong, with which path, and the fix (persist/database.py words it).
                 code = EXIT_STATE_CONFIG if isinstance(exc, StateDirError) else EXIT_STATE_UNUSABLE
                 log.error("daemon.state_unusable", error=str(exc), exit_code=code)
                 print(f"pam-monitor: {exc}", file=sys.stderr, flush=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from alerts.store import Store
+from alerts.persist.database import Store
 from monitor.core.errors import StoreError
 from probes.deps import RefusalMemory
 

@@ -13,7 +13,7 @@ ran into. Three things tell them apart:
   `pam-monitor check`). A blocked body is never learned.
 
 `foreign_refusal(...)` is the one record every HTTP kind puts in `details["foreign_refusal"]` when an answer is
-a refusal from someone else; the alert engine's MonitorBlocked (alerts/blocked.py) reads it.
+a refusal from someone else; the alert engine's MonitorBlocked (alerts/judge/blocked.py) reads it.
 """
 
 from __future__ import annotations

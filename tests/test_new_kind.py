@@ -22,8 +22,8 @@ import prometheus_client
 import probes
 from alerts import AlertEngine
 from alerts.model import Notification, SinkContext
-from alerts.registry import SINKS
-from alerts.sink import SendResult
+from alerts.sinks.registry import SINKS
+from alerts.sinks.spec import SendResult
 from monitor.core.clock import SystemClock
 from monitor.core.config import Config
 from monitor.core.config.alerting import SinkBase

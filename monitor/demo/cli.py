@@ -103,7 +103,7 @@ def _port_free(listen: str) -> bool:
 
 async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from alerts.engine import AlertEngine
-    from alerts.rules import RULES
+    from alerts.judge.rules import RULES
     from monitor.daemon import Daemon
     from monitor.demo.app import create_demo_app
     from monitor.demo.store import DemoDatabaseError

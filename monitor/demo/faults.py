@@ -149,7 +149,7 @@ def markdown_table(severity: Mapping[str, str] | None = None) -> str:
 
 def main() -> int:
     """`python -m monitor.demo.faults`: print the README's table of faults (regenerate it after a change)."""
-    from alerts.rules import RULES
+    from alerts.judge.rules import RULES
 
     print(markdown_table({name: rule.severity for name, rule in RULES.items()}))
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 import prometheus_client
 
 from alerts import AlertEngine
-from alerts.store import Store
+from alerts.persist.database import Store
 from monitor.core.clock import iso
 from monitor.core.config import Config
 from tests.support.alerting import Recorder, make_config, make_engine, queue_depth, result

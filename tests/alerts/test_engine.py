@@ -9,7 +9,7 @@ from typing import Any
 import prometheus_client
 
 from alerts import AlertEngine
-from alerts.store import Store
+from alerts.persist.database import Store
 from monitor.core.kinds import KindRules
 from tests.support.alerting import CHECKS, Recorder, make_config, make_engine, queue_depth, result, sent, target_alerts
 from tests.support.clock import T0, FakeClock

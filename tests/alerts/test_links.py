@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from alerts import alertmanager, pagerduty, slack, webhook
-from alerts.evaluate import evaluate
+from alerts.judge.evaluate import evaluate
+from alerts.judge.rules import rules_for
 from alerts.links import check_links, links, status_url
 from alerts.model import Event, Notification, Signal, SinkContext
-from alerts.rules import rules_for
+from alerts.sinks import alertmanager, pagerduty, slack, webhook
 from monitor.core.config import AlertmanagerSink, Config, PagerDutySink, SlackSink, WebhookSink
 from monitor.core.results import Outcome
 from monitor.page import render_page

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from alerts.evaluate import evaluate
+from alerts.judge.evaluate import evaluate
+from alerts.judge.readme_tables import alerts_for, blocks, extract, outcome_table, splice
+from alerts.judge.rules import CHECK_FAILED, FAILING, RULES, rules_for
 from alerts.model import CheckMemory, Signal
-from alerts.rules import CHECK_FAILED, FAILING, RULES, rules_for
-from alerts.table import alerts_for, blocks, extract, outcome_table, splice
 from monitor.core.results import Outcome, Result
 from probes import REGISTRY, RULES_BY_KIND
 from tests.support.alerting import CHECKS, make_config, result
@@ -97,7 +97,7 @@ def test_cells_show_what_a_never_good_check_raises_instead() -> None:
 
 @pytest.mark.parametrize("name", ["alert-rules", "outcome-alerts"])
 def test_readme_holds_the_generated_tables(name: str) -> None:
-    """README.md's generated blocks are exactly what alerts.table writes from the code."""
+    """README.md's generated blocks are exactly what alerts.judge.readme_tables writes from the code."""
     expected = blocks(RULES_BY_KIND)[name]
     assert expected == extract(README.read_text(encoding="utf-8"), name), (
         "README.md is stale: run `.venv/bin/python -m tests.alerts.test_outcome_table`")

@@ -10,10 +10,10 @@ from typing import Any
 import prometheus_client
 
 from alerts import AlertEngine
-from alerts.evaluate import evaluate, remember
-from alerts.machine import AlertState, Policy, Status, step
+from alerts.judge.evaluate import evaluate, remember
+from alerts.judge.rules import rules_for
+from alerts.lifecycle.machine import AlertState, Policy, Status, step
 from alerts.model import CheckMemory
-from alerts.rules import rules_for
 from monitor.core.clock import iso
 from monitor.core.config import Config
 from probes import RULES_BY_KIND

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerts.rules import ALERTNAMES, RULES
+from alerts.judge.rules import ALERTNAMES, RULES
 from tests.support.alerting import Recorder
 from tests.support.daemon import run_daemon
 from tests.support.servers import free_port, serve_asgi

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from alerts import NOTIFICATION_RESULTS
-from alerts.rules import ALERTNAMES, SEVERITIES
+from alerts.judge.rules import ALERTNAMES, SEVERITIES
 from monitor.core.config import CHECK_KINDS, load_config
 from monitor.core.results import Outcome
 from monitor.metrics import SKIP_REASONS

@@ -93,7 +93,8 @@ FLAGS = {"--help", "--version", "--no-db", "--journeys", "--test", "--strict", "
 NEEDS: dict[str, list[str]] = {
     "run": ["--config", "{config}"], "check": ["--config", "{config}"], "validate": ["--config", "{config}"],
     "notify": ["--test", "--config", "{config}"], "demo": [], "discover": ["--openapi", "{openapi}"],
-    "init": ["{root}/init-out.yaml"], "rules": ["--config", "{config}"],  # a PATH that does not exist, so the option under test is what is refused
+    # init: a PATH that does not exist, so the option under test is what is refused
+    "init": ["{root}/init-out.yaml"], "rules": ["--config", "{config}"],
 }
 # A config file's problems are one line each, then one summary line (as validate documents it).
 SUMMARY = "problem(s) in the configuration; nothing was started"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.store import FILENAME, Store
+from alerts.persist.database import FILENAME, Store
 from tests.support.daemon import command
 from tests.support.servers import free_port
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alerts.table import extract, splice
+from alerts.judge.readme_tables import extract, splice
 from monitor.core.config import RequestSpec
 from probes._http import Fetched, fetch
 from tests.support.targets import DepsFactory, deadline_in

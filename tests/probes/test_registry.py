@@ -10,7 +10,7 @@ import typing
 import pytest
 
 import probes
-from alerts.rules import ALERTNAMES
+from alerts.judge.rules import ALERTNAMES
 from monitor.core.config import CHECK_KINDS, Check, DbCheck, HttpCheck
 from monitor.core.results import Outcome
 from probes.kind import Kind

@@ -8,8 +8,8 @@ from typing import Any
 
 import structlog
 
+from alerts.judge.rules import RULES
 from alerts.labels import build_annotations
-from alerts.rules import RULES
 from monitor.core.config import TenantIsolationCheck
 from monitor.core.results import ProbeResult, Result
 from probes.identity import session_for

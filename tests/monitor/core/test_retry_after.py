@@ -37,13 +37,13 @@ def test_retry_after_forms(header: str | None, seconds: float | None) -> None:
 
 
 def test_the_sinks_and_the_probes_read_retry_after_with_the_same_parser() -> None:
-    """alerts/sink.py and probes/_http.py (and probes/identity.py) call the core parser: one rule for every
+    """alerts/sinks/spec.py and probes/_http.py (and probes/identity.py) call the core parser: one rule for every
     Retry-After the daemon reads."""
-    import alerts.sink
+    import alerts.sinks.spec
     import probes._http
     import probes.identity
 
-    assert alerts.sink.retry_after_seconds is retry_after_seconds
+    assert alerts.sinks.spec.retry_after_seconds is retry_after_seconds
     assert probes._http.retry_after_seconds is retry_after_seconds
     assert probes.identity.retry_after_seconds is retry_after_seconds
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.rules import _is_5xx
-from alerts.sink import classify
+from alerts.judge.rules import _is_5xx
+from alerts.sinks.spec import classify
 from monitor.core.status import is_server_error, status_class, valid_status
 from tests.support.alerting import result
 

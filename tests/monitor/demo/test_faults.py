@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.rules import RULES
-from alerts.table import extract
+from alerts.judge.readme_tables import extract
+from alerts.judge.rules import RULES
 from monitor.demo.faults import (
     BY_NAME,
     FAULT_NAMES,
