@@ -78,6 +78,7 @@ def _promtool() -> str:
     return found
 
 
+@pytest.mark.process
 def test_the_rules_pass_promtool_and_page_on_a_fast_burn(tmp_path: Path) -> None:
     """The generated rules pass `promtool check rules`; in promtool's unit test a check failing 1 run in 31
     (3.2 %, over 14.4 x a 99.9 % budget) fires ErrorBudgetBurn for all three windows, each with its labels and
@@ -125,6 +126,7 @@ def test_the_rules_pass_promtool_and_page_on_a_fast_burn(tmp_path: Path) -> None
     assert 0 == tested.returncode, tested.stdout + tested.stderr
 
 
+@pytest.mark.process
 def test_rules_verb_writes_the_file(tmp_path: Path) -> None:
     """`pam-monitor rules -c FILE -o OUT` writes the rules (exit 0); without an SLO it writes no group and says
     so on stderr."""
