@@ -1,0 +1,316 @@
+"""ErrorBudgetBurn (alerts/burn.py) over simulated weeks with an injected clock: steady error rates against a 99.9 %
+objective page (or stay silent) when the SRE workbook says they should. Time to page is asserted against the
+workbook's formula `factor x (1 - objective) / error rate x long window` (the error ratio over the long window
+has to climb past the threshold; the short one is past it at once). The scenarios drive the real counts
+(`Tracker`) and the real state machine (`alerts.machine.step` with the rule's policy); the engine tests below
+feed it real results. `python -m tests.alerts.test_burn` prints the time-to-page table of the README."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+
+from alerts import burn
+from alerts.machine import AlertState, step
+from alerts.model import Event
+from monitor.core.config import Config
+from monitor.core.config.slo import slo_specs
+from monitor.core.results import Outcome, ProbeResult, Result
+from monitor.history import History
+from tests.support.alerting import Recorder, make_config, make_engine, target_alerts
+from tests.support.clock import T0, FakeClock
+from tests.support.poll import until_async
+from tests.support.servers import serve_asgi
+
+MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
+ALLOWED = 0.001
+CRIT_1H, CRIT_6H, TICKET = "window=1h/severity=critical", "window=6h/severity=critical", "window=3d/severity=warning"
+
+
+def _config(tmp_path: Path | None = None, **root: object) -> Config:
+    checks = [{"name": "api", "kind": "http", "target": "backend", "path": "/health",
+               "slo": {"objective": "99.9%", "window": "30d"}}]
+    return make_config(tmp_path, checks=checks, **root)  # type: ignore[arg-type]
+
+
+def workbook(factor: float, rate: float, long: float) -> float:
+    """Seconds a steady error `rate` takes to page a burn alert of `factor` over `long` (the workbook's time to
+    detect, for a long window that was clean before)."""
+    return factor * ALLOWED / rate * long
+
+
+@dataclass
+class Scenario:
+    """A steady stream of runs (`per_min` a minute, one judgement every `every` s) whose error rate follows
+    `rate(t)` (t: seconds since the burn began); each alert's firing and resolving times are recorded."""
+
+    tracker: burn.Tracker
+    now: float = T0
+    per_min: int = 1000
+    every: float = 15.0
+    states: dict[str, AlertState] = field(default_factory=dict)
+    fired: dict[str, list[float]] = field(default_factory=dict)
+    resolved: dict[str, list[float]] = field(default_factory=dict)
+    _owed: float = 0.0
+
+    def run(self, seconds: float, rate: Callable[[float], float], since: float = T0) -> None:
+        policy = burn.policy(self.tracker._config, silenced=False)
+        runs = round(self.per_min * self.every / MIN)
+        for _ in range(math.ceil(seconds / self.every)):
+            self.now += self.every
+            self._owed += runs * rate(self.now - since)
+            bad = int(self._owed)
+            self._owed -= bad
+            self.tracker.count("api", self.now - 1, runs, bad)
+            for obs in self.tracker.judge(self.now):
+                short = obs.key.removeprefix("ErrorBudgetBurn/slo=api/")
+                state = self.states.get(short, AlertState(obs.key, obs.alertname, obs.check))
+                new, actions = step(state, obs, self.now, policy)
+                self.states[short] = new
+                for action in actions:
+                    into = {Event.FIRING: self.fired, Event.RESOLVED: self.resolved}.get(action.event)
+                    if into is not None:  # (reminders every repeat_interval are neither)
+                        into.setdefault(short, []).append(self.now - since)
+
+
+def _warm(per_min: int = 1000, every: float = 15.0, tracker: burn.Tracker | None = None) -> Scenario:
+    """Three clean days, so every window is full before the burn begins at `T0 + 3d`."""
+    s = Scenario(tracker or burn.Tracker(_config()), per_min=per_min, every=every)
+    s.run(3 * DAY, lambda t: 0.0)
+    assert {} == s.fired
+    return s
+
+
+def _near(measured: float, expected: float, slack: float) -> bool:
+    return abs(measured - expected) <= slack
+
+
+def test_a_steady_burn_at_the_budget_rate_never_pages_for_two_weeks() -> None:
+    """0.1 % errors against 99.9 % is a 1x burn: the budget lasts exactly its window. Over two simulated weeks no
+    critical alert fires (1x is far from 6x and 14.4x); over a week at 0.05 % (0.5x) nothing fires at all, not
+    even the ticket."""
+    s = _warm(every=60.0)
+    start = s.now
+    s.run(14 * DAY, lambda t: 0.001, since=start)
+    assert CRIT_1H not in s.fired and CRIT_6H not in s.fired
+    half = _warm(every=60.0)
+    half.run(7 * DAY, lambda t: 0.0005, since=half.now)
+    assert {} == half.fired
+
+
+def test_a_20x_burn_pages_on_the_1h_pair_in_the_workbooks_time_and_resolves_when_the_5m_burn_drops() -> None:
+    """2 % errors (20x) page on the 1 h / 5 m pair after 14.4 x 0.1 % / 2 % of an hour (43.2 min, the
+    workbook's time to detect; within a minute, the counts' resolution); once the errors stop the alert resolves
+    when the 5 m burn falls under 14.4x (after 1.4 min of clean runs), while the 1 h burn is still above it."""
+    s = _warm()
+    start = s.now
+    s.run(50 * MIN, lambda t: 0.02, since=start)
+    expected = workbook(14.4, 0.02, HOUR)
+    assert [CRIT_1H] == list(s.fired), s.fired
+    assert _near(s.fired[CRIT_1H][0], expected, MIN), (s.fired[CRIT_1H][0], expected)
+    stop = s.now
+    s.run(6 * MIN, lambda t: 0.0, since=start)
+    assert CRIT_1H in s.resolved
+    back = s.resolved[CRIT_1H][0] - (stop - start)
+    assert 1 * MIN <= back <= 2.5 * MIN, back
+    spec = slo_specs(s.tracker._config)[0]
+    long = s.tracker.burn(spec, start + s.resolved[CRIT_1H][0], HOUR)
+    assert long is not None and long.rate > 14.4, "the short window resolved it, the long one was still burning"
+
+
+def test_a_total_outage_pages_within_a_minute() -> None:
+    """100 % errors page on the 1 h / 5 m pair after 0.864 min (the workbook's 52 s) within the counts' minute."""
+    s = _warm()
+    start = s.now
+    s.run(5 * MIN, lambda t: 1.0, since=start)
+    assert _near(s.fired[CRIT_1H][0], workbook(14.4, 1.0, HOUR), MIN)
+
+
+def test_a_7x_burn_pages_on_the_6h_pair_only_then_raises_the_ticket() -> None:
+    """0.7 % errors (7x) never page on the 1 h pair (7 < 14.4); the 6 h / 30 m pair pages after 6/7 of 6 h
+    (5.14 h), and the 3 d ticket follows after 1/7 of 3 days (10.3 h), both within a few minutes."""
+    s = _warm(every=30.0)
+    start = s.now
+    s.run(11 * HOUR, lambda t: 0.007, since=start)
+    assert CRIT_1H not in s.fired
+    assert _near(s.fired[CRIT_6H][0], workbook(6, 0.007, 6 * HOUR), 2 * MIN), s.fired[CRIT_6H][0] / HOUR
+    assert _near(s.fired[TICKET][0], workbook(1, 0.007, 3 * DAY), 5 * MIN), s.fired[TICKET][0] / HOUR
+    assert 1 == len(s.fired[CRIT_6H]) and CRIT_6H not in s.resolved
+
+
+def test_a_1_5x_burn_raises_only_the_ticket_after_two_days() -> None:
+    """0.15 % errors (1.5x) raise the 3 d / 6 h ticket (warning) after 1/1.5 of 3 days (48 h) and never page."""
+    s = _warm(every=60.0)
+    start = s.now
+    s.run(3 * DAY, lambda t: 0.0015, since=start)
+    assert [TICKET] == list(s.fired)
+    assert _near(s.fired[TICKET][0], workbook(1, 0.0015, 3 * DAY), 10 * MIN), s.fired[TICKET][0] / HOUR
+    assert "warning" == s.states[TICKET].labels["severity"]
+
+
+def _result(at: float, outcome: Outcome) -> Result:
+    return Result("api", "http", ProbeResult(outcome, "m"), duration_s=0.02, started_at=at - 0.02, finished_at=at)
+
+
+def test_a_restart_keeps_the_long_windows_from_the_history(tmp_path: Path) -> None:
+    """A 7x burn with a restart 2 h into it: the counts restored from the history (its 5-minute buckets) keep the
+    6 h window, so the 6 h / 30 m page still comes at the workbook's 5.14 h after the burn began (within the
+    5-minute buckets' resolution). The control: a restart without the history sees only the runs since, all at
+    0.7 % (over 6x), and would page within half an hour of the restart: the restored window is what stops it."""
+    clock = FakeClock()
+    history = History(tmp_path, clock.time)
+    per_min, every = 100, 30.0
+    tracker = burn.Tracker(_config())
+    s = Scenario(tracker, per_min=per_min, every=every)
+    owed = 0.0
+
+    def feed(seconds: float, rate: float) -> None:
+        nonlocal owed
+        for _ in range(int(seconds / every)):
+            s.run(every, lambda t: rate, since=start)
+            # The same runs into the history, one Result each (the daemon's record path).
+            owed_runs = round(per_min * every / MIN)
+            for k in range(owed_runs):
+                owed += rate
+                bad = owed >= 1
+                owed -= 1 if bad else 0
+                history.record(_result(s.now - 1 - k * 0.01, Outcome.CONNECTION_ERROR if bad else Outcome.OK))
+            if int(s.now) % 3600 == 0:
+                clock.now = s.now
+                history.flush()
+
+    start = T0 + 7 * HOUR
+    feed(7 * HOUR, 0.0)
+    feed(2 * HOUR, 0.007)
+    assert CRIT_1H not in s.fired and CRIT_6H not in s.fired  # (the ticket fired: its 3 d window holds only 9 h)
+    clock.now = s.now
+    history.flush()
+    rows = history.buckets(["api"], s.now - 3 * DAY)
+    assert rows and {300.0} == {row[2] for row in rows}
+
+    restarted = Scenario(burn.Tracker(_config()), now=s.now, per_min=per_min, every=every)
+    assert len(rows) == restarted.tracker.seed(rows, s.now)
+    restarted.run(4 * HOUR, lambda t: 0.007, since=start)
+    assert CRIT_1H not in restarted.fired
+    assert _near(restarted.fired[CRIT_6H][0], workbook(6, 0.007, 6 * HOUR), 6 * MIN), restarted.fired[CRIT_6H][0]
+
+    blank = Scenario(burn.Tracker(_config()), now=s.now, per_min=per_min, every=every)
+    blank.run(4 * HOUR, lambda t: 0.007, since=start)
+    assert blank.fired[CRIT_6H][0] - 2 * HOUR < 31 * MIN
+    history.close()
+
+
+def test_the_ring_drops_what_is_older_than_its_window_and_rate_limited_runs() -> None:
+    """The counts hold the longest window's minutes and no more (8 bytes a minute: 34.6 KB an SLO for the default
+    3-day ticket); a run older than the ring is dropped; `rate_limited` runs count neither way."""
+    tracker = burn.Tracker(_config())
+    assert 8 * 4320 == tracker.memory_bytes()
+    spec = slo_specs(tracker._config)[0]
+    tracker.record(_result(T0, Outcome.RATE_LIMITED))
+    assert tracker.burn(spec, T0, HOUR) is None
+    tracker.record(_result(T0, Outcome.SERVER_ERROR))
+    tracker.record(_result(T0 - 4 * DAY, Outcome.SERVER_ERROR))  # older than 3 days: dropped
+    tracker.record(_result(T0 + 1, Outcome.OK))
+    got = tracker.burn(spec, T0 + 1, 3 * DAY)
+    assert got is not None and (2, 1) == (got.runs, got.bad)
+    assert tracker.burn(spec, T0 + 3 * DAY + MIN, 3 * DAY) is None  # every minute of it has left the window
+
+
+def _burns(recorder: Recorder) -> list[dict[str, Any]]:
+    """The ErrorBudgetBurn alerts the webhook got, in order (the check's own EndpointDown goes there too)."""
+    return [a for body in recorder.bodies("/hook") for a in body["alerts"]
+            if a["labels"]["alertname"] == "ErrorBudgetBurn"]
+
+
+def _feed(engine: object, at: float, runs: int, bad: int, outcome: Outcome = Outcome.SERVER_ERROR) -> None:
+    for k in range(runs):
+        engine.observe(_result(at + k * 0.001, outcome if k < bad else Outcome.OK))  # type: ignore[attr-defined]
+
+
+async def test_the_engine_pages_from_real_results_through_its_sinks_and_resolves(tmp_path: Path) -> None:
+    """Real results through AlertEngine.observe: an hour at 2 % errors after three clean days (restored from
+    history buckets) fires ErrorBudgetBurn at
+    the judgement after the 1 h burn passes 14.4x; the webhook gets labels alertname, service, severity, slo,
+    window and the external labels, and annotations with both burn rates, the objective, the budget left and the
+    checks; clean runs resolve it, and the resolution is delivered too."""
+    recorder = Recorder()
+    clock = FakeClock()
+    with serve_asgi(recorder.app()) as url:
+        config = _config(tmp_path, sinks=[{"kind": "webhook", "url": f"{url}/hook"}])
+        async with make_engine(config, prometheus_client.CollectorRegistry(), clock) as engine:
+            # Three clean days from the history (100 runs a minute), as the daemon restores them on start.
+            clean = [("api", clock.now - 3 * DAY + k * 300, 300.0, 500, 500) for k in range(3 * 288)]
+            assert len(clean) == engine.slo_history(clean, lambda slo: 0.42)
+            fired_at = None
+            for minute in range(60):
+                _feed(engine, clock.now, 100, 2)
+                clock.advance(MIN)
+                engine.judge_burn()
+                if fired_at is None and any(a["alertname"] == "ErrorBudgetBurn" for a in target_alerts(engine)):
+                    fired_at = minute + 1
+            assert fired_at is not None and _near(fired_at * MIN, workbook(14.4, 0.02, HOUR), 1.5 * MIN), fired_at
+            await until_async(lambda: len(_burns(recorder)) >= 1, what="the page")
+            for _ in range(5):
+                _feed(engine, clock.now, 100, 0)
+                clock.advance(MIN)
+                engine.judge_burn()
+            assert [] == [a for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn"]
+            await until_async(lambda: len(_burns(recorder)) >= 2, what="the resolution")
+    first, last = _burns(recorder)[0], _burns(recorder)[-1]
+    assert {"alertname": "ErrorBudgetBurn", "service": "pam-backend", "severity": "critical", "slo": "api",
+            "window": "1h", "env": "test"} == first["labels"]
+    notes = first["annotations"]
+    assert float(notes["burn_rate_long"]) > 14.4 and float(notes["burn_rate_short"]) > 14.4
+    assert "99.9% over 30d" == notes["objective"] and "42.0%" == notes["budget_left"] and "api" == notes["checks"]
+    assert "resolved" == last["status"]
+
+
+async def test_maintenance_silences_it_and_a_removed_slo_resolves_it(tmp_path: Path) -> None:
+    """In a global maintenance window the burn fires without notifying anyone (like every alert); a reload that
+    removes the SLO resolves the alert; `alerts.rules.ErrorBudgetBurn.enabled: false` turns the rule off."""
+    clock = FakeClock()
+    maintenance = [{"start": "2025-12-31T00:00:00Z", "end": "2026-01-02T00:00:00Z"}]
+    config = _config(tmp_path, alerts={"maintenance": maintenance})
+    async with make_engine(config, prometheus_client.CollectorRegistry(), clock) as engine:
+        for _ in range(10):
+            _feed(engine, clock.now, 10, 10)
+            clock.advance(MIN)
+            engine.judge_burn()
+        # No history: every window holds only these ten bad minutes, so all three pairs burn.
+        assert ["1h", "3d", "6h"] == sorted(
+            a["labels"]["window"] for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn")
+        assert {"firing"} == {a["state"] for a in target_alerts(engine)}
+        assert 0 == engine.stats().queued
+        await engine.reload(make_config(tmp_path, checks=[{"name": "api", "kind": "http", "target": "backend",
+                                                           "path": "/health"}]))
+        assert [] == [a for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn"]
+    off = _config(alerts={"rules": {"ErrorBudgetBurn": {"enabled": False}}})
+    assert not burn.Tracker(off).active
+
+
+def _table() -> list[tuple[str, str, str, str]]:
+    """(error rate, burn, alert, measured time to page) for the README, from the scenarios above."""
+    rows = []
+    for rate, key in ((1.0, CRIT_1H), (0.02, CRIT_1H), (0.007, CRIT_6H), (0.007, TICKET), (0.0015, TICKET)):
+        s = _warm(every=15.0 if rate >= 0.02 else 60.0)
+        start = s.now
+        s.run(3 * DAY, lambda t, r=rate: r, since=start) if key == TICKET else s.run(6 * HOUR, lambda t, r=rate: r,
+                                                                                      since=start)
+        got = s.fired[key][0]
+        rows.append((f"{rate * 100:g} %", f"{rate / ALLOWED:g}x", key.split("/")[0].removeprefix("window="),
+                     f"{got / MIN:.1f} min (workbook {workbook(_pair(key)[0], rate, _pair(key)[1]) / MIN:.1f})"))
+    return rows
+
+
+def _pair(key: str) -> tuple[float, float]:
+    return {CRIT_1H: (14.4, HOUR), CRIT_6H: (6.0, 6 * HOUR), TICKET: (1.0, 3 * DAY)}[key]
+
+
+if __name__ == "__main__":
+    for row in _table():
+        print("| " + " | ".join(row) + " |")
