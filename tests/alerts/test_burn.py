@@ -97,7 +97,8 @@ def test_a_steady_burn_at_the_budget_rate_never_pages_for_two_weeks() -> None:
     s = _warm(every=60.0)
     start = s.now
     s.run(14 * DAY, lambda t: 0.001, since=start)
-    assert CRIT_1H not in s.fired and CRIT_6H not in s.fired
+    assert CRIT_1H not in s.fired
+    assert CRIT_6H not in s.fired
     half = _warm(every=60.0)
     half.run(7 * DAY, lambda t: 0.0005, since=half.now)
     assert {} == half.fired
@@ -120,7 +121,8 @@ def test_a_20x_burn_pages_on_the_1h_pair_in_the_workbooks_time_and_resolves_when
     assert 1 * MIN <= back <= 2.5 * MIN, back
     spec = slo_specs(s.tracker._config)[0]
     long = s.tracker.burn(spec, start + s.resolved[CRIT_1H][0], HOUR)
-    assert long is not None and long.rate > 14.4, "the short window resolved it, the long one was still burning"
+    assert long is not None
+    assert long.rate > 14.4, "the short window resolved it, the long one was still burning"
 
 
 def test_a_total_outage_pages_within_a_minute() -> None:
@@ -140,7 +142,8 @@ def test_a_7x_burn_pages_on_the_6h_pair_only_then_raises_the_ticket() -> None:
     assert CRIT_1H not in s.fired
     assert _near(s.fired[CRIT_6H][0], workbook(6, 0.007, 6 * HOUR), 2 * MIN), s.fired[CRIT_6H][0] / HOUR
     assert _near(s.fired[TICKET][0], workbook(1, 0.007, 3 * DAY), 5 * MIN), s.fired[TICKET][0] / HOUR
-    assert 1 == len(s.fired[CRIT_6H]) and CRIT_6H not in s.resolved
+    assert 1 == len(s.fired[CRIT_6H])
+    assert CRIT_6H not in s.resolved
 
 
 def test_a_1_5x_burn_raises_only_the_ticket_after_two_days() -> None:
@@ -187,11 +190,13 @@ def test_a_restart_keeps_the_long_windows_from_the_history(tmp_path: Path) -> No
     start = T0 + 7 * HOUR
     feed(7 * HOUR, 0.0)
     feed(2 * HOUR, 0.007)
-    assert CRIT_1H not in s.fired and CRIT_6H not in s.fired  # (the ticket fired: its 3 d window holds only 9 h)
+    assert CRIT_1H not in s.fired
+    assert CRIT_6H not in s.fired
     clock.now = s.now
     history.flush()
     rows = history.buckets(["api"], s.now - 3 * DAY)
-    assert rows and {300.0} == {row[2] for row in rows}
+    assert rows
+    assert {300.0} == {row[2] for row in rows}
 
     restarted = Scenario(burn.Tracker(_config()), now=s.now, per_min=per_min, every=every)
     assert len(rows) == restarted.tracker.seed(rows, s.now)
@@ -217,7 +222,8 @@ def test_the_ring_drops_what_is_older_than_its_window_and_rate_limited_runs() ->
     tracker.record(_result(T0 - 4 * DAY, Outcome.SERVER_ERROR))  # older than 3 days: dropped
     tracker.record(_result(T0 + 1, Outcome.OK))
     got = tracker.burn(spec, T0 + 1, 3 * DAY)
-    assert got is not None and (2, 1) == (got.runs, got.bad)
+    assert got is not None
+    assert (2, 1) == (got.runs, got.bad)
     assert tracker.burn(spec, T0 + 3 * DAY + MIN, 3 * DAY) is None  # every minute of it has left the window
 
 
@@ -253,7 +259,8 @@ async def test_the_engine_pages_from_real_results_through_its_sinks_and_resolves
                 engine.judge_burn()
                 if fired_at is None and any(a["alertname"] == "ErrorBudgetBurn" for a in target_alerts(engine)):
                     fired_at = minute + 1
-            assert fired_at is not None and _near(fired_at * MIN, workbook(14.4, 0.02, HOUR), 1.5 * MIN), fired_at
+            assert fired_at is not None
+            assert _near(fired_at * MIN, workbook(14.4, 0.02, HOUR), 1.5 * MIN), fired_at
             await until_async(lambda: len(_burns(recorder)) >= 1, what="the page")
             for _ in range(5):
                 _feed(engine, clock.now, 100, 0)
@@ -265,8 +272,11 @@ async def test_the_engine_pages_from_real_results_through_its_sinks_and_resolves
     assert {"alertname": "ErrorBudgetBurn", "service": "pam-backend", "severity": "critical", "slo": "api",
             "window": "1h", "env": "test"} == first["labels"]
     notes = first["annotations"]
-    assert float(notes["burn_rate_long"]) > 14.4 and float(notes["burn_rate_short"]) > 14.4
-    assert "99.9% over 30d" == notes["objective"] and "42.0%" == notes["budget_left"] and "api" == notes["checks"]
+    assert float(notes["burn_rate_long"]) > 14.4
+    assert float(notes["burn_rate_short"]) > 14.4
+    assert "99.9% over 30d" == notes["objective"]
+    assert "42.0%" == notes["budget_left"]
+    assert "api" == notes["checks"]
     assert "resolved" == last["status"]
 
 
