@@ -231,9 +231,9 @@ class History:
         return out
 
     def buckets(self, checks: Iterable[str], since: float) -> list[tuple[str, float, float, int, int]]:
-        """The written buckets of these checks from `since` on, each once: `(check, start, size_s, runs, good)`,
-        5-minute buckets from the last whole hour a day back, hour buckets before it (each run is in one of
-        each; the ErrorBudgetBurn minute counts are restored from these on start, alerts/burn.py)."""
+        """The written buckets of these checks that reach past `since`, each run once: `(check, start, size_s,
+        runs, good)`, 5-minute buckets from the last whole hour a day back, hour buckets before it (each run is in
+        one of each; the ErrorBudgetBurn minute counts are restored from these on start, alerts/burn.py)."""
         ids = {self._ids[name]: name for name in checks if name in self._ids}
         if not ids:
             return []
@@ -243,10 +243,13 @@ class History:
         out: list[tuple[str, float, float, int, int]] = []
         marks = ", ".join("?" for _ in ids)
         with self._db_lock:
-            for table, low, high in (("history_1h", int(since), cut), ("history_5m", max(int(since), cut), now + 1)):
+            # A bucket that began before `since` but reaches past it counts too; `cut` is an hour's start, so the
+            # hour buckets before it and the 5-minute ones from it on never hold the same run.
+            for table, low, high in (("history_1h", int(since) - COARSE_S + 1, cut),
+                                     ("history_5m", max(int(since) - FINE_S + 1, cut), now + 1)):
+                size = float(_TABLES[table])
                 query = (f"SELECT check_id, start, runs, ok FROM {table} "  # noqa: S608
                          f"WHERE check_id IN ({marks}) AND start >= ? AND start < ? ORDER BY start")
-                size = float(_TABLES[table])
                 out += [(ids[cid], float(start), size, int(runs), int(ok))
                         for cid, start, runs, ok in self._db.execute(query, (*ids, low, high)).fetchall()]
         out.sort(key=lambda row: row[1])

@@ -324,3 +324,25 @@ def _pair(key: str) -> tuple[float, float]:
 if __name__ == "__main__":
     for row in _table():
         print("| " + " | ".join(row) + " |")
+
+
+def test_history_buckets_hold_every_run_once_across_both_tables(tmp_path: Path) -> None:
+    """`History.buckets` over 3 days of a history 2 days deep: hour buckets for what is older than a day, 5-minute
+    buckets after; their runs add up to every run recorded (none twice, none lost), and a bucket that began
+    before `since` but reaches past it is included."""
+    clock = FakeClock()
+    history = History(tmp_path, clock.time)
+    recorded = 0
+    for k in range(2 * 288):  # a run every 5 minutes for two days, one in 10 failing
+        clock.now = T0 + k * 300 + 7
+        history.record(_result(clock.now, Outcome.SERVER_ERROR if k % 10 == 0 else Outcome.OK))
+        recorded += 1
+    history.flush()
+    rows = history.buckets(["api"], clock.now - 3 * DAY)
+    assert {300.0, 3600.0} == {row[2] for row in rows}
+    assert recorded == sum(row[3] for row in rows)
+    assert recorded - 58 == sum(row[4] for row in rows)
+    late = history.buckets(["api"], clock.now - 5)  # the latest bucket began 7 s ago, the one before ended 7 s ago
+    assert 2 == len(history.buckets(["api"], clock.now - 60))
+    assert [(clock.now - 7, 300.0)] == [(row[1], row[2]) for row in late]
+    history.close()
