@@ -73,6 +73,7 @@ def test_a_real_daemon_pages_on_the_burn_and_restores_its_counts(tmp_path: Path,
                 "window": "2m"} == page["labels"]
         assert float(page["annotations"]["burn_rate_short"]) == pytest.approx(10.0)
         with run_daemon(config, free_port(), tmp_path) as again:
-            restored = again.wait_for(lambda: [e for e in again.logs() if e.get("event") == "alerts.slo_counts_restored"],
-                                      timeout=20, what="the restore line")
+            restored = again.wait_for(
+                lambda: [e for e in again.logs() if e.get("event") == "alerts.slo_counts_restored"],
+                timeout=20, what="the restore line")
             assert restored[0]["buckets"] >= 1
