@@ -162,6 +162,7 @@ def test_status_and_the_page_carry_the_history(tmp_path: Path) -> None:
     assert page.count('title="day ') == 30
 
 
+@pytest.mark.process
 def test_check_json_adds_the_history_when_the_state_dir_has_one(tmp_path: Path) -> None:
     """`pam-monitor check --format json` adds `over_time` to each check from state_dir's history (read only), and
     nothing when there is none."""
