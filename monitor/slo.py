@@ -8,7 +8,8 @@ over the window (below 0 when overspent). `rate_limited` runs are not counted, a
 Burn-rate alerts (the SRE workbook's multiwindow, multi-burn-rate alerts) fire `ErrorBudgetBurn{slo, window}`
 when the error ratio over both the long and the short window exceeds `factor x (1 - objective)`: by default
 critical at 14.4x over 1 h and 5 min and at 6x over 6 h and 30 min, warning at 1x over 3 d and 6 h. They are
-Prometheus rules over `pam_monitor_check_results_total`, written by `pam-monitor rules`.
+Prometheus rules over `pam_monitor_check_results_total`, written by `pam-monitor rules`, and the daemon's own alert
+(alerts/burn.py); both read `SloSpec` (monitor/core/config/slo.py) and compare with the same `allowed` number.
 """
 
 from __future__ import annotations
