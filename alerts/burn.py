@@ -229,14 +229,24 @@ class Tracker:
         """One judgement of every burn alert of every SLO, as the module says."""
         out: list[Observation] = []
         for spec in self._specs:
+            seen: dict[float, Burn | None] = {}
             for alert in spec.alerts:
-                long, short = self.burn(spec, now, alert.long), self.burn(spec, now, alert.short)
-                if long is None or short is None:
-                    continue
                 threshold = alert.factor * spec.allowed
-                burning = long.bad / long.runs > threshold and short.bad / short.runs > threshold
+                # The short window first: it is the cheap one, and while it is below the threshold (most of the
+                # time) the long one need not be summed (3 days of minutes are most of a judgement's cost).
+                short = seen[alert.short] if alert.short in seen else self.burn(spec, now, alert.short)
+                seen[alert.short] = short
+                if short is None:
+                    continue
                 k = key(spec.name, alert)
-                if not burning:
+                if not short.bad / short.runs > threshold:
+                    out.append(Observation(k, NAME, owner(spec.name), Signal.GOOD))
+                    continue
+                long = seen[alert.long] if alert.long in seen else self.burn(spec, now, alert.long)
+                seen[alert.long] = long
+                if long is None:
+                    continue
+                if not long.bad / long.runs > threshold:
                     out.append(Observation(k, NAME, owner(spec.name), Signal.GOOD))
                     continue
                 out.append(Observation(k, NAME, owner(spec.name), Signal.BAD, self._labels(spec, alert),

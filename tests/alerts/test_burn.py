@@ -346,3 +346,34 @@ def test_history_buckets_hold_every_run_once_across_both_tables(tmp_path: Path) 
     assert 2 == len(history.buckets(["api"], clock.now - 60))
     assert [(clock.now - 7, 300.0)] == [(row[1], row[2]) for row in late]
     history.close()
+
+
+def test_the_daemon_and_the_prometheus_rules_share_their_alerts_and_thresholds() -> None:
+    """For configured burns (a custom pair and the defaults of a group), `pam-monitor rules` writes one alert per
+    burn with the labels the daemon's ErrorBudgetBurn carries, comparing with the very number the daemon
+    compares with (`factor * (1 - objective)`, 10 significant digits); a ratio just above it fires in the daemon,
+    one just below does not."""
+    from monitor.slo import prometheus_rules
+
+    checks = [{"name": "api", "kind": "http", "target": "backend", "path": "/health",
+               "slo": {"objective": "99.95%", "window": "7d",
+                       "alerts": [{"severity": "warning", "factor": 3, "long": "2h", "short": "10m"}]}},
+              {"name": "web", "kind": "http", "target": "backend", "path": "/"}]
+    config = make_config(checks=checks, slos={"both": {"checks": ["api", "web"], "objective": "99%"}})
+    rules = [r for g in prometheus_rules(config)["groups"] for r in g["rules"] if "alert" in r]
+    tracker = burn.Tracker(config)
+    daemon: set[tuple[str, str, str]] = set()
+    for spec in slo_specs(config):
+        for alert in spec.alerts:
+            daemon.add((spec.name, tracker._labels(spec, alert)["window"], alert.severity))
+            expr = next(r["expr"] for r in rules if r["labels"] == {"severity": alert.severity, "slo": spec.name,
+                                                                     "window": tracker._labels(spec, alert)["window"]})
+            assert f"({alert.factor:g} * {spec.allowed:.10g})" in expr
+    assert daemon == {(r["labels"]["slo"], r["labels"]["window"], r["labels"]["severity"]) for r in rules}
+    assert {("api", "2h", "warning"), ("both", "1h", "critical")} <= daemon
+    # 3 x 0.0005 = 0.0015: 15,001 bad in 10,000,000 fires, 14,999 does not.
+    for bad, fires in ((15_001, True), (14_999, False)):
+        t = burn.Tracker(config)
+        t.count("api", T0, 10_000_000, bad)
+        got = [o for o in t.judge(T0) if o.key.startswith("ErrorBudgetBurn/slo=api/")]
+        assert [fires] == [o.signal.name == "BAD" for o in got]
