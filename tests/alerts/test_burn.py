@@ -377,3 +377,19 @@ def test_the_daemon_and_the_prometheus_rules_share_their_alerts_and_thresholds()
         t.count("api", T0, 10_000_000, bad)
         got = [o for o in t.judge(T0) if o.key.startswith("ErrorBudgetBurn/slo=api/")]
         assert [fires] == [o.signal.name == "BAD" for o in got]
+
+
+def test_config_refuses_a_rule_severity_and_burns_that_would_be_one_alert() -> None:
+    """`alerts.rules.ErrorBudgetBurn.severity` would be ignored (each burn has its own): refused with the field and
+    the fix; two burns of one SLO with the same long window and severity are refused (one key, one label set)."""
+    from monitor.core.config.root import cross_check
+
+    config = _config(alerts={"rules": {"ErrorBudgetBurn": {"severity": "warning"}}})
+    assert ["alerts.rules.ErrorBudgetBurn.severity"] == [where for where, _ in cross_check(config)]
+    twice = [{"severity": "critical", "factor": 10, "long": "1h", "short": "5m"},
+             {"severity": "critical", "factor": 20, "long": "1h", "short": "2m"}]
+    checks = [{"name": "api", "kind": "http", "target": "backend", "path": "/health",
+               "slo": {"objective": "99%", "alerts": twice}}]
+    problems = cross_check(make_config(checks=checks))
+    assert ["checks[0].slo.alerts[1]"] == [where for where, _ in problems]
+    assert "same long window and severity" in problems[0][1]
