@@ -160,54 +160,83 @@ def _result(at: float, outcome: Outcome) -> Result:
     return Result("api", "http", ProbeResult(outcome, "m"), duration_s=0.02, started_at=at - 0.02, finished_at=at)
 
 
+class Recorded:
+    """A Scenario whose runs also go into a real History, one Result each (the daemon's record path), flushed
+    every simulated hour; `restart` is a new tracker seeded from the history as the daemon does on start."""
+
+    def __init__(self, tmp_path: Path, per_min: int, every: float, start: float) -> None:
+        self.clock = FakeClock()
+        self.history = History(tmp_path, self.clock.time)
+        self.s = Scenario(burn.Tracker(_config()), per_min=per_min, every=every)
+        self.start = start
+        self._owed = 0.0
+
+    def feed(self, seconds: float, rate: float) -> None:
+        s = self.s
+        for _ in range(int(seconds / s.every)):
+            s.run(s.every, lambda t: rate, since=self.start)
+            for k in range(round(s.per_min * s.every / MIN)):
+                self._owed += rate
+                bad = self._owed >= 1
+                self._owed -= 1 if bad else 0
+                self.history.record(_result(s.now - 1 - k * 0.01, Outcome.CONNECTION_ERROR if bad else Outcome.OK))
+            if int(s.now) % 3600 == 0:
+                self.clock.now = s.now
+                self.history.flush()
+
+    def restart(self, seeded: bool) -> tuple[Scenario, list[tuple[str, float, float, int, int]]]:
+        self.clock.now = self.s.now
+        self.history.flush()
+        rows = self.history.buckets(["api"], self.s.now - 3 * DAY)
+        again = Scenario(burn.Tracker(_config()), now=self.s.now, per_min=self.s.per_min, every=self.s.every,
+                         _owed=self.s._owed)  # the same runs go on: the restart changes only what is known
+        if seeded:
+            assert len(rows) == again.tracker.seed(rows, self.s.now)
+        return again, rows
+
+
 def test_a_restart_keeps_the_long_windows_from_the_history(tmp_path: Path) -> None:
     """A 7x burn with a restart 2 h into it: the counts restored from the history (its 5-minute buckets) keep the
     6 h window, so the 6 h / 30 m page still comes at the workbook's 5.14 h after the burn began (within the
     5-minute buckets' resolution). The control: a restart without the history sees only the runs since, all at
     0.7 % (over 6x), and would page within half an hour of the restart: the restored window is what stops it."""
-    clock = FakeClock()
-    history = History(tmp_path, clock.time)
-    per_min, every = 100, 30.0
-    tracker = burn.Tracker(_config())
-    s = Scenario(tracker, per_min=per_min, every=every)
-    owed = 0.0
-
-    def feed(seconds: float, rate: float) -> None:
-        nonlocal owed
-        for _ in range(int(seconds / every)):
-            s.run(every, lambda t: rate, since=start)
-            # The same runs into the history, one Result each (the daemon's record path).
-            owed_runs = round(per_min * every / MIN)
-            for k in range(owed_runs):
-                owed += rate
-                bad = owed >= 1
-                owed -= 1 if bad else 0
-                history.record(_result(s.now - 1 - k * 0.01, Outcome.CONNECTION_ERROR if bad else Outcome.OK))
-            if int(s.now) % 3600 == 0:
-                clock.now = s.now
-                history.flush()
-
-    start = T0 + 7 * HOUR
-    feed(7 * HOUR, 0.0)
-    feed(2 * HOUR, 0.007)
-    assert CRIT_1H not in s.fired
-    assert CRIT_6H not in s.fired
-    clock.now = s.now
-    history.flush()
-    rows = history.buckets(["api"], s.now - 3 * DAY)
-    assert rows
+    run = Recorded(tmp_path, per_min=100, every=30.0, start=T0 + 7 * HOUR)
+    run.feed(7 * HOUR, 0.0)
+    run.feed(2 * HOUR, 0.007)
+    assert CRIT_1H not in run.s.fired
+    assert CRIT_6H not in run.s.fired
+    restarted, rows = run.restart(seeded=True)
     assert {300.0} == {row[2] for row in rows}
-
-    restarted = Scenario(burn.Tracker(_config()), now=s.now, per_min=per_min, every=every)
-    assert len(rows) == restarted.tracker.seed(rows, s.now)
-    restarted.run(4 * HOUR, lambda t: 0.007, since=start)
+    restarted.run(4 * HOUR, lambda t: 0.007, since=run.start)
     assert CRIT_1H not in restarted.fired
     assert _near(restarted.fired[CRIT_6H][0], workbook(6, 0.007, 6 * HOUR), 6 * MIN), restarted.fired[CRIT_6H][0]
-
-    blank = Scenario(burn.Tracker(_config()), now=s.now, per_min=per_min, every=every)
-    blank.run(4 * HOUR, lambda t: 0.007, since=start)
+    blank, _ = run.restart(seeded=False)
+    blank.run(4 * HOUR, lambda t: 0.007, since=run.start)
     assert blank.fired[CRIT_6H][0] - 2 * HOUR < 31 * MIN
-    history.close()
+    run.history.close()
+
+
+def test_a_restart_keeps_the_3_day_window_from_hour_and_5_minute_buckets(tmp_path: Path) -> None:
+    """A 1.5x burn after 12 clean hours, with a restart 18 h into it: the 3 d window comes back from the hour
+    buckets (older than a day) and the 5-minute ones, so the ticket comes when the 3 d ratio passes 1x, 24 h
+    after the burn began (0.15 % x t / (12 h + t) > 0.1 %), not before; no critical alert. The control without
+    the history raises the ticket within minutes of the restart."""
+    run = Recorded(tmp_path, per_min=200, every=60.0, start=T0 + 12 * HOUR)
+    run.feed(12 * HOUR, 0.0)
+    run.feed(18 * HOUR, 0.0015)
+    assert {} == run.s.fired
+    restarted, rows = run.restart(seeded=True)
+    blank, _ = run.restart(seeded=False)
+    assert {300.0, 3600.0} == {row[2] for row in rows}
+    restarted.run(10 * HOUR, lambda t: 0.0015, since=run.start)
+    run.s.run(10 * HOUR, lambda t: 0.0015, since=run.start)  # the same runs without a restart
+    assert [TICKET] == list(restarted.fired)
+    # The ratio crosses 1x slowly here (one bad run in 435,000 is ~10 minutes), hence the margin around 24 h.
+    assert _near(restarted.fired[TICKET][0], 24 * HOUR, 20 * MIN), restarted.fired[TICKET][0] / HOUR
+    assert _near(restarted.fired[TICKET][0], run.s.fired[TICKET][0], 2 * MIN)
+    blank.run(10 * HOUR, lambda t: 0.0015, since=run.start)
+    assert blank.fired[TICKET][0] - 18 * HOUR < 5 * MIN
+    run.history.close()
 
 
 def test_the_ring_drops_what_is_older_than_its_window_and_rate_limited_runs() -> None:
