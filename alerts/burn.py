@@ -21,7 +21,8 @@ Restart: the daemon hands `seed` the history's buckets (monitor/history.py: 5-mi
 hour buckets before it), spread evenly over their minutes. What is lost: minute resolution inside those buckets
 (right after a restart the 5 m and 30 m windows see each 5-minute bucket's runs spread over its minutes), and the
 runs of the last minute before a crash that the history had not flushed yet (a clean stop flushes them). A reload
-that changes an SLO's checks or windows starts its counts afresh.
+that changes an SLO's checks or windows starts its counts afresh. With `--shard`, a group whose checks are
+partly on other shards is not judged here (only Prometheus sees all its runs).
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ class Tracker:
         """Adopt a config: keep the counts of SLOs whose checks and longest window are unchanged."""
         self._config = config
         old = {s.name: s for s in self._specs}
-        self._specs = slo_specs(config) if enabled(config) else []
+        # A group with checks on other shards would be judged on part of its runs here: only Prometheus, which
+        # scrapes every shard, sees all of them (`pam-monitor rules`).
+        self._specs = [s for s in slo_specs(config) if config.elsewhere.isdisjoint(s.checks)] if enabled(config) \
+            else []
         rings: dict[str, Ring] = {}
         for spec in self._specs:
             size = max((minutes(a.long) for a in spec.alerts), default=0)

@@ -422,3 +422,23 @@ def test_config_refuses_a_rule_severity_and_burns_that_would_be_one_alert() -> N
     problems = cross_check(make_config(checks=checks))
     assert ["checks[0].slo.alerts[1]"] == [where for where, _ in problems]
     assert "same long window and severity" in problems[0][1]
+
+
+def test_a_group_spread_over_shards_is_left_to_prometheus() -> None:
+    """With `--shard`, a group whose checks are partly on another shard is not judged by this daemon (it would
+    see part of the runs); a check's own SLO and a group wholly on this shard are."""
+    from monitor.core.config.shard import apply_shard, shard_of
+
+    names = [f"c{i}" for i in range(8)]
+    checks = [{"name": n, "kind": "http", "target": "backend", "path": "/", "slo": {"objective": "99%"}}
+              for n in names]
+    mine = [n for n in names if shard_of(n, 2) == 0]
+    other = [n for n in names if shard_of(n, 2) == 1]
+    assert mine
+    assert other
+    config = make_config(checks=checks, slos={"spread": {"checks": [mine[0], other[0]], "objective": "99%"},
+                                              "local": {"checks": mine, "objective": "99%"}})
+    tracker = burn.Tracker(apply_shard(config, 0, 2))
+    tracker.count(mine[0], T0, 10, 10)
+    judged = {o.key.split("/")[1] for o in tracker.judge(T0)}
+    assert {f"slo={mine[0]}", "slo=local"} == judged
