@@ -309,25 +309,37 @@ async def test_the_engine_pages_from_real_results_through_its_sinks_and_resolves
     assert "resolved" == last["status"]
 
 
-async def test_maintenance_silences_it_and_a_removed_slo_resolves_it(tmp_path: Path) -> None:
-    """In a global maintenance window the burn fires without notifying anyone (like every alert); a reload that
-    removes the SLO resolves the alert; `alerts.rules.ErrorBudgetBurn.enabled: false` turns the rule off."""
+async def test_maintenance_silences_it_then_it_pages_and_a_removed_slo_resolves_it(tmp_path: Path) -> None:
+    """In a global maintenance window the burn fires without notifying anyone (nothing is queued for the webhook,
+    like every alert); once the window is over, the next burning judgement pages; a reload that removes the SLO
+    resolves it (the resolution is sent); `alerts.rules.ErrorBudgetBurn.enabled: false` turns the rule off."""
+    recorder = Recorder()
     clock = FakeClock()
-    maintenance = [{"start": "2025-12-31T00:00:00Z", "end": "2026-01-02T00:00:00Z"}]
-    config = _config(tmp_path, alerts={"maintenance": maintenance})
-    async with make_engine(config, prometheus_client.CollectorRegistry(), clock) as engine:
-        for _ in range(10):
+    maintenance = [{"start": "2025-12-31T00:00:00Z", "end": "2026-01-01T01:00:00Z"}]
+    with serve_asgi(recorder.app()) as url:
+        config = _config(tmp_path, alerts={"maintenance": maintenance},
+                         sinks=[{"kind": "webhook", "url": f"{url}/hook"}])
+        async with make_engine(config, prometheus_client.CollectorRegistry(), clock) as engine:
+            for _ in range(10):
+                _feed(engine, clock.now, 10, 10)
+                clock.advance(MIN)
+                engine.judge_burn()
+            # No history: every window holds only these ten bad minutes, so all three pairs burn.
+            assert ["1h", "3d", "6h"] == sorted(
+                a["labels"]["window"] for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn")
+            assert {"firing"} == {a["state"] for a in target_alerts(engine)}
+            assert 0 == engine.stats().queued
+            clock.advance(HOUR)  # the window is over
             _feed(engine, clock.now, 10, 10)
-            clock.advance(MIN)
             engine.judge_burn()
-        # No history: every window holds only these ten bad minutes, so all three pairs burn.
-        assert ["1h", "3d", "6h"] == sorted(
-            a["labels"]["window"] for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn")
-        assert {"firing"} == {a["state"] for a in target_alerts(engine)}
-        assert 0 == engine.stats().queued
-        await engine.reload(make_config(tmp_path, checks=[{"name": "api", "kind": "http", "target": "backend",
-                                                           "path": "/health"}]))
-        assert [] == [a for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn"]
+            await until_async(lambda: len(_burns(recorder)) >= 3, what="the pages after the window")
+            assert {"firing"} == {a["status"] for a in _burns(recorder)}
+            await engine.reload(make_config(tmp_path, sinks=[{"kind": "webhook", "url": f"{url}/hook"}],
+                                            checks=[{"name": "api", "kind": "http", "target": "backend",
+                                                     "path": "/health"}]))
+            assert [] == [a for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn"]
+            await until_async(lambda: len(_burns(recorder)) >= 6, what="the resolutions")
+    assert ["firing"] * 3 + ["resolved"] * 3 == [a["status"] for a in _burns(recorder)]
     off = _config(alerts={"rules": {"ErrorBudgetBurn": {"enabled": False}}})
     assert not burn.Tracker(off).active
 
