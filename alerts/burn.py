@@ -12,7 +12,8 @@ is judged: BAD when the error ratio over the last `long` AND over the last `shor
 included) both exceed `factor x (1 - objective)`, the very comparison of the Prometheus rule; GOOD otherwise (so it
 resolves once the short window's burn falls back, as the workbook's rule does); nothing while either window has
 no counted run. One BAD fires it and one GOOD resolves it (the windows already smooth it, as the rule has no
-`for:`); flapping, reminders and global maintenance windows apply as to every alert. Key
+`for:`); flapping and reminders apply as to every alert, and maintenance windows silence it when global or
+when every check of the SLO is in one of its own. Key
 `ErrorBudgetBurn/slo=<slo>/window=<long>/severity=<severity>`, labels alertname, service, severity (the burn
 alert's), slo, window (the long one) plus the external labels; the annotations give both windows' burn rates,
 the objective, the budget left and the SLO's checks.
@@ -176,6 +177,11 @@ class Tracker:
             if spec.name in rings:
                 for check in spec.checks:
                     self._by_check.setdefault(check, []).append(rings[spec.name])
+
+    def checks(self, owner_: str) -> tuple[str, ...]:
+        """The checks of the SLO an alert state's `check` field (`slo:<name>`) names."""
+        name = owner_.removeprefix("slo:")
+        return next((s.checks for s in self._specs if s.name == name), ())
 
     @property
     def active(self) -> bool:

@@ -304,13 +304,17 @@ class AlertEngine:
         self._burn_at = now
         if store is None or not self._burn.active:
             return
-        window = active_window(self._config.alerts.maintenance, now) if self._config.alerts.maintenance else None
-        rules = burn.policy(self._config, silenced=window is not None)
+        everywhere = active_window(self._config.alerts.maintenance, now) if self._config.alerts.maintenance else None
         batch = Batch()
         for obs in self._burn.judge(now):
             stored = self._index.states.get(obs.key)
             if stored is None and obs.signal is Signal.GOOD:
                 continue
+            # Silenced by a global window, or when every check of the SLO is in one of its own.
+            found = [active_window(p.windows, now) if (p := self._plans.get(c)) is not None else None
+                     for c in self._burn.checks(obs.check)]
+            window = everywhere or (found[0] if found and all(found) else None)
+            rules = burn.policy(self._config, silenced=window is not None)
             state = stored or AlertState(obs.key, obs.alertname, obs.check)
             new, actions = step(state, obs, now, rules)
             for action in actions:

@@ -454,3 +454,30 @@ def test_a_group_spread_over_shards_is_left_to_prometheus() -> None:
     tracker.count(mine[0], T0, 10, 10)
     judged = {o.key.split("/")[1] for o in tracker.judge(T0)}
     assert {f"slo={mine[0]}", "slo=local"} == judged
+
+
+async def test_a_checks_own_maintenance_silences_it_only_when_every_check_of_the_slo_is_in_one(
+        tmp_path: Path) -> None:
+    """A group of two checks burning: with one of them in its own maintenance window the page is queued for the
+    sink; with both in theirs nothing is (their own alerts are switched off, so only ErrorBudgetBurn could be)."""
+    window = [{"start": "2025-12-31T00:00:00Z", "end": "2026-01-02T00:00:00Z"}]
+    quiet = ["EndpointDown", "CheckFailed", "ContractRegression"]
+    queued = []
+    for silenced in ({"a"}, {"a", "b"}):
+        checks = [{"name": n, "kind": "http", "target": "backend", "path": "/", "disable_alerts": quiet,
+                   **({"maintenance": window} if n in silenced else {})} for n in ("a", "b")]
+        config = make_config(tmp_path / str(len(silenced)), checks=checks,
+                             sinks=[{"kind": "webhook", "url": "http://127.0.0.1:1/hook"}],
+                             slos={"both": {"checks": ["a", "b"], "objective": "99%"}})
+        clock = FakeClock()
+        async with make_engine(config, prometheus_client.CollectorRegistry(), clock) as engine:
+            for name in ("a", "b"):
+                for k in range(10):
+                    engine.observe(Result(name, "http", ProbeResult(Outcome.SERVER_ERROR, "m"), duration_s=0.01,
+                                          started_at=clock.now + k, finished_at=clock.now + k))
+            clock.advance(MIN)
+            engine.judge_burn()
+            assert {"firing"} == {a["state"] for a in target_alerts(engine) if a["alertname"] == "ErrorBudgetBurn"}
+            queued.append(engine.stats().queued)
+    assert queued[0] >= 1
+    assert 0 == queued[1]
