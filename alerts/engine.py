@@ -20,7 +20,7 @@ import httpx
 import prometheus_client
 import structlog
 
-from alerts.judge import blocked, saturated
+from alerts.judge import blocked, burn, saturated
 from alerts.judge.evaluate import evaluate, quiet, remember
 from alerts.lifecycle import explain
 from alerts.lifecycle.gauges import FiringGauge
@@ -97,6 +97,8 @@ class AlertEngine:
         self._index = StateIndex()
         self._seen: dict[str, Seen] = {}  # roots' and dependents' latest conclusive results (not persisted)
         self._walls = blocked.Tracker()  # each target's checks' foreign refusals (MonitorBlocked)
+        self._burn = burn.Tracker(config)  # each SLO's minute counts (ErrorBudgetBurn)
+        self._burn_at = float("-inf")
         self._plans, self._graph = plans_for(config, rules_by_kind)
         self._timer: asyncio.Task[None] | None = None
         self._skips_seen = 0
@@ -146,6 +148,7 @@ class AlertEngine:
         self._plans, self._graph = plans_for(config, self._rules_by_kind)
         self._seen = {name: seen for name, seen in self._seen.items() if self._graph.tracked(name)}
         self._walls.forget({name: plan.check for name, plan in self._plans.items()})
+        self._burn.configure(config)
         self._gauge.configure(config)
         self._delivery.configure(config)
         if self._store is None:
@@ -179,6 +182,7 @@ class AlertEngine:
             return
         now = self._clock.time()
         self._gauge.result_seen(now)
+        self._burn.record(result)
         plan = self._plans.get(result.check)
         if plan is None:  # unknown or disabled
             return
@@ -284,6 +288,40 @@ class AlertEngine:
             self._act(None, state, action, None, batch, window_reason=window.reason if window else None)
         if new != state:
             self._keep(stored, new, batch)
+        self._write(store, batch, now)
+
+    def slo_history(self, rows: Iterable[tuple[str, float, float, int, int]],
+                    budget_left: Callable[[str], float | None]) -> int:
+        """Restore the SLOs' minute counts from the history's buckets `(check, start, size_s, runs, good)` (the
+        daemon calls it once at start, before any result) and learn where the budget left comes from; returns
+        how many buckets were used (alerts/judge/burn.py says what a restart loses)."""
+        self._burn.budget_left = budget_left
+        return self._burn.seed(rows, self._clock.time())
+
+    def judge_burn(self) -> None:
+        """Judge ErrorBudgetBurn (alerts/judge/burn.py) for every SLO; the engine's timer calls it every burn.EVERY
+        seconds. Synchronous and short, like `saturation`."""
+        store, now = self._store, self._clock.time()
+        self._burn_at = now
+        if store is None or not self._burn.active:
+            return
+        everywhere = active_window(self._config.alerts.maintenance, now) if self._config.alerts.maintenance else None
+        batch = Batch()
+        for obs in self._burn.judge(now):
+            stored = self._index.states.get(obs.key)
+            if stored is None and obs.signal is Signal.GOOD:
+                continue
+            # Silenced by a global window, or when every check of the SLO is in one of its own.
+            found = [active_window(p.windows, now) if (p := self._plans.get(c)) is not None else None
+                     for c in self._burn.checks(obs.check)]
+            window = everywhere or (found[0] if found and all(found) else None)
+            rules = burn.policy(self._config, silenced=window is not None)
+            state = stored or AlertState(obs.key, obs.alertname, obs.check)
+            new, actions = step(state, obs, now, rules)
+            for action in actions:
+                self._act(None, state, action, None, batch, window_reason=window.reason if window else None)
+            if new != state:
+                self._keep(stored, new, batch)
         self._write(store, batch, now)
 
     def active_alerts(self) -> list[dict[str, Any]]:
@@ -451,6 +489,8 @@ class AlertEngine:
             await asyncio.sleep(_POLL)
             try:
                 self.release_due()
+                if self._burn.active and self._clock.time() - self._burn_at >= burn.EVERY:
+                    self.judge_burn()
             except Exception as exc:  # a bookkeeping bug must not stop the timer
                 log.exception("alerts.hold_timer_error", error_type=type(exc).__name__)
 
@@ -470,6 +510,8 @@ class AlertEngine:
                 continue  # a daemon-level alert: no check to lose
             if blocked.target_of(s) in self._config.targets and blocked.enabled(self._config):
                 continue  # a target-level alert: its target is still configured
+            if burn.live(self._config, s):
+                continue  # an SLO's alert: its SLO and burn alert are still configured
             if s.status is Status.FIRING and s.notified and s.check in self._config.elsewhere:
                 self._hand_over(s, now, batch)
             elif s.status is Status.FIRING and s.notified:

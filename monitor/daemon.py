@@ -7,7 +7,7 @@ import gc
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from monitor.runner import Runner
 from monitor.saturation import Saturation
 from monitor.schedule import MonotonicScheduler, SchedulerClock
 from monitor.server import LoopCall, ServerThread, bind_socket, build_server, create_app
-from monitor.slo import budgets
+from monitor.slo import budget, budgets, specs
 from monitor.state import State
 from probes.deps import Deps, RefusalMemory, build_deps
 from probes.heartbeat import BOOK, HeartbeatBook
@@ -70,6 +70,11 @@ class Engine(Protocol):
 
     def saturation(self, skipped_total: int) -> None:
         """Judge MonitorSaturated from the runs skipped since start (every reason)."""
+        ...
+
+    def slo_history(self, rows: Iterable[tuple[str, float, float, int, int]],
+                    budget_left: Callable[[str], float | None]) -> int:
+        """Restore the ErrorBudgetBurn minute counts from history buckets; learn where the budget left comes from."""
         ...
 
     async def reload(self, config: Config) -> None:
@@ -339,7 +344,29 @@ class Daemon:
         self.state.over_time = history.summary
         self.state.slos = lambda: budgets(self.config, history.summary()) if self.config.slos or any(
             c.slo for c in self.config.checks) else []
+        self._restore_burn(history)
         self._spawn(self._flush_history(history))
+
+    def _restore_burn(self, history: History) -> None:
+        """Give the alert engine the SLOs' history (ErrorBudgetBurn's long windows survive a restart) and the
+        budget left per SLO for its annotations; before the scheduler starts, so no run is counted twice."""
+        engine, slos = self.engine, specs(self.config)
+        if engine is None or not slos:
+            return
+        longest = max((a.long for s in slos for a in s.alerts), default=0.0)
+        checks = {name for s in slos for name in s.checks}
+        try:
+            rows = history.buckets(checks, self.clock.time() - longest)
+        except sqlite3.Error as exc:
+            log.warning("history.slo_restore_failed", error=str(exc))
+            rows = []
+
+        def budget_left(slo: str) -> float | None:
+            spec = next((s for s in specs(self.config) if s.name == slo), None)
+            return None if spec is None else budget(spec, history.summary()).get("budget_left")
+
+        used = engine.slo_history(rows, budget_left)
+        log.info("alerts.slo_counts_restored", slos=len(slos), buckets=used)
 
     async def _flush_history(self, history: History) -> None:
         """Write the history's pending buckets every FLUSH_EVERY_S and recompute its summary every

@@ -237,6 +237,31 @@ class History:
             entry["as_of"] = as_of
         return out
 
+    def buckets(self, checks: Iterable[str], since: float) -> list[tuple[str, float, float, int, int]]:
+        """The written buckets of these checks that reach past `since`, each run once: `(check, start, size_s,
+        runs, good)`, 5-minute buckets from the last whole hour a day back, hour buckets before it (each run is in
+        one of each; the ErrorBudgetBurn minute counts are restored from these on start, alerts/judge/burn.py)."""
+        ids = {self._ids[name]: name for name in checks if name in self._ids}
+        if not ids:
+            return []
+        now = int(self._clock())
+        cut = now - 86400
+        cut -= cut % COARSE_S  # 5-minute buckets reach back 25 h: they cover everything from here on
+        out: list[tuple[str, float, float, int, int]] = []
+        marks = ", ".join("?" for _ in ids)
+        with self._db_lock:
+            # A bucket that began before `since` but reaches past it counts too; `cut` is an hour's start, so the
+            # hour buckets before it and the 5-minute ones from it on never hold the same run.
+            for table, low, high in (("history_1h", int(since) - COARSE_S + 1, cut),
+                                     ("history_5m", max(int(since) - FINE_S + 1, cut), now + 1)):
+                size = float(_TABLES[table])
+                query = (f"SELECT check_id, start, runs, ok FROM {table} "  # noqa: S608
+                         f"WHERE check_id IN ({marks}) AND start >= ? AND start < ? ORDER BY start")
+                out += [(ids[cid], float(start), size, int(runs), int(ok))
+                        for cid, start, runs, ok in self._db.execute(query, (*ids, low, high)).fetchall()]
+        out.sort(key=lambda row: row[1])
+        return out
+
     def size_bytes(self) -> int:
         """Bytes the history tables take (SQLite's dbstat when built in, else their pages counted)."""
         with self._db_lock:

@@ -8,45 +8,26 @@ over the window (below 0 when overspent). `rate_limited` runs are not counted, a
 Burn-rate alerts (the SRE workbook's multiwindow, multi-burn-rate alerts) fire `ErrorBudgetBurn{slo, window}`
 when the error ratio over both the long and the short window exceeds `factor x (1 - objective)`: by default
 critical at 14.4x over 1 h and 5 min and at 6x over 6 h and 30 min, warning at 1x over 3 d and 6 h. They are
-Prometheus rules over `pam_monitor_check_results_total`, written by `pam-monitor rules`.
+Prometheus rules over `pam_monitor_check_results_total`, written by `pam-monitor rules`, and the daemon's own alert
+(alerts/judge/burn.py); both read `SloSpec` (monitor/core/config/slo.py) and compare with the same `allowed` number.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from monitor.core.config import Config
-from monitor.core.config.slo import SLO_WINDOWS, BurnAlert
+from monitor.core.config.slo import SloSpec, duration_label, slo_specs
 
 ALERTNAME = "ErrorBudgetBurn"
 
 
-@dataclass(frozen=True, slots=True)
-class SloSpec:
-    """One objective: its name, the checks it pools, the objective, its window (seconds) and burn alerts."""
-
-    name: str
-    checks: tuple[str, ...]
-    objective: float
-    window: float
-    alerts: tuple[BurnAlert, ...]
-
-    @property
-    def window_label(self) -> str:
-        """The window as the history names it (`30d`)."""
-        return SLO_WINDOWS[self.window]
-
-
 def specs(config: Config) -> list[SloSpec]:
     """Every SLO of a config: the checks' own (named after them), then the groups, by name."""
-    out = [SloSpec(c.name, (c.name,), c.slo.objective, c.slo.window, c.slo.alerts)
-           for c in config.checks if c.slo is not None]
-    out += [SloSpec(name, tuple(g.checks), g.objective, g.window, g.alerts) for name, g in sorted(config.slos.items())]
-    return out
+    return slo_specs(config)
 
 
 def budget(spec: SloSpec, over_time: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -73,10 +54,7 @@ def budgets(config: Config, over_time: Mapping[str, Mapping[str, Any]]) -> list[
 
 
 def _prom_duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+    return duration_label(seconds)
 
 
 def _ratio(spec: SloSpec, window: str, job: str) -> str:
@@ -99,7 +77,7 @@ def prometheus_rules(config: Config, *, job: str = "pam-monitor") -> dict[str, A
         for w in windows:
             recording.append({"record": f"slo:pam_monitor_check_errors:ratio_rate{_prom_duration(w)}",
                               "expr": _ratio(spec, _prom_duration(w), job), "labels": {"slo": spec.name}})
-        allowed = 1 - spec.objective
+        allowed = spec.allowed
         for a in spec.alerts:
             long, short = _prom_duration(a.long), _prom_duration(a.short)
             threshold = f"{a.factor:g} * {allowed:.10g}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from alerts.judge import certs
+from alerts.judge import burn, certs
 from alerts.labels import alert_key, build_annotations, identity_labels
 from alerts.labels import daemon_labels as _daemon_labels
 from alerts.model import CheckMemory, Observation, Signal
@@ -371,6 +371,12 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "A scheduled job did not report in time, or reported a failure: check that it ran (cron, systemd timer, "
          "Kubernetes CronJob), its logs and its exit status; the summary says when it last reported.",
          _one_per_check(_heartbeat_missed), _always(Outcome.HEARTBEAT_MISSED)),
+    Rule(burn.NAME, "critical",
+         "an SLO's error ratio over both windows of one of its burn alerts exceeds `factor x (1 - objective)`: by "
+         "default critical at 14.4x over 1 h and 5 min and at 6x over 6 h and 30 min, warning at 1x over 3 d and "
+         "6 h; labels `slo`, `window` (the long one), `severity` (the burn's); resolves when the burn stops",
+         burn.RUNBOOK,
+         _not_from_results, _always(), covers=False),
     Rule("MonitorSaturated", "warning",
          "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
          "target's max_rate); it is the monitor, not the target",

@@ -66,11 +66,25 @@ def test_every_alerting_rule_has_a_unit_test_that_expects_it_to_fire() -> None:
     assert set() == alerts - tested
 
 
+def _slo_alertnames() -> set[str]:
+    """The alertnames of the rules `pam-monitor rules` writes for a config with an SLO."""
+    from monitor.core.config import Config
+    from monitor.slo import prometheus_rules
+
+    config = Config.model_validate({"targets": {"b": {"base_url": "http://127.0.0.1:1"}}, "checks": [
+        {"name": "api", "kind": "http", "target": "b", "path": "/", "slo": {"objective": "99.9%"}}]})
+    return {r["alert"] for g in prometheus_rules(config)["groups"] for r in g["rules"] if "alert" in r}
+
+
 def test_every_daemon_alert_has_a_rule_with_bounded_static_labels() -> None:
     """Each alertname the daemon raises has a Prometheus rule; severities come from the daemon's set; no label
-    is templated (so a rule cannot mint unbounded label values)."""
+    is templated (so a rule cannot mint unbounded label values). ErrorBudgetBurn's rules depend on the config's
+    SLOs: `pam-monitor rules` writes them, and it has one per SLO burn (tests/alerts/test_burn.py holds them to
+    the daemon's, tests/monitor/test_slo.py runs promtool on them)."""
     alerting = [r for r in rules() if "alert" in r]
-    assert set() == set(ALERTNAMES) - {r["alert"] for r in alerting}
+    generated = _slo_alertnames()
+    assert {"ErrorBudgetBurn"} == generated
+    assert set() == set(ALERTNAMES) - generated - {r["alert"] for r in alerting}
     for rule in alerting:
         labels = rule.get("labels", {})
         assert labels.get("severity") in set(SEVERITIES), rule["alert"]

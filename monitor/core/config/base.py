@@ -41,6 +41,7 @@ AlertName = Literal[
     "MonitorWatchdog",
     "MonitorBlocked",
     "HeartbeatMissed",
+    "ErrorBudgetBurn",
 ]
 
 

@@ -154,7 +154,9 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
 
 
 def slo_rules(config: Config) -> list[tuple[str, str]]:
-    """An SLO group names existing checks, and no group takes the name of a check's own `slo` (named after it)."""
+    """An SLO group names existing checks, and no group takes the name of a check's own `slo` (named after it); an
+    SLO's burn alerts differ in long window or severity (they are one ErrorBudgetBurn each), which carry their
+    severity themselves."""
     names = {c.name for c in config.checks}
     own = {c.name for c in config.checks if c.slo is not None}
     problems = []
@@ -165,6 +167,18 @@ def slo_rules(config: Config) -> list[tuple[str, str]]:
             if check not in names:
                 known = ", ".join(sorted(names)) or "none"
                 problems.append((f"slos.{name}.checks[{i}]", f"no check is named {check!r}; known checks: {known}"))
+    override = config.alerts.rules.get("ErrorBudgetBurn")
+    if override is not None and override.severity is not None:
+        problems.append(("alerts.rules.ErrorBudgetBurn.severity", "an SLO's burn alerts carry their own severity: "
+                         "set `severity` in the slo's `alerts` list and remove it here"))
+    owned = [(f"checks[{i}].slo", c.slo) for i, c in enumerate(config.checks) if c.slo is not None]
+    for where, slo in [*owned, *((f"slos.{n}", g) for n, g in config.slos.items())]:
+        seen: set[tuple[float, str]] = set()
+        for i, burn in enumerate(slo.alerts):
+            if (burn.long, burn.severity) in seen:
+                problems.append((f"{where}.alerts[{i}]", "two burn alerts with the same long window and severity "
+                                 "would be one alert (labels slo, window, severity); change `long` or `severity`"))
+            seen.add((burn.long, burn.severity))
     return problems
 
 

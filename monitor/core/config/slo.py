@@ -3,11 +3,15 @@ top-level `slos:`, and the multiwindow multi-burn-rate alerts that watch their e
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from monitor.core.config.base import NAME_PATTERN, Duration, Strict
+
+if TYPE_CHECKING:
+    from monitor.core.config.root import Config
 
 SLO_WINDOWS = {3600.0: "1h", 86400.0: "24h", 7 * 86400.0: "7d", 30 * 86400.0: "30d"}
 """Windows an objective may be measured over: those the history keeps (monitor/history.py)."""
@@ -71,3 +75,42 @@ class SloGroup(Slo):
     """An objective over several checks together (their runs pooled)."""
 
     checks: Annotated[list[Annotated[str, Field(pattern=NAME_PATTERN)]], Field(min_length=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class SloSpec:
+    """One objective: its name, the checks it pools, the objective, its window (seconds) and burn alerts. The one
+    source both the daemon's ErrorBudgetBurn (alerts/judge/burn.py) and `pam-monitor rules` (monitor/slo.py) read."""
+
+    name: str
+    checks: tuple[str, ...]
+    objective: float
+    window: float
+    alerts: tuple[BurnAlert, ...]
+
+    @property
+    def window_label(self) -> str:
+        """The window as the history names it (`30d`)."""
+        return SLO_WINDOWS[self.window]
+
+    @property
+    def allowed(self) -> float:
+        """The error budget as a ratio, `1 - objective`, to 10 significant digits: the daemon compares with the
+        very number the Prometheus rules print (99.9% -> 0.001, not 0.0010000000000000009)."""
+        return float(f"{1 - self.objective:.10g}")
+
+
+def slo_specs(config: Config) -> list[SloSpec]:
+    """Every SLO of a config: the checks' own (named after them), then the groups, by name."""
+    out = [SloSpec(c.name, (c.name,), c.slo.objective, c.slo.window, c.slo.alerts)
+           for c in config.checks if c.slo is not None]
+    out += [SloSpec(name, tuple(g.checks), g.objective, g.window, g.alerts) for name, g in sorted(config.slos.items())]
+    return out
+
+
+def duration_label(seconds: float) -> str:
+    """A window as Prometheus writes durations and the alerts label it: `1h`, `30m`, `3d`, `90s`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
