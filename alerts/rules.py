@@ -311,7 +311,7 @@ def _listed(result: Result, key: str) -> list[str]:
 def _per_listed(outcome: Outcome, key: str, label: str, compared: str) -> Evaluate:
     """One instance per name the result lists under details[`key`] (label `label`; `unknown` when a result of
     `outcome` lists none). A known instance not listed is GOOD when the run compared (details[`compared`] true,
-    or a passing run)."""
+    or a passing run that does not say it could not)."""
 
     def evaluate(alertname: str, facts: Facts) -> list[Observation]:
         check, result = facts.check, facts.result
@@ -325,7 +325,8 @@ def _per_listed(outcome: Outcome, key: str, label: str, compared: str) -> Evalua
             out.append(Observation(alert_key(alertname, check.name, name), alertname, check.name, Signal.BAD, labels,
                                    build_annotations(result, RULES[alertname].runbook,
                                                      name if label == "table" else "")))
-        if result.outcome in _GOOD or result.details.get(compared) is True:
+        said = result.details.get(compared)
+        if said is True or (said is None and result.outcome in _GOOD):  # False: this run could not compare
             seen = {o.key for o in out}
             prefix = alert_key(alertname, check.name) + "/"
             out.extend(Observation(k, alertname, check.name, Signal.GOOD) for k in facts.known
