@@ -82,7 +82,9 @@ async def test_a_table_created_after_the_cache_loaded_is_stale_until_notify(
     stale = await run(url, seeded_db.dsn, tables)
     assert stale.outcome is Outcome.SCHEMA_CACHE_STALE, stale.message
     assert [NEW_TABLE] == stale.details["stale_tables"]
-    assert RELOAD in stale.message and "supabase_db" in stale.message and "PGRST205" in stale.message
+    assert RELOAD in stale.message
+    assert "supabase_db" in stale.message
+    assert "PGRST205" in stale.message
     assert stale.tables[NEW_TABLE] is False  # the API cannot serve it
     assert "missing_tables" not in stale.details
 
@@ -103,7 +105,7 @@ async def test_a_really_missing_and_a_stale_table_in_one_run(
     cached: tuple[FakePostgrest, str], seeded_db: SeededDb
 ) -> None:
     """One table gone from both, one only from the cache: table_missing wins, and the stale one is listed too."""
-    fake, url = cached
+    _fake, url = cached
     assert (await run(url, seeded_db.dsn, list(SEED_TABLES))).outcome is Outcome.OK
     seeded_db.execute(f"CREATE TABLE public.{NEW_TABLE} (id int PRIMARY KEY)")
     got = await run(url, seeded_db.dsn, [*SEED_TABLES, NEW_TABLE, "never_created"])
@@ -118,7 +120,7 @@ async def test_without_database_the_message_says_it_cannot_tell(
 ) -> None:
     """Without `database`, PGRST205 stays table_missing and the message says a stale cache cannot be told apart
     and how to configure it."""
-    fake, url = cached
+    _fake, url = cached
     assert (await run(url, seeded_db.dsn, list(SEED_TABLES))).outcome is Outcome.OK
     seeded_db.execute(f"CREATE TABLE public.{NEW_TABLE} (id int PRIMARY KEY)")
     got = await run(url, seeded_db.dsn, [NEW_TABLE], database=None)
@@ -133,14 +135,15 @@ async def test_an_unreachable_catalogue_keeps_table_missing_and_says_why(
 ) -> None:
     """When the database target cannot be reached, the run stays table_missing (never ok, never stale) and the
     message says the catalogue could not be read; the DSN's password never shows."""
-    fake, url = cached
+    _fake, url = cached
     assert (await run(url, seeded_db.dsn, list(SEED_TABLES))).outcome is Outcome.OK
     seeded_db.execute(f"CREATE TABLE public.{NEW_TABLE} (id int PRIMARY KEY)")
     dead = "postgresql://app:pw-Hidden-77@127.0.0.1:1/app"
     async with deps_for(url, dead) as deps:
         got = await run_probe(make_check([NEW_TABLE]), deps)
     assert got.outcome is Outcome.TABLE_MISSING, got.message
-    assert "could not be read" in got.message and "cannot be told from a missing table" in got.message
+    assert "could not be read" in got.message
+    assert "cannot be told from a missing table" in got.message
     assert got.details["catalogue_error"] == "connection_error"
     assert "pw-Hidden-77" not in repr(got)
 

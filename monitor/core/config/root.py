@@ -163,8 +163,8 @@ def database_rules(config: Config) -> list[tuple[str, str]]:
         target = config.targets.get(name)
         dsn_targets = sorted(n for n, t in config.targets.items() if not t.is_http)
         if target is None or target.is_http:
-            problem = "unknown target" if target is None else "a target without a dsn"
-            problems.append((f"checks[{i}].database", f"{problem} {name!r}; name a PostgreSQL target of the same "
+            problem = f"unknown target {name!r}" if target is None else f"target {name!r} has no dsn"
+            problems.append((f"checks[{i}].database", f"{problem}; name a PostgreSQL target of the same "
                              f"database (targets with a dsn: {', '.join(dsn_targets) or 'none'})"))
     return problems
 
