@@ -159,7 +159,7 @@ async def _round_trip(
 ) -> ProbeResult:
     run.migrations = None
     result = await _checks(conn, check, run, deps)
-    return _db_migrations.verdict(result, run.migrations, check.migrations)
+    return _db_migrations.verdict(result, run.migrations, check.migrations, check.name)
 
 
 async def _checks(

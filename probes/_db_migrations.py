@@ -133,7 +133,7 @@ def note_of(found: Comparison, spec: Migrations) -> str:
     return "; ".join(parts)
 
 
-def verdict(result: ProbeResult, found: Comparison | None, spec: Migrations | None) -> ProbeResult:
+def verdict(result: ProbeResult, found: Comparison | None, spec: Migrations | None, check: str) -> ProbeResult:
     """The run's result with the comparison in it: a passing run with pending versions is migration_pending;
     any other outcome stays (it is graver) and its message names the pending versions too."""
     if found is None or spec is None:
@@ -141,7 +141,7 @@ def verdict(result: ProbeResult, found: Comparison | None, spec: Migrations | No
     details = {**result.details, **details_of(found)}
     note = note_of(found, spec)
     if found.error is not None:
-        log.warning("db.migrations_not_compared", error=found.error)
+        log.warning("db.migrations_not_compared", check=check, error=found.error)
     if result.outcome is Outcome.OK and found.pending:
         return replace(result, outcome=Outcome.MIGRATION_PENDING, message=f"{note} ({result.message})",
                        details=details)
