@@ -22,7 +22,12 @@ from monitor.core.results import Outcome, ProbeResult
 log = structlog.get_logger("pam_monitor.probe.db")
 
 TABLE = "supabase_migrations.schema_migrations"
-SQL_TABLE_PRESENT = "SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL"
+# pg_class, not to_regclass: the latter needs USAGE on the schema, and a role without it must still learn that the
+# table exists (and then be told it cannot read it).
+SQL_TABLE_PRESENT = (
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = 'supabase_migrations' AND c.relname = 'schema_migrations')"
+)
 SQL_APPLIED = "SELECT version::text FROM supabase_migrations.schema_migrations"
 LISTED = 50
 """At most this many versions are named in a message; the details hold up to DETAILED."""
@@ -41,11 +46,13 @@ class Comparison:
 
     @property
     def pending(self) -> list[str]:
-        return sorted(set(self.files) - self.applied)
+        """Versions in the repository and not applied (none when the two could not be compared)."""
+        return [] if self.error is not None else sorted(set(self.files) - self.applied)
 
     @property
     def unrecorded(self) -> list[str]:
-        return sorted(self.applied - set(self.files))
+        """Versions applied and not in the repository (none when the two could not be compared)."""
+        return [] if self.error is not None else sorted(self.applied - set(self.files))
 
 
 def repository_versions(spec: Migrations) -> Comparison:
@@ -84,8 +91,8 @@ async def compare(conn: psycopg.AsyncConnection[Any], spec: Migrations) -> Compa
                 cur = await conn.execute(SQL_APPLIED)
                 found.applied = {str(version) for (version,) in await cur.fetchall()}
         except psycopg.errors.InsufficientPrivilege:
-            found.error = (f"the monitor's database role cannot read {TABLE} (42501; GRANT SELECT ON {TABLE} "
-                           "to it)")
+            found.error = (f"the monitor's database role cannot read {TABLE} (42501; GRANT USAGE ON SCHEMA "
+                           f"supabase_migrations and SELECT ON {TABLE} to it)")
     return found
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 from pydantic import ValidationError
 
 from alerts.evaluate import evaluate
@@ -20,7 +22,7 @@ from monitor.core.results import Outcome, ProbeResult
 from probes import RULES_BY_KIND
 from probes.deps import Deps
 from tests.support.alerting import make_config, result
-from tests.support.postgres import SEED_TABLES, SeededDb
+from tests.support.postgres import SEED_TABLES, SeededDb, dsn_with
 from tests.support.targets import run_probe
 
 APPLIED = ["20240101000000", "20240215093000"]
@@ -135,6 +137,22 @@ async def test_a_directory_gone_at_run_time_is_said_not_compared(seeded_db: Seed
     assert "migrations not compared" in got.message
     assert "could not be listed" in got.message
     assert "all 0 migrations applied" not in got.message
+
+
+async def test_a_role_that_cannot_read_the_table_is_said_not_compared(seeded_db: SeededDb) -> None:
+    """A monitor role without USAGE/SELECT on supabase_migrations: the run goes on (the refused read is rolled back
+    to a savepoint), says the migrations were not compared and how to grant it; it never pages AccessDenied."""
+    record(seeded_db, *APPLIED)
+    role = f"pamtest_nomig_{uuid.uuid4().hex[:8]}"
+    seeded_db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        got = await run(dsn_with(seeded_db.dsn, user=role), {"versions": [*APPLIED, PENDING]}, required_tables=[])
+    finally:
+        seeded_db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert got.outcome is Outcome.OK, got.message
+    assert got.details["migrations_compared"] is False
+    assert "cannot read supabase_migrations.schema_migrations (42501; GRANT USAGE ON SCHEMA" in got.message
+    assert "pending_migrations" not in got.details
 
 
 async def test_the_directory_listing_is_bounded(seeded_db: SeededDb, tmp_path: Path) -> None:
