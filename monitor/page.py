@@ -49,6 +49,14 @@ RUNBOOK: dict[str, str] = {
                     "policies.",
     "db_error": "The database query failed: read the message, then the database's logs.",
     "internal_error": "pam-monitor itself failed on this check: read its logs and report the error.",
+    "identity_failed": "The monitor could not act as its user (sign-in refused, token refused, its own data "
+                       "unreadable): check the identity's credentials and the Auth server.",
+    "heartbeat_missed": "The job did not report in time, or reported a failure: check that it ran, its logs and its "
+                        "exit status.",
+    "schema_cache_stale": "PostgREST's schema cache lacks a table the database has: run NOTIFY pgrst, 'reload schema' "
+                          "(Supabase: in the SQL editor).",
+    "migration_pending": "A migration in the repository was never applied here: run supabase db push (or apply it and "
+                         "record its version).",
 }
 """What to look at first for each outcome that is not ok: one sentence each (the page's and /status's `hint`)."""
 
