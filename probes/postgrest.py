@@ -178,8 +178,10 @@ async def _consult_catalogue(
     if stale:
         details["stale_tables"] = [r.table for r in misses if r.table in stale]
     out = [
+        # Present: the database has it (pam_monitor_db_table_present 1, so no TableMissing anywhere, the daemon's or
+        # Prometheus's); the outcome says the API cannot serve it.
         _TableResult(r.table, Outcome.SCHEMA_CACHE_STALE,
-                     f"{r.problem}, yet the table exists in database target {check.database!r}", r.status, False,
+                     f"{r.problem}, yet the table exists in database target {check.database!r}", r.status, True,
                      code=r.code)
         if r.table in stale else r
         for r in results

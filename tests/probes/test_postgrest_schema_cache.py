@@ -85,7 +85,7 @@ async def test_a_table_created_after_the_cache_loaded_is_stale_until_notify(
     assert RELOAD in stale.message
     assert "supabase_db" in stale.message
     assert "PGRST205" in stale.message
-    assert stale.tables[NEW_TABLE] is False  # the API cannot serve it
+    assert stale.tables[NEW_TABLE] is True  # the database has it: no TableMissing, here or in Prometheus
     assert "missing_tables" not in stale.details
 
     notify_and_wait(seeded_db, fake)
@@ -153,7 +153,7 @@ def test_schema_cache_stale_pages_per_table_and_resolves_table_missing() -> None
     TableMissing instance of that table turns GOOD (the catalogue proves it exists)."""
     config = make_config()
     check = next(c for c in config.checks if c.kind == "postgrest")
-    stale = result(check.name, Outcome.SCHEMA_CACHE_STALE, status=404, tables={"user_settings": False},
+    stale = result(check.name, Outcome.SCHEMA_CACHE_STALE, status=404, tables={"user_settings": True},
                    details={"stale_tables": ["user_settings"], "catalogue_checked": True})
     key = f"TableMissing/{check.name}/user_settings"
     out = evaluate(config, check, stale, CheckMemory(), rules=rules_for(config, check, RULES_BY_KIND),
