@@ -53,6 +53,10 @@ RUNBOOK: dict[str, str] = {
                        "unreadable): check the identity's secret or password and the user, not the backend.",
     "heartbeat_missed": "The job did not call in time, or called /fail: check that it ran, its logs and its exit "
                         "status.",
+    "schema_cache_stale": "PostgREST's schema cache lacks a table the database has: run NOTIFY pgrst, 'reload schema' "
+                          "(Supabase: in the SQL editor).",
+    "migration_pending": "A migration in the repository was never applied here: run supabase db push (or apply it and "
+                         "record its version).",
 }
 """What to look at first for each outcome that is not ok: one sentence each (the page's and /status's `hint`)."""
 

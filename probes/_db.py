@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from monitor.core.config import DbCheck, split_table
 from monitor.core.results import Outcome, ProbeResult
-from probes import _db_role, _pg
+from probes import _db_migrations, _db_role, _pg
 from probes._db_report import Run, failure, ok, schema_failure
 from probes.deps import Deps
 from probes.identity import SignInFailed, credential_for
@@ -157,6 +157,14 @@ async def _pooled_run(check: DbCheck, deps: Deps, dsn: str, run: Run) -> ProbeRe
 async def _round_trip(
     conn: psycopg.AsyncConnection[Any], check: DbCheck, run: Run, deps: Deps
 ) -> ProbeResult:
+    run.migrations = None
+    result = await _checks(conn, check, run, deps)
+    return _db_migrations.verdict(result, run.migrations, check.migrations, check.name)
+
+
+async def _checks(
+    conn: psycopg.AsyncConnection[Any], check: DbCheck, run: Run, deps: Deps
+) -> ProbeResult:
     names = check.all_tables()
     split = [split_table(name) for name in names]
     run.phase = "query"
@@ -200,6 +208,8 @@ async def _round_trip(
             missing_columns = [
                 f"{wanted[int(ordinal) - 1][0]}.{wanted[int(ordinal) - 1][1]}" for (ordinal,) in await cur.fetchall()
             ]
+        if check.migrations is not None:
+            run.migrations = await _db_migrations.compare(conn, check.migrations)
         present = [(name, parts) for name, parts in zip(names, split, strict=True) if run.tables.get(name)]
         if present and not missing_tables:
             # Read each table (no rows): this is what the application's role meets first, a lock held by a

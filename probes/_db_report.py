@@ -30,6 +30,7 @@ class Run:
     touching: str | None = None
     claims: Mapping[str, Any] | None = None  # request.jwt.claims for as_role (the identity's, else {role})
     hidden: Redactor = field(default_factory=Redactor)
+    migrations: Any = None  # the migrations comparison (probes/_db_migrations.Comparison) once made
 
     def remaining(self) -> float:
         left = self.deadline - self.loop.time()

@@ -1,8 +1,10 @@
-"""PostgreSQL helpers for the db prober: the SQL it sends, name splitting, redaction, error classes."""
+"""PostgreSQL helpers for the db prober and the postgrest prober's catalogue look-up: SQL, errors, redaction."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import re
 from dataclasses import dataclass
 
@@ -161,3 +163,31 @@ def denied_table(text: str) -> str | None:
     """The table a 42501 / 42P17 message names ('permission denied for table x', '... policy for relation "x"')."""
     match = _DENIED_TABLE.search(text)
     return match.group(1) if match else None
+
+
+async def tables_in_catalogue(dsn: str, tables: list[tuple[str, str]], deadline: float) -> list[bool]:
+    """Whether each (schema, table) is in the database's catalogue (to_regclass), on a connection of its own that
+    is closed before returning; raises the driver's error (or TimeoutError at `deadline`, event-loop time)."""
+    loop = asyncio.get_running_loop()
+
+    def remaining() -> float:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+    async with asyncio.timeout_at(deadline):
+        conn = await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, prepare_threshold=None, connect_timeout=max(2, math.ceil(remaining())),
+            application_name="pam-monitor",
+        )
+        try:
+            async with conn.transaction():
+                await conn.execute(SQL_SET_TIMEOUT, (str(max(1, int(remaining() * 900))),))
+                cur = await conn.execute(SQL_TABLES, ([s for s, _ in tables], [t for _, t in tables]))
+                rows = await cur.fetchall()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+    present = {int(ordinal): bool(found) for ordinal, found, _ in rows}
+    return [present.get(i + 1, False) for i in range(len(tables))]

@@ -41,13 +41,14 @@ KIND = Kind(
         Outcome.PERMISSION_DENIED,
         Outcome.POLICY_ERROR,
         Outcome.DB_ERROR,
+        Outcome.MIGRATION_PENDING,
         # A db check with an identity that signs in can fail at step sign_in with what the Auth server said.
         Outcome.UNEXPECTED_STATUS,
         Outcome.SERVER_ERROR,
         Outcome.RATE_LIMITED,
         Outcome.INVALID_RESPONSE,
     ),
-    alerts=("TableMissing", "SchemaDrift", "DatabaseDown", "AccessDenied", "CheckFailed"),
+    alerts=("TableMissing", "SchemaDrift", "DatabaseDown", "AccessDenied", "MigrationPending", "CheckFailed"),
     phases=phases,
     tables=tables,
 )

@@ -5,6 +5,11 @@ key, like supabase-js) and `Accept-Profile` for a non-public schema. Outcomes fo
 errors (docs/references/errors.rst): 404 `PGRST205` (PostgREST 13+) or `42P01` (older) is a missing table,
 401 `PGRST301` (JWT invalid) / `PGRST302` (anonymous access disabled) / `PGRST303` (JWT claims invalid) or the
 Supabase gateway's "No API key found in request" / "Invalid API key" is a credentials problem.
+
+PGRST205 only says the table is not in PostgREST's schema cache, which is loaded at start and on
+`NOTIFY pgrst, 'reload schema'`. With `database:` naming a PostgreSQL target of the same database, the tables it
+names are looked up in that catalogue in the same run (to_regclass): present there is `schema_cache_stale`
+(reload the cache), absent is `table_missing`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class _TableResult:
     present: bool | None  # None: the answer does not tell (auth failure, 5xx, no answer)
     retry_after: float | None = None
     foreign: dict[str, Any] | None = None  # a refusal from a blocker, WAF or gateway (probes/_refusal.py)
+    code: str | None = None  # the PostgREST / PostgreSQL error code of the answer
 
 
 def _headers(target: Target, spec: RequestSpec, schema: str) -> dict[str, str]:
@@ -99,7 +105,8 @@ def _judge(table: str, fetched: _http.Fetched, redact: Redactor) -> _TableResult
     missing = _http.find_missing_relation(fetched.body)
     if (status == 404 and code in ("PGRST205", "42P01")) or (is_server_error(status) and missing is not None):
         which = code or (missing.code if missing else "?")
-        return _TableResult(table, Outcome.TABLE_MISSING, f"{table}: {status} {which} ({said})", status, False)
+        return _TableResult(table, Outcome.TABLE_MISSING, f"{table}: {status} {which} ({said})", status, False,
+                            code=which)
     if status == 401:
         reason = AUTH_CODES.get(code or "") or GATEWAY_MESSAGES.get(text.strip().rstrip(".").lower())
         if reason is None:
@@ -135,6 +142,53 @@ async def _one(
     return _judge(table, got, redact), got.elapsed
 
 
+CACHE_MISS = "PGRST205"
+"""PostgREST 12.2+: the table is not in its schema cache (which may be stale, or the table really gone)."""
+RELOAD = "NOTIFY pgrst, 'reload schema'"
+NO_DATABASE = ("without `database:` on this check pam-monitor cannot tell a stale PostgREST schema cache from a "
+               "missing table (set database: <the PostgreSQL target of the same database>)")
+
+
+async def _consult_catalogue(
+    check: PostgrestCheck, deps: Deps, results: list[_TableResult], deadline: float, details: dict[str, Any]
+) -> tuple[list[_TableResult], str]:
+    """Look the tables PostgREST's cache lacks up in the database's catalogue: those present there become
+    schema_cache_stale. Returns the results and a note for the message ("" when the catalogue answered)."""
+    from probes import _pg  # psycopg only loads for a check that consults a catalogue (bench/README.md: ~12 MB)
+
+    assert check.database is not None
+    db = deps.targets.get(check.database)
+    if db is None or db.dsn is None:
+        return results, f"database target {check.database!r} has no dsn, the catalogue was not consulted"
+    dsn = db.dsn.get_secret_value()
+    hidden = _pg.dsn_redactor(dsn)
+    misses = [r for r in results if r.outcome is Outcome.TABLE_MISSING and r.code == CACHE_MISS]
+    try:
+        found = await _pg.tables_in_catalogue(dsn, [split_table(r.table, check.schema_name) for r in misses], deadline)
+    except Exception as exc:
+        classified = _pg.classify(exc)
+        if classified is None:
+            raise
+        said = _pg.error_text(exc, hidden) if not isinstance(exc, TimeoutError) else "no answer by the deadline"
+        details["catalogue_error"] = classified.outcome.value
+        return results, (f"the catalogue of database target {check.database!r} could not be read ({classified.cause}: "
+                         f"{said}), so a stale schema cache cannot be told from a missing table")
+    stale = {r.table for r, present in zip(misses, found, strict=True) if present}
+    details["catalogue_checked"] = True
+    if stale:
+        details["stale_tables"] = [r.table for r in misses if r.table in stale]
+    out = [
+        # Present: the database has it (pam_monitor_db_table_present 1, so no TableMissing anywhere, the daemon's or
+        # Prometheus's); the outcome says the API cannot serve it.
+        _TableResult(r.table, Outcome.SCHEMA_CACHE_STALE,
+                     f"{r.problem}, yet the table exists in database target {check.database!r}", r.status, True,
+                     code=r.code)
+        if r.table in stale else r
+        for r in results
+    ]
+    return out, ""
+
+
 async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResult:
     """Request every required table once (concurrently, under the target's request slots) by `deadline`."""
     target = deps.targets.get(check.target)
@@ -146,8 +200,14 @@ async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResu
     )
     results = [result for result, _ in answers]
     elapsed = [seconds for _, seconds in answers if seconds is not None]
-    tables = {r.table: r.present for r in results if r.present is not None}
     details: dict[str, Any] = {"statuses": {r.table: r.status for r in results}}
+    note = ""
+    if any(r.outcome is Outcome.TABLE_MISSING and r.code == CACHE_MISS for r in results):
+        if check.database is not None:
+            results, note = await _consult_catalogue(check, deps, results, deadline, details)
+        else:
+            note = NO_DATABASE
+    tables = {r.table: r.present for r in results if r.present is not None}
     phases = {"request": max(elapsed)} if elapsed else {}
     bad = [r for r in results if r.outcome is not Outcome.OK]
     if not bad:
@@ -172,8 +232,17 @@ async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResu
     if missing:
         details["missing_tables"] = missing
     problems = "; ".join(r.problem for r in bad)
+    stale = [r.table for r in results if r.outcome is Outcome.SCHEMA_CACHE_STALE]
     if outcome is Outcome.TABLE_MISSING:
         head = f"required table{'s' if len(missing) > 1 else ''} missing: {', '.join(missing)}"
+        if details.get("catalogue_checked"):
+            head += f" (absent from database target {check.database!r} too)"
+        if stale:
+            head += f"; PostgREST's schema cache is also stale for {', '.join(stale)} (run {RELOAD})"
+    elif outcome is Outcome.SCHEMA_CACHE_STALE:
+        head = (f"PostgREST's schema cache is stale: {', '.join(stale)} exist{'s' if len(stale) == 1 else ''} in "
+                f"database target {check.database!r} but the API answers {CACHE_MISS}; run {RELOAD} "
+                "(Supabase: in the SQL editor)")
     elif outcome is Outcome.UNEXPECTED_STATUS and deciding.status == 401:
         head = "the API refused the credentials"
     elif outcome is Outcome.RATE_LIMITED:
@@ -181,6 +250,8 @@ async def probe(check: PostgrestCheck, deps: Deps, deadline: float) -> ProbeResu
     else:
         head = f"{len(bad)} of {len(results)} tables failed"
     waits = [r.retry_after for r in bad if r.retry_after is not None]
+    if note and outcome is Outcome.TABLE_MISSING:
+        problems += f"; {note}"
     return ProbeResult(outcome, f"{head} ({problems})", status_code=deciding.status, details=details,
                        tables=tables, phases=phases,
                        retry_after=max(waits) if outcome is Outcome.RATE_LIMITED and waits else None)
@@ -203,6 +274,7 @@ KIND = Kind(
     outcomes=(
         *TRANSPORT_OUTCOMES,
         Outcome.TABLE_MISSING,
+        Outcome.SCHEMA_CACHE_STALE,
         Outcome.PERMISSION_DENIED,
         Outcome.POLICY_ERROR,
         Outcome.UNEXPECTED_STATUS,
@@ -210,7 +282,8 @@ KIND = Kind(
         Outcome.INVALID_RESPONSE,
         Outcome.RATE_LIMITED,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CertificateExpiring", "CheckFailed"),
+    alerts=("ContractRegression", "TableMissing", "SchemaCacheStale", "EndpointDown", "CertificateExpiring",
+            "CheckFailed"),
     tables=tables,
     requests=requests,
 )

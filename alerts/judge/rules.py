@@ -118,8 +118,11 @@ def base_labels(facts: Facts, alertname: str) -> dict[str, str]:
 
 
 def missing_tables(result: Result) -> list[str]:
-    """Tables this result reports missing: `tables` entries False, details tables_missing/table."""
-    names: dict[str, None] = {name: None for name, present in result.tables.items() if not present}
+    """Tables this result reports missing: `tables` entries False, details tables_missing/table (never a table the
+    database has and only PostgREST's stale schema cache lacks: details stale_tables)."""
+    stale = set(_listed(result, STALE_TABLES))
+    names: dict[str, None] = {name: None for name, present in result.tables.items()
+                              if not present and name not in stale}
     listed = result.details.get("tables_missing")
     if isinstance(listed, list | tuple):
         names.update({str(t): None for t in listed})
@@ -248,6 +251,12 @@ def _tables(alertname: str, facts: Facts) -> list[Observation]:
                                labels, build_annotations(result, RULES[alertname].runbook, table, step)))
     prefix = alert_key(alertname, check.name, "", step)
     seen = {o.key for o in out}
+    for name in _listed(result, STALE_TABLES):
+        # The database's catalogue has it (PostgREST's cache is stale): the table is not missing.
+        key = alert_key(alertname, check.name, name, step)
+        if key not in seen:
+            out.append(Observation(key, alertname, check.name, Signal.GOOD))
+            seen.add(key)
     for name, present in result.tables.items():
         key = alert_key(alertname, check.name, name, step)
         if present and key not in seen:
@@ -286,6 +295,45 @@ def _access_denied(alertname: str, facts: Facts) -> list[Observation]:
     out.extend(Observation(key, alertname, check.name, Signal.GOOD) for key in facts.known
                if key.startswith(prefix) and key not in seen)
     return out
+
+
+STALE_TABLES = "stale_tables"
+"""details key of a postgrest result: tables PostgREST's schema cache lacks while the database has them."""
+PENDING_MIGRATIONS = "pending_migrations"
+"""details key of a db result: migration versions in the directory and not applied in the database."""
+
+
+def _listed(result: Result, key: str) -> list[str]:
+    value = result.details.get(key)
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
+
+
+def _per_listed(outcome: Outcome, key: str, label: str, compared: str) -> Evaluate:
+    """One instance per name the result lists under details[`key`] (label `label`; `unknown` when a result of
+    `outcome` lists none). A known instance not listed is GOOD when the run compared (details[`compared`] true,
+    or a passing run that does not say it could not)."""
+
+    def evaluate(alertname: str, facts: Facts) -> list[Observation]:
+        check, result = facts.check, facts.result
+        if _signed_out(result):
+            return []
+        names = _listed(result, key) or (["unknown"] if result.outcome is outcome else [])
+        out: list[Observation] = []
+        for name in names:
+            labels = base_labels(facts, alertname)
+            labels[label] = name
+            out.append(Observation(alert_key(alertname, check.name, name), alertname, check.name, Signal.BAD, labels,
+                                   build_annotations(result, RULES[alertname].runbook,
+                                                     name if label == "table" else "")))
+        said = result.details.get(compared)
+        if said is True or (said is None and result.outcome in _GOOD):  # False: this run could not compare
+            seen = {o.key for o in out}
+            prefix = alert_key(alertname, check.name) + "/"
+            out.extend(Observation(k, alertname, check.name, Signal.GOOD) for k in facts.known
+                       if k.startswith(prefix) and k not in seen)
+        return out
+
+    return evaluate
 
 
 def _not_from_results(alertname: str, facts: Facts) -> list[Observation]:
@@ -377,6 +425,22 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "6 h; labels `slo`, `window` (the long one), `severity` (the burn's); resolves when the burn stops",
          burn.RUNBOOK,
          _not_from_results, _always(), covers=False),
+    Rule("SchemaCacheStale", "critical",
+         "a `postgrest` check with `database` gets PGRST205 (not in the schema cache) for a table the database's "
+         "catalogue has; label `table`",
+         "PostgREST's schema cache is stale: the table exists in the database but the API does not know it yet "
+         "(created or altered after PostgREST loaded its schema). Run NOTIFY pgrst, 'reload schema'; on Supabase, "
+         "in the SQL editor. Migrations that change the schema should end with it.",
+         _per_listed(Outcome.SCHEMA_CACHE_STALE, STALE_TABLES, "table", "catalogue_checked"),
+         _always(Outcome.SCHEMA_CACHE_STALE)),
+    Rule("MigrationPending", "warning",
+         "a `db` check with `migrations` finds a migration file whose version is not in "
+         "supabase_migrations.schema_migrations; one per version (label `version`)",
+         "A migration in the repository was never applied to this database: run `supabase db push` (or "
+         "`supabase migration up`) against it, or apply the file and record its version. Check the deploy "
+         "pipeline's migration step.",
+         _per_listed(Outcome.MIGRATION_PENDING, PENDING_MIGRATIONS, "version", "migrations_compared"),
+         _always(Outcome.MIGRATION_PENDING)),
     Rule("MonitorSaturated", "warning",
          "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
          "target's max_rate); it is the monitor, not the target",

@@ -35,6 +35,10 @@ class Outcome(enum.StrEnum):
     IDENTITY_FAILED = "identity_failed"
     """The monitor cannot act as the user (its token refused, its own data unreadable): not the backend's fault."""
     HEARTBEAT_MISSED = "heartbeat_missed"
+    SCHEMA_CACHE_STALE = "schema_cache_stale"
+    """PostgREST says a table is not in its schema cache while the database's catalogue has it (reload the cache)."""
+    MIGRATION_PENDING = "migration_pending"
+    """A migration file in the repository is not recorded as applied in supabase_migrations.schema_migrations."""
 
     @property
     def success(self) -> bool:

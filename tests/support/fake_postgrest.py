@@ -5,14 +5,20 @@ is 404 `PGRST205` "Could not find the table 'public.x' in the schema cache" (new
 `relation "public.x" does not exist` (old); JWT failures are 401 `PGRST301`/`PGRST302`/`PGRST303`; an
 unexposed schema in Accept-Profile is 406 `PGRST106`. With `gateway_key` set, a Kong-like gateway first
 demands the `apikey` header: 401 "No API key found in request" / "Invalid API key", as Supabase answers.
+
+With `dsn` set it caches its schema as PostgREST does: the tables of its exposed schemas (the keys of `tables`)
+are read from that database's catalogue on the first request, and read again only when `NOTIFY pgrst,
+'reload schema'` arrives (it LISTENs on channel `pgrst` with psycopg, in the server's event loop); `reloads`
+counts the reloads, so a test can wait for one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+import psycopg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,6 +45,45 @@ class FakePostgrest:
     """table -> (status, JSON body) answered instead of the normal logic."""
     delay: float = 0.0
     received: list[dict[str, str]] = field(default_factory=list)
+    dsn: str | None = None
+    """When set, `tables` is a schema cache of this database's catalogue (see the module docstring)."""
+    reloads: int = 0
+    _listener: asyncio.Task[None] | None = None
+    _starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def _load(self) -> None:
+        # A connection of its own: the listening one is busy waiting for notifications.
+        assert self.dsn is not None
+        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND n.nspname = ANY(%s)",
+                (list(self.tables),))
+            rows = await cur.fetchall()
+        cached: dict[str, set[str]] = {schema: set() for schema in self.tables}
+        for schema, table in rows:
+            cached[schema].add(table)
+        self.tables = cached
+        self.reloads += 1
+
+    async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        try:
+            async for note in conn.notifies():
+                if note.payload in ("", "reload schema"):  # PostgREST reloads on an empty payload too
+                    await self._load()
+        finally:
+            await conn.close()
+
+    async def _ensure_cache(self) -> None:
+        if self.dsn is None or self._listener is not None:
+            return
+        async with self._starting:  # the probe asks for its tables at once: start listening once
+            if self._listener is not None:
+                return
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            await conn.execute("LISTEN pgrst")
+            await self._load()
+            self._listener = asyncio.get_running_loop().create_task(self._listen(conn))
 
     def app(self) -> Starlette:
         """The ASGI app serving `/rest/v1/{table}`."""
@@ -66,6 +111,7 @@ class FakePostgrest:
             if auth != f"Bearer {self.jwt}":
                 return JSONResponse(pgrst_error("PGRST301", "JWSError JWSInvalidSignature"), status_code=401,
                                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        await self._ensure_cache()
         if table in self.status_override:
             status, body = self.status_override[table]
             return JSONResponse(body, status_code=status)

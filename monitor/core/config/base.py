@@ -42,6 +42,8 @@ AlertName = Literal[
     "MonitorBlocked",
     "HeartbeatMissed",
     "ErrorBudgetBurn",
+    "SchemaCacheStale",
+    "MigrationPending",
 ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import string
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -320,6 +322,40 @@ def split_table(name: str, default_schema: str = "public") -> tuple[str, str]:
     return (schema or default_schema, table)
 
 
+MIGRATION_FILE = re.compile(r"^(\d+)_[^/]*\.sql$")
+"""A Supabase migration file name: `<version>_<name>.sql`, the version being the leading digits."""
+
+
+class Migrations(Strict):
+    """A db check's `migrations`: the versions the repository holds, compared with the database's record of the
+    applied ones (supabase_migrations.schema_migrations). Either `dir` (its `<version>_<name>.sql` file names are
+    listed at every run, at most `max_files` entries; contents are never read) or `versions`."""
+
+    dir: Path | None = Field(default=None, description="the repository's supabase/migrations directory")
+    versions: list[Annotated[str, Field(pattern=r"^[0-9]{1,32}$")]] | None = Field(
+        default=None, description="the expected migration versions, when the directory is not on the monitor's host"
+    )
+    max_files: Annotated[int, Field(ge=1, le=100_000)] = 5000
+
+    @field_validator("dir")
+    @classmethod
+    def _readable_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a directory (give the repository's supabase/migrations path; "
+                             "a relative path is resolved from the daemon's working directory)")
+        if not os.access(value, os.R_OK | os.X_OK):
+            raise ValueError(f"{str(value)!r} cannot be listed by this user (check its permissions)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Migrations:
+        if (self.dir is None) == (self.versions is None):
+            raise ValueError("give exactly one of dir (a migrations directory) or versions (a list)")
+        return self
+
+
 class DbCheck(CheckBase):
     """Kind `db`: PostgreSQL round trip (connect, SELECT 1, tables, columns, RLS, canary)."""
 
@@ -339,6 +375,9 @@ class DbCheck(CheckBase):
     )
     identity: str | None = Field(
         default=None, description="with as_role: the identity whose claims go into request.jwt.claims"
+    )
+    migrations: Migrations | None = Field(
+        default=None, description="compare the repository's migrations with supabase_migrations.schema_migrations"
     )
 
     @model_validator(mode="after")
@@ -361,5 +400,9 @@ class PostgrestCheck(CheckBase):
     required_tables: list[TableName] = Field(min_length=1)
     schema_name: str = Field(default="public", alias="schema")
     rest_path: str = "/rest/v1"
+    database: str | None = Field(
+        default=None, description="a PostgreSQL target (dsn) of the same database: a table PostgREST does not know "
+        "is looked up in its catalogue, telling a stale schema cache from a missing table"
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

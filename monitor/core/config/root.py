@@ -150,7 +150,23 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         [(i, sink.display_name) for i, sink in enumerate(config.alerts.sinks)],
         {name: target.health_check for name, target in config.targets.items() if target.health_check},
         set(config.identities),
-    ) + slo_rules(config)
+    ) + slo_rules(config) + database_rules(config)
+
+
+def database_rules(config: Config) -> list[tuple[str, str]]:
+    """A postgrest check's `database` names a defined PostgreSQL target (dsn)."""
+    problems = []
+    for i, check in enumerate(config.checks):
+        name = getattr(check, "database", None) if check.kind == "postgrest" else None
+        if name is None:
+            continue
+        target = config.targets.get(name)
+        dsn_targets = sorted(n for n, t in config.targets.items() if not t.is_http)
+        if target is None or target.is_http:
+            problem = f"unknown target {name!r}" if target is None else f"target {name!r} has no dsn"
+            problems.append((f"checks[{i}].database", f"{problem}; name a PostgreSQL target of the same "
+                             f"database (targets with a dsn: {', '.join(dsn_targets) or 'none'})"))
+    return problems
 
 
 def slo_rules(config: Config) -> list[tuple[str, str]]:

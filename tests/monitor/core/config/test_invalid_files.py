@@ -231,6 +231,21 @@ INVALID: list[tuple[str, str, list[str]]] = [
         "- a\n- b\n",
         ["{f}: the top level must be a mapping of keys (service:, targets:, checks:, ...)"],
     ),
+    (
+        "postgrest_database_not_a_dsn_target",
+        BASE + "checks:\n  - {name: a, kind: postgrest, target: backend, required_tables: [x], database: backend}\n"
+        "  - {name: b, kind: postgrest, target: backend, required_tables: [x], database: nope}\n",
+        ["{f}:5: checks[0] (a).database: target 'backend' has no dsn; name a PostgreSQL target of the same database "
+         "(targets with a dsn: database)",
+         "{f}:6: checks[1] (b).database: unknown target 'nope'; name a PostgreSQL target of the same database "
+         "(targets with a dsn: database)"],
+    ),
+    (
+        "db_migrations_dir_missing",
+        BASE + "checks:\n  - {name: a, kind: db, target: database, migrations: {dir: /nonexistent/migrations}}\n",
+        ["{f}:5: checks[0] (a).migrations.dir: '/nonexistent/migrations' is not a directory (give the repository's "
+         "supabase/migrations path; a relative path is resolved from the daemon's working directory)"],
+    ),
 ]
 
 
