@@ -35,6 +35,8 @@ class Outcome(enum.StrEnum):
     IDENTITY_FAILED = "identity_failed"
     """The monitor cannot act as the user (its token refused, its own data unreadable): not the backend's fault."""
     HEARTBEAT_MISSED = "heartbeat_missed"
+    CORS_REFUSED = "cors_refused"
+    """A browser on the check's `cors.origin` could not read the answer (preflight or CORS headers wrong)."""
 
     @property
     def success(self) -> bool:

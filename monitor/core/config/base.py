@@ -41,6 +41,8 @@ AlertName = Literal[
     "MonitorWatchdog",
     "MonitorBlocked",
     "HeartbeatMissed",
+    "CorsBroken",
+    "MonitorCredentialExpiring",
 ]
 
 
