@@ -45,6 +45,7 @@ from typing import Any
 from monitor.core.config import AuthContractCheck, Cors
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.status import is_server_error
+from probes import _cors
 from probes._http import (
     Failed,
     Fetched,
@@ -57,7 +58,6 @@ from probes._http import (
     status_list,
     wait_phrase,
 )
-from probes import _cors
 from probes._refusal import REFUSAL_STATUSES, Learner, Shape, blocked, declared, foreign_refusal, layer, shape_of
 from probes.deps import Deps
 from probes.kind import Kind
@@ -116,10 +116,10 @@ async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeR
         answers = await asyncio.gather(*sending)
         return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)), learner_for(check, deps))
     wanted = _cors.methods(cors, check.method)
-    sent, *answers = await asyncio.gather(
-        _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()), deadline=deadline),
-        *sending,
-    )
+    asking = asyncio.ensure_future(
+        _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()), deadline=deadline))
+    answers = await asyncio.gather(*sending)
+    sent = await asking
     named = dict(zip((name for name, _ in variants), answers, strict=True))
     return judge_cors(check, cors, sent, wanted[1:], judge(check, named, learner_for(check, deps)), named)
 

@@ -9,6 +9,7 @@ from typing import Any
 from monitor.core.config import Cors, HttpCheck, HttpExpect
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.status import is_server_error
+from probes import _cors
 from probes._http import (
     Failed,
     Fetched,
@@ -21,7 +22,6 @@ from probes._http import (
     status_list,
     wait_phrase,
 )
-from probes import _cors
 from probes._refusal import REFUSAL_STATUSES, blocked_refusal, foreign_refusal, gateway_challenge, layer
 from probes.deps import Deps
 from probes.kind import Kind

@@ -114,10 +114,12 @@ async def test_right_cors_is_ok_and_the_preflight_is_a_real_request(make_deps: D
     assert Outcome.OK == result.outcome, result.message
     assert ["OPTIONS", "GET"] == [method for method, _ in log]
     pre, actual = log[0][1], log[1][1]
-    assert ORIGIN == pre["origin"] and "GET" == pre["access-control-request-method"]
+    assert ORIGIN == pre["origin"]
+    assert "GET" == pre["access-control-request-method"]
     assert "authorization, x-csrf-token" == pre["access-control-request-headers"]
     assert "authorization" not in pre
-    assert ORIGIN == actual["origin"] and "Bearer good" == actual["authorization"]
+    assert ORIGIN == actual["origin"]
+    assert "Bearer good" == actual["authorization"]
     assert 2 == probes.REGISTRY["http"].requests(_http())
     assert 1 == probes.REGISTRY["http"].requests(_http(cors=None))
 
