@@ -186,7 +186,7 @@ class Cors(Strict):
 
     @field_validator("origin")
     @classmethod
-    def _no_trailing(cls, value: str) -> str:
+    def _lower(cls, value: str) -> str:
         return value.lower()
 
 
