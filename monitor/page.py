@@ -49,6 +49,8 @@ RUNBOOK: dict[str, str] = {
                     "policies.",
     "db_error": "The database query failed: read the message, then the database's logs.",
     "internal_error": "pam-monitor itself failed on this check: read its logs and report the error.",
+    "cors_refused": "A browser on the frontend's origin cannot read this endpoint: check the backend's CORS settings "
+                    "(allowed origins, credentials, headers, methods) and any proxy in front.",
 }
 """What to look at first for each outcome that is not ok: one sentence each (the page's and /status's `hint`)."""
 
