@@ -22,6 +22,7 @@ WORST_FIRST: tuple[Outcome, ...] = (
     Outcome.SERVER_ERROR,
     Outcome.UNEXPECTED_STATUS,
     Outcome.INVALID_RESPONSE,
+    Outcome.CORS_REFUSED,
     Outcome.IDENTITY_FAILED,
     Outcome.SLOW,
     Outcome.RATE_LIMITED,
