@@ -116,9 +116,11 @@ async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeR
         answers = await asyncio.gather(*sending)
         return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)), learner_for(check, deps))
     wanted = _cors.methods(cors, check.method)
+    # The variants' tasks are scheduled before the preflight's, so the run's first-request facts are no token's.
+    answering = asyncio.gather(*sending)
     asking = asyncio.ensure_future(
         _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()), deadline=deadline))
-    answers = await asyncio.gather(*sending)
+    answers = await answering
     sent = await asking
     named = dict(zip((name for name, _ in variants), answers, strict=True))
     return judge_cors(check, cors, sent, wanted[1:], judge(check, named, learner_for(check, deps)), named)

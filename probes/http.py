@@ -42,15 +42,16 @@ async def probe(check: HttpCheck, deps: Deps, deadline: float) -> ProbeResult:
 
 
 async def _with_cors(check: HttpCheck, cors: Cors, deps: Deps, deadline: float) -> ProbeResult:
-    """The browser's preflight, then the request with `Origin`: a failing request's verdict first (a 5xx is the
-    endpoint's fault, not CORS's), then the preflight's and the response's CORS headers (probes/_cors.py)."""
+    """The request with `Origin`, then the browser's preflight (sent second so that the run's first-request facts,
+    ProbeResult.http, describe the request itself): a failing request's verdict first (a 5xx is the endpoint's
+    fault, not CORS's), then the preflight's and the response's CORS headers (probes/_cors.py)."""
     wanted = _cors.methods(cors, check.method)
-    sent = await _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()),
-                                 deadline=deadline)
     headers = request_headers(deps.targets[check.target], check, extra=_cors.origin_header(cors))
     got = await fetch(deps, check.target, check, deadline=deadline, headers=headers)
     if isinstance(got, Failed):
         return failed_result(got)
+    sent = await _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()),
+                                 deadline=deadline)
     verdict = assess(check.expect, got)
     if verdict.outcome not in (Outcome.OK, Outcome.SLOW):
         return verdict

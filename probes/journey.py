@@ -8,7 +8,7 @@ A failing step's sentence is `step <name>: <METHOD> <path template>: ...`. A ste
 and got a 401 it did not expect is `identity_failed` (the token was refused: a wrong JWT secret, a revoked user),
 never the backend's outage; a refusal whose body is a blocker's or WAF's carries `foreign_refusal` (http.py); a
 rate-limited step is named in the sentence and in details (`step`, `rate_limited_step`). With `cors` each step
-is preceded by the browser's preflight, and a step that passed is then judged as the frontend's browser would
+also sends the browser's preflight, and a step that passed is then judged as the frontend's browser would
 (probes/_cors.py): `cors_refused` names the step like any other failure.
 """
 
@@ -126,7 +126,7 @@ async def _send(
     check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, deadline: float
 ) -> tuple[Fetched | Failed, bool, _cors.Preflight | None]:
     """The step's answer, whether the identity's token went with it (the step did not set its own), and with
-    `cors` the browser's preflight, sent first."""
+    `cors` the browser's preflight (sent after the request, when it was answered)."""
     values = run.values
     # Braces left in the filled path are literal text: escape them from RequestSpec.filled_path's format_map.
     path = fill_template(step.path, values, lambda v: quote(v, safe="")).replace("{", "{{").replace("}", "}}")
@@ -145,15 +145,18 @@ async def _send(
         # The step's own header replaces one of the same name in any case (an Authorization of its own too).
         headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
         headers[name] = fill_template(secret.get_secret_value(), values)
-    sent: _cors.Preflight | None = None
     if check.cors is not None:
         headers.update(_cors.origin_header(check.cors))
-        sent = await _cors.preflight(deps, check.target, check.cors, step.method, path, deadline=deadline)
     if run.cookies:
         jar = "; ".join(f"{name}={value}" for name, value in run.cookies.items())
         own = next((k for k in headers if k.lower() == "cookie"), None)
         headers[own or "Cookie"] = f"{headers[own]}; {jar}" if own else jar
-    return await fetch(deps, check.target, spec, deadline=deadline, headers=headers), sent_token, sent
+    answer = await fetch(deps, check.target, spec, deadline=deadline, headers=headers)
+    sent: _cors.Preflight | None = None
+    if check.cors is not None and isinstance(answer, Fetched):
+        # After the step's request, so the run's first-request facts (ProbeResult.http) are the first step's.
+        sent = await _cors.preflight(deps, check.target, check.cors, step.method, path, deadline=deadline)
+    return answer, sent_token, sent
 
 
 def _keep_cookies(answer: Fetched, run: _Run) -> None:

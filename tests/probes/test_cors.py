@@ -3,6 +3,8 @@ served by a real local server: http, auth_contract (the preflight and a 401) and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -107,13 +109,16 @@ def _journey(**fields: Any) -> JourneyCheck:
 
 async def test_right_cors_is_ok_and_the_preflight_is_a_real_request(make_deps: DepsFactory) -> None:
     """With CORSMiddleware allowing the origin, credentials, the headers and PUT, an http check with `cors` is ok;
-    the server got the browser's preflight (Origin, Access-Control-Request-*; no credentials) then the request with
-    Origin, and the kind counts both for pacing."""
+    the server got the request with Origin and the browser's preflight (Origin, Access-Control-Request-*; no
+    credentials), and the kind counts both for pacing."""
     with _served(RIGHT) as (url, log):
         result = await run_probe(_http(headers={"Authorization": "Bearer good"}), make_deps(url))
     assert Outcome.OK == result.outcome, result.message
-    assert ["OPTIONS", "GET"] == [method for method, _ in log]
-    pre, actual = log[0][1], log[1][1]
+    assert ["GET", "OPTIONS"] == [method for method, _ in log]
+    assert result.http is not None
+    # The run's first-request facts are the request's (its 11-byte body), not the preflight's ("OK").
+    assert len(b'{"ok":true}') == result.http.content_length
+    actual, pre = log[0][1], log[1][1]
     assert ORIGIN == pre["origin"]
     assert "GET" == pre["access-control-request-method"]
     assert "authorization, x-csrf-token" == pre["access-control-request-headers"]
@@ -161,11 +166,25 @@ async def test_server_error_stays_server_error_with_cors(make_deps: DepsFactory)
 
 
 async def test_preflight_without_answer_is_its_transport_outcome(make_deps: DepsFactory) -> None:
-    """A preflight with no answer is that transport outcome, never ok (checked with a closed port)."""
+    """A preflight that gets no answer (a proxy swallowing OPTIONS) while the request itself is answered is that
+    transport outcome (timeout), never ok; a target that refuses connections is connection_error."""
     from tests.support.servers import free_port
 
-    result = await run_probe(_http(), make_deps(f"http://127.0.0.1:{free_port()}"))
-    assert Outcome.CONNECTION_ERROR == result.outcome
+    async def swallow_options(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):  # bounded: the client gives up long before
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+            return
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+    with serve_asgi(swallow_options) as url:
+        result = await run_probe(_http(timeout=0.5, interval=5), make_deps(url))
+    assert Outcome.TIMEOUT == result.outcome, result.message
+    assert "the preflight (OPTIONS, GET)" in result.message
+    refused = await run_probe(_http(), make_deps(f"http://127.0.0.1:{free_port()}"))
+    assert Outcome.CONNECTION_ERROR == refused.outcome
 
 
 async def test_auth_contract_refusals_with_right_cors_are_ok(make_deps: DepsFactory) -> None:
@@ -207,12 +226,12 @@ async def test_auth_contract_bypass_outranks_cors(make_deps: DepsFactory) -> Non
 
 
 async def test_journey_cors_names_the_step(make_deps: DepsFactory) -> None:
-    """A journey with `cors` sends a preflight before each step; PUT missing from allow_methods fails step `save`
+    """A journey with `cors` sends a preflight with each step; PUT missing from allow_methods fails step `save`
     (the GET step passes: GET is safelisted) and right CORS passes both."""
     with _served(RIGHT) as (url, log):
         good = await run_probe(_journey(), make_deps(url))
     assert Outcome.OK == good.outcome, good.message
-    assert ["OPTIONS", "GET", "OPTIONS", "PUT"] == [method for method, _ in log]
+    assert ["GET", "OPTIONS", "PUT", "OPTIONS"] == [method for method, _ in log]
     assert 4 == probes.REGISTRY["journey"].requests(_journey())
     with _served({**RIGHT, "allow_methods": ["GET"]}) as (url, _):
         bad = await run_probe(_journey(), make_deps(url))
