@@ -48,9 +48,10 @@ def origin_header(cors: Cors | None) -> dict[str, str]:
 
 
 async def preflight(deps: Deps, target_name: str, cors: Cors, method: str, path: str, *,
-                    deadline: float) -> Preflight:
-    """Send the browser's preflight for `method` on `path` (an already filled path, braces escaped)."""
-    spec = RequestSpec.model_construct(method="OPTIONS", path=path, params={}, headers={}, query={},
+                    query: dict[str, str], deadline: float) -> Preflight:
+    """Send the browser's preflight for `method` on `path` (an already filled path, braces escaped) and `query`
+    (the request's: a browser preflights the very URL)."""
+    spec = RequestSpec.model_construct(method="OPTIONS", path=path, params={}, headers={}, query=query,
                                        json_body=None, body=None)
     headers = {"Accept-Encoding": "identity", "Origin": cors.origin, "Access-Control-Request-Method": method.upper()}
     if cors.headers:

@@ -119,7 +119,8 @@ async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeR
     # The variants' tasks are scheduled before the preflight's, so the run's first-request facts are no token's.
     answering = asyncio.gather(*sending)
     asking = asyncio.ensure_future(
-        _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()), deadline=deadline))
+        _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()), query=check.query,
+                        deadline=deadline))
     answers = await answering
     sent = await asking
     named = dict(zip((name for name, _ in variants), answers, strict=True))

@@ -51,7 +51,7 @@ async def _with_cors(check: HttpCheck, cors: Cors, deps: Deps, deadline: float) 
     if isinstance(got, Failed):
         return failed_result(got)
     sent = await _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()),
-                                 deadline=deadline)
+                                 query=check.query, deadline=deadline)
     verdict = assess(check.expect, got)
     if verdict.outcome not in (Outcome.OK, Outcome.SLOW):
         return verdict

@@ -155,7 +155,8 @@ async def _send(
     sent: _cors.Preflight | None = None
     if check.cors is not None and isinstance(answer, Fetched):
         # After the step's request, so the run's first-request facts (ProbeResult.http) are the first step's.
-        sent = await _cors.preflight(deps, check.target, check.cors, step.method, path, deadline=deadline)
+        sent = await _cors.preflight(deps, check.target, check.cors, step.method, path, query=spec.query,
+                                     deadline=deadline)
     return answer, sent_token, sent
 
 

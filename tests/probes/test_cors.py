@@ -34,7 +34,7 @@ CORS = {"origin": ORIGIN, "credentials": True, "headers": ["Authorization", "X-C
 
 
 class _Seen:
-    """Every request the server got: (method, headers), in order."""
+    """Every request the server got: (method, headers and ":query"), in order."""
 
     def __init__(self, app: ASGIApp, log: list[tuple[str, dict[str, str]]]) -> None:
         self.app, self.log = app, log
@@ -42,6 +42,7 @@ class _Seen:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            headers[":query"] = scope["query_string"].decode("latin-1")  # kept beside the headers for the asserts
             self.log.append((scope["method"], headers))
         await self.app(scope, receive, send)
 
@@ -112,7 +113,7 @@ async def test_right_cors_is_ok_and_the_preflight_is_a_real_request(make_deps: D
     the server got the request with Origin and the browser's preflight (Origin, Access-Control-Request-*; no
     credentials), and the kind counts both for pacing."""
     with _served(RIGHT) as (url, log):
-        result = await run_probe(_http(headers={"Authorization": "Bearer good"}), make_deps(url))
+        result = await run_probe(_http(headers={"Authorization": "Bearer good"}, query={"v": "1"}), make_deps(url))
     assert Outcome.OK == result.outcome, result.message
     assert ["GET", "OPTIONS"] == [method for method, _ in log]
     assert result.http is not None
@@ -120,6 +121,7 @@ async def test_right_cors_is_ok_and_the_preflight_is_a_real_request(make_deps: D
     assert len(b'{"ok":true}') == result.http.content_length
     actual, pre = log[0][1], log[1][1]
     assert ORIGIN == pre["origin"]
+    assert "v=1" == pre[":query"] == actual[":query"]
     assert "GET" == pre["access-control-request-method"]
     assert "authorization, x-csrf-token" == pre["access-control-request-headers"]
     assert "authorization" not in pre
