@@ -193,6 +193,14 @@ def http_url(text: str) -> str:
     return text
 
 
+def cors_origin(text: str) -> str:
+    """An origin: http:// or https://, a host and maybe a port, no path."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise argparse.ArgumentTypeError(f"must be an origin such as https://app.example.com (no path), got {text!r}")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 def shard_spec(text: str) -> str:
     """I/N or I-of-N with 0 <= I < N (kept as text: resolve_shard parses it again with the environment's)."""
     try:
@@ -365,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument("--journeys", action="store_true",
                           help="also write a tenant_isolation check (as identity monitor_user) for every GET of a "
                                "user's resource (a user-id path parameter), and the identities block to define "
+                               "(default: off)")
+    discover.add_argument("--cors-origin", type=cors_origin, default=None, metavar="ORIGIN",
+                          help="the frontend's origin (e.g. https://app.example.com): every generated check also "
+                               "judges CORS as a browser there would, with credentials and Authorization "
                                "(default: off)")
     discover.add_argument("--output", "-o", type=output_file, default=None, metavar="FILE",
                           help="file to write (default: stdout)")

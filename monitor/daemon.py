@@ -15,6 +15,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from alerts.judge import credentials
 from alerts.links import check_links
 from monitor import __version__
 from monitor.core.clock import Clock, SystemClock
@@ -35,6 +36,7 @@ from monitor.slo import budget, budgets, specs
 from monitor.state import State
 from probes.deps import Deps, RefusalMemory, build_deps
 from probes.heartbeat import BOOK, HeartbeatBook
+from probes.identity import token_expiries
 
 log = structlog.get_logger("pam_monitor.daemon")
 
@@ -235,6 +237,8 @@ class Daemon:
         self.redactor.update(collect_secrets(config))
         self.deps = build_deps(config, self.clock, self.refusals)
         self.deps.resources[BOOK] = self.heartbeats
+        held, deps = credentials.configured(config), self.deps
+        self.metrics.credentials = lambda: {**held, **token_expiries(deps)}
         self.state.links = check_links(config)
         self._heartbeat_checks = {c.name: c for c in config.checks if isinstance(c, HeartbeatCheck) and c.enabled}
         self.heartbeats.watch(self._heartbeat_checks)

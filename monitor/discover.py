@@ -315,12 +315,16 @@ def base_url_for(doc: dict[str, Any], found_at: str, source: str, given: str | N
 
 def render(
     doc: dict[str, Any], found_at: str, target: str, base_url: str | None, *, journeys: bool = False,
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, cors_origin: str | None = None,
 ) -> tuple[str, int]:
     """The whole generated config file (a header saying what it is, its target, its checks) and its check count.
-    `environ` (default os.environ) only says which of the identity's variables are unset, in a comment."""
+    `environ` (default os.environ) only says which of the identity's variables are unset, in a comment;
+    `cors_origin` puts `cors` (that origin, credentials, Authorization) on every auth_contract check."""
     environ = os.environ if environ is None else environ
     checks = discover_checks(doc, target)
+    if cors_origin is not None:
+        for check in checks:
+            check["cors"] = {"origin": cors_origin, "credentials": True, "headers": ["Authorization"]}
     isolation = isolation_checks(doc, target) if journeys else []
     users = sum(1 for check in checks if "forged_claims" in check)
     header = [
@@ -330,6 +334,9 @@ def render(
         f"# {users} checks forge tokens for the user in their path (forged_claims), so an owner check cannot hide a",
         "# backend that decodes tokens without verifying them.",
     ]
+    if cors_origin is not None:
+        header += [f"# --cors-origin: each check also sends the browser's preflight from {cors_origin} and judges the",
+                   "# refusals' CORS headers; add to cors.headers what the frontend sends besides Authorization."]
     if base_url is None:
         header += ["# BACKEND_URL: the document names no server and --base-url was not given; set BACKEND_URL in the",
                    "# environment to the backend's base URL (e.g. http://127.0.0.1:8000), or edit base_url below."]
@@ -350,7 +357,7 @@ def render(
 
 def _pacing_block(checks: list[dict[str, Any]]) -> str:
     """The target's max_rate and max_routes_per_minute, with a comment saying why and what a round costs."""
-    requests = sum(_REQUESTS_PER_RUN.get(str(c["kind"]), 1) for c in checks)
+    requests = sum(_REQUESTS_PER_RUN.get(str(c["kind"]), 1) + ("cors" in c) for c in checks)
     # Scheduled runs get max_rate less the confirmations' reserve (monitor/pacing.py): 80 % of it.
     minutes = max(requests / (DEFAULT_MAX_RATE * 0.8), len(checks) / (DEFAULT_MAX_ROUTES * 0.8))
     rate, routes, took = DEFAULT_MAX_RATE, DEFAULT_MAX_ROUTES, max(1, round(minutes))
@@ -394,7 +401,8 @@ def run_discover(args: argparse.Namespace) -> int:
         print(f"pam-monitor discover: {exc}", file=sys.stderr)
         return 2
     base_url = base_url_for(doc, found_at, args.openapi, args.base_url)
-    text, count = render(doc, found_at, args.target, base_url, journeys=getattr(args, "journeys", False))
+    text, count = render(doc, found_at, args.target, base_url, journeys=getattr(args, "journeys", False),
+                         cors_origin=getattr(args, "cors_origin", None))
     if args.output is None:
         sys.stdout.write(text)
     else:

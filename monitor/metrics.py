@@ -19,11 +19,13 @@ import itertools
 import math
 import operator
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.core.config import DETAIL_FAMILIES
@@ -219,6 +221,32 @@ def _family_lines(i: int, series: list[_CheckSeries], templates: dict[tuple[str,
     return "".join([f'probe_tls_version_info{{{lb},version="{t.version_label}"}} 1\n' for lb, t in tls])
 
 
+class _Credentials(Collector):
+    """pam_monitor_credential_expiry_timestamp_seconds{credential}: one series per credential whose expiry is
+    readable; names come from the config (`<target>/<header>`, `identity/<name>`), never values."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for name, expiry in sorted(self._metrics.credentials().items()):
+            family.add_metric([name], expiry)
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "pam_monitor_credential_expiry_timestamp_seconds",
+            "Unix time a credential pam-monitor sends expires (a JWT's exp: a static header, a Supabase key, an "
+            "identity's current access token).",
+            labels=["credential"],
+        )
+
+
 class Metrics:
     """All of the daemon's metrics. One instance per process; survives config reloads."""
 
@@ -264,6 +292,10 @@ class Metrics:
             "pam_monitor_checks_configured", "Number of enabled checks in the running configuration.",
             registry=self.registry,
         )
+        self.credentials: Callable[[], Mapping[str, float]] = dict
+        """Name -> expiry (Unix seconds) of the credentials pam-monitor holds, read at each scrape (the daemon
+        sets it: the config's JWTs and the identities' current tokens, alerts/judge/credentials.py)."""
+        self.registry.register(_Credentials(self))
         self._lock = threading.Lock()
         self._series: dict[str, _CheckSeries] = {}
         self._templates: dict[tuple[str, ...], _Templates] = {}

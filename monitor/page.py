@@ -57,6 +57,8 @@ RUNBOOK: dict[str, str] = {
                           "(Supabase: in the SQL editor).",
     "migration_pending": "A migration in the repository was never applied here: run supabase db push (or apply it and "
                          "record its version).",
+    "cors_refused": "A browser on the frontend's origin cannot read this endpoint: check the backend's CORS settings "
+                    "(allowed origins, credentials, headers, methods) and any proxy in front.",
 }
 """What to look at first for each outcome that is not ok: one sentence each (the page's and /status's `hint`)."""
 

@@ -24,6 +24,7 @@ WORST_FIRST: tuple[Outcome, ...] = (
     Outcome.SERVER_ERROR,
     Outcome.UNEXPECTED_STATUS,
     Outcome.INVALID_RESPONSE,
+    Outcome.CORS_REFUSED,
     Outcome.HEARTBEAT_MISSED,
     Outcome.IDENTITY_FAILED,
     Outcome.SLOW,

@@ -22,6 +22,7 @@ The judgement: `expected` is `expect.status` (default 401|403). The first row th
 | 10 | no body expectation is set and a refusal's body names CSRF                  | invalid_response             |
 | 10b| a refusal's fingerprint is not the endpoint's own (declared or learned)     | invalid_response + foreign   |
 | 11 | otherwise: every request refused with an expected status                    | ok                           |
+| 12 | row 11, with `cors`: the preflight or a refusal's CORS headers are wrong     | cors_refused                 |
 
 Rows 4 and 5: only a request that got past the auth layer reaches a handler that can crash, or routing and
 validation of the path and body. Row 8: a 400 for a malformed header is common and proves nothing either way.
@@ -41,9 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.core.config import AuthContractCheck
+from monitor.core.config import AuthContractCheck, Cors
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.status import is_server_error
+from probes import _cors
 from probes._http import (
     Failed,
     Fetched,
@@ -106,10 +108,39 @@ async def probe(check: AuthContractCheck, deps: Deps, deadline: float) -> ProbeR
     for variant in dict.fromkeys(check.forged):
         token = forged_token(variant, secret=secret, claims=claims)
         variants.append((variant, {**base, "Authorization": f"Bearer {token}"}))
-    answers = await asyncio.gather(
-        *(fetch(deps, check.target, check, deadline=deadline, headers=headers) for _, headers in variants)
-    )
-    return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)), learner_for(check, deps))
+    cors = check.cors
+    if cors is not None:
+        variants = [(name, {**headers, **_cors.origin_header(cors)}) for name, headers in variants]
+    sending = [fetch(deps, check.target, check, deadline=deadline, headers=headers) for _, headers in variants]
+    if cors is None:
+        answers = await asyncio.gather(*sending)
+        return judge(check, dict(zip((name for name, _ in variants), answers, strict=True)), learner_for(check, deps))
+    wanted = _cors.methods(cors, check.method)
+    # The variants' tasks are scheduled before the preflight's, so the run's first-request facts are no token's.
+    answering = asyncio.gather(*sending)
+    asking = asyncio.ensure_future(
+        _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()), query=check.query,
+                        deadline=deadline))
+    answers = await answering
+    sent = await asking
+    named = dict(zip((name for name, _ in variants), answers, strict=True))
+    return judge_cors(check, cors, sent, wanted[1:], judge(check, named, learner_for(check, deps)), named)
+
+
+def judge_cors(check: AuthContractCheck, cors: Cors, sent: _cors.Preflight, extra_methods: list[str],
+               verdict: ProbeResult, answers: dict[str, Fetched | Failed]) -> ProbeResult:
+    """An `ok` verdict (every request refused as expected) is then judged as the frontend's browser would: the
+    preflight, and the CORS headers on every refusal (the frontend must read a 401 to send its user to log in).
+    Any other verdict stands: a bypass or a 5xx says more than the CORS headers."""
+    if verdict.outcome is not Outcome.OK:
+        return verdict
+    refusals = {f"{_label(name)}'s refusal": got for name, got in answers.items() if isinstance(got, Fetched)}
+    refused = _cors.judge(cors, sent, extra_methods, refusals)
+    if refused is None:
+        return verdict
+    return ProbeResult(refused.outcome, f"{check.method} {check.path}: {refused.message}",
+                       status_code=refused.status_code, details={**verdict.details, **refused.details},
+                       retry_after=refused.retry_after)
 
 
 def learner_for(check: AuthContractCheck, deps: Deps) -> Learner:
@@ -394,8 +425,9 @@ def judge(
 
 
 def requests(check: AuthContractCheck) -> int:
-    """One request without credentials plus one per distinct forged token, all sent at once."""
-    return 1 + len(dict.fromkeys(check.forged))
+    """One request without credentials plus one per distinct forged token, all sent at once (and the browser's
+    preflight when the check has `cors`)."""
+    return 1 + len(dict.fromkeys(check.forged)) + (check.cors is not None)
 
 
 KIND = Kind(
@@ -410,7 +442,9 @@ KIND = Kind(
         Outcome.SERVER_ERROR,
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
+        Outcome.CORS_REFUSED,
     ),
-    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown", "CertificateExpiring", "CheckFailed"),
+    alerts=("ContractRegression", "AuthBypass", "TableMissing", "EndpointDown", "CertificateExpiring", "CorsBroken",
+            "MonitorCredentialExpiring", "CheckFailed"),
     requests=requests,
 )

@@ -6,9 +6,10 @@ import dataclasses
 import re
 from typing import Any
 
-from monitor.core.config import HttpCheck, HttpExpect
+from monitor.core.config import Cors, HttpCheck, HttpExpect
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.status import is_server_error
+from probes import _cors
 from probes._http import (
     Failed,
     Fetched,
@@ -16,6 +17,7 @@ from probes._http import (
     find_missing_relation,
     json_field_problems,
     parse_json,
+    request_headers,
     short_repr,
     status_list,
     wait_phrase,
@@ -29,10 +31,37 @@ _LAYERED = frozenset({401, 403, 407, 451})
 
 async def probe(check: HttpCheck, deps: Deps, deadline: float) -> ProbeResult:
     """Run one `http` check against its target, giving up at `deadline` (event-loop time)."""
-    got = await fetch(deps, check.target, check, deadline=deadline)
-    verdict = failed_result(got) if isinstance(got, Failed) else assess(check.expect, got)
+    cors = check.cors
+    if cors is None:
+        got = await fetch(deps, check.target, check, deadline=deadline)
+        verdict = failed_result(got) if isinstance(got, Failed) else assess(check.expect, got)
+    else:
+        verdict = await _with_cors(check, cors, deps, deadline)
     # Every sentence says where to look: the method and the path template (never the filled URL).
     return dataclasses.replace(verdict, message=f"{check.method} {check.path}: {verdict.message}")
+
+
+async def _with_cors(check: HttpCheck, cors: Cors, deps: Deps, deadline: float) -> ProbeResult:
+    """The request with `Origin`, then the browser's preflight (sent second so that the run's first-request facts,
+    ProbeResult.http, describe the request itself): a failing request's verdict first (a 5xx is the endpoint's
+    fault, not CORS's), then the preflight's and the response's CORS headers (probes/_cors.py)."""
+    wanted = _cors.methods(cors, check.method)
+    headers = request_headers(deps.targets[check.target], check, extra=_cors.origin_header(cors))
+    got = await fetch(deps, check.target, check, deadline=deadline, headers=headers)
+    if isinstance(got, Failed):
+        return failed_result(got)
+    sent = await _cors.preflight(deps, check.target, cors, wanted[0], _cors.escaped(check.filled_path()),
+                                 query=check.query, deadline=deadline)
+    verdict = assess(check.expect, got)
+    if verdict.outcome not in (Outcome.OK, Outcome.SLOW):
+        return verdict
+    refused = _cors.judge(cors, sent, wanted[1:], {"the response": got})
+    return verdict if refused is None else refused
+
+
+def requests(check: HttpCheck) -> int:
+    """The request, plus the browser's preflight when the check has `cors`."""
+    return 1 if check.cors is None else 2
 
 
 def failed_result(failed: Failed) -> ProbeResult:
@@ -140,8 +169,11 @@ KIND = Kind(
         Outcome.SERVER_ERROR,
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
+        Outcome.CORS_REFUSED,
     ),
-    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CertificateExpiring", "CheckFailed"),
+    alerts=("ContractRegression", "TableMissing", "EndpointDown", "CertificateExpiring", "CorsBroken",
+            "MonitorCredentialExpiring", "CheckFailed"),
+    requests=requests,
     # A health check: its 5xx is the endpoint down, where other HTTP kinds' 5xx is a contract or expectation broken.
     server_error_is_down=True,
 )

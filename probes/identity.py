@@ -327,6 +327,20 @@ async def credential_for(deps: Deps, name: str, deadline: float) -> tuple[Sessio
     return got if isinstance(got, SignInFailed) else (session, got)
 
 
+def token_expiries(deps: Deps) -> dict[str, float]:
+    """`identity/<name>` -> the `exp` (Unix seconds) of each identity's current access token, for
+    pam_monitor_credential_expiry_timestamp_seconds; an identity that holds no token (yet) has none. pam-monitor
+    renews these itself before they expire (a refresh, else a new sign-in or mint)."""
+    out: dict[str, float] = {}
+    for key, session in list(deps.resources.items()):
+        if not key.startswith("identity/") or not isinstance(session, Session) or session.current is None:
+            continue
+        exp = session.current.claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            out[key] = float(exp)
+    return out
+
+
 def new_run_id() -> str:
     """A fresh `{run_id}`: 32 hex characters, unique per run."""
     return uuid.uuid4().hex

@@ -7,7 +7,9 @@ submit needs that) and are dropped with the run. The whole journey shares the ru
 A failing step's sentence is `step <name>: <METHOD> <path template>: ...`. A step that sent the identity's token
 and got a 401 it did not expect is `identity_failed` (the token was refused: a wrong JWT secret, a revoked user),
 never the backend's outage; a refusal whose body is a blocker's or WAF's carries `foreign_refusal` (http.py); a
-rate-limited step is named in the sentence and in details (`step`, `rate_limited_step`).
+rate-limited step is named in the sentence and in details (`step`, `rate_limited_step`). With `cors` each step
+also sends the browser's preflight, and a step that passed is then judged as the frontend's browser would
+(probes/_cors.py): `cors_refused` names the step like any other failure.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from monitor.core.config import (
 )
 from monitor.core.results import TRANSPORT_OUTCOMES, Outcome, ProbeResult
 from monitor.core.secrets import Redactor
-from probes import http
+from probes import _cors, http
 from probes._http import MISSING, Failed, Fetched, body_excerpt, fetch, json_path, parse_json, request_headers
 from probes._refusal import blocked_refusal, gateway_challenge
 from probes.deps import Deps
@@ -81,7 +83,7 @@ async def probe(check: JourneyCheck, deps: Deps, deadline: float) -> ProbeResult
     slow: tuple[JourneyStep, ProbeResult] | None = None
     last: Fetched | None = None
     for step in check.steps:
-        answer, sent_token = await _send(check, step, run, deps, deadline)
+        answer, sent_token, sent = await _send(check, step, run, deps, deadline)
         run.phases[step.name] = answer.elapsed
         if isinstance(answer, Failed):
             return _failed(check, step, run, http.failed_result(answer), None)
@@ -98,6 +100,11 @@ async def probe(check: JourneyCheck, deps: Deps, deadline: float) -> ProbeResult
         if problem is not None:
             invalid = ProbeResult(Outcome.INVALID_RESPONSE, problem, status_code=answer.status)
             return _failed(check, step, run, invalid, answer)
+        if check.cors is not None and sent is not None:
+            refused = _cors.judge(check.cors, sent, _cors.methods(check.cors, step.method)[1:],
+                                  {"the response": answer})
+            if refused is not None:
+                return _failed(check, step, run, refused, answer)
         run.steps.append(_step_record(step, verdict, answer.elapsed))
         if verdict.outcome is Outcome.SLOW and slow is None:
             slow = (step, verdict)
@@ -117,8 +124,9 @@ def _token_refused(check: JourneyCheck, answer: Fetched) -> ProbeResult:
 
 async def _send(
     check: JourneyCheck, step: JourneyStep, run: _Run, deps: Deps, deadline: float
-) -> tuple[Fetched | Failed, bool]:
-    """The step's answer, and whether the identity's token went with it (the step did not set its own)."""
+) -> tuple[Fetched | Failed, bool, _cors.Preflight | None]:
+    """The step's answer, whether the identity's token went with it (the step did not set its own), and with
+    `cors` the browser's preflight (sent after the request, when it was answered)."""
     values = run.values
     # Braces left in the filled path are literal text: escape them from RequestSpec.filled_path's format_map.
     path = fill_template(step.path, values, lambda v: quote(v, safe="")).replace("{", "{{").replace("}", "}}")
@@ -137,11 +145,19 @@ async def _send(
         # The step's own header replaces one of the same name in any case (an Authorization of its own too).
         headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
         headers[name] = fill_template(secret.get_secret_value(), values)
+    if check.cors is not None:
+        headers.update(_cors.origin_header(check.cors))
     if run.cookies:
         jar = "; ".join(f"{name}={value}" for name, value in run.cookies.items())
         own = next((k for k in headers if k.lower() == "cookie"), None)
         headers[own or "Cookie"] = f"{headers[own]}; {jar}" if own else jar
-    return await fetch(deps, check.target, spec, deadline=deadline, headers=headers), sent_token
+    answer = await fetch(deps, check.target, spec, deadline=deadline, headers=headers)
+    sent: _cors.Preflight | None = None
+    if check.cors is not None and isinstance(answer, Fetched):
+        # After the step's request, so the run's first-request facts (ProbeResult.http) are the first step's.
+        sent = await _cors.preflight(deps, check.target, check.cors, step.method, path, query=spec.query,
+                                     deadline=deadline)
+    return answer, sent_token, sent
 
 
 def _keep_cookies(answer: Fetched, run: _Run) -> None:
@@ -282,9 +298,12 @@ KIND = Kind(
         Outcome.TABLE_MISSING,
         Outcome.INVALID_RESPONSE,
         Outcome.IDENTITY_FAILED,
+        Outcome.CORS_REFUSED,
     ),
-    alerts=("ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed"),
+    alerts=("ContractRegression", "TableMissing", "CertificateExpiring", "CorsBroken", "MonitorCredentialExpiring",
+            "CheckFailed"),
     phases=phases,
-    # One request per step (for pacing under a target's max_rate), sent one after the other.
-    requests=lambda check: len(check.steps),
+    # One request per step (for pacing under a target's max_rate), sent one after the other; with `cors` each
+    # step's preflight too.
+    requests=lambda check: len(check.steps) * (1 if check.cors is None else 2),
 )

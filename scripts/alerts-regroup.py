@@ -26,7 +26,7 @@ MODULES = {
     "store": "persist.database", "stored": "persist.rows", "journal": "persist.mirror", "state_lock": "persist.lock",
     "sink": "sinks.spec", "registry": "sinks.registry", "delivery": "sinks.delivery", "notify": "sinks.notify",
     "alertmanager": "sinks.alertmanager", "pagerduty": "sinks.pagerduty", "slack": "sinks.slack",
-    "webhook": "sinks.webhook", "burn": "judge.burn",
+    "webhook": "sinks.webhook", "burn": "judge.burn", "credentials": "judge.credentials",
 }
 TESTS = {
     "test_rules": "judge.test_rules", "test_rules_signed_in": "judge.test_rules_signed_in",

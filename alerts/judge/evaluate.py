@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from alerts.judge import credentials
 from alerts.judge.certs import expiring
 from alerts.judge.journey import passed_steps, per_step
 from alerts.judge.rules import CHECK_FAILED, RULES, Facts, base_labels
@@ -108,11 +109,12 @@ def _judge(facts: Facts, rules: Collection[str], kind_rules: Collection[str] | N
 
 
 def quiet(config: Config, result: Result) -> bool:
-    """Whether a result can turn no alert BAD: an ok answer that reports no table missing and no certificate
-    expiring within `alerts.cert_warning`. The engine does not evaluate it for a check with no alert state (every
-    observation would be a GOOD about nothing)."""
+    """Whether a result can turn no alert BAD: an ok answer that reports no table missing, no certificate
+    expiring within `alerts.cert_warning` and no credential within `alerts.credential_warning`. The engine does not
+    evaluate it for a check with no alert state (every observation would be a GOOD about nothing)."""
     return (result.outcome is Outcome.OK and all(result.tables.values())
-            and not result.details.get("tables_missing") and not expiring(config, result))
+            and not result.details.get("tables_missing") and not expiring(config, result)
+            and not credentials.expiring(config, result))
 
 
 def spell(seconds: float) -> str:

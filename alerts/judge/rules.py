@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from alerts.judge import burn, certs
+from alerts.judge import burn, certs, credentials
 from alerts.labels import alert_key, build_annotations, identity_labels
 from alerts.labels import daemon_labels as _daemon_labels
 from alerts.model import CheckMemory, Observation, Signal
@@ -204,6 +204,13 @@ def _heartbeat_missed(facts: Facts) -> Signal | None:
     if outcome is Outcome.HEARTBEAT_MISSED:
         return Signal.BAD
     return Signal.GOOD if outcome is Outcome.OK else None
+
+
+def _cors_broken(facts: Facts) -> Signal | None:
+    outcome = facts.result.outcome
+    if outcome is Outcome.CORS_REFUSED:
+        return Signal.BAD
+    return Signal.GOOD if outcome in _GOOD else None
 
 
 def _schema_drift(facts: Facts) -> Signal | None:
@@ -441,6 +448,19 @@ RULES: Mapping[str, Rule] = {rule.name: rule for rule in (
          "pipeline's migration step.",
          _per_listed(Outcome.MIGRATION_PENDING, PENDING_MIGRATIONS, "version", "migrations_compared"),
          _always(Outcome.MIGRATION_PENDING)),
+    Rule("CorsBroken", "critical",
+         "a check with `cors` gets `cors_refused`: the preflight or a response lacks the CORS headers a browser on "
+         "the frontend's origin needs (Access-Control-Allow-Origin, -Credentials, -Methods, -Headers)",
+         "Browsers on the frontend's origin cannot read this endpoint (users see 'Failed to load'), though server-"
+         "side probes pass: check the backend's CORS settings (allowed origins, allow_credentials, allowed headers "
+         "such as X-CSRF-Token, allowed methods) and any proxy that strips or answers OPTIONS.",
+         _one_per_check(_cors_broken), _always(Outcome.CORS_REFUSED)),
+    Rule(credentials.NAME, "warning",
+         "a JWT pam-monitor sends (`Authorization: Bearer` or `apikey` in a target's or check's `headers`, a "
+         "sign_in identity's `api_key`) has an `exp` under `alerts.credential_warning` (14d; severity warning) or "
+         "`alerts.credential_critical` (3d; severity critical), whatever the run's outcome; label `credential` "
+         "names it (`<target>/<header>`, never its value)",
+         credentials.RUNBOOK, credentials.credential_expiring, _always(), covers=False),
     Rule("MonitorSaturated", "warning",
          "pam-monitor skips runs because it cannot keep up (CPU, event-loop lag, its own request slots or a "
          "target's max_rate); it is the monitor, not the target",

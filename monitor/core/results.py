@@ -39,6 +39,8 @@ class Outcome(enum.StrEnum):
     """PostgREST says a table is not in its schema cache while the database's catalogue has it (reload the cache)."""
     MIGRATION_PENDING = "migration_pending"
     """A migration file in the repository is not recorded as applied in supabase_migrations.schema_migrations."""
+    CORS_REFUSED = "cors_refused"
+    """A browser on the check's `cors.origin` could not read the answer (preflight or CORS headers wrong)."""
 
     @property
     def success(self) -> bool:

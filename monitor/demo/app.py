@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,7 +24,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from monitor.demo.faults import BY_NAME, FAULT_NAMES
 from monitor.demo.openapi import openapi_document
 from monitor.demo.store import DemoDatabaseError, MemorySettingsStore, MissingRelationError, SettingsStore
-from monitor.demo.tokens import CSRF_COOKIE, CSRF_HEADER, TokenError, csrf_valid, new_csrf_token, verify_token
+from monitor.demo.tokens import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    FRONTEND_ORIGIN,
+    TokenError,
+    csrf_valid,
+    new_csrf_token,
+    verify_token,
+)
 
 log = structlog.get_logger("pam_monitor.demo")
 
@@ -78,6 +87,23 @@ class _HangGate:
                     pass
         except TimeoutError:
             await JSONResponse({"detail": "hung request released"}, status_code=504)(scope, receive, send)
+
+
+class _Cors:
+    """ASGI middleware: Starlette's CORSMiddleware allowing the demo frontend (credentials, Authorization, the CSRF
+    header, GET/PUT), or while `cors_drop_origin` is on the same settings with the frontend's origin left out of
+    the list (a deploy that lost it): requests without `Origin` (curl, server-side probes) see no difference."""
+
+    def __init__(self, app: ASGIApp, faults: _Faults) -> None:
+        settings: dict[str, Any] = {"allow_credentials": True, "allow_methods": ["GET", "PUT", "POST"],
+                                    "allow_headers": ["Authorization", CSRF_HEADER, "Content-Type"]}
+        self.right = CORSMiddleware(app, allow_origins=[FRONTEND_ORIGIN], **settings)
+        self.wrong = CORSMiddleware(app, allow_origins=["https://old-frontend.invalid"], **settings)
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chosen = self.wrong if "cors_drop_origin" in self.faults else self.right
+        await chosen(scope, receive, send)
 
 
 def _json(body: Any, status: int = 200) -> JSONResponse:
@@ -216,7 +242,7 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
         Route("/_faults", clear_faults, methods=["DELETE"]),
         Route("/_faults/{name}", set_fault, methods=["POST"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_HangGate, faults=faults)])
+    return Starlette(routes=routes, middleware=[Middleware(_HangGate, faults=faults), Middleware(_Cors, faults=faults)])
 
 
 __all__ = ["DEFAULT_SETTINGS", "FAULT_NAMES", "create_demo_app", "sine_wav"]

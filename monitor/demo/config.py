@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.demo.schema import SEED_TABLES
-from monitor.demo.tokens import CSRF_COOKIE, CSRF_HEADER
+from monitor.demo.tokens import CSRF_COOKIE, CSRF_HEADER, FRONTEND_ORIGIN
 
 SECRET_VAR = "PAM_DEMO_JWT_SECRET"  # noqa: S105 - the name of a variable, not a secret
 """The environment variable holding the demo backend's JWT secret (the identity mints its tokens with it)."""
@@ -69,7 +69,10 @@ def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, w
          "synthesize": {"method": "POST", "path": "/api/v1/pam/voice/tts", "json": {"text": "health check"},
                         "min_bytes": 1000}},
         # What anonymous callers and forged tokens get: all the seed incident's engineers looked at.
-        {"name": "settings_get_unauth", "method": "GET", **anonymous},
+        {"name": "settings_get_unauth", "method": "GET", **anonymous,
+         # As the frontend's browser reads the refusal (it must, to send its user to log in): cors_drop_origin.
+         "cors": {"origin": FRONTEND_ORIGIN, "credentials": True, "headers": ["Authorization", CSRF_HEADER],
+                  "methods": ["PUT"]}},
         {"name": "settings_put_unauth", "method": "PUT", **anonymous, "json": {"voice_enabled": True},
          "headers": {CSRF_HEADER: f"${{{CSRF_VAR}}}", "Cookie": f"{CSRF_COOKIE}=${{{CSRF_VAR}}}"}},
         # What a signed-in user gets: the check nobody ran during the seed incident.

@@ -95,6 +95,10 @@ FAULTS: tuple[Fault, ...] = (
           fires=(Fired("AuthBypass", _GET), Fired("AuthBypass", _PUT)),
           fails=_fails(**dict.fromkeys((_GET, _PUT), "auth_bypass")),
           lesson="only forged tokens naming the path's user get past the owner check: forged_claims"),
+    Fault("cors_drop_origin", "the CORS settings lose the frontend's origin (a browser there cannot read the "
+          "answers); requests without Origin see no change",
+          fires=(Fired("CorsBroken", _GET),), fails=_fails(**{_GET: "cors_refused"}),
+          lesson="every server-side probe stays green; only a check with `cors` sees what users see"),
 )
 """Every fault, in the order the banner and the README list them; `fires` is measured, not guessed
 (tests/monitor/demo/test_alerts.py runs each fault against the demo config and compares)."""

@@ -19,6 +19,10 @@ CSRF_COOKIE = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 """The header a state-changing request carries the CSRF token in (double submit: it must equal the cookie)."""
 
+FRONTEND_ORIGIN = "http://localhost:5173"
+"""The demo frontend's origin: the demo's CORS settings allow it (with credentials, Authorization and the CSRF
+header), and the demo config's anonymous GET check judges its answers as a browser there would."""
+
 
 class TokenError(ValueError):
     """A token the demo refuses: malformed, wrongly signed, not HS256, expired or for another audience."""

@@ -64,7 +64,7 @@ checks:
   - {name: tts, kind: http, target: backend, expect: {status: [200, 2000]}}
 """
 MANY_PROBLEMS_LINES = [
-    "{f}:5: checks[0] (health).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
+    "{f}:5: checks[0] (health).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, cors, "
     "dashboard_url, depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, kind, "
     "labels, maintenance, method, name, params, path, query, runbook_url, slo, success_threshold, target, timeout",
     "{f}:6: checks[1] (settings_get).failure_threshold: must be a whole number from 1 to 100, got text "

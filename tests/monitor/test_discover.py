@@ -209,3 +209,21 @@ def test_discover_a_document_nested_100k_deep_exits_two(tmp_path: Path, text: st
     done = subprocess.run(command("discover", "--openapi", str(bad)), capture_output=True, timeout=60)
     assert (2, f"pam-monitor discover: {bad} is nested too deeply to be an OpenAPI document\n") == (
         done.returncode, done.stderr.decode())
+
+
+def test_cors_origin_puts_cors_on_every_check_and_counts_the_preflight(tmp_path: Path) -> None:
+    """`render(cors_origin=...)` (discover --cors-origin) gives every generated check `cors` with that origin,
+    credentials and Authorization, the file still loads, and the pacing comment counts the preflight requests."""
+    from monitor.discover import render
+
+    plain, _ = render(SPEC, "openapi.json", "backend", "http://127.0.0.1:1")
+    text, count = render(SPEC, "openapi.json", "backend", "http://127.0.0.1:1", cors_origin="https://app.example.com")
+    path = tmp_path / "pam-monitor.yaml"
+    path.write_text(text)
+    config = load_config(path)
+    assert count == len(config.checks) == 3
+    assert {("https://app.example.com", True, ("Authorization",))} == {
+        (c.cors.origin, c.cors.credentials, tuple(c.cors.headers)) for c in config.checks  # type: ignore[union-attr]
+    }
+    assert "(15 requests)" in plain
+    assert "(18 requests)" in text

@@ -202,3 +202,22 @@ async def test_concurrent_checks_share_one_sign_in_and_one_failure(auth: AuthSer
     assert all(isinstance(f, SignInFailed) for f in failures)
     assert ["password", "password"] == auth_state.grants
     assert PASSWORD not in repr(failures)
+
+
+async def test_rotated_mint_secret_is_identity_failed_not_a_backend_failure(backend: Server, made: Made) -> None:
+    """The project's JWT secret rotates under a minting identity that worked: each run after it is identity_failed
+    at the first step that sends the token (the re-minted token too), never a server or status failure of the
+    backend, and the secret appears in no result."""
+    state, url = backend
+    deps = made(url, {"monitor_user": minted(MONITOR_SUB)})
+    check = journey()
+    assert Outcome.OK == (await run_probe(check, deps)).outcome
+    state.jwt_secret = "rotated-project-secret-0123456789abcdef"
+    for _ in range(2):  # the second run re-mints (the 401 invalidated the token) and is refused the same way
+        result = await run_probe(check, deps)
+        assert (Outcome.IDENTITY_FAILED, 401) == (result.outcome, result.status_code), result.message
+        assert "monitor_user's token was refused" in result.message
+        assert JWT_SECRET not in result.message + str(result.details)
+    session = session_for(deps, "monitor_user")
+    assert session is not None
+    assert 2 == session.attempts, "the token refused in the first run after the rotation was re-minted"

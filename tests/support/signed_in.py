@@ -43,6 +43,7 @@ class Backend:
     csrf_required_always: bool = False
     no_csrf_field: bool = False
     tokens: list[str] = field(default_factory=list)  # every bearer token that arrived, in order
+    jwt_secret: str = JWT_SECRET  # what it verifies with: set another to rotate the project's secret
     cookies: list[dict[str, str]] = field(default_factory=list)  # the cookies of every request, in order
 
     def subject(self, request: Request) -> str | None:
@@ -57,7 +58,7 @@ class Backend:
     def subject_of(self, token: str) -> str | None:
         """What the backend makes of a token right now: its sub if it verifies (signature, exp, aud), else None."""
         try:
-            claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="authenticated")
+            claims = jwt.decode(token, self.jwt_secret, algorithms=["HS256"], audience="authenticated")
         except jwt.PyJWTError:
             return None
         sub = claims.get("sub")

@@ -142,6 +142,24 @@ class Alerts(Strict):
     cert_critical: Duration = Field(
         default=3 * 86400.0, description="CertificateExpiring is critical when a certificate expires sooner than this"
     )
+    credential_warning: Duration = Field(
+        default=14 * 86400.0,
+        description="MonitorCredentialExpiring is a warning when a credential pam-monitor sends expires sooner",
+    )
+    credential_critical: Duration = Field(
+        default=3 * 86400.0,
+        description="MonitorCredentialExpiring is critical when a credential pam-monitor sends expires sooner",
+    )
+
+    @model_validator(mode="after")
+    def _credential_bands(self) -> Alerts:
+        if not 0 < self.credential_critical < self.credential_warning:
+            raise ValueError(
+                f"credential_critical ({self.credential_critical / 86400:g}d) must be above 0 and below "
+                f"credential_warning ({self.credential_warning / 86400:g}d); e.g. credential_warning: 14d, "
+                "credential_critical: 3d"
+            )
+        return self
 
     @model_validator(mode="after")
     def _certificate_bands(self) -> Alerts:
@@ -160,6 +178,13 @@ class Alerts(Strict):
             raise ValueError(
                 "CertificateExpiring.severity cannot be set: its severity is warning under alerts.cert_warning and "
                 "critical under alerts.cert_critical; change those durations instead (or set enabled: false)"
+            )
+        override = value.get("MonitorCredentialExpiring")
+        if override is not None and override.severity is not None:
+            raise ValueError(
+                "MonitorCredentialExpiring.severity cannot be set: its severity is warning under "
+                "alerts.credential_warning and critical under alerts.credential_critical; change those durations "
+                "instead (or set enabled: false)"
             )
         return value
 

@@ -44,6 +44,8 @@ AlertName = Literal[
     "ErrorBudgetBurn",
     "SchemaCacheStale",
     "MigrationPending",
+    "CorsBroken",
+    "MonitorCredentialExpiring",
 ]
 
 

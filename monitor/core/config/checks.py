@@ -167,6 +167,31 @@ class RequestSpec(Strict):
         return self.path.format_map({k: quote(v, safe="") for k, v in self.params.items()})
 
 
+class Cors(Strict):
+    """What a browser on the frontend's origin needs (`cors:` on http, auth_contract and journey checks).
+
+    Each run sends the preflight a browser would send (OPTIONS with `Origin`, `Access-Control-Request-Method` and
+    `-Headers`) and puts `Origin` on the request itself; probes/_cors.py judges both answers.
+    """
+
+    origin: Annotated[str, Field(pattern=r"^https?://[^/\s?#]+$",
+                                 description="the frontend's origin, e.g. https://app.example.com (no path)")]
+    credentials: bool = Field(
+        default=False, description="the frontend sends cookies or Authorization (fetch credentials: 'include')"
+    )
+    headers: list[Annotated[str, Field(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")]] = Field(
+        default_factory=list, description="request headers the frontend sends, e.g. [Authorization, X-CSRF-Token]"
+    )
+    methods: list[Method] = Field(
+        default_factory=list, description="methods the frontend uses here besides the check's own, e.g. [PUT]"
+    )
+
+    @field_validator("origin")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
 def path_placeholders(path: str) -> set[str]:
     """Names of the `{placeholder}` fields in a path template."""
     try:
@@ -180,6 +205,7 @@ class HttpCheck(CheckBase, RequestSpec):
 
     kind: Literal["http"]
     expect: HttpExpect = Field(default_factory=HttpExpect)
+    cors: Cors | None = Field(default=None, description="judge the answers as a browser on this origin would")
 
 
 class RefusalShape(Strict):
@@ -240,6 +266,7 @@ class AuthContractCheck(CheckBase, RequestSpec):
     jwt_secret: SecretStr | None = Field(
         default=None, description="when set, the `expired` token is signed with the real secret"
     )
+    cors: Cors | None = Field(default=None, description="judge the refusals as a browser on this origin would")
 
     @model_validator(mode="after")
     def _claims(self) -> AuthContractCheck:

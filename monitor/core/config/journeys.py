@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.core.config.base import NAME_PATTERN, Method, Strict
-from monitor.core.config.checks import CheckBase, HttpExpect, RefusalShape, RequestSpec, UrlPath, path_placeholders
+from monitor.core.config.checks import (
+    CheckBase,
+    Cors,
+    HttpExpect,
+    RefusalShape,
+    RequestSpec,
+    UrlPath,
+    path_placeholders,
+)
 
 SUB = "sub"
 RUN_ID = "run_id"
@@ -134,6 +142,7 @@ class JourneyCheck(CheckBase):
     identity: str | None = Field(default=None, description="the identity whose token every step sends")
     params: dict[VarName, str] = Field(default_factory=dict, description="values for {placeholders}")
     steps: list[JourneyStep] = Field(min_length=1, max_length=MAX_STEPS)
+    cors: Cors | None = Field(default=None, description="every step is judged as a browser on this origin would")
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> JourneyCheck:

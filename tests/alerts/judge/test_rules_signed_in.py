@@ -66,7 +66,8 @@ GOOD_RUN = remember(CheckMemory(), walk(None))
 def test_journey_and_tenant_isolation_rules() -> None:
     """The kinds' rule lists (CheckFailed on every kind: no failure is silent, CertificateExpiring on every HTTP
     kind) and AccessDenied for db."""
-    assert ("ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed") == RULES_BY_KIND["journey"]
+    assert ("ContractRegression", "TableMissing", "CertificateExpiring", "CorsBroken", "MonitorCredentialExpiring",
+            "CheckFailed") == RULES_BY_KIND["journey"]
     assert ("AuthBypass", "ContractRegression", "TableMissing", "CertificateExpiring", "CheckFailed") == (
         RULES_BY_KIND["tenant_isolation"])
     assert "AccessDenied" in RULES_BY_KIND["db"]

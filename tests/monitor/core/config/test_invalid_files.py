@@ -22,7 +22,7 @@ INVALID: list[tuple[str, str, list[str]]] = [
     (
         "typo_in_check_key",
         BASE + "checks:\n  - {name: a, kind: http, target: backend, timout: 5s}\n",
-        ["{f}:5: checks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, "
+        ["{f}:5: checks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'? allowed keys: body, cors, "
          "dashboard_url, depends_on, disable_alerts, enabled, expect, failure_threshold, headers, interval, json, "
          "kind, labels, maintenance, method, name, params, path, query, runbook_url, slo, success_threshold, target, "
          "timeout"],
