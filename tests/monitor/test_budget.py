@@ -22,13 +22,13 @@ HEARTBEAT = {"name": "nightly", "kind": "heartbeat", "interval": "1d", "token": 
 # kind -> (its example check, series at start-up, after one ok run, after one run of each of its outcomes).
 # Each further outcome adds its counter; each distinct change of outcome adds a transitions series.
 BUDGET: dict[str, tuple[str, int, int, int]] = {
-    "http": ("backend_health", 13, 15, 37),
-    "auth_contract": ("settings_get_unauth", 13, 15, 37),
-    "voice": ("voice_health", 15, 17, 41),  # + 2 phases (health, synthesis)
-    "postgrest": ("rest_tables", 15, 17, 41),  # + a table-present series per required table (2 here)
-    "journey": ("settings_journey", 17, 19, 43),  # + a phase per step (4 here)
+    "http": ("backend_health", 13, 15, 39),
+    "auth_contract": ("settings_get_unauth", 13, 15, 39),
+    "voice": ("voice_health", 15, 17, 43),  # + 2 phases (health, synthesis)
+    "postgrest": ("rest_tables", 15, 17, 43),  # + a table-present series per required table (2 here)
+    "journey": ("settings_journey", 17, 19, 45),  # + a phase per step (4 here)
     "tenant_isolation": ("settings_isolation", 13, 15, 39),
-    "db": ("db_roundtrip", 12, 14, 44),  # no HTTP series; + 5 tables and 3 phases (connect, query, canary)
+    "db": ("db_roundtrip", 12, 14, 46),  # no HTTP series; + 5 tables and 3 phases (connect, query, canary)
     "heartbeat": ("nightly", 4, 6, 10),  # no HTTP series
 }
 HTTP_CHECK_LIMIT = 20
