@@ -40,6 +40,7 @@ DOCUMENTED_METRICS = frozenset({
     "pam_monitor_scheduler_skipped_runs_total",
     "pam_monitor_config_last_reload_successful",
     "pam_monitor_build_info",
+    "pam_monitor_credential_expiry_timestamp_seconds",
 })
 # blackbox_exporter's per-probe HTTP and TLS series, under its names and meanings (README, blackbox_exporter parity).
 BLACKBOX_METRICS = frozenset({
@@ -61,7 +62,7 @@ SERIES_NAMES = DOCUMENTED_METRICS | BLACKBOX_METRICS | {
 # Labels the daemon puts on its series, plus what Prometheus adds (job, instance, the `service` target label).
 KNOWN_LABELS = frozenset({
     "check", "kind", "outcome", "from", "to", "table", "phase", "alertname", "severity", "sink", "result",
-    "reason", "version", "le", "job", "instance", "service",
+    "reason", "version", "le", "job", "instance", "service", "credential",
 })
 
 
