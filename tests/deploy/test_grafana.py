@@ -86,7 +86,7 @@ def test_dashboard_per_check_queries_filter_by_the_check_variable() -> None:
         "pam_monitor_alerts_firing", "pam_monitor_notifications_total", "pam_monitor_notification_queue_depth",
         "pam_monitor_scheduler_lateness_seconds", "pam_monitor_scheduler_skipped_runs_total",
         "pam_monitor_config_last_reload_successful", "pam_monitor_build_info",
-        "pam_monitor_credential_expiry_timestamp_seconds",  # per credential (a target's header, an identity), not per check
+        "pam_monitor_credential_expiry_timestamp_seconds",  # per credential (a header, an identity), not per check
     }
     for expr in dashboard_exprs():
         if {n.removesuffix("_bucket") for n in metric_names(expr)} & per_check:
