@@ -75,6 +75,7 @@ HOSTILE: dict[str, dict[str, list[str]]] = {
         "--base-url": ["fast", "", "-5"],
         "--target": ["", "-5", "{dir}"],
         "--output": ["", "{dir}", "{missing}/x.yaml"],
+        "--cors-origin": ["", "fast", "ftp://app.example.com", "https://app.example.com/path"],
         "--log-format": ["fast"],
         "--log-level": ["fast"],
     },
