@@ -216,11 +216,16 @@ def check_json(config: Path, env: dict[str, str], tmp_path: Path) -> tuple[int, 
 @pytest.mark.process
 def test_demo_with_database_url_the_banner_exports_drive_check(tmp_path: Path, seeded_db: SeededDb) -> None:
     """With --database-url the demo watches the db checks too (in its own schema); the banner's export lines are
-    enough for `pam-monitor check --config <its config>` in another process: all ok, then under settings_db_500 the
+    enough for `pam-monitor check --config <its config>` in another process (no db_migrations or rest_api there, one
+    line says why): all ok, then under settings_db_500 the
     anonymous checks stay ok while the journey fails at step read naming user_settings."""
     # A 4 s interval gives each check a 2 s timeout: `check` is a fresh process on a machine other suites share.
     with run_demo(tmp_path, "--database-url", seeded_db.dsn, interval="4s") as (demo, backend):
         assert "(--database-url), inside the schema pam_monitor_demo only" in demo.raw_logs()
+        # ...and without the checks and faults that would reach outside that schema (the config below has neither).
+        assert "db_migrations, rest_api and the unapplied_migration and stale_schema_cache faults are off" in (
+            demo.raw_logs())
+        assert "/_faults/stale_schema_cache\n" not in demo.raw_logs()
         demo.wait_for(lambda: set(outcomes(demo).values()) == {"ok"}, what="every check ok")
         exports = banner_exports(demo)
         assert [SECRET_VAR, CSRF_VAR, DSN_VAR] == list(exports)
