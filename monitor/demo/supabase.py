@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from monitor.demo.migrations import add_pending, prepare_migrations, remove_pending
 from monitor.demo.postgrest import SchemaCache, create_fault_table, make_cache_stale, reload_schema
+from monitor.demo.store import DemoDatabaseError
 
 CLUSTER_FAULTS: frozenset[str] = frozenset({"unapplied_migration", "stale_schema_cache"})
 """The faults that need SupabaseParts (so the demo's own cluster): refused otherwise."""
@@ -25,7 +28,11 @@ class SupabaseParts:
         if name == "unapplied_migration":
             add_pending(self.migrations_dir)
         elif name == "stale_schema_cache":
-            await make_cache_stale(self.cache)
+            try:
+                await make_cache_stale(self.cache)
+            except (psycopg.Error, TimeoutError) as exc:  # the app answers 409 with this line, not a 500
+                raise DemoDatabaseError(f"the {name} fault could not be set ({exc.__class__.__name__}: "
+                                        "the demo's cluster or its LISTEN connection is not answering)") from None
         else:
             raise ValueError(f"not a fault of the demo's own cluster: {name!r}")
 
