@@ -23,7 +23,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.demo.faults import BY_NAME, FAULT_NAMES
 from monitor.demo.openapi import openapi_document
+from monitor.demo.postgrest import rest_endpoint
 from monitor.demo.store import DemoDatabaseError, MemorySettingsStore, MissingRelationError, SettingsStore
+from monitor.demo.supabase import CLUSTER_FAULTS, SupabaseParts
 from monitor.demo.tokens import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -78,7 +80,9 @@ class _HangGate:
         self.faults = faults
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or "hang" not in self.faults or scope["path"].startswith("/_faults"):
+        # /rest/v1 is the PostgREST stand-in: another service than the hung backend in a real deployment.
+        if (scope["type"] != "http" or "hang" not in self.faults or scope["path"].startswith("/_faults")
+                or scope["path"].startswith("/rest/v1/")):
             await self.app(scope, receive, send)
             return
         try:
@@ -115,8 +119,12 @@ def _missing_relation(table: str) -> JSONResponse:
     return _json({"detail": f'relation "{table}" does not exist', "code": "42P01"}, 500)
 
 
-def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> Starlette:
-    """The demo PAM backend: health, voice, a CSRF token and user settings behind HS256 auth, fault switches."""
+def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None,
+                    supabase: SupabaseParts | None = None) -> Starlette:
+    """The demo PAM backend: health, voice, a CSRF token and user settings behind HS256 auth, fault switches.
+
+    `supabase` (only on the demo's own cluster) adds the PostgREST stand-in at /rest/v1/{table} and the
+    unapplied_migration and stale_schema_cache faults; without it they are refused (409)."""
     settings_store: SettingsStore = store if store is not None else MemorySettingsStore()
     faults = _Faults()
     audio = sine_wav()
@@ -215,7 +223,12 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
                           "known": list(FAULT_NAMES)}, 404)
         if name not in faults:
             try:
-                if name == "drop_table":
+                if name in CLUSTER_FAULTS:
+                    if supabase is None:
+                        raise DemoDatabaseError(f"the {name} fault needs the demo's own throwaway PostgreSQL "
+                                                "cluster (not --no-db, not --database-url)")
+                    await supabase.apply(name)
+                elif name == "drop_table":
                     await settings_store.drop_table()
                 elif fault.needs_db:
                     await settings_store.apply_fault(name)
@@ -228,6 +241,8 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
     async def clear_faults(request: Request) -> Response:
         faults.active.clear()
         await settings_store.restore()
+        if supabase is not None:
+            await supabase.heal()
         log.info("demo.faults_cleared")
         return _json(listing())
 
@@ -242,6 +257,8 @@ def create_demo_app(*, jwt_secret: str, store: SettingsStore | None = None) -> S
         Route("/_faults", clear_faults, methods=["DELETE"]),
         Route("/_faults/{name}", set_fault, methods=["POST"]),
     ]
+    if supabase is not None:
+        routes.append(Route("/rest/v1/{table}", rest_endpoint(supabase.cache), methods=["GET"]))
     return Starlette(routes=routes, middleware=[Middleware(_HangGate, faults=faults), Middleware(_Cors, faults=faults)])
 
 

@@ -36,7 +36,8 @@ _PORT_TAKEN = ("pam-monitor demo: cannot listen on {where} for {what} (port in u
 
 def banner(*, target: str, listen: str, config_path: Path, db_line: str, interval: float,
            checks: Collection[str], with_db: bool, exports: Mapping[str, str],
-           severity: Mapping[str, str] | None = None, program: str = "pam-monitor", role_faults: bool = True) -> str:
+           severity: Mapping[str, str] | None = None, program: str = "pam-monitor", role_faults: bool = True,
+           cluster_faults: bool = True) -> str:
     """What the demo prints once its ports are known to be free: where to look, how to check from another
     terminal, and for each fault the curl that flips it and the alerts it fires with this config."""
     status = f"http://{listen}"
@@ -46,7 +47,11 @@ def banner(*, target: str, listen: str, config_path: Path, db_line: str, interva
         if fault.needs_db and not with_db:
             lines.append(f"  # {fault.name}: {fault.effect} (needs the database; this demo runs without one)")
             continue
-        if fault.needs_db and not role_faults:
+        if fault.own_cluster and not cluster_faults:
+            lines.append(f"  # {fault.name}: off: it changes objects outside the demo's schema "
+                         f"(needs the demo's own throwaway cluster, not --database-url)")
+            continue
+        if fault.needs_db and not fault.own_cluster and not role_faults:
             lines.append(f"  # {fault.name}: {fault.effect} (needs the role authenticated, not usable here)")
             continue
         lines.append(f"  curl -X POST {target}/_faults/{fault.name}")
@@ -132,6 +137,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     work = Path(tempfile.mkdtemp(prefix="pam-monitor-demo-"))
     db: _Db | None = None
     store: Any = None
+    supabase: Any = None
     try:
         try:
             db = await _database(args, out)
@@ -140,7 +146,11 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
                 from monitor.demo.store import PgSettingsStore, ensure_schema
 
                 if db.cluster is not None:  # only a cluster the demo made gets the role and the public tables
+                    from monitor.demo.supabase import start_supabase_parts
+
                     await ensure_schema(dsn)
+                    # ...and the Supabase-only parts: supabase_migrations and NOTIFY pgrst are the cluster's own.
+                    supabase = await start_supabase_parts(dsn, work / "migrations")
                 store = PgSettingsStore(dsn, schema=db.schema, role_faults=db.as_role)
         except (DemoDatabaseError, psycopg.Error, OSError, RuntimeError) as exc:
             print(f"pam-monitor demo: {' '.join(str(exc).split()) or exc.__class__.__name__}", file=out)
@@ -148,7 +158,8 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
         jwt_secret = secrets.token_urlsafe(32)
         document = demo_config(target=target, listen=args.listen, state_dir=work / "state", interval=interval,
                                with_db=dsn is not None, alertmanager=args.alertmanager, schema=db.schema,
-                               as_role=db.as_role)
+                               as_role=db.as_role,
+                               migrations_dir=supabase.migrations_dir if supabase is not None else None)
         exports = variables(document, secret=jwt_secret, csrf=new_csrf_token(jwt_secret), dsn=dsn)
         os.environ.update(exports)
         config_path = work / "pam-monitor.yaml"
@@ -160,7 +171,8 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
                 print(problem, file=out)
             return 2
 
-        backend = build_server(create_demo_app(jwt_secret=jwt_secret, store=store), "127.0.0.1", args.target_port)
+        app = create_demo_app(jwt_secret=jwt_secret, store=store, supabase=supabase)
+        backend = build_server(app, "127.0.0.1", args.target_port)
         backend_task = asyncio.get_running_loop().create_task(backend.serve(sockets=[backend_sock]))
         while not backend.started and not backend_task.done():  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.02)
@@ -171,7 +183,8 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
         print(banner(target=target, listen=args.listen, config_path=config_path, db_line=db_line,
                      interval=interval, checks={c.name for c in config.checks}, with_db=dsn is not None,
                      exports=exports, severity={name: rule.severity for name, rule in RULES.items()},
-                     program=_program(), role_faults=db.as_role), file=out, flush=True)
+                     program=_program(), role_faults=db.as_role, cluster_faults=supabase is not None),
+              file=out, flush=True)
         from probes import RULES_BY_KIND
 
         daemon = Daemon(
@@ -187,6 +200,9 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
                 await asyncio.wait_for(backend_task, timeout=3)
     finally:
         backend_sock.close()
+        if supabase is not None:
+            with contextlib.suppress(Exception):
+                await supabase.aclose()
         if store is not None:
             with contextlib.suppress(Exception):
                 await store.aclose()
@@ -239,6 +255,9 @@ async def _database(args: argparse.Namespace, out: TextIO) -> _Db:
         if why_not is not None:
             print(f"pam-monitor demo: db_as_user and the revoke_grants and rls_recursion faults are off: {why_not}, "
                   "and the demo creates no roles in a database it did not create", file=out)
+        print("pam-monitor demo: db_migrations, rest_api and the unapplied_migration and stale_schema_cache faults "
+              "are off: they need supabase_migrations and NOTIFY pgrst, which reach outside the demo's schema "
+              "(only on the demo's own throwaway cluster)", file=out)
         return _Db(args.database_url, line, schema=DEMO_SCHEMA, as_role=why_not is None, own_schema=True)
     if os.environ.get("DATABASE_URL"):
         print("pam-monitor demo: $DATABASE_URL is set and not used: the demo runs on a throwaway cluster of its "

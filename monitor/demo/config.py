@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from monitor.demo.postgrest import FAULT_TABLE
 from monitor.demo.schema import SEED_TABLES
 from monitor.demo.tokens import CSRF_COOKIE, CSRF_HEADER, FRONTEND_ORIGIN
 
@@ -48,11 +49,14 @@ def _journey() -> dict[str, Any]:
 
 
 def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, with_db: bool,
-                alertmanager: str | None, schema: str = "public", as_role: bool = True) -> dict[str, Any]:
+                alertmanager: str | None, schema: str = "public", as_role: bool = True,
+                migrations_dir: Path | None = None) -> dict[str, Any]:
     """The demo's config document; secrets stay in environment variables, referenced as ${VAR}.
 
     `schema` holds the demo's tables (the db checks name them `schema.table` outside `public`); `as_role` False
-    leaves out db_as_user (no role `authenticated` the demo may use on that database).
+    leaves out db_as_user (no role `authenticated` the demo may use on that database). `migrations_dir` (only on
+    the demo's own cluster, with the database) adds db_migrations on that directory and rest_api, the postgrest
+    check of the demo's PostgREST stand-in, consulting the database's catalogue.
     """
     timeout = min(2.0, interval / 2)
     secret = f"${{{SECRET_VAR}}}"
@@ -92,6 +96,13 @@ def demo_config(*, target: str, listen: str, state_dir: Path, interval: float, w
             # What the application's users can read: the role and policies PostgREST would use for them.
             checks.append({"name": "db_as_user", "kind": "db", "target": "database", "as_role": "authenticated",
                            "identity": "monitor_user", "required_tables": tables})
+        if migrations_dir is not None:
+            checks.append({"name": "db_migrations", "kind": "db", "target": "database",
+                           "migrations": {"dir": str(migrations_dir)}})
+            # A target of its own: PostgREST is another service than the backend (its health is not the API's).
+            targets["rest"] = {"base_url": target}
+            checks.append({"name": "rest_api", "kind": "postgrest", "target": "rest", "database": "database",
+                           "required_tables": [FAULT_TABLE]})
     sinks = [{"kind": "alertmanager", "url": alertmanager}] if alertmanager else []
     return {
         "service": "pam-backend-demo",

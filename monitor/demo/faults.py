@@ -9,16 +9,19 @@ from typing import NamedTuple
 
 
 class Fired(NamedTuple):
-    """One alert instance a fault fires: its alertname and check, plus `step` (journeys) and `table` labels."""
+    """One alert instance a fault fires: its alertname and check, plus `step` (journeys), `table` and `version`
+    (migrations) labels."""
 
     alertname: str
     check: str
     step: str = ""
     table: str = ""
+    version: str = ""
 
     def where(self) -> str:
-        """The check, and the step and table when the alert carries them: `settings_journey[read, user_settings]`."""
-        extra = [value for value in (self.step, self.table) if value]
+        """The check, and the step, table and version when the alert carries them:
+        `settings_journey[read, user_settings]`."""
+        extra = [value for value in (self.step, self.table, self.version) if value]
         return f"{self.check}[{', '.join(extra)}]" if extra else self.check
 
 
@@ -37,12 +40,15 @@ class Fault:
     """Whether the fault changes the database itself (refused when the demo runs without one)."""
     lesson: str = ""
     """What the fault teaches, when there is more to say than the alerts."""
+    own_cluster: bool = False
+    """Whether the fault needs the demo's own throwaway cluster (never offered with --database-url or --no-db)."""
 
 
 _GET, _PUT = "settings_get_unauth", "settings_put_unauth"
 _JOURNEY, _ISOLATION = "settings_journey", "settings_isolation"
 _DB, _DB_USER = "db_roundtrip", "db_as_user"
 _TABLE = "user_settings"
+_MIGRATIONS, _REST = "db_migrations", "rest_api"
 
 def _fails(**outcomes: str) -> Mapping[str, str]:
     return MappingProxyType(outcomes)
@@ -99,6 +105,17 @@ FAULTS: tuple[Fault, ...] = (
           "answers); requests without Origin see no change",
           fires=(Fired("CorsBroken", _GET),), fails=_fails(**{_GET: "cors_refused"}),
           lesson="every server-side probe stays green; only a check with `cors` sees what users see"),
+    Fault("unapplied_migration", "a migration file 20260103000000_monitor_fault.sql appears in the demo's "
+          "migrations directory and is never applied (not in supabase_migrations.schema_migrations)",
+          fires=(Fired("MigrationPending", _MIGRATIONS, version="20260103000000"),),
+          fails=_fails(**{_MIGRATIONS: "migration_pending"}), needs_db=True, own_cluster=True,
+          lesson="the deploy shipped code for a schema change the database never got"),
+    Fault("stale_schema_cache", "monitor_fault_table is dropped (NOTIFY pgrst: the PostgREST cache forgets it), "
+          "then created again without NOTIFY: the API answers 404 PGRST205 for a table the database has",
+          fires=(Fired("SchemaCacheStale", _REST, table="monitor_fault_table"),),
+          fails=_fails(**{_REST: "schema_cache_stale"}), needs_db=True, own_cluster=True,
+          lesson="the db check says the table is there, the API says it is not; healing sends "
+                 "NOTIFY pgrst, 'reload schema'"),
 )
 """Every fault, in the order the banner and the README list them; `fires` is measured, not guessed
 (tests/monitor/demo/test_alerts.py runs each fault against the demo config and compares)."""
@@ -143,7 +160,8 @@ def markdown_table(severity: Mapping[str, str] | None = None) -> str:
     lines = ["| fault | what the demo does | alerts that fire |", "|---|---|---|"]
     every_check = {name for fault in FAULTS for name in fault.fails}
     for fault in FAULTS:
-        effect = fault.effect + (" (needs the database)" if fault.needs_db else "")
+        needs = " (needs the demo's own cluster)" if fault.own_cluster else " (needs the database)"
+        effect = fault.effect + (needs if fault.needs_db else "")
         alerts = consequences(fault, every_check, severity)
         if fault.lesson:
             alerts += f"; {fault.lesson}"

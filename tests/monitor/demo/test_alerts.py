@@ -20,6 +20,7 @@ from monitor.demo.app import create_demo_app
 from monitor.demo.config import CSRF_VAR, DSN_VAR, SECRET_VAR, demo_config
 from monitor.demo.faults import BY_NAME, FAULT_NAMES, Fired
 from monitor.demo.store import PgSettingsStore, ensure_schema
+from monitor.demo.supabase import SupabaseParts, start_supabase_parts
 from monitor.demo.tokens import new_csrf_token
 from monitor.metrics import Metrics
 from monitor.runner import Runner
@@ -50,17 +51,20 @@ class Measured:
         return {name: r.outcome.value for name, r in self.results.items() if r.outcome.value != "ok"}
 
     def fired(self) -> set[Fired]:
-        return {Fired(a["alertname"], a["labels"]["check"], a["labels"].get("step", ""), a["labels"].get("table", ""))
-                for a in self.active}
+        return {Fired(a["alertname"], a["labels"]["check"], a["labels"].get("step", ""), a["labels"].get("table", ""),
+                      a["labels"].get("version", "")) for a in self.active}
 
 
 @contextlib.asynccontextmanager
-async def demo_backend(dsn: str) -> AsyncIterator[str]:
-    """The demo app on PostgreSQL at `dsn`, served in this event loop as `pam-monitor demo` serves it."""
+async def demo_backend(dsn: str, migrations_dir: Path) -> AsyncIterator[str]:
+    """The demo app on PostgreSQL at `dsn` (a database of this test's own, as the demo's own cluster is), with its
+    migrations in `migrations_dir` and its PostgREST stand-in, served in this event loop as `pam-monitor demo`
+    serves it."""
     await ensure_schema(dsn)
     store = PgSettingsStore(dsn)
+    supabase: SupabaseParts = await start_supabase_parts(dsn, migrations_dir)
     port = free_port()
-    server = build_server(create_demo_app(jwt_secret=SECRET, store=store), "127.0.0.1", port)
+    server = build_server(create_demo_app(jwt_secret=SECRET, store=store, supabase=supabase), "127.0.0.1", port)
     task = asyncio.get_running_loop().create_task(server.serve())
     try:
         await until_async(lambda: server.started or task.done(), what="the demo backend to start")
@@ -70,11 +74,12 @@ async def demo_backend(dsn: str) -> AsyncIterator[str]:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
         await store.aclose()
+        await supabase.aclose()
 
 
 def load_demo_config(tmp_path: Path, base_url: str, dsn: str) -> Config:
     document = demo_config(target=base_url, listen="127.0.0.1:0", state_dir=tmp_path / "state", interval=INTERVAL,
-                           with_db=True, alertmanager=None)
+                           with_db=True, alertmanager=None, migrations_dir=tmp_path / "migrations")
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return load_config(path, environ={SECRET_VAR: SECRET, CSRF_VAR: new_csrf_token(SECRET), DSN_VAR: dsn})
@@ -102,7 +107,8 @@ class Session:
 async def measure(tmp_path: Path, dsn: str, fault: str) -> Measured:
     """A demo session: all healthy, then `fault` for FAIL_ROUNDS rounds (measured), then healed: every alert
     must resolve within HEAL_ROUNDS rounds."""
-    async with demo_backend(dsn) as base_url, httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+    async with (demo_backend(dsn, tmp_path / "migrations") as base_url,
+                httpx.AsyncClient(base_url=base_url, timeout=5) as client):
         config = load_demo_config(tmp_path, base_url, dsn)
         clock = FakeClock()
         async with make_engine(config, clock=clock) as engine:

@@ -29,12 +29,17 @@ from tests.support.servers import free_port
 BASE_CHECKS = ["backend_health", "voice_health", "settings_get_unauth", "settings_put_unauth", "settings_journey",
                "settings_isolation"]
 DB_CHECKS = ["db_roundtrip", "db_as_user"]
+OWN_CLUSTER_CHECKS = ["db_migrations", "rest_api"]
 ENVIRON = {SECRET_VAR: "s" * 40, CSRF_VAR: "c.c", DSN_VAR: "postgresql://u@127.0.0.1:5432/d"}
 
 
 def write_config(tmp_path: Path, *, with_db: bool, alertmanager: str | None = None) -> Path:
+    # With the database, as on the demo's own cluster: its migrations directory too (the config loader wants it).
+    migrations = tmp_path / "migrations" if with_db else None
+    if migrations is not None:
+        migrations.mkdir(exist_ok=True)
     document = demo_config(target="http://127.0.0.1:8000", listen="127.0.0.1:9108", state_dir=tmp_path / "state",
-                           interval=5.0, with_db=with_db, alertmanager=alertmanager)
+                           interval=5.0, with_db=with_db, alertmanager=alertmanager, migrations_dir=migrations)
     path = tmp_path / "pam-monitor.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
@@ -54,17 +59,22 @@ def test_demo_config_without_db_is_valid_and_has_the_backend_checks(tmp_path: Pa
 
 def test_demo_config_with_db_adds_the_db_checks_on_the_seed_tables(tmp_path: Path) -> None:
     """With a database the config adds db_roundtrip (canary, RLS required) and db_as_user (as role authenticated,
-    identity monitor_user) on the seed tables, the DSN from $DSN_VAR."""
+    identity monitor_user) on the seed tables, the DSN from $DSN_VAR; with a migrations directory (the demo's own
+    cluster) also db_migrations on it and rest_api on monitor_fault_table, consulting the database target."""
     path = write_config(tmp_path, with_db=True, alertmanager="http://127.0.0.1:9093")
     config = load_config(path, environ=ENVIRON)
     by_name = {c.name: c for c in config.checks}
-    assert [*BASE_CHECKS, *DB_CHECKS] == list(by_name)
+    assert [*BASE_CHECKS, *DB_CHECKS, *OWN_CLUSTER_CHECKS] == list(by_name)
     db, as_user = by_name["db_roundtrip"], by_name["db_as_user"]
     assert (list(SEED_TABLES), True) == (list(getattr(db, "required_tables", [])), getattr(db, "require_rls", None))
     assert (list(SEED_TABLES), "authenticated", "monitor_user") == (
         list(getattr(as_user, "required_tables", [])), getattr(as_user, "as_role", None),
         getattr(as_user, "identity", None))
     assert 1 == len(config.alerts.sinks)
+    migrations, rest = by_name["db_migrations"], by_name["rest_api"]
+    assert (tmp_path / "migrations", ["monitor_fault_table"], "database") == (
+        getattr(getattr(migrations, "migrations", None), "dir", None), list(getattr(rest, "required_tables", [])),
+        getattr(rest, "database", None))
 
 
 def test_demo_config_has_the_design_journeys(tmp_path: Path) -> None:
@@ -133,8 +143,10 @@ def test_banner_exports_every_variable_of_the_config_quoted(tmp_path: Path) -> N
 def test_banner_without_db_marks_the_database_faults(tmp_path: Path) -> None:
     """Without a database the database faults get no curl line but a note, and no db check is named."""
     text = render(tmp_path, with_db=False)
-    assert ["revoke_grants", "rls_recursion"] == re.findall(r"# (\w+): .*\(needs the database", text)
+    assert ["revoke_grants", "rls_recursion", "unapplied_migration", "stale_schema_cache"] == re.findall(
+        r"# (\w+): .*\(needs the database", text)
     assert ("db_roundtrip" in text, "db_as_user" in text, DSN_VAR in text) == (False, False, False)
+    assert ("db_migrations" in text, "rest_api" in text) == (False, False)
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -204,11 +216,16 @@ def check_json(config: Path, env: dict[str, str], tmp_path: Path) -> tuple[int, 
 @pytest.mark.process
 def test_demo_with_database_url_the_banner_exports_drive_check(tmp_path: Path, seeded_db: SeededDb) -> None:
     """With --database-url the demo watches the db checks too (in its own schema); the banner's export lines are
-    enough for `pam-monitor check --config <its config>` in another process: all ok, then under settings_db_500 the
+    enough for `pam-monitor check --config <its config>` in another process (no db_migrations or rest_api there, one
+    line says why): all ok, then under settings_db_500 the
     anonymous checks stay ok while the journey fails at step read naming user_settings."""
     # A 4 s interval gives each check a 2 s timeout: `check` is a fresh process on a machine other suites share.
     with run_demo(tmp_path, "--database-url", seeded_db.dsn, interval="4s") as (demo, backend):
         assert "(--database-url), inside the schema pam_monitor_demo only" in demo.raw_logs()
+        # ...and without the checks and faults that would reach outside that schema (the config below has neither).
+        assert "db_migrations, rest_api and the unapplied_migration and stale_schema_cache faults are off" in (
+            demo.raw_logs())
+        assert "/_faults/stale_schema_cache\n" not in demo.raw_logs()
         demo.wait_for(lambda: set(outcomes(demo).values()) == {"ok"}, what="every check ok")
         exports = banner_exports(demo)
         assert [SECRET_VAR, CSRF_VAR, DSN_VAR] == list(exports)

@@ -209,7 +209,8 @@ def test_demo_refuses_a_foreign_schema_in_one_line(tmp_path: Path, app_db: str) 
 
 def test_without_the_role_the_config_and_banner_leave_the_role_parts_out(tmp_path: Path) -> None:
     """With no usable role the demo's config has no db_as_user and names its tables in its own schema, and the
-    banner offers no curl for the faults that need the role (it says why instead)."""
+    banner offers no curl for the faults that need the role (it says why instead); on a database the demo did not
+    create, db_migrations and rest_api are not configured and the own-cluster faults get a line saying why."""
     document = demo_config(target="http://127.0.0.1:8000", listen="127.0.0.1:9108", state_dir=tmp_path,
                            interval=5.0, with_db=True, alertmanager=None, schema=DEMO_SCHEMA, as_role=False)
     db_checks = {c["name"]: c for c in document["checks"] if c["kind"] == "db"}
@@ -217,6 +218,10 @@ def test_without_the_role_the_config_and_banner_leave_the_role_parts_out(tmp_pat
         list(db_checks), db_checks["db_roundtrip"]["required_tables"][0])
     text = banner(target="http://127.0.0.1:8000", listen="127.0.0.1:9108", config_path=tmp_path / "c.yaml",
                   db_line="db", interval=5.0, checks={c["name"] for c in document["checks"]}, with_db=True,
-                  exports={}, role_faults=False)
+                  exports={}, role_faults=False, cluster_faults=False)
     assert ([], 2) == ([f for f in ("revoke_grants", "rls_recursion") if f"/_faults/{f}\n" in text],
                        text.count("needs the role authenticated, not usable here"))
+    own_cluster = ("unapplied_migration", "stale_schema_cache")
+    assert ([], [], 2) == ([f for f in own_cluster if f"/_faults/{f}\n" in text],
+                           [c for c in ("db_migrations", "rest_api") if c in {c["name"] for c in document["checks"]}],
+                           text.count("changes objects outside the demo's schema"))

@@ -16,6 +16,7 @@ from monitor.demo.schema import (
     SEED_TABLES,
     SETTINGS_TABLE,
 )
+from monitor.demo.supabase import CLUSTER_FAULTS
 
 
 def test_seed_schema_statements_are_idempotent_ddl() -> None:
@@ -46,8 +47,9 @@ def test_role_schema_grants_and_polices_every_seed_table_for_authenticated() -> 
 
 
 def test_database_faults_are_the_table_faults_that_need_the_database() -> None:
-    """DATABASE_FAULTS holds DDL for exactly the faults marked needs_db, and rls_recursion's policy is the one
-    ROLE_SCHEMA drops."""
-    assert sorted(f.name for f in FAULTS if f.needs_db) == sorted(DATABASE_FAULTS)
+    """DATABASE_FAULTS holds DDL for exactly the faults marked needs_db outside the demo's own cluster (those are
+    CLUSTER_FAULTS, done by SupabaseParts), and rls_recursion's policy is the one ROLE_SCHEMA drops."""
+    assert sorted(f.name for f in FAULTS if f.needs_db and not f.own_cluster) == sorted(DATABASE_FAULTS)
+    assert sorted(f.name for f in FAULTS if f.own_cluster) == sorted(CLUSTER_FAULTS)
     assert any(f"CREATE POLICY {RECURSIVE_POLICY} ON public.{SETTINGS_TABLE}" in s
                for s in DATABASE_FAULTS["rls_recursion"])
