@@ -25,7 +25,7 @@ REGISTRY: Mapping[str, Kind[Any]] = MappingProxyType({
     "voice": _traced(voice.KIND),
     "db": db.KIND,
     "postgrest": _traced(postgrest.KIND),
-    "journey": _traced(dataclasses.replace(journey.KIND, per_step=True)),
+    "journey": _traced(journey.KIND),
     "tenant_isolation": _traced(tenant_isolation.KIND),
     "heartbeat": heartbeat.KIND,
 })

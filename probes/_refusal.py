@@ -44,9 +44,10 @@ _BLOCK = re.compile(
 # "Access denied" is also what an application's own owner check may say in JSON; only a page (HTML or text) saying
 # it is taken for a WAF's.
 _ACCESS_DENIED = re.compile(r"\baccess denied\b", re.IGNORECASE)
-_CSRF = re.compile(r"csrf|xsrf", re.IGNORECASE)
-_RATE = re.compile(r"rate.?limit|too many requests|throttl", re.IGNORECASE)
-_OWNER = re.compile(
+# Words that name the layer a refusal came from (also read by auth_contract's judgement of its variants).
+CSRF_WORDS = re.compile(r"csrf|xsrf", re.IGNORECASE)
+RATE_WORDS = re.compile(r"rate.?limit|too many requests|throttl", re.IGNORECASE)
+OWNER_WORDS = re.compile(
     r"owner|permission|forbidden|not allowed|access denied|insufficient|not authori[sz]ed to|does not belong|"
     r"cannot access|not your",
     re.IGNORECASE,
@@ -133,11 +134,11 @@ def layer(got: Fetched, *, own_token: bool = False) -> str | None:
         return "a blocker, WAF or gateway in front of the backend"
     if _header(got, b"www-authenticate").strip().lower().startswith("basic"):
         return "a gateway asking for Basic credentials"
-    if _CSRF.search(text):
+    if CSRF_WORDS.search(text):
         return "the CSRF middleware"
-    if got.status == 429 or _RATE.search(text):
+    if got.status == 429 or RATE_WORDS.search(text):
         return "a rate limiter"
-    if _OWNER.search(text):
+    if OWNER_WORDS.search(text):
         return "an owner (authorisation) check" + (", so the token was accepted" if own_token else "")
     return None
 

@@ -58,20 +58,25 @@ from probes._http import (
     status_list,
     wait_phrase,
 )
-from probes._refusal import REFUSAL_STATUSES, Learner, Shape, blocked, declared, foreign_refusal, layer, shape_of
+from probes._refusal import (
+    CSRF_WORDS,
+    OWNER_WORDS,
+    RATE_WORDS,
+    REFUSAL_STATUSES,
+    Learner,
+    Shape,
+    blocked,
+    declared,
+    foreign_refusal,
+    layer,
+    shape_of,
+)
 from probes.deps import Deps
 from probes.kind import Kind
 
 NO_TOKEN = "no_token"  # noqa: S105 - a details key, not a credential
 """The details key of the request sent without credentials; the forged ones use their variant name."""
 
-_CSRF = re.compile(r"csrf|xsrf", re.IGNORECASE)
-_RATE = re.compile(r"rate.?limit|too many requests|throttl", re.IGNORECASE)
-_OWNER = re.compile(
-    r"owner|permission|forbidden|not allowed|access denied|insufficient|not authori[sz]ed to|does not belong|"
-    r"cannot access|not your",
-    re.IGNORECASE,
-)
 _CSRF_ADVICE = (
     "refused by a CSRF layer before the auth layer: this check proves nothing about auth; send the CSRF header "
     "in `headers` or set expect.body_regex"
@@ -84,11 +89,11 @@ def _label(variant: str) -> str:
 
 def who_answered(text: str, variant: str) -> str | None:
     """Which layer a refusal body suggests answered, as a clause; None when the body does not say."""
-    if _CSRF.search(text):
+    if CSRF_WORDS.search(text):
         return "a CSRF middleware answered before the auth layer"
-    if _RATE.search(text):
+    if RATE_WORDS.search(text):
         return "a rate limiter answered, not the auth layer"
-    if _OWNER.search(text):
+    if OWNER_WORDS.search(text):
         if variant == NO_TOKEN:
             return "an authorisation (owner) check answered, not the auth layer"
         return "an authorisation (owner) check answered, so the token was accepted as valid"
@@ -376,7 +381,7 @@ def _refusal_bodies(run: _Run) -> ProbeResult | None:
                     f"{short_repr(got.excerpt())}" + _hint(got, name),
                     body_excerpt=got.excerpt(),
                 )
-        elif _CSRF.search(got.text()):
+        elif CSRF_WORDS.search(got.text()):
             return run.result(
                 Outcome.INVALID_RESPONSE,
                 f"{_label(name)} got {got.status} {short_repr(got.excerpt())}, {_CSRF_ADVICE}",

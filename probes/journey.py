@@ -306,4 +306,5 @@ KIND = Kind(
     # One request per step (for pacing under a target's max_rate), sent one after the other; with `cors` each
     # step's preflight too.
     requests=lambda check: len(check.steps) * (1 if check.cors is None else 2),
+    per_step=True,  # a failing step is an alert instance of its own (label `step`)
 )

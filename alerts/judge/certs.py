@@ -42,7 +42,8 @@ def expiring(config: Config, result: Result) -> tuple[str, float, float] | None:
     return None
 
 
-def _when(left: float) -> str:
+def expiry_phrase(left: float) -> str:
+    """'expires in 4.9 days' / 'expired 2.0 hours ago' for `left` seconds until an expiry (negative: past)."""
     days = abs(left) / 86400
     span = f"{days:.1f} days" if days >= 1 else f"{abs(left) / 3600:.1f} hours"
     return f"expired {span} ago" if left < 0 else f"expires in {span}"
@@ -67,7 +68,7 @@ def certificate_expiring(alertname: str, facts: Facts) -> list[Observation]:
         labels = identity_labels(config, check, alertname, band, facts.extra_labels)
         notes = build_annotations(result, RUNBOOK)
         who = tls.subject or "the server's certificate"
-        notes["summary"] = (f"TLS certificate {who} (issuer {tls.issuer or 'unknown'}) {_when(left)}, at "
+        notes["summary"] = (f"TLS certificate {who} (issuer {tls.issuer or 'unknown'}) {expiry_phrase(left)}, at "
                             f"{iso(earliest)}: under alerts.cert_{band} ({limit / 86400:g}d)")[:ANNOTATION_LIMIT]
         notes["expires_at"] = iso(earliest)
         notes["tls_version"] = tls.version_label

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from alerts.judge.certs import expiry_phrase
 from alerts.labels import ANNOTATION_LIMIT, alert_key, build_annotations, identity_labels
 from alerts.model import Observation, Signal
 from monitor.core.clock import iso
@@ -134,12 +135,6 @@ def expiring(config: Config, result: Result) -> tuple[str, float, str, float] | 
     return None
 
 
-def _when(left: float) -> str:
-    days = abs(left) / 86400
-    span = f"{days:.1f} days" if days >= 1 else f"{abs(left) / 3600:.1f} hours"
-    return f"expired {span} ago" if left < 0 else f"expires in {span}"
-
-
 def credential_expiring(alertname: str, facts: Facts) -> list[Observation]:
     """BAD for the band the check's earliest credential falls in, GOOD for the other band (or both when it is
     further away); nothing for a check that sends no readable credential."""
@@ -157,7 +152,7 @@ def credential_expiring(alertname: str, facts: Facts) -> list[Observation]:
         limit = config.alerts.credential_critical if band == "critical" else config.alerts.credential_warning
         labels = {**identity_labels(config, check, alertname, band, facts.extra_labels), "credential": name}
         notes = build_annotations(result, RUNBOOK)
-        notes["summary"] = (f"credential {name} (a JWT pam-monitor sends) {_when(left)}, at {iso(exp)}: under "
+        notes["summary"] = (f"credential {name} (a JWT pam-monitor sends) {expiry_phrase(left)}, at {iso(exp)}: under "
                             f"alerts.credential_{band} ({limit / 86400:g}d)")[:ANNOTATION_LIMIT]
         notes["expires_at"] = iso(exp)
         out.append(Observation(key, alertname, check.name, Signal.BAD, labels, notes))
