@@ -5,6 +5,7 @@ and a test that starts one without the mark fails) and the Hypothesis profile (n
 from __future__ import annotations
 
 import logging
+import platform
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +38,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         _spawned.append(f"{event} {what!s:.80}")
 
 
+# platform.processor() runs `uname -p` once per process, on first use, and caches it: whichever test asks first
+# (a library reading the platform) would be blamed for starting a process. Ask before the hook is installed.
+platform.processor()
 sys.addaudithook(_audit)  # an audit hook cannot be removed: it stays for the session, cheap for other events
 
 

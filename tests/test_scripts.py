@@ -178,12 +178,12 @@ def test_missing_image_tools_are_one_line_and_do_not_stop_the_suite(box: Sandbox
 
 
 def test_quick_runs_only_the_tests_that_start_no_process_and_needs_no_binaries(box: Sandbox) -> None:
-    """--quick passes -m "not process" (and the other arguments) to pytest and does not ask for the external
+    """--quick passes -m "not process" -n auto (and the other arguments) to pytest and does not ask for the external
     binaries, which only the process tests start."""
     box.remove(*[n for n in REQUIRED if n != "chromium"], *OPTIONAL, "apt-get")
     result = box.run("--quick", "-x")
     assert 0 == result.returncode, result.stderr
-    assert "venv-python -m pytest -m not process -x" == box.asked()[-1]
+    assert "venv-python -m pytest -m not process -n auto -x" == box.asked()[-1]
     assert "scripts/test: running the tests that start no process (--quick)" == result.stderr.splitlines()[-1]
 
 
